@@ -1,0 +1,49 @@
+# Two commands matter: `make run` (the mesh with its demo) and `make test` (the whole suite).
+# Both build the one virtual environment at .venv with the project installed in it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTOS := $(wildcard proto/referralmesh/v1/*.proto)
+GENERATED := generated/referralmesh/v1/.stamp
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test unit proto venv kafka-start kafka-stop clean bench-referral bench-region bench-escalation bench-e2e
+
+run: $(INSTALLED)
+	$(BIN)/mesh demo
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+unit: $(INSTALLED)
+	$(BIN)/python -m pytest tests/unit
+
+venv: $(INSTALLED)
+
+proto: $(GENERATED)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Python code is generated from proto/ at build time and never edited by hand.
+$(GENERATED): $(PROTOS) pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$$(grep -o '"grpcio-tools==[^"]*"' pyproject.toml | tr -d '"')"
+	rm -rf generated && mkdir -p generated/referralmesh/v1
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=generated --pyi_out=generated \
+		--grpc_python_out=generated $(PROTOS)
+	touch generated/referralmesh/__init__.py generated/referralmesh/v1/__init__.py $@
+
+$(INSTALLED): pyproject.toml $(GENERATED)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+kafka-start:
+	scripts/kafka.sh start
+
+kafka-stop:
+	scripts/kafka.sh stop
+
+clean:
+	rm -rf $(VENV) generated var .pytest_cache

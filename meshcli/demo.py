@@ -1,0 +1,177 @@
+"""`make run`: Kafka, the three services and a short scenario, printed step by step.
+
+Scenario: a client who has worked in salons in two regions without ever registering (bound
+nowhere) asks the exit programme in The Hague for help; it refers her to a shelter agency in
+Utrecht. The mesh names a responsible region at once and notifies everyone concerned.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import uuid
+
+from meshcli.client import ReferralClient, consent_for
+from meshcli.supervisor import Stack, kafka_answers, start_kafka, stop_kafka
+from meshcli.watch import EventWatcher
+from meshkernel.config import settings
+from meshkernel.kafka import prepare_kafka
+from meshkernel.topics import ASSIGNMENTS, NOTIFICATIONS, REFERRAL_EVENTS
+from referralmesh.v1 import common_pb2, events_pb2, referral_service_pb2 as api
+
+SENDER = "exit-the-hague"
+RECEIVER = "shelter-utrecht"
+STEP_TIMEOUT = 90.0
+
+
+class Narrator:
+    def __init__(self):
+        self.started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{elapsed:6.1f}s] {text}", flush=True)
+
+
+def demo_request(case_id: str) -> api.CreateReferralRequest:
+    facts = common_pb2.BindingFacts(
+        work=[
+            common_pb2.Period(municipality="GM0518", from_date="2025-03-01", to_date="2025-12-31"),
+            common_pb2.Period(municipality="GM0363", from_date="2026-01-15", to_date=""),
+        ],
+    )
+    return api.CreateReferralRequest(
+        request_key=f"demo-{case_id}",
+        case_id=case_id,
+        receiver_agency=RECEIVER,
+        need_domains=["shelter"],
+        urgency=common_pb2.URGENT,
+        languages=["es", "en"],
+        asked_in="GM0518",
+        facts=facts,
+        consent=consent_for(SENDER, RECEIVER),
+    )
+
+
+def run_demo() -> int:
+    config = settings()
+    narrator = Narrator()
+    env = dict(os.environ)
+    started_kafka = False
+    if "KAFKA_BOOTSTRAP" not in os.environ:
+        if not kafka_answers(env):
+            narrator.say("starting Apache Kafka (first run downloads the broker jars)")
+            start_kafka(env)
+            started_kafka = True
+        else:
+            narrator.say(f"reusing the Kafka broker at {config.kafka_bootstrap}")
+    prepare_kafka(config, "demo")
+
+    stack = Stack(env=env, log_dir=config.state_dir / "logs")
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        for service in ("referral", "region", "notify"):
+            stack.start(service)
+        narrator.say(f"started the referral, region and notify services (logs in {stack.log_dir})")
+        _print_endpoints(config)
+        _play(config, narrator, stack)
+        narrator.say("demo complete; the mesh keeps running. Press Ctrl-C to stop everything.")
+        while not stopping:
+            crashed = stack.crashed()
+            if crashed:
+                narrator.say(f"service stopped unexpectedly: {', '.join(crashed)} (see its log)")
+                return 1
+            time.sleep(0.5)
+        return 0
+    except _DemoFailed as failure:
+        narrator.say(f"demo failed: {failure}")
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        narrator.say("stopping the services")
+        stack.stop_all()
+        if started_kafka:
+            stop_kafka(env)
+        narrator.say("stopped; no process left behind")
+
+
+class _DemoFailed(Exception):
+    pass
+
+
+def _print_endpoints(config) -> None:
+    print("", flush=True)
+    print("  user-facing endpoints", flush=True)
+    print(f"    referral gRPC API      {config.referral_grpc_address}  (health + reflection: "
+          f"grpcurl -plaintext {config.referral_grpc_address} list)", flush=True)
+    print(f"    notifications (HTTP)   http://127.0.0.1:{config.notify_web_port}/notifications", flush=True)
+    print(f"    region health (HTTP)   http://127.0.0.1:{config.region_web_port}/health", flush=True)
+    print(f"    Kafka bootstrap        {config.kafka_bootstrap}", flush=True)
+    print("", flush=True)
+
+
+def _play(config, narrator: Narrator, stack: Stack) -> None:
+    case_id = f"case-{uuid.uuid4().hex[:12]}"
+    client = ReferralClient(config.referral_grpc_address, SENDER)
+    watcher = EventWatcher(config, [REFERRAL_EVENTS, ASSIGNMENTS, NOTIFICATIONS])
+    try:
+        client.wait_until_ready(timeout=60)
+        narrator.say(
+            f"{SENDER}: a client asks for help in The Hague (GM0518). She has worked in salons in "
+            "The Hague and Amsterdam but never registered anywhere: no regional binding."
+        )
+        referral = client.create(demo_request(case_id))
+        narrator.say(
+            f"{SENDER} -> CreateReferral to {RECEIVER}: referral {referral.referral_id} "
+            f"for case {case_id}, status {common_pb2.ReferralStatus.Name(referral.status)}"
+        )
+        expected = {"referral": 1, "assignment": 1, "notification": 3}
+        seen = {kind: 0 for kind in expected}
+        for topic, envelope in watcher.events({case_id}, timeout=STEP_TIMEOUT):
+            kind = envelope.WhichOneof("payload")
+            seen[kind] = seen.get(kind, 0) + 1
+            narrator.say(_describe(topic, envelope))
+            if all(seen[name] >= count for name, count in expected.items()):
+                return
+            if stack.crashed():
+                raise _DemoFailed(f"service stopped: {', '.join(stack.crashed())}")
+        raise _DemoFailed(f"not every step arrived within {STEP_TIMEOUT:.0f}s (seen {seen})")
+    finally:
+        watcher.close()
+        client.close()
+
+
+def _describe(topic: str, envelope) -> str:
+    kind = envelope.WhichOneof("payload")
+    if kind == "referral":
+        event = envelope.referral
+        return f"Kafka {topic}: {event.event_type} (version {event.version}, {event.sender} -> {event.receiver})"
+    if kind == "assignment":
+        event = envelope.assignment
+        handover = f", handover proposed to {event.handover_to}" if event.handover_to else ""
+        lines = [
+            f"Kafka {topic}: region service names {event.responsible_region} responsible "
+            f"(rule {event.rule}, bound nowhere: {event.bound_nowhere}{handover})",
+        ]
+        for language in ("en", "es"):
+            if language in event.explanation:
+                lines.append(f"          explanation for the client ({language}): {event.explanation[language]}")
+        return "\n".join(lines)
+    if kind == "notification":
+        event = envelope.notification
+        audience = events_pb2.Audience.Name(event.audience)
+        return (f"Kafka {topic}: notify service -> {audience} {event.recipient}: "
+                f"{event.template} (responsible region {event.responsible_region})")
+    return f"Kafka {topic}: {kind}"
+
+
+if __name__ == "__main__":
+    sys.exit(run_demo())

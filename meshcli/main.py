@@ -1,0 +1,114 @@
+"""The `mesh` command: run services, play the demo, resolve regions, work with referrals."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from google.protobuf import json_format
+
+TRANSITIONS = {
+    "acknowledge": "Acknowledge", "accept": "Accept", "decline": "Decline", "start": "Start",
+    "complete": "Complete", "cancel": "Cancel", "contact-lost": "ReportContactLost", "forward": "Forward",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mesh", description="Referral mesh command line.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=("referral", "region", "notify"))
+
+    commands.add_parser("demo", help="start Kafka and the mesh, then play the demo scenario")
+
+    region = commands.add_parser("region", help="region-binding resolver")
+    region_commands = region.add_subparsers(dest="region_command", required=True)
+    resolve = region_commands.add_parser("resolve", help="dry run: who is responsible, and where is help best?")
+    resolve.add_argument("args", nargs=argparse.REMAINDER)
+
+    referral = commands.add_parser("referral", help="work with referrals as an agency")
+    referral.add_argument("--address", default=None, help="referral service address (default from config)")
+    referral.add_argument("--agency", required=True, help="acting agency id (development identity)")
+    referral_commands = referral.add_subparsers(dest="referral_command", required=True)
+    create = referral_commands.add_parser("create", help="create from a JSON CreateReferralRequest")
+    create.add_argument("file", help="JSON file, or - for standard input")
+    get = referral_commands.add_parser("get", help="show one referral")
+    get.add_argument("referral_id")
+    for name in TRANSITIONS:
+        step = referral_commands.add_parser(name, help=f"{name} a referral")
+        step.add_argument("referral_id")
+        step.add_argument("--version", type=int, required=True, help="the version you last saw")
+        if name == "decline":
+            step.add_argument("--reason", required=True, help="e.g. NO_CAPACITY")
+        if name == "complete":
+            step.add_argument("--outcome", required=True, help="e.g. HELPED")
+        if name == "forward":
+            step.add_argument("--to", required=True, dest="next_receiver")
+    return parser
+
+
+def _referral_command(options) -> int:
+    import grpc
+
+    from meshcli.client import ReferralClient
+    from meshkernel.config import settings
+    from referralmesh.v1 import common_pb2, referral_service_pb2 as api
+
+    client = ReferralClient(options.address or settings().referral_grpc_address, options.agency)
+    try:
+        if options.referral_command == "create":
+            source = sys.stdin if options.file == "-" else open(options.file, encoding="utf-8")
+            request = json_format.Parse(source.read(), api.CreateReferralRequest())
+            result = client.create(request)
+        elif options.referral_command == "get":
+            result = client.get(options.referral_id)
+        else:
+            fields = {}
+            if options.referral_command == "decline":
+                name = options.reason.upper()
+                fields["reason"] = common_pb2.DeclineReason.Value(
+                    name if name in common_pb2.DeclineReason.keys() else f"DECLINE_{name}")
+            if options.referral_command == "complete":
+                name = options.outcome.upper()
+                fields["outcome"] = common_pb2.Outcome.Value(
+                    name if name in common_pb2.Outcome.keys() else f"OUTCOME_{name}")
+            if options.referral_command == "forward":
+                fields["next_receiver"] = options.next_receiver
+            result = client.transition(
+                TRANSITIONS[options.referral_command], options.referral_id, options.version, **fields)
+    except grpc.RpcError as error:
+        print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(json.dumps(json_format.MessageToDict(result), indent=2, ensure_ascii=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    if options.command == "serve":
+        if options.service == "referral":
+            from services.referral.main import run
+        elif options.service == "region":
+            from services.region.main import run
+        else:
+            from services.notify.main import run
+        run()
+        return 0
+    if options.command == "demo":
+        from meshcli.demo import run_demo
+
+        return run_demo()
+    if options.command == "region":
+        from services.region.cli import run_resolve
+
+        return run_resolve(options.args, sys.stdin, sys.stdout, sys.stderr)
+    if options.command == "referral":
+        return _referral_command(options)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Starts and stops the local stack (Kafka through its script, services as child processes).
+
+Each child runs in its own process group so that stopping it also stops anything it
+spawned, and nothing is left behind after Ctrl-C.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meshkernel.config import PROJECT_ROOT
+
+KAFKA_SCRIPT = PROJECT_ROOT / "scripts" / "kafka.sh"
+
+
+def kafka_answers(env: dict[str, str] | None = None) -> bool:
+    return subprocess.run([str(KAFKA_SCRIPT), "status"], env=env, capture_output=True).returncode == 0
+
+
+def start_kafka(env: dict[str, str] | None = None) -> None:
+    subprocess.run([str(KAFKA_SCRIPT), "start"], env=env, check=True)
+
+
+def stop_kafka(env: dict[str, str] | None = None) -> None:
+    subprocess.run([str(KAFKA_SCRIPT), "stop"], env=env, check=False)
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    log_dir: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self, service: str) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.log_dir / f"{service}.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "meshcli.main", "serve", service],
+            env=self.env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=PROJECT_ROOT, start_new_session=True,
+        )
+        log_file.close()
+        self.processes[service] = process
+        return process
+
+    def stop(self, service: str, timeout: float = 20.0) -> None:
+        process = self.processes.pop(service, None)
+        if process is None or process.poll() is not None:
+            return
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+
+    def kill(self, service: str) -> None:
+        """Stop without any chance to clean up, as a crash would."""
+        process = self.processes.pop(service)
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for service in reversed(list(self.processes)):
+            self.stop(service)
+
+    def crashed(self) -> list[str]:
+        return [name for name, process in self.processes.items() if process.poll() is not None]
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

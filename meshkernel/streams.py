@@ -1,0 +1,93 @@
+"""Faust wiring shared by the stream-processing services: app, topics, dead letters.
+
+Records on mesh topics are protobuf bytes, so topics use the raw serializer and each agent
+decodes with meshkernel.envelope; what cannot be decoded goes to the dead-letter topic.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+import faust
+
+from meshkernel import topics as declared
+from meshkernel.config import MeshSettings
+from meshkernel.envelope import MalformedEvent, decode
+from referralmesh.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+
+def make_app(service: str, config: MeshSettings, *, web_port: int | None = None) -> faust.App:
+    return faust.App(
+        f"{config.topic_prefix}referral-mesh-{service}",
+        broker=f"kafka://{config.kafka_bootstrap}",
+        store="memory://",  # tables are rebuilt from their changelog topics on start
+        topic_partitions=config.topic_partitions,
+        topic_replication_factor=config.topic_replication,
+        # Tables and offsets must survive restarts; Kafka keeps them, the worker keeps nothing.
+        processing_guarantee="at_least_once",
+        web_enabled=web_port is not None,
+        web_port=web_port or 6066,
+        web_bind="127.0.0.1",
+        datadir=str(config.state_dir / f"{config.topic_prefix}{service}-data"),
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        loghandlers=[],
+    )
+
+
+def topic(app: faust.App, config: MeshSettings, spec: declared.TopicSpec) -> faust.TopicT:
+    return app.topic(
+        config.topic(spec.base_name),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=config.topic_partitions,
+    )
+
+
+class DeadLetters:
+    """Sends a record that a consumer could not process to the dead-letter topic, with the reason."""
+
+    def __init__(self, app: faust.App, config: MeshSettings, consumer: str):
+        self.topic = topic(app, config, declared.DEAD_LETTERS)
+        self.consumer = consumer
+
+    async def send(self, event: faust.types.EventT, reason: str) -> None:
+        message = event.message
+        letter = events_pb2.DeadLetter(
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            reason=reason,
+            consumer=self.consumer,
+            key=event.key or b"",
+            value=event.value or b"",
+        )
+        letter.failed_at.FromDatetime(datetime.now(timezone.utc))
+        # Never log the payload: it may be anything, including what should not be there.
+        log.warning(
+            "dead-lettered a record",
+            extra={"topic": message.topic, "partition": message.partition,
+                   "offset": message.offset, "reason": reason, "consumer": self.consumer},
+        )
+        await self.topic.send(key=event.key or b"", value=letter.SerializeToString())
+
+
+async def decoded_events(stream, dead_letters: DeadLetters, *, expect: str):
+    """Yield (faust event, envelope) for every valid record; dead-letter the rest and go on."""
+    async for event in stream.events():
+        try:
+            envelope = decode(event.value, expect=expect)
+        except MalformedEvent as problem:
+            await dead_letters.send(event, str(problem))
+            continue
+        yield event, envelope
+
+
+def run_worker(app: faust.App, config: MeshSettings) -> None:
+    """Run a Faust worker in the foreground until SIGINT/SIGTERM."""
+    worker = faust.Worker(app, loglevel=config.log_level.lower(), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Local Apache Kafka (KRaft, single node on loopback) without Docker.
+#
+#   scripts/kafka.sh fetch    download the pinned broker jars from Maven Central into the cache
+#   scripts/kafka.sh start    fetch if needed, format storage once, start, wait until it answers
+#   scripts/kafka.sh stop     stop the broker this script started (SIGTERM, then SIGKILL)
+#   scripts/kafka.sh status   say whether a broker answers on the bootstrap address
+#   scripts/kafka.sh version  print the pinned Kafka version
+#
+# A broker already answering on the address is reused, never started twice. With
+# KAFKA_BOOTSTRAP=host:port set, the project uses that external cluster and this
+# script starts nothing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HERE="$ROOT/scripts/kafka"
+CACHE="${MESH_CACHE_DIR:-$ROOT/.cache}/kafka"
+PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+STATE="$CACHE/node-$PORT"
+JARS="$CACHE/jars"
+PIDFILE="$STATE/broker.pid"
+START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+
+say() { echo "kafka: $*" >&2; }
+
+kafka_version() {
+    sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/pom.xml"
+}
+
+port_answers() {  # host port
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+fetch() {
+    local version stamp
+    version="$(kafka_version)"
+    # The stamp follows the whole pom, so any change of pins fetches again.
+    stamp="$JARS/.pom-$(sha256sum "$HERE/pom.xml" | cut -c1-16)"
+    if [[ -f "$stamp" ]]; then
+        return 0
+    fi
+    command -v mvn >/dev/null || { say "Maven (mvn) is needed to fetch Kafka $version"; exit 1; }
+    command -v java >/dev/null || { say "Java 17+ is needed to run Kafka $version"; exit 1; }
+    say "fetching Apache Kafka $version jars from Maven Central into $JARS"
+    rm -rf "$JARS" && mkdir -p "$JARS"
+    mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
+        -DoutputDirectory="$JARS" -DincludeScope=runtime
+    touch "$stamp"
+}
+
+JAVA_ARGS=(-Xms256m -Xmx768m -XX:+UseG1GC
+    "-Dlog4j2.configurationFile=$HERE/log4j2.properties"
+    "-Dkafka.logs.dir=$STATE/logs" -cp "$JARS/*")
+
+configure() {
+    mkdir -p "$STATE/logs" "$STATE/data"
+    sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+        -e "s|@DATA_DIR@|$STATE/data|g" \
+        "$HERE/server.properties.template" > "$STATE/server.properties"
+    if [[ ! -f "$STATE/data/meta.properties" ]]; then
+        local cluster_id
+        cluster_id="$(java "${JAVA_ARGS[@]}" kafka.tools.StorageTool random-uuid | tail -1)"
+        java "${JAVA_ARGS[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
+            -c "$STATE/server.properties" >/dev/null
+        say "formatted storage in $STATE/data (cluster $cluster_id)"
+    fi
+}
+
+running_pid() {
+    [[ -f "$PIDFILE" ]] || return 1
+    local pid
+    pid="$(cat "$PIDFILE")"
+    kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+start() {
+    if [[ -n "${KAFKA_BOOTSTRAP:-}" ]]; then
+        say "using external cluster at $KAFKA_BOOTSTRAP; nothing to start"
+        return 0
+    fi
+    if port_answers 127.0.0.1 "$PORT"; then
+        say "reusing the broker already answering on 127.0.0.1:$PORT"
+        return 0
+    fi
+    fetch
+    configure
+    say "starting Kafka $(kafka_version) on 127.0.0.1:$PORT (logs: $STATE/logs)"
+    # Its own session, so a Ctrl-C in the terminal reaches the broker only through
+    # 'stop', which waits for a clean shutdown.
+    setsid java "${JAVA_ARGS[@]}" kafka.Kafka "$STATE/server.properties" \
+        >"$STATE/logs/stdout.log" 2>&1 </dev/null &
+    echo $! > "$PIDFILE"
+    local waited=0
+    until port_answers 127.0.0.1 "$PORT"; do
+        if ! running_pid >/dev/null; then
+            say "the broker exited during start; last lines of its log:"
+            tail -20 "$STATE/logs/stdout.log" "$STATE/logs/server.log" 2>/dev/null >&2 || true
+            exit 1
+        fi
+        if (( waited >= START_TIMEOUT * 5 )); then
+            say "no answer on 127.0.0.1:$PORT after ${START_TIMEOUT}s; see $STATE/logs"
+            exit 1
+        fi
+        sleep 0.2
+        waited=$((waited + 1))
+    done
+    say "ready on 127.0.0.1:$PORT"
+}
+
+stop() {
+    local pid
+    if ! pid="$(running_pid)"; then
+        rm -f "$PIDFILE"
+        return 0
+    fi
+    say "stopping the broker (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; say "stopped"; return 0; }
+        sleep 0.2
+    done
+    say "no clean stop within 30s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$PIDFILE"
+}
+
+status() {
+    local address="${KAFKA_BOOTSTRAP:-127.0.0.1:$PORT}"
+    if port_answers "${address%:*}" "${address##*:}"; then
+        echo "kafka answers on $address"
+    else
+        echo "no kafka on $address"
+        return 1
+    fi
+}
+
+case "${1:-}" in
+    fetch) fetch ;;
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    version) kafka_version ;;
+    *) echo "usage: $0 fetch|start|stop|status|version" >&2; exit 2 ;;
+esac

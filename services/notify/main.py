@@ -1,0 +1,17 @@
+"""Entry point of the notify service: `mesh serve notify`."""
+from __future__ import annotations
+
+from meshkernel.config import settings
+from meshkernel.kafka import prepare_kafka
+from meshkernel.logs import setup_logging
+from meshkernel.streams import run_worker
+from meshkernel.tracing import setup_tracing
+from services.notify.adapters.streams import SERVICE, build_app
+
+
+def run() -> None:
+    config = settings()
+    setup_logging(SERVICE, config.log_level)
+    setup_tracing(SERVICE, environment=config.environment)
+    prepare_kafka(config, SERVICE)
+    run_worker(build_app(config), config)

@@ -1,0 +1,84 @@
+"""Publishes committed outbox rows to Kafka, oldest first, and only then marks them published.
+
+A crash between publish and mark sends a row again after restart: at-least-once, and every
+receiver deduplicates by event id. The producer is idempotent with acks=all, so retries
+inside one run neither duplicate nor reorder a partition.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+
+from meshkernel import envelope as envelopes
+from services.referral.adapters.storage import ReferralStore
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    def __init__(self, store: ReferralStore, bootstrap: str, *, batch_size: int = 500, idle_poll: float = 0.5):
+        self.store = store
+        self.bootstrap = bootstrap
+        self.batch_size = batch_size
+        self.idle_poll = idle_poll
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self.published_total = 0
+
+    def wake(self) -> None:
+        """Called after a commit so the event leaves now instead of at the next poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id="referral-outbox-relay",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                published = await self.publish_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # keep relaying; the row stays and is tried again
+                log.warning("outbox relay could not publish: %s", type(error).__name__)
+                published = 0
+                await asyncio.sleep(1.0)
+            if published < self.batch_size:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+
+    async def publish_pending(self) -> int:
+        assert self._producer is not None, "start() first"
+        batch = await asyncio.to_thread(self.store.unpublished, self.batch_size)
+        if not batch:
+            return 0
+        deliveries = []
+        for _position, record in batch:
+            parsed = envelopes.decode(record.value)
+            deliveries.append(
+                await self._producer.send(
+                    record.topic,
+                    key=record.key.encode(),
+                    value=record.value,
+                    headers=envelopes.kafka_headers(parsed),
+                )
+            )
+        await asyncio.gather(*deliveries)
+        await asyncio.to_thread(self.store.mark_published, [position for position, _ in batch])
+        self.published_total += len(batch)
+        return len(batch)

@@ -1,0 +1,78 @@
+"""Relational schema of the referral service (the Alembic migrations create exactly this)."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+)
+
+metadata = MetaData()
+
+referrals = Table(
+    "referrals",
+    metadata,
+    Column("referral_id", String(64), primary_key=True),
+    Column("case_id", String(128), nullable=False, index=True),
+    Column("sender", String(64), nullable=False, index=True),
+    Column("receiver", String(64), nullable=False, index=True),
+    Column("pending_receiver", String(64), nullable=True, index=True),
+    Column("status", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("asked_in", String(16), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The whole domain snapshot; the columns above exist for filtering and concurrency checks.
+    Column("document", JSON, nullable=False),
+    # Binding facts and the sealed contact travel on to the region and notify services.
+    Column("facts", JSON, nullable=False),
+    Column("contact_key_id", String(64), nullable=True),
+    Column("contact_ciphertext", LargeBinary, nullable=True),
+)
+
+request_keys = Table(
+    "request_keys",
+    metadata,
+    Column("sender", String(64), primary_key=True),
+    Column("request_key", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("referral_id", String(64), nullable=False),
+)
+
+# Events wait here, written in the same transaction as the change they describe.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("topic", String(255), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Index("ix_outbox_unpublished", "published_at", "position"),
+)
+
+# Append-only in the spirit of NEN 7513; the service has no code path that updates or deletes.
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("entry_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("case_id", String(128), nullable=True, index=True),
+    Column("referral_id", String(64), nullable=True),
+    Column("organisation", String(64), nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("on_behalf_of", String(128), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("outcome", String(32), nullable=False),
+)
+
+ALL_TABLES = (referrals, request_keys, outbox, access_log)

@@ -1,0 +1,88 @@
+"""Entry point of the referral service: `mesh serve referral`.
+
+One process runs the gRPC API and the outbox relay; SIGINT/SIGTERM stop both cleanly.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from meshkernel.config import MeshSettings, settings
+from meshkernel.kafka import prepare_kafka
+from meshkernel.logs import setup_logging
+from meshkernel.tracing import setup_tracing
+from referralmesh.v1 import referral_service_pb2, referral_service_pb2_grpc
+from services.referral.adapters.grpc_api import ReferralApi
+from services.referral.adapters.outbox_relay import OutboxRelay
+from services.referral.adapters.storage import ReferralStore, make_engine, migrate
+from services.referral.application import ReferralUseCases
+from services.referral.domain import load_directory
+
+SERVICE = "referral"
+log = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 256 * 1024  # a referral is small; anything larger is refused
+
+
+async def serve(config: MeshSettings) -> None:
+    engine = make_engine(config.database_url)
+    migrate(engine)
+    store = ReferralStore(engine)
+    directory = load_directory(config.agency_directory_path)
+    await asyncio.to_thread(prepare_kafka, config, SERVICE)
+
+    relay = OutboxRelay(store, config.kafka_bootstrap)
+    await relay.start()
+    use_cases = ReferralUseCases(store, config, directory)
+    loop = asyncio.get_running_loop()
+    use_cases.on_commit = lambda: loop.call_soon_threadsafe(relay.wake)
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+        ]
+    )
+    referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
+        ReferralApi(use_cases, allow_dev_identity=config.dev_identity), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service_name = referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name
+    reflection.enable_server_reflection((service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    server.add_insecure_port(config.referral_grpc_address)
+    await server.start()
+    for name in ("", service_name):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("referral service listening", extra={"address": config.referral_grpc_address})
+
+    relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+    stopping = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+
+    log.info("referral service stopping")
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=5)
+    relay_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await relay_task
+    try:
+        await relay.publish_pending()  # what committed before the stop leaves now, if it can
+    except Exception:
+        pass
+    await relay.stop()
+    engine.dispose()
+
+
+def run() -> None:
+    config = settings()
+    setup_logging(SERVICE, config.log_level)
+    setup_tracing(SERVICE, environment=config.environment)
+    asyncio.run(serve(config))
