@@ -28,7 +28,10 @@ class ReferralClient:
         return self.stub.GetReferral(api.GetReferralRequest(referral_id=referral_id), metadata=self.metadata, timeout=10)
 
     def transition(self, method: str, referral_id: str, expected_version: int, **fields) -> api.Referral:
-        request_types = {"Decline": api.DeclineRequest, "Complete": api.CompleteRequest, "Forward": api.ForwardRequest}
+        request_types = {
+            "Decline": api.DeclineRequest, "Complete": api.CompleteRequest,
+            "Fail": api.CompleteRequest, "Forward": api.ForwardRequest,
+        }
         request = request_types.get(method, api.TransitionRequest)(
             referral_id=referral_id, expected_version=expected_version, **fields
         )

@@ -10,6 +10,7 @@ from google.protobuf import json_format
 TRANSITIONS = {
     "acknowledge": "Acknowledge", "accept": "Accept", "decline": "Decline", "start": "Start",
     "complete": "Complete", "cancel": "Cancel", "contact-lost": "ReportContactLost", "forward": "Forward",
+    "fail": "Fail",
 }
 
 
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         step.add_argument("--version", type=int, required=True, help="the version you last saw")
         if name == "decline":
             step.add_argument("--reason", required=True, help="e.g. NO_CAPACITY")
-        if name == "complete":
+        if name in ("complete", "fail"):
             step.add_argument("--outcome", required=True, help="e.g. HELPED")
         if name == "forward":
             step.add_argument("--to", required=True, dest="next_receiver")
@@ -69,7 +70,7 @@ def _referral_command(options) -> int:
                 name = options.reason.upper()
                 fields["reason"] = common_pb2.DeclineReason.Value(
                     name if name in common_pb2.DeclineReason.keys() else f"DECLINE_{name}")
-            if options.referral_command == "complete":
+            if options.referral_command in ("complete", "fail"):
                 name = options.outcome.upper()
                 fields["outcome"] = common_pb2.Outcome.Value(
                     name if name in common_pb2.Outcome.keys() else f"OUTCOME_{name}")

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def make_app(service: str, config: MeshSettings, *, web_port: int | None = None) -> faust.App:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         f"{config.topic_prefix}referral-mesh-{service}",
         broker=f"kafka://{config.kafka_bootstrap}",

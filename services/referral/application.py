@@ -155,7 +155,7 @@ class ReferralUseCases:
         referral = referral_from_dict(stored.document)
         if not can_read(referral, caller.agency_id):
             self.store.record_access(self._access(caller, "referral.read", referral, "denied"))
-            raise NotPermitted(f"{caller.agency_id} is not a party to referral {referral_id}")
+            raise NotPermitted(f"{caller.agency_id} is not a party to referral {referral_id}", party=False)
         self.store.record_access(self._access(caller, "referral.read", referral, "read"))
         return referral
 

@@ -59,6 +59,10 @@ def to_outbox(
         decline_reason=proto_enum(common_pb2.DeclineReason, event.decline_reason, "DECLINE_"),
         outcome=proto_enum(common_pb2.Outcome, event.outcome, "OUTCOME_"),
         cancel_reason=proto_enum(common_pb2.CancelReason, event.cancel_reason),
+        holder=event.holder,
+        previous_holder=event.previous_holder or "",
+        handover=event.handover,
+        addressee=event.addressee or "",
     )
     if contact is not None and contact.ciphertext:
         payload.contact.CopyFrom(contact)

@@ -68,6 +68,7 @@ def referral_to_proto(referral: Referral, asked_in: str = "") -> api.Referral:
         decline_reason=proto_enum(common_pb2.DeclineReason, referral.decline_reason, "DECLINE_"),
         outcome=proto_enum(common_pb2.Outcome, referral.outcome, "OUTCOME_"),
         cancel_reason=proto_enum(common_pb2.CancelReason, referral.cancel_reason),
+        holder=referral.holder,
     )
     message.created_at.FromDatetime(referral.created_at)
     message.updated_at.FromDatetime(referral.updated_at)
@@ -88,6 +89,9 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
             return await asyncio.to_thread(call, caller, *args)
         except tuple(error for error, _ in _STATUS_FOR_ERROR) as error:
             status = next(code for kind, code in _STATUS_FOR_ERROR if isinstance(error, kind))
+            if isinstance(error, NotPermitted) and not error.details.get("party", True):
+                # A stranger learns nothing, not even that the referral exists.
+                await context.abort(grpc.StatusCode.NOT_FOUND, "no such referral")
             await context.abort(status, _describe(error))
 
     async def CreateReferral(self, request: api.CreateReferralRequest, context):
@@ -147,6 +151,10 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
 
     async def ReportContactLost(self, request, context):
         return await self._transition(context, request, Action.REPORT_CONTACT_LOST)
+
+    async def Fail(self, request, context):
+        outcome = _domain_code(common_pb2.Outcome, request.outcome, "OUTCOME_")
+        return await self._transition(context, request, Action.FAIL, outcome=outcome)
 
     async def Forward(self, request, context):
         return await self._transition(context, request, Action.FORWARD, new_receiver=request.next_receiver or None)

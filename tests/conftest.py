@@ -1,0 +1,66 @@
+"""Shared test set-up: a real Kafka broker for the tests that need one.
+
+The broker comes from scripts/kafka.sh (reused when one already answers; stopped at the
+end only if this session started it). KAFKA_BOOTSTRAP=host:port uses an external cluster.
+Each test run gets its own topic prefix, so runs never see each other's events.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+from meshcli.supervisor import kafka_answers, start_kafka, stop_kafka
+from meshkernel.config import MeshSettings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    external = os.environ.get("KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    started = False
+    if not kafka_answers():
+        start_kafka()
+        started = True
+    yield "127.0.0.1:" + os.environ.get("KAFKA_PORT", "9092")
+    if started:
+        stop_kafka()
+
+
+@pytest.fixture
+def isolated_env(kafka_bootstrap, tmp_path) -> dict[str, str]:
+    """Environment for a private mesh: own topics, database, state folder and ports."""
+    env = dict(os.environ)
+    env.update({
+        "KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'referral.db'}",
+        "MESH_STATE_DIR": str(tmp_path / "state"),
+        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MESH_NOTIFY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MESH_REGION_WEB_PORT": str(free_port()),
+        "MESH_NOTIFY_WEB_PORT": str(free_port()),
+    })
+    return env
+
+
+def settings_from(env: dict[str, str]) -> MeshSettings:
+    keys = {key: value for key, value in env.items() if key.startswith(("MESH_", "KAFKA_", "DATABASE_"))}
+    saved = dict(os.environ)
+    try:
+        os.environ.update(keys)
+        return MeshSettings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

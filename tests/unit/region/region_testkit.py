@@ -1,0 +1,74 @@
+"""Shared helpers for the region resolver tests (a plain module: this test folder has no
+__init__.py, so pytest puts it on sys.path and the unique name avoids clashes)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from services.region.domain import (
+    BindingFacts,
+    ResidencePeriod,
+    ResolutionRequest,
+    WorkPeriod,
+    load_policy,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+SHIPPED_CONFIG = REPO / "services" / "region" / "config" / "regions.yaml"
+SHIPPED = load_policy(SHIPPED_CONFIG)
+
+AMSTERDAM, ROTTERDAM, DEN_HAAG, UTRECHT, GRONINGEN, EINDHOVEN = (
+    "GM0363", "GM0599", "GM0518", "GM0344", "GM0014", "GM0772",
+)
+DECIDED = date(2026, 11, 1)
+
+
+def shipped_data() -> dict:
+    """A fresh, mutable copy of the shipped configuration as plain data."""
+    return copy.deepcopy(yaml.safe_load(SHIPPED_CONFIG.read_text(encoding="utf-8")))
+
+
+def lived(municipality: str, start: str, end: str | None = None, registered: bool = True) -> ResidencePeriod:
+    return ResidencePeriod(municipality, date.fromisoformat(start), date.fromisoformat(end) if end else None, registered)
+
+
+def worked(municipality: str, start: str, end: str | None = None) -> WorkPeriod:
+    return WorkPeriod(municipality, date.fromisoformat(start), date.fromisoformat(end) if end else None)
+
+
+def request(
+    asked_in: str = AMSTERDAM,
+    service: str = "shelter",
+    *,
+    residence=(),
+    work=(),
+    grew_up_in=(),
+    family_in=(),
+    current_region: str | None = None,
+    decision_date: date = DECIDED,
+) -> ResolutionRequest:
+    return ResolutionRequest(
+        asked_in=asked_in,
+        service=service,
+        decision_date=decision_date,
+        current_region=current_region,
+        facts=BindingFacts(residence=tuple(residence), grew_up_in=tuple(grew_up_in), family_in=tuple(family_in), work=tuple(work)),
+    )
+
+
+EXAMPLE_INPUT = {
+    "asked_in": "GM0363",
+    "service": "shelter",
+    "decision_date": "2026-11-01",
+    "current_region": None,
+    "facts": {
+        "residence": [{"municipality": "GM0014", "from": "2015-01-01", "to": "2026-10-01", "registered": True}],
+        "grew_up_in": ["GM0599"],
+        "family_in": [],
+        "work": [{"municipality": "GM0363", "from": "2025-01-01", "to": None}],
+    },
+}
