@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/referralmesh/v1/*.proto)
 GENERATED := generated/referralmesh/v1/.stamp
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test unit proto venv kafka-start kafka-stop clean bench-referral bench-region bench-escalation bench-e2e
+.PHONY: run test unit proto venv kafka-start kafka-stop pki clean bench-referral bench-region
 
 run: $(INSTALLED)
 	$(BIN)/mesh demo
@@ -38,6 +38,17 @@ $(GENERATED): $(PROTOS) pyproject.toml | $(BIN)/python
 $(INSTALLED): pyproject.toml $(GENERATED)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
+
+# Benchmarks print their figures and write them to bench-results/*.json.
+bench-region: $(INSTALLED)
+	$(BIN)/python -m benchmarks.bench_region
+
+bench-referral: $(INSTALLED)
+	$(BIN)/python -m benchmarks.bench_referral
+
+# A local certificate authority, CRL and one certificate per agency, for demo and tests.
+pki: $(INSTALLED)
+	$(BIN)/mesh pki init var/pki
 
 kafka-start:
 	scripts/kafka.sh start

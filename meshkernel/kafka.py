@@ -27,21 +27,24 @@ def connect_admin(
     first_delay: float = 1.0,
     max_delay: float = 30.0,
     give_up_after: float | None = None,
+    attempt_timeout: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> KafkaAdminClient:
     """Return an admin client once Kafka answers; retry with exponential backoff until then."""
     _quiet_client_logs()
     delay = first_delay
-    started = time.monotonic()
+    started = clock()
     while True:
         try:
             return KafkaAdminClient(
                 bootstrap_servers=config.kafka_bootstrap,
                 client_id=f"{service}-admin",
                 request_timeout_ms=10_000,
+                bootstrap_timeout_ms=int(attempt_timeout * 1000),
             )
         except (KafkaError, OSError) as error:
-            waited = time.monotonic() - started
+            waited = clock() - started
             if give_up_after is not None and waited + delay > give_up_after:
                 raise ConnectionError(
                     f"{service}: cannot reach Kafka at {config.kafka_bootstrap}: {type(error).__name__}"
