@@ -5,10 +5,11 @@ operator points the services elsewhere with the variables named on each field.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -18,8 +19,9 @@ STATE_DIR = PROJECT_ROOT / "var"
 class MeshSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MESH_", extra="ignore", frozen=True)
 
+    # Without KAFKA_BOOTSTRAP: the local broker of scripts/kafka.sh (KAFKA_PORT, default 9092).
     kafka_bootstrap: str = Field(
-        default="127.0.0.1:9092",
+        default_factory=lambda: f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "MESH_KAFKA_BOOTSTRAP"),
     )
     # Lets tests and parallel demos share one broker without seeing each other's events.
@@ -42,8 +44,35 @@ class MeshSettings(BaseSettings):
     region_web_port: int = 6067
     notify_web_port: int = 6066
 
-    # Loopback-only development identity header until mutual TLS lands (see the referral README).
+    # Mutual TLS of the referral service (services/referral/README.md, "Identity and TLS").
+    # Server side: set cert, key and trust root (and the CA's CRL) to require client
+    # certificates; the agency is then the OIN in the certificate. `mesh pki init DIR` makes
+    # a demo CA: DIR/server.crt, DIR/server.key, DIR/ca.crt, DIR/crl.pem.
+    tls_cert: Path | None = None  # MESH_TLS_CERT: the service's certificate chain (PEM)
+    tls_key: Path | None = None  # MESH_TLS_KEY
+    tls_ca: Path | None = None  # MESH_TLS_CA: trust root(s) for client certificates (and for clients)
+    tls_crl: Path | None = None  # MESH_TLS_CRL: revocation list of that CA, reloaded when it changes
+    # Client side (the `mesh` command and the client library): one agency's certificate, or a
+    # folder with <agency-id>.crt/.key per agency (DIR/agencies of `mesh pki init`).
+    tls_client_cert: Path | None = None  # MESH_TLS_CLIENT_CERT
+    tls_client_key: Path | None = None  # MESH_TLS_CLIENT_KEY
+    tls_agency_dir: Path | None = None  # MESH_TLS_AGENCY_DIR
+
+    # Development identity header: honoured only from loopback peers and only while no TLS
+    # is configured (then the certificate decides, always).
     dev_identity: bool = True
+
+    @field_validator(
+        "tls_cert", "tls_key", "tls_ca", "tls_crl", "tls_client_cert", "tls_client_key", "tls_agency_dir",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert or self.tls_key or self.tls_ca or self.tls_crl)
 
     environment: str = "local"
     log_level: str = "INFO"
