@@ -43,9 +43,13 @@ fetch() {
     command -v mvn >/dev/null || { say "Maven (mvn) is needed to fetch Kafka $version"; exit 1; }
     command -v java >/dev/null || { say "Java 17+ is needed to run Kafka $version"; exit 1; }
     say "fetching Apache Kafka $version jars from Maven Central into $JARS"
-    rm -rf "$JARS" && mkdir -p "$JARS"
-    mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
-        -DoutputDirectory="$JARS" -DincludeScope=runtime
+    rm -rf "$JARS" && mkdir -p "$JARS" "$CACHE"
+    if ! mvn -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
+            -DoutputDirectory="$JARS" -DincludeScope=runtime >"$CACHE/fetch.log" 2>&1; then
+        say "fetching failed; last lines of $CACHE/fetch.log:"
+        tail -20 "$CACHE/fetch.log" >&2
+        exit 1
+    fi
     touch "$stamp"
 }
 
