@@ -1,25 +1,43 @@
-"""OpenTelemetry set-up, once for every service, and W3C context for Kafka hops.
+"""OpenTelemetry set-up, once for every service, and W3C context across Kafka hops.
 
-Exporters follow the standard OTEL_* variables; with none set, spans are still created
-(so trace ids flow through events) but nothing is exported.
+The exporter follows the standard variables: OTEL_TRACES_EXPORTER=otlp|zipkin|console|none
+(with OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_ZIPKIN_ENDPOINT). Left unset, OTLP is used
+when an OTLP endpoint is configured and nothing is exported otherwise; spans are created
+either way, so trace ids still flow through every event and log line.
+
+Only identifiers go into span attributes (case id, referral id, event id, codes): never a
+name, an address, a contact detail or free text.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
 CONSUMER = trace.SpanKind.CONSUMER
 PRODUCER = trace.SpanKind.PRODUCER
 SERVER = trace.SpanKind.SERVER
+INTERNAL = trace.SpanKind.INTERNAL
+
+CASE_ID = "referralmesh.case_id"
+REFERRAL_ID = "referralmesh.referral_id"
 
 _configured = False
 
 
-def setup_tracing(service_name: str, version: str = "0.1.0", environment: str = "local") -> None:
+def setup_tracing(
+    service_name: str,
+    version: str = "0.1.0",
+    environment: str = "local",
+    *,
+    exporter: SpanExporter | None = None,
+) -> None:
+    """Install the tracer provider and the gRPC instrumentation; safe to call twice."""
     global _configured
     if _configured:
         return
@@ -27,30 +45,56 @@ def setup_tracing(service_name: str, version: str = "0.1.0", environment: str = 
         {
             "service.name": service_name,
             "service.version": version,
-            "deployment.environment": environment,
+            "deployment.environment.name": environment,
         }
     )
     provider = TracerProvider(resource=resource)
-    exporter = _exporter_from_environment()
     if exporter is not None:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    else:
+        configured = _exporter_from_environment()
+        if configured is not None:
+            provider.add_span_processor(BatchSpanProcessor(configured))
     trace.set_tracer_provider(provider)
+    _instrument_grpc()
     _configured = True
 
 
-def _exporter_from_environment():
-    choice = os.environ.get("OTEL_TRACES_EXPORTER", "none").lower()
+def _exporter_from_environment() -> SpanExporter | None:
+    choice = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if not choice:
+        has_endpoint = any(
+            os.environ.get(name)
+            for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        )
+        choice = "otlp" if has_endpoint else "none"
+    if choice == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if choice in ("zipkin", "zipkin_json"):
+        from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+        return ZipkinExporter()
     if choice == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter()
-    if choice == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        except ImportError:  # the exporter package is optional until the tracing issue lands
-            return None
-        return OTLPSpanExporter()
     return None
+
+
+def _instrument_grpc() -> None:
+    try:
+        from opentelemetry.instrumentation.grpc import (
+            GrpcAioInstrumentorClient,
+            GrpcAioInstrumentorServer,
+            GrpcInstrumentorClient,
+        )
+    except ImportError:
+        return
+    for instrumentor in (GrpcAioInstrumentorServer(), GrpcAioInstrumentorClient(), GrpcInstrumentorClient()):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
 
 
 def tracer(name: str) -> trace.Tracer:
@@ -68,3 +112,55 @@ def context_from(traceparent: str, tracestate: str = "") -> context.Context:
     if tracestate:
         carrier["tracestate"] = tracestate
     return propagate.extract(carrier)
+
+
+def _messaging_attributes(topic: str, operation: str, envelope) -> dict:
+    return {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+        "messaging.operation.type": operation,
+        "messaging.message.id": envelope.event_id,
+        "messaging.kafka.message.key": envelope.case_id,
+        CASE_ID: envelope.case_id,
+    }
+
+
+@contextlib.contextmanager
+def consuming(topic: str, envelope, *, consumer_group: str, partition: int | None = None) -> Iterator[trace.Span]:
+    """A 'process {topic}' span, child of the producer's span carried in the envelope."""
+    parent = context_from(envelope.trace.traceparent, envelope.trace.tracestate)
+    attributes = _messaging_attributes(topic, "process", envelope)
+    attributes["messaging.consumer.group.name"] = consumer_group
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    with tracer("referralmesh.kafka").start_as_current_span(
+        f"process {topic}", context=parent, kind=CONSUMER, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def publishing(topic: str, *, case_id: str) -> Iterator[trace.Span]:
+    """A 'send {topic}' span; envelopes created inside it carry it as their parent."""
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+        "messaging.operation.type": "send",
+        "messaging.kafka.message.key": case_id,
+        CASE_ID: case_id,
+    }
+    with tracer("referralmesh.kafka").start_as_current_span(
+        f"send {topic}", kind=PRODUCER, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def linked(name: str, traceparent: str, tracestate: str = "", **attributes) -> Iterator[trace.Span]:
+    """A new trace that links to an earlier one (a timer firing long after its case was set)."""
+    earlier = trace.get_current_span(context_from(traceparent, tracestate)).get_span_context()
+    links = [trace.Link(earlier)] if earlier.is_valid else []
+    with tracer("referralmesh.timers").start_as_current_span(
+        name, context=context.Context(), kind=INTERNAL, links=links, attributes=attributes
+    ) as span:
+        yield span

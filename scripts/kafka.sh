@@ -13,6 +13,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 HERE="$ROOT/scripts/kafka"
 CACHE="${MESH_CACHE_DIR:-$ROOT/.cache}/kafka"
 PORT="${KAFKA_PORT:-9092}"
@@ -28,10 +30,6 @@ kafka_version() {
     sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/pom.xml"
 }
 
-port_answers() {  # host port
-    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
-}
-
 fetch() {
     local version stamp
     version="$(kafka_version)"
@@ -40,16 +38,9 @@ fetch() {
     if [[ -f "$stamp" ]]; then
         return 0
     fi
-    command -v mvn >/dev/null || { say "Maven (mvn) is needed to fetch Kafka $version"; exit 1; }
     command -v java >/dev/null || { say "Java 17+ is needed to run Kafka $version"; exit 1; }
     say "fetching Apache Kafka $version jars from Maven Central into $JARS"
-    rm -rf "$JARS" && mkdir -p "$JARS" "$CACHE"
-    if ! mvn -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
-            -DoutputDirectory="$JARS" -DincludeScope=runtime >"$CACHE/fetch.log" 2>&1; then
-        say "fetching failed; last lines of $CACHE/fetch.log:"
-        tail -20 "$CACHE/fetch.log" >&2
-        exit 1
-    fi
+    maven_fetch kafka "$HERE/pom.xml" "$JARS" "$CACHE/fetch.log"
     touch "$stamp"
 }
 
@@ -71,13 +62,6 @@ configure() {
     fi
 }
 
-running_pid() {
-    [[ -f "$PIDFILE" ]] || return 1
-    local pid
-    pid="$(cat "$PIDFILE")"
-    kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
-
 start() {
     if [[ -n "${KAFKA_BOOTSTRAP:-}" ]]; then
         say "using external cluster at $KAFKA_BOOTSTRAP; nothing to start"
@@ -95,38 +79,12 @@ start() {
     setsid java "${JAVA_ARGS[@]}" kafka.Kafka "$STATE/server.properties" \
         >"$STATE/logs/stdout.log" 2>&1 </dev/null &
     echo $! > "$PIDFILE"
-    local waited=0
-    until port_answers 127.0.0.1 "$PORT"; do
-        if ! running_pid >/dev/null; then
-            say "the broker exited during start; last lines of its log:"
-            tail -20 "$STATE/logs/stdout.log" "$STATE/logs/server.log" 2>/dev/null >&2 || true
-            exit 1
-        fi
-        if (( waited >= START_TIMEOUT * 5 )); then
-            say "no answer on 127.0.0.1:$PORT after ${START_TIMEOUT}s; see $STATE/logs"
-            exit 1
-        fi
-        sleep 0.2
-        waited=$((waited + 1))
-    done
+    wait_for_port kafka "$PORT" "$PIDFILE" "$START_TIMEOUT" "$STATE/logs"
     say "ready on 127.0.0.1:$PORT"
 }
 
 stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PIDFILE"
-        return 0
-    fi
-    say "stopping the broker (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; say "stopped"; return 0; }
-        sleep 0.2
-    done
-    say "no clean stop within 30s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$PIDFILE"
+    stop_pidfile kafka "$PIDFILE"
 }
 
 status() {
