@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import grpc
 
@@ -10,10 +11,46 @@ from services.referral.adapters.identity import DEV_AGENCY_HEADER
 
 
 class ReferralClient:
-    def __init__(self, address: str, agency: str):
-        self.channel = grpc.insecure_channel(address)
+    """One agency's connection to the referral service.
+
+    With `cert`, `key` and `ca` the channel is mutual TLS and the service knows the agency
+    from the certificate (`agency` is then only a label). Without them it is the loopback
+    development identity header, which the service honours only when it runs without TLS.
+    """
+
+    def __init__(self, address: str, agency: str | None = None, *, cert: str | Path | None = None,
+                 key: str | Path | None = None, ca: str | Path | None = None):
+        if cert or key:
+            if not (cert and key and ca):
+                raise ValueError("mutual TLS needs a client certificate, its key and the CA certificate")
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=Path(ca).read_bytes(),
+                private_key=Path(key).read_bytes(),
+                certificate_chain=Path(cert).read_bytes(),
+            )
+            self.channel = grpc.secure_channel(address, credentials)
+            self.metadata: tuple = ()
+        else:
+            if not agency:
+                raise ValueError("without a client certificate an agency id is needed (development identity)")
+            self.channel = grpc.insecure_channel(address)
+            self.metadata = ((DEV_AGENCY_HEADER, agency),)
+        self.agency = agency
         self.stub = api_grpc.ReferralServiceStub(self.channel)
-        self.metadata = ((DEV_AGENCY_HEADER, agency),)
+
+    @classmethod
+    def for_agency(cls, config, agency: str, address: str | None = None) -> "ReferralClient":
+        """The client for `agency` as the configuration says: its certificate from
+        MESH_TLS_AGENCY_DIR (<agency>.crt/.key), else MESH_TLS_CLIENT_CERT/KEY, else the
+        development header. The CA is MESH_TLS_CA."""
+        address = address or config.referral_grpc_address
+        if config.tls_agency_dir:
+            folder = Path(config.tls_agency_dir)
+            return cls(address, agency, cert=folder / f"{agency}.crt", key=folder / f"{agency}.key",
+                       ca=config.tls_ca)
+        if config.tls_client_cert:
+            return cls(address, agency, cert=config.tls_client_cert, key=config.tls_client_key, ca=config.tls_ca)
+        return cls(address, agency)
 
     def close(self) -> None:
         self.channel.close()

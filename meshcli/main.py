@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     resolve = region_commands.add_parser("resolve", help="dry run: who is responsible, and where is help best?")
     resolve.add_argument("args", nargs=argparse.REMAINDER)
 
+    pki = commands.add_parser("pki", help="local certificate authority for the demo and tests")
+    from meshcli.pki import add_arguments as add_pki_arguments
+
+    add_pki_arguments(pki)
+
     referral = commands.add_parser("referral", help="work with referrals as an agency")
     referral.add_argument("--address", default=None, help="referral service address (default from config)")
     referral.add_argument("--agency", required=True, help="acting agency id (development identity)")
@@ -56,7 +61,8 @@ def _referral_command(options) -> int:
     from meshkernel.config import settings
     from referralmesh.v1 import common_pb2, referral_service_pb2 as api
 
-    client = ReferralClient(options.address or settings().referral_grpc_address, options.agency)
+    # With MESH_TLS_AGENCY_DIR or MESH_TLS_CLIENT_CERT/KEY (+ MESH_TLS_CA) this is mutual TLS.
+    client = ReferralClient.for_agency(settings(), options.agency, options.address)
     try:
         if options.referral_command == "create":
             source = sys.stdin if options.file == "-" else open(options.file, encoding="utf-8")
@@ -108,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_resolve(options.args, sys.stdin, sys.stdout, sys.stderr)
     if options.command == "referral":
         return _referral_command(options)
+    if options.command == "pki":
+        from meshcli.pki import run as run_pki
+
+        return run_pki(options)
     return 2
 
 

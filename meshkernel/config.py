@@ -58,12 +58,29 @@ class MeshSettings(BaseSettings):
     tls_client_key: Path | None = None  # MESH_TLS_CLIENT_KEY
     tls_agency_dir: Path | None = None  # MESH_TLS_AGENCY_DIR
 
+    # Notify service (services/notify/README.md). Unset paths live under state_dir/notify/.
+    notify_database_url: str | None = None  # MESH_NOTIFY_DATABASE_URL: alerts, access log, deliveries
+    notify_key_store_path: Path | None = None  # MESH_NOTIFY_KEY_STORE_PATH: per-case contact keys
+    notify_client_outbox_path: Path | None = None  # MESH_NOTIFY_CLIENT_OUTBOX_PATH: embedded client channel
+    notify_webhooks_path: Path = PROJECT_ROOT / "services" / "notify" / "config" / "webhooks.yaml"
+    notify_client_help_path: Path = PROJECT_ROOT / "services" / "notify" / "config" / "client_help.yaml"
+    notify_webhook_max_attempts: int = 6
+    notify_webhook_base_delay: float = 1.0  # seconds before the 2nd try; doubles, with jitter
+    notify_webhook_max_delay: float = 300.0
+    notify_webhook_timeout: float = 10.0
+    # Demo coordinators (one per region, one national) are created at start when true; their
+    # password is MESH_NOTIFY_DEMO_PASSWORD, or a random one written to state_dir/notify/.
+    notify_demo_coordinators: bool = True
+    notify_demo_password: str | None = None
+    notify_session_hours: float = 8.0
+
     # Development identity header: honoured only from loopback peers and only while no TLS
     # is configured (then the certificate decides, always).
     dev_identity: bool = True
 
     @field_validator(
         "tls_cert", "tls_key", "tls_ca", "tls_crl", "tls_client_cert", "tls_client_key", "tls_agency_dir",
+        "notify_key_store_path", "notify_client_outbox_path", "notify_database_url", "notify_demo_password",
         mode="before",
     )
     @classmethod

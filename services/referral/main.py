@@ -18,9 +18,17 @@ from meshkernel.kafka import prepare_kafka
 from meshkernel.logs import setup_logging
 from meshkernel.tracing import setup_tracing
 from referralmesh.v1 import referral_service_pb2, referral_service_pb2_grpc
+from services.referral.adapters import identity
 from services.referral.adapters.grpc_api import ReferralApi
 from services.referral.adapters.outbox_relay import OutboxRelay
 from services.referral.adapters.storage import ReferralStore, make_engine, migrate
+from services.referral.adapters.tls import (
+    AuthInterceptor,
+    is_loopback,
+    make_verifier,
+    server_credentials,
+    server_tls_from,
+)
 from services.referral.application import ReferralUseCases
 from services.referral.domain import load_directory
 
@@ -42,11 +50,18 @@ async def serve(config: MeshSettings) -> None:
     loop = asyncio.get_running_loop()
     use_cases.on_commit = lambda: loop.call_soon_threadsafe(relay.wake)
 
+    server_tls = server_tls_from(config)  # mutual TLS when its files are configured
+    interceptors = []
+    if server_tls is not None:
+        verifier = make_verifier(server_tls, directory)
+        identity.configure(verifier)
+        interceptors.append(AuthInterceptor(verifier))
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
-        ]
+        ],
     )
     referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
         ReferralApi(use_cases, allow_dev_identity=config.dev_identity), server
@@ -55,7 +70,13 @@ async def serve(config: MeshSettings) -> None:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_name = referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name
     reflection.enable_server_reflection((service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    server.add_insecure_port(config.referral_grpc_address)
+    if server_tls is not None:
+        server.add_secure_port(config.referral_grpc_address, server_credentials(server_tls))
+    else:
+        if not is_loopback(config.referral_grpc_address):
+            log.warning("no TLS configured: listening without encryption on a non-loopback address;"
+                        " remote callers have no identity and are refused")
+        server.add_insecure_port(config.referral_grpc_address)
     await server.start()
     for name in ("", service_name):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
