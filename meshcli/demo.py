@@ -13,7 +13,16 @@ import time
 import uuid
 
 from meshcli.client import ReferralClient, consent_for
-from meshcli.supervisor import Stack, kafka_answers, start_kafka, stop_kafka
+from meshcli.supervisor import (
+    Stack,
+    kafka_answers,
+    start_kafka,
+    start_zipkin_in_background,
+    stop_kafka,
+    stop_zipkin,
+    zipkin_answers,
+    zipkin_url,
+)
 from meshcli.watch import EventWatcher
 from meshkernel.config import settings
 from meshkernel.kafka import prepare_kafka
@@ -59,6 +68,15 @@ def run_demo() -> int:
     narrator = Narrator()
     env = dict(os.environ)
     started_kafka = False
+    zipkin_start = None
+    tracing_ui = env.get("MESH_TRACING_UI", "zipkin") == "zipkin" and "OTEL_TRACES_EXPORTER" not in env
+    if tracing_ui:
+        if not zipkin_answers(env):
+            narrator.say("starting Zipkin, the tracing UI")
+            zipkin_start = start_zipkin_in_background(env)
+        url = zipkin_url(env)
+        env["OTEL_TRACES_EXPORTER"] = "zipkin"
+        env["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] = url.replace("/zipkin/", "/api/v2/spans")
     if "KAFKA_BOOTSTRAP" not in os.environ:
         if not kafka_answers(env):
             narrator.say("starting Apache Kafka (first run downloads the broker jars)")
@@ -67,6 +85,9 @@ def run_demo() -> int:
         else:
             narrator.say(f"reusing the Kafka broker at {config.kafka_bootstrap}")
     prepare_kafka(config, "demo")
+    if zipkin_start is not None and zipkin_start.wait() != 0:
+        narrator.say("Zipkin did not start; the demo runs on without a tracing UI")
+        tracing_ui = False
 
     stack = Stack(env=env, log_dir=config.state_dir / "logs")
     stopping = False
@@ -81,7 +102,7 @@ def run_demo() -> int:
         for service in ("referral", "region", "notify"):
             stack.start(service)
         narrator.say(f"started the referral, region and notify services (logs in {stack.log_dir})")
-        _print_endpoints(config)
+        _print_endpoints(config, zipkin_url(env) if tracing_ui else None)
         _play(config, narrator, stack)
         narrator.say("demo complete; the mesh keeps running. Press Ctrl-C to stop everything.")
         while not stopping:
@@ -100,6 +121,8 @@ def run_demo() -> int:
         stack.stop_all()
         if started_kafka:
             stop_kafka(env)
+        if zipkin_start is not None:
+            stop_zipkin(env)
         narrator.say("stopped; no process left behind")
 
 
@@ -107,7 +130,7 @@ class _DemoFailed(Exception):
     pass
 
 
-def _print_endpoints(config) -> None:
+def _print_endpoints(config, tracing_url: str | None) -> None:
     print("", flush=True)
     print("  user-facing endpoints", flush=True)
     print(f"    referral gRPC API      {config.referral_grpc_address}  (health + reflection: "
@@ -115,6 +138,8 @@ def _print_endpoints(config) -> None:
     print(f"    notifications (HTTP)   http://127.0.0.1:{config.notify_web_port}/notifications", flush=True)
     print(f"    region health (HTTP)   http://127.0.0.1:{config.region_web_port}/health", flush=True)
     print(f"    Kafka bootstrap        {config.kafka_bootstrap}", flush=True)
+    if tracing_url:
+        print(f"    tracing UI (Zipkin)    {tracing_url}  (search by tag referralmesh.case_id)", flush=True)
     print("", flush=True)
 
 

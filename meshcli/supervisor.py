@@ -16,6 +16,7 @@ from pathlib import Path
 from meshkernel.config import PROJECT_ROOT
 
 KAFKA_SCRIPT = PROJECT_ROOT / "scripts" / "kafka.sh"
+ZIPKIN_SCRIPT = PROJECT_ROOT / "scripts" / "zipkin.sh"
 
 
 def kafka_answers(env: dict[str, str] | None = None) -> bool:
@@ -28,6 +29,23 @@ def start_kafka(env: dict[str, str] | None = None) -> None:
 
 def stop_kafka(env: dict[str, str] | None = None) -> None:
     subprocess.run([str(KAFKA_SCRIPT), "stop"], env=env, check=False)
+
+
+def zipkin_answers(env: dict[str, str] | None = None) -> bool:
+    return subprocess.run([str(ZIPKIN_SCRIPT), "status"], env=env, capture_output=True).returncode == 0
+
+
+def start_zipkin_in_background(env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Zipkin takes a while to boot; start it beside Kafka and wait for it later."""
+    return subprocess.Popen([str(ZIPKIN_SCRIPT), "start"], env=env, stdin=subprocess.DEVNULL)
+
+
+def stop_zipkin(env: dict[str, str] | None = None) -> None:
+    subprocess.run([str(ZIPKIN_SCRIPT), "stop"], env=env, check=False)
+
+
+def zipkin_url(env: dict[str, str] | None = None) -> str:
+    return subprocess.run([str(ZIPKIN_SCRIPT), "url"], env=env, capture_output=True, text=True).stdout.strip()
 
 
 @dataclass

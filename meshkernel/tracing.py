@@ -85,14 +85,12 @@ def _exporter_from_environment() -> SpanExporter | None:
 
 def _instrument_grpc() -> None:
     try:
-        from opentelemetry.instrumentation.grpc import (
-            GrpcAioInstrumentorClient,
-            GrpcAioInstrumentorServer,
-            GrpcInstrumentorClient,
-        )
+        from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
     except ImportError:
         return
-    for instrumentor in (GrpcAioInstrumentorServer(), GrpcAioInstrumentorClient(), GrpcInstrumentorClient()):
+    # The synchronous client instrumentation turns response streams into plain generators
+    # without cancel(), which breaks resumable streams; the services only use grpc.aio.
+    for instrumentor in (GrpcAioInstrumentorServer(), GrpcAioInstrumentorClient()):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
 

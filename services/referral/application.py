@@ -5,7 +5,9 @@ commit together or not at all. gRPC, Kafka and SQL stay in the adapters.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +18,15 @@ from referralmesh.v1 import common_pb2
 from services.referral.adapters import event_codec
 from services.referral.adapters.storage import (
     AccessEntry,
+    Change,
     ConcurrentChange,
+    ListQuery,
     ReferralStore,
 )
 from services.referral.domain import (
+    OPEN_STATUSES,
     Action,
+    Agency,
     Consent,
     Directory,
     NotPermitted,
@@ -33,7 +39,11 @@ from services.referral.domain import (
     referral_from_dict,
     referral_to_dict,
 )
-from services.referral.domain.errors import InvalidReferral
+from services.referral.domain.errors import InvalidCommand, InvalidReferral
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+_CONSENT_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,65 @@ class NewReferral:
 
 class NotFound(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    statuses: tuple[str, ...] = ()
+    direction: str = "any"  # any | sent | received
+    need_domain: str | None = None
+    updated_since: datetime | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    page_token: str = ""
+
+    def fingerprint(self) -> str:
+        """What a page token is bound to: the same filters, or the token is refused."""
+        source = json.dumps(
+            [sorted(self.statuses), self.direction, self.need_domain,
+             self.updated_since.isoformat() if self.updated_since else None],
+        )
+        return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ReferralChangeSeen:
+    cursor: str
+    event_type: str
+    referral: Referral
+
+
+def encode_cursor(position: int) -> str:
+    """Opaque stream cursor; callers store it and hand it back, never parse it."""
+    return base64.urlsafe_b64encode(f"c1:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        tag, position = raw.split(":", 1)
+        if tag != "c1" or not position.isdigit():
+            raise ValueError
+        return int(position)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidCommand("cursor", "not a cursor this service handed out") from None
+
+
+def _encode_page_token(after_referral_id: str, fingerprint: str) -> str:
+    raw = json.dumps({"a": after_referral_id, "f": fingerprint}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_page_token(token: str, fingerprint: str) -> str:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after, bound_to = data["a"], data["f"]
+        if not isinstance(after, str) or not isinstance(bound_to, str):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise InvalidCommand("page_token", "not a page token this service handed out") from None
+    if bound_to != fingerprint:
+        raise InvalidCommand("page_token", "the filters changed; start again without a page token")
+    return after
 
 
 class NoMatchingReceiver(Exception):
@@ -126,7 +195,8 @@ class ReferralUseCases:
             request_key=command.request_key,
             fingerprint=fingerprint,
             event=event_codec.to_outbox(
-                event, self.config, asked_in=command.asked_in, facts=command.facts, contact=command.contact
+                event, self.config, asked_in=command.asked_in, facts=command.facts, contact=command.contact,
+                snapshot=referral_to_dict(referral), parties=referral.parties,
             ),
             access=self._access(caller, "referral.create", referral, "created"),
         )
@@ -191,7 +261,9 @@ class ReferralUseCases:
                 row=self._row(updated, stored.asked_in, facts, contact),
                 expected_version=expected_version,
                 events=[event_codec.to_outbox(event, self.config, asked_in=stored.asked_in,
-                                              facts=facts, contact=contact)],
+                                              facts=facts, contact=contact,
+                                              snapshot=referral_to_dict(updated),
+                                              parties=current.parties | updated.parties)],
                 access=self._access(caller, f"referral.{action.value.lower()}", updated, "changed"),
             )
         except ConcurrentChange:
@@ -200,6 +272,127 @@ class ReferralUseCases:
             ) from None
         self.on_commit()
         return updated
+
+    # --- consent ----------------------------------------------------------------------------
+
+    def withdraw_consent(self, caller: Caller, case_id: str) -> list[Referral]:
+        """The client withdrew consent: cancel every open referral of the case the caller is party to.
+
+        All of them change in one transaction (CONSENT_WITHDRAWN); each change reaches both
+        agencies through Kafka and the change stream. A concurrent change retries the whole.
+        """
+        if not case_id:
+            raise InvalidCommand("case_id", "name the case whose consent was withdrawn")
+        for _attempt in range(_CONSENT_RETRIES):
+            stored = [referral_from_dict(document) for document in self.store.of_case(case_id)]
+            mine = [referral for referral in stored if can_read(referral, caller.agency_id)]
+            if not mine:
+                self.store.record_access(AccessEntry(
+                    action="referral.withdraw_consent", organisation=caller.agency_id, user=caller.user,
+                    on_behalf_of=caller.on_behalf_of, purpose=caller.purpose, outcome="denied",
+                    case_id=case_id,
+                ))
+                raise NotPermitted(f"{caller.agency_id} is not a party to case {case_id}", party=False)
+            now = self.clock()
+            changes, cancelled = [], []
+            for current in mine:
+                if current.status not in OPEN_STATUSES:
+                    continue
+                updated, event = apply(
+                    current, action=Action.WITHDRAW_CONSENT, actor=caller.agency_id,
+                    expected_version=current.version, now=now,
+                )
+                full = self.store.get(current.referral_id)
+                facts = event_codec.facts_from_document(full.facts)
+                contact = (
+                    common_pb2.SealedContact(key_id=full.contact_key_id, ciphertext=full.contact_ciphertext)
+                    if full.contact_ciphertext else None
+                )
+                changes.append((
+                    self._row(updated, full.asked_in, facts, contact),
+                    current.version,
+                    [event_codec.to_outbox(event, self.config, asked_in=full.asked_in, facts=facts,
+                                           contact=contact, snapshot=referral_to_dict(updated),
+                                           parties=current.parties | updated.parties)],
+                    self._access(caller, "referral.withdraw_consent", updated, "changed"),
+                ))
+                cancelled.append(updated)
+            if not changes:
+                self.store.record_accesses(
+                    self._access(caller, "referral.withdraw_consent", referral, "unchanged") for referral in mine
+                )
+                return []
+            try:
+                self.store.save_transitions(changes)
+            except ConcurrentChange:
+                continue
+            self.on_commit()
+            return cancelled
+        raise StaleVersion(f"referrals of case {case_id} kept changing; try again")
+
+    # --- lists, stream, directory, access log ------------------------------------------------
+
+    def list_referrals(self, caller: Caller, query: ListFilter) -> tuple[list[Referral], str]:
+        """One page of the caller's referrals and the token of the next page ('' at the end)."""
+        if query.direction not in ("any", "sent", "received"):
+            raise InvalidCommand("direction", "must be sent, received or unspecified")
+        size = query.page_size or DEFAULT_PAGE_SIZE
+        if not 0 < size <= MAX_PAGE_SIZE:
+            raise InvalidCommand("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
+        fingerprint = query.fingerprint()
+        after = _decode_page_token(query.page_token, fingerprint) if query.page_token else None
+        documents = self.store.list_referrals(ListQuery(
+            agency_id=caller.agency_id, statuses=query.statuses, direction=query.direction,
+            need_domain=query.need_domain, updated_since=query.updated_since,
+            after_referral_id=after, limit=size + 1,
+        ))
+        found = [referral_from_dict(document) for document in documents]
+        page, more = found[:size], len(found) > size
+        self.store.record_accesses(self._access(caller, "referral.list", referral, "read") for referral in page)
+        token = _encode_page_token(page[-1].referral_id, fingerprint) if more and page else ""
+        return page, token
+
+    def stream_start(self, cursor: str) -> int:
+        """The position a stream starts after: the cursor handed back, or now."""
+        return decode_cursor(cursor) if cursor else self.store.latest_position()
+
+    def changes_after(self, caller: Caller, position: int, limit: int = 200) -> list[ReferralChangeSeen]:
+        """Changes relevant to the caller after a position, oldest first; each one is logged as read."""
+        changes: list[Change] = self.store.changes_after(caller.agency_id, position, limit)
+        seen = [
+            ReferralChangeSeen(encode_cursor(change.position), change.event_type,
+                               referral_from_dict(change.snapshot))
+            for change in changes
+        ]
+        self.store.record_accesses(
+            self._access(caller, "referral.watch", item.referral, "read") for item in seen
+        )
+        return seen
+
+    def search_agencies(
+        self, caller: Caller, *, domain: str | None, region: str | None, language: str | None,
+        accepting_only: bool,
+    ) -> list[Agency]:
+        return self.directory.search(domain=domain, region=region, language=language,
+                                     accepting_only=accepting_only)
+
+    def access_log(self, caller: Caller, case_id: str) -> list[dict]:
+        """Entries about the case's referrals the caller is party to (the client's right of access)."""
+        if not case_id:
+            raise InvalidCommand("case_id", "name the case")
+        mine = [referral for referral in map(referral_from_dict, self.store.of_case(case_id))
+                if can_read(referral, caller.agency_id)]
+        if not mine:
+            self.store.record_access(AccessEntry(
+                action="access_log.read", organisation=caller.agency_id, user=caller.user,
+                on_behalf_of=caller.on_behalf_of, purpose=caller.purpose, outcome="denied", case_id=case_id,
+            ))
+            raise NotPermitted(f"{caller.agency_id} is not a party to case {case_id}", party=False)
+        entries = self.store.access_entries(case_id, [referral.referral_id for referral in mine])
+        self.store.record_accesses(
+            self._access(caller, "access_log.read", referral, "read") for referral in mine
+        )
+        return entries
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -215,6 +408,7 @@ class ReferralUseCases:
             "version": referral.version,
             "asked_in": asked_in,
             "updated_at": referral.updated_at,
+            "need_domains": "," + ",".join(str(domain) for domain in referral.need_domains) + ",",
             "document": referral_to_dict(referral),
             "facts": event_codec.facts_to_document(facts),
             "contact_key_id": contact.key_id if contact is not None else None,

@@ -2,16 +2,36 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from services.region.domain import load_policy, resolve
+from services.region.domain import RegionPolicy, load_policy, resolve
 from services.region.domain.json_io import decision_to_dict, parse_request
 
+Decide = Callable[[dict], dict]
 
-def policy_decider(policy_path: Path) -> tuple[Callable[[dict], dict], frozenset[str]]:
+
+@dataclass(frozen=True)
+class Resolver:
+    """The loaded policy and the decide function over it (JSON document in, JSON decision out)."""
+
+    policy: RegionPolicy
+    decide: Decide
+
+    @property
+    def known_services(self) -> frozenset[str]:
+        return frozenset(self.policy.service_kinds)
+
+
+def load_resolver(policy_path: Path) -> Resolver:
     policy = load_policy(policy_path)
 
     def decide(document: dict) -> dict:
         return decision_to_dict(resolve(parse_request(document), policy))
 
-    return decide, frozenset(policy.service_kinds)
+    return Resolver(policy=policy, decide=decide)
+
+
+def policy_decider(policy_path: Path) -> tuple[Decide, frozenset[str]]:
+    resolver = load_resolver(policy_path)
+    return resolver.decide, resolver.known_services

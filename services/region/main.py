@@ -1,4 +1,8 @@
-"""Entry point of the region service: `mesh serve region`."""
+"""Entry point of the region service: `mesh serve region`.
+
+One process runs the Faust worker (referral events and overrides in, assignments out) and the
+RegionService gRPC server on the worker's event loop; SIGINT/SIGTERM stop both.
+"""
 from __future__ import annotations
 
 from meshkernel.config import settings
@@ -6,14 +10,16 @@ from meshkernel.kafka import prepare_kafka
 from meshkernel.logs import setup_logging
 from meshkernel.streams import run_worker
 from meshkernel.tracing import setup_tracing
-from services.region.adapters.streams import SERVICE, build_app
-from services.region.decide import policy_decider
+from services.region.adapters.assigning import SERVICE, load_agency_regions
+from services.region.adapters.streams import build_app
+from services.region.decide import load_resolver
 
 
 def run() -> None:
     config = settings()
     setup_logging(SERVICE, config.log_level)
     setup_tracing(SERVICE, environment=config.environment)
-    decide, known_services = policy_decider(config.region_policy_path)
+    resolver = load_resolver(config.region_policy_path)
+    agency_regions = load_agency_regions(config.agency_directory_path)
     prepare_kafka(config, SERVICE)
-    run_worker(build_app(config, decide, known_services), config)
+    run_worker(build_app(config, resolver, agency_regions), config)

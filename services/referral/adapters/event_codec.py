@@ -40,7 +40,10 @@ def to_outbox(
     asked_in: str,
     facts: common_pb2.BindingFacts,
     contact: common_pb2.SealedContact | None,
+    snapshot: dict | None = None,
+    parties: tuple[str, ...] | frozenset[str] = (),
 ) -> OutboxRecord:
+    """The envelope for Kafka, plus what the change stream needs (snapshot, parties)."""
     payload = events_pb2.ReferralEvent(
         referral_id=event.referral_id,
         event_type=event.event_type,
@@ -78,4 +81,8 @@ def to_outbox(
         topic=config.topic(REFERRAL_EVENTS.base_name),
         key=event.case_id,
         value=envelopes.encode(wrapped),
+        referral_id=event.referral_id,
+        event_type=event.event_type,
+        snapshot=snapshot,
+        parties=tuple(sorted(parties)),
     )

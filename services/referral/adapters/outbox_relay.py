@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from aiokafka import AIOKafkaProducer
 
@@ -16,9 +17,30 @@ from services.referral.adapters.storage import ReferralStore
 
 log = logging.getLogger(__name__)
 
+# Seconds the relay waits before its first publish. Only for crash tests and drills: it
+# opens a window in which committed events sit in the outbox, unpublished.
+START_DELAY_ENV = "MESH_OUTBOX_RELAY_START_DELAY"
+
+
+def start_delay_from_env() -> float:
+    raw = os.environ.get(START_DELAY_ENV, "0") or "0"
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise ValueError(f"{START_DELAY_ENV} must be a number of seconds, not {raw!r}") from None
+
 
 class OutboxRelay:
-    def __init__(self, store: ReferralStore, bootstrap: str, *, batch_size: int = 500, idle_poll: float = 0.5):
+    def __init__(
+        self,
+        store: ReferralStore,
+        bootstrap: str,
+        *,
+        batch_size: int = 500,
+        idle_poll: float = 0.5,
+        start_delay: float | None = None,
+    ):
+        self.start_delay = start_delay_from_env() if start_delay is None else start_delay
         self.store = store
         self.bootstrap = bootstrap
         self.batch_size = batch_size
@@ -46,6 +68,9 @@ class OutboxRelay:
             await self._producer.stop()
 
     async def run(self) -> None:
+        if self.start_delay:
+            log.warning("outbox relay waits %.1fs before publishing (%s)", self.start_delay, START_DELAY_ENV)
+            await asyncio.sleep(self.start_delay)
         while True:
             try:
                 published = await self.publish_pending()

@@ -34,6 +34,9 @@ referrals = Table(
     Column("facts", JSON, nullable=False),
     Column("contact_key_id", String(64), nullable=True),
     Column("contact_ciphertext", LargeBinary, nullable=True),
+    # ",shelter,health,": lets ListReferrals filter by need without reading documents (0002).
+    Column("need_domains", String(512), nullable=False, server_default=""),
+    Index("ix_referrals_updated_at", "updated_at"),
 )
 
 request_keys = Table(
@@ -56,10 +59,23 @@ outbox = Table(
     Column("value", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True), nullable=True),
+    # The change feed of WatchReferrals (0002): which referral, and its snapshot at this version.
+    Column("referral_id", String(64), nullable=True),
+    Column("event_type", String(64), nullable=True),
+    Column("snapshot", JSON, nullable=True),
     Index("ix_outbox_unpublished", "published_at", "position"),
 )
 
-# Append-only in the spirit of NEN 7513; the service has no code path that updates or deletes.
+# The agencies each outbox row is relevant to; WatchReferrals reads it by agency after a cursor.
+outbox_parties = Table(
+    "outbox_parties",
+    metadata,
+    Column("agency_id", String(64), primary_key=True),
+    Column("position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+)
+
+# Append-only in the spirit of NEN 7513: no code path updates it, database triggers refuse
+# UPDATE and DELETE, and only the retention purge may remove entries past retention (0002).
 access_log = Table(
     "access_log",
     metadata,
@@ -75,4 +91,11 @@ access_log = Table(
     Column("outcome", String(32), nullable=False),
 )
 
-ALL_TABLES = (referrals, request_keys, outbox, access_log)
+# Only the retention purge writes here, and removes its row before it commits (see 0002).
+access_log_purge_horizon = Table(
+    "access_log_purge_horizon",
+    metadata,
+    Column("horizon", DateTime(timezone=True), nullable=False),
+)
+
+ALL_TABLES = (referrals, request_keys, outbox, outbox_parties, access_log, access_log_purge_horizon)

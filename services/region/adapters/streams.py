@@ -1,12 +1,13 @@
-"""The region service's Faust agents: referral events in, assignment events out.
+"""The region service's Faust agent: referral events and coordinator overrides in, assignments out.
 
-Current responsibility per case lives in a Faust table backed by a changelog topic, so a
-restarted worker continues where the previous one stopped.
+One agent reads both input topics (both keyed by case id, with the same partition count), so
+the events of one case are handled one at a time. Per-case state lives in the `cases` table,
+backed by a changelog topic, so a restarted worker continues where the previous one stopped.
+The agent is thin: `assigning.Assigner` makes the decision, this module only moves bytes.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import faust
 
@@ -15,87 +16,76 @@ from meshkernel import topics as declared
 from meshkernel import tracing
 from meshkernel.config import MeshSettings
 from meshkernel.streams import DeadLetters, decoded_events, make_app, topic
-from referralmesh.v1 import events_pb2
-from services.region.adapters.facts_mapping import assignment_from_decision, request_document
-from services.region.domain.errors import InvalidInput
+from services.region.adapters.assigning import SERVICE, Assigner, Refused, already_seen
+from services.region.decide import Resolver
 
 log = logging.getLogger(__name__)
-SERVICE = "region"
-
-# Referral events after which responsibility must be (re)decided.
-DECIDING_EVENTS = frozenset({"ReferralRequested"})
-
-Decide = Callable[[dict], dict]
+TABLE = "cases"
+SESSION_TIMEOUT_SECONDS = 10.0
 
 
-def build_app(config: MeshSettings, decide: Decide, known_services: frozenset[str]) -> faust.App:
+def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc: bool = True) -> faust.App:
     app = make_app(SERVICE, config, web_port=config.region_web_port)
-    referral_events = topic(app, config, declared.REFERRAL_EVENTS)
+    # A worker that died without leaving the group (SIGKILL, lost node) holds its partitions
+    # until the session times out; Faust's default of 60 s would stall every case that long.
+    app.conf.broker_session_timeout = SESSION_TIMEOUT_SECONDS
+    incoming = app.topic(
+        config.topic(declared.REFERRAL_EVENTS.base_name), config.topic(declared.OVERRIDES.base_name),
+        key_serializer="raw", value_serializer="raw", partitions=config.topic_partitions,
+    )
     assignments = topic(app, config, declared.ASSIGNMENTS)
     dead_letters = DeadLetters(app, config, consumer=SERVICE)
-    # case id -> {"region": code, "referral_ids": [...], "decided_by": event id}
-    responsibility = app.Table("responsibility", default=dict, partitions=config.topic_partitions)
+    # case id -> record (see assigning.Assigner._record): responsibility state, history, seen ids.
+    cases = app.Table(TABLE, default=dict, partitions=config.topic_partitions)
+    assigner = Assigner(resolver, agency_regions)
     span_tracer = tracing.tracer(__name__)
 
-    @app.agent(referral_events)
+    @app.agent(incoming)
     async def assign_responsibility(stream):
-        async for event, envelope in decoded_events(stream, dead_letters, expect="referral"):
-            referral = envelope.referral
-            if referral.event_type not in DECIDING_EVENTS:
-                continue
-            current = dict(responsibility[envelope.case_id])
-            if envelope.event_id == current.get("decided_by"):
+        async for event, envelope in decoded_events(stream, dead_letters, expect=None):
+            kind = envelope.WhichOneof("payload")
+            record = dict(cases[envelope.case_id])
+            if already_seen(record, envelope.event_id):
                 continue  # a redelivered event: its assignment was sent already
             parent = tracing.context_from(envelope.trace.traceparent, envelope.trace.tracestate)
             with span_tracer.start_as_current_span(
-                f"process {referral_events.get_topic_name()}", context=parent, kind=tracing.CONSUMER,
+                f"process {event.message.topic}", context=parent, kind=tracing.CONSUMER,
                 attributes={"referralmesh.case_id": envelope.case_id, "messaging.system": "kafka"},
             ):
-                service = next((d for d in referral.need_domains if d.lower() in known_services),
-                               (referral.need_domains or ["shelter"])[0]).lower()
-                document = request_document(
-                    asked_in=referral.asked_in,
-                    service=service,
-                    decision_date=envelope.occurred_at.ToDatetime().date().isoformat(),
-                    current_region=current.get("region"),
-                    facts=referral.facts,
-                )
                 try:
-                    decision = decide(document)
-                except InvalidInput as problem:
-                    await dead_letters.send(event, f"resolver refused the facts: {problem}")
+                    if kind == "referral":
+                        outcome = assigner.on_referral(envelope, record)
+                    elif kind == "override":
+                        outcome = assigner.on_override(envelope, record)
+                    else:
+                        raise Refused(f"unexpected payload {kind!r}, expected 'referral' or 'override'")
+                except Refused as problem:
+                    await dead_letters.send(event, str(problem))
                     continue
-                assignment = assignment_from_decision(
-                    decision,
-                    referral_id=referral.referral_id,
-                    previous_region=current.get("region", ""),
-                    service=service,
-                    sender=referral.sender,
-                    receiver=referral.receiver,
-                    languages=list(referral.languages),
-                    caused_by_event_id=envelope.event_id,
-                )
-                outgoing = envelopes.new_envelope(
-                    case_id=envelope.case_id, producer=SERVICE,
-                    event_id=envelopes.derived_id("assignment", envelope.event_id),
-                    assignment=assignment,
-                )
-                await assignments.send(
-                    key=envelope.case_id.encode(), value=envelopes.encode(outgoing),
-                    headers=envelopes.kafka_headers(outgoing),
-                )
-                responsibility[envelope.case_id] = {
-                    "region": assignment.responsible_region,
-                    "referral_ids": sorted(set(current.get("referral_ids", [])) | {referral.referral_id}),
-                    "decided_by": envelope.event_id,
-                }
-                log.info("assignment emitted", extra={
-                    "case_id": envelope.case_id, "region": assignment.responsible_region,
-                    "rule": assignment.rule, "handover_to": assignment.handover_to,
-                })
+                except Exception as problem:  # never crash the worker on one event
+                    log.exception("region decision failed", extra={"case_id": envelope.case_id})
+                    await dead_letters.send(event, f"internal error: {type(problem).__name__}")
+                    continue
+                if outcome.assignment is not None:
+                    # Sent before the table is written: after a crash in between, the same event
+                    # is redelivered, decided from the same state and sent with the same id.
+                    await assignments.send(
+                        key=envelope.case_id.encode(), value=envelopes.encode(outcome.assignment),
+                        headers=envelopes.kafka_headers(outcome.assignment),
+                    )
+                    decided = outcome.assignment.assignment
+                    log.info("assignment emitted", extra={
+                        "case_id": envelope.case_id, "region": decided.responsible_region,
+                        "rule": decided.rule, "handover_to": decided.handover_to, "trigger": decided.trigger,
+                    })
+                cases[envelope.case_id] = outcome.record
 
     @app.page("/health")
     async def health(web, request):
         return web.json({"status": "ok", "service": SERVICE})
 
+    if grpc:
+        from services.region.adapters.grpc_api import attach_grpc_server
+
+        attach_grpc_server(app, config, resolver, cases, incoming_topic=config.topic(declared.REFERRAL_EVENTS.base_name))
     return app

@@ -1,0 +1,243 @@
+"""Region service benchmark: `python -m benchmarks.bench_region` (or `make bench-region`).
+
+Measures, in one run and on the same broker:
+  1. decisions/s of the pure resolver (JSON document in, JSON decision out, no I/O);
+  2. decisions/s end to end through Kafka: N ReferralRequested events produced onto the
+     referral topic, timed until N assignment events are read back from the assignments topic,
+     with a real region worker (a child process, as `mesh serve region` runs it);
+  3. the raw Kafka produce->consume rate for N records of the same size, same client settings,
+     as the ceiling the end-to-end figure should be read against.
+Writes the figures to bench-results/region.json. Uses its own topic prefix and removes its
+topics afterwards. Needs a broker (scripts/kafka.sh start, or KAFKA_BOOTSTRAP=host:port).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from meshkernel import envelope as envelopes
+from meshkernel.config import PROJECT_ROOT, MeshSettings
+from meshkernel.kafka import prepare_kafka
+from meshkernel.topics import ASSIGNMENTS, REFERRAL_EVENTS
+from referralmesh.v1 import common_pb2, events_pb2
+from services.region.decide import load_resolver
+
+RESULTS = PROJECT_ROOT / "bench-results" / "region.json"
+DOCUMENT = {
+    "asked_in": "GM0363", "service": "shelter", "decision_date": "2026-11-01", "current_region": None,
+    "facts": {"residence": [{"municipality": "GM0014", "from": "2015-01-01", "to": "2026-10-01", "registered": True}],
+              "grew_up_in": ["GM0599"], "family_in": [],
+              "work": [{"municipality": "GM0363", "from": "2025-01-01", "to": None}]},
+}
+FACTS = common_pb2.BindingFacts(
+    residence=[common_pb2.Period(municipality="GM0014", from_date="2015-01-01", to_date="2026-10-01", registered=True)],
+    grew_up_in=["GM0599"],
+    work=[common_pb2.Period(municipality="GM0363", from_date="2025-01-01")],
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_pure(count: int, repeats: int = 3) -> dict:
+    resolver = load_resolver(MeshSettings().region_policy_path)
+    resolver.decide(DOCUMENT)  # warm up
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(count):
+            resolver.decide(DOCUMENT)
+        rates.append(count / (time.perf_counter() - started))
+    return {"decisions": count, "repeats": repeats, "decisions_per_second": round(statistics.median(rates), 1),
+            "best_decisions_per_second": round(max(rates), 1)}
+
+
+def _requested(case_id: str) -> bytes:
+    envelope = envelopes.new_envelope(
+        case_id=case_id, producer="bench", event_id=str(uuid.uuid4()),
+        referral=events_pb2.ReferralEvent(
+            referral_id=f"ref-{case_id}", event_type="ReferralRequested", version=1, need_domains=["shelter"],
+            languages=["en"], asked_in="GM0363", facts=FACTS, sender="central-amsterdam",
+            receiver="shelter-amsterdam", holder="central-amsterdam"),
+    )
+    return envelopes.encode(envelope)
+
+
+def _producer(config: MeshSettings) -> KafkaProducer:
+    return KafkaProducer(bootstrap_servers=config.kafka_bootstrap, linger_ms=5, batch_size=64 * 1024)
+
+
+def _consumer(config: MeshSettings, topic: str) -> KafkaConsumer:
+    consumer = KafkaConsumer(topic, bootstrap_servers=config.kafka_bootstrap, group_id=f"bench-{uuid.uuid4()}",
+                             auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50)
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(timeout_ms=100)
+    return consumer
+
+
+def _drain(consumer: KafkaConsumer, wanted: int, timeout: float, accept=lambda record: True) -> int:
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while seen < wanted and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=100, max_records=5000).values():
+            seen += sum(1 for record in records if accept(record))
+    return seen
+
+
+def bench_end_to_end(config: MeshSettings, env: dict, count: int, log_dir: Path) -> dict:
+    from meshcli.supervisor import Stack
+    stack = Stack(env=env, log_dir=log_dir)
+    started = time.monotonic()
+    stack.start("region")
+    try:
+        _wait_serving(config.region_grpc_address, timeout=90)
+        startup = time.monotonic() - started
+        consumer = _consumer(config, config.topic(ASSIGNMENTS.base_name))
+        producer = _producer(config)
+        source = config.topic(REFERRAL_EVENTS.base_name)
+        # Warm-up: one case through, so partition assignment and first-fetch latency are not timed.
+        producer.send(source, key=b"warm-up", value=_requested("warm-up"))
+        producer.flush()
+        if _drain(consumer, 1, 60) < 1:
+            raise RuntimeError("the region worker produced no assignment for the warm-up event")
+        payloads = [(f"bench-{i:07d}", _requested(f"bench-{i:07d}")) for i in range(count)]
+        size = statistics.mean(len(value) for _key, value in payloads)
+        begin = time.perf_counter()
+        for key, value in payloads:
+            producer.send(source, key=key.encode(), value=value)
+        producer.flush()
+        produced = time.perf_counter() - begin
+        got = _drain(consumer, count, timeout=max(60, count / 20))
+        elapsed = time.perf_counter() - begin
+        producer.close()
+        consumer.close()
+        if stack.crashed():
+            raise RuntimeError("the region worker stopped during the benchmark")
+        return {"events": count, "assignments_read": got, "seconds": round(elapsed, 3),
+                "decisions_per_second": round(got / elapsed, 1), "produce_seconds": round(produced, 3),
+                "message_bytes": round(size), "worker_startup_seconds": round(startup, 2)}
+    finally:
+        stack.stop_all()
+
+
+def bench_raw_kafka(config: MeshSettings, count: int, size: int) -> dict:
+    topic = config.topic("bench.raw")
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=config.topic_partitions, replication_factor=1)])
+    finally:
+        admin.close()
+    consumer = _consumer(config, topic)
+    producer = _producer(config)
+    value = os.urandom(size)
+    begin = time.perf_counter()
+    for i in range(count):
+        producer.send(topic, key=f"bench-{i:07d}".encode(), value=value)
+    producer.flush()
+    produced = time.perf_counter() - begin
+    got = _drain(consumer, count, timeout=60)
+    elapsed = time.perf_counter() - begin
+    producer.close()
+    consumer.close()
+    return {"records": count, "records_read": got, "message_bytes": size, "seconds": round(elapsed, 3),
+            "records_per_second": round(got / elapsed, 1), "produce_seconds": round(produced, 3)}
+
+
+def _wait_serving(address: str, timeout: float) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.3)
+    raise TimeoutError(f"the region worker never answered on {address}")
+
+
+def _delete_topics(config: MeshSettings) -> None:
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap)
+        mine = [name for name in admin.list_topics() if name.startswith(config.topic_prefix)]
+        if mine:
+            admin.delete_topics(mine)
+        admin.close()
+    except Exception as problem:  # leftovers are harmless: unique prefix
+        print(f"(could not delete benchmark topics: {type(problem).__name__})", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pure", type=int, default=5000, help="resolver decisions per repeat (default 5000)")
+    parser.add_argument("--events", type=int, default=3000, help="events through Kafka (default 3000)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    options = parser.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-region-"))
+    env = dict(os.environ)
+    env.update({
+        "MESH_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}.",
+        "MESH_STATE_DIR": str(workdir / "state"),
+        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{_free_port()}",
+        "MESH_REGION_WEB_PORT": str(_free_port()),
+        "MESH_LOG_LEVEL": "WARNING",
+    })
+    os.environ.update({k: v for k, v in env.items() if k.startswith("MESH_")})
+    config = MeshSettings()
+
+    print(f"pure resolver: {options.pure} decisions x3 ...", flush=True)
+    pure = bench_pure(options.pure)
+    print(f"  {pure['decisions_per_second']:,.0f} decisions/s", flush=True)
+
+    prepare_kafka(config, "bench-region", give_up_after=30)
+    try:
+        print(f"end to end through Kafka: {options.events} ReferralRequested events ...", flush=True)
+        e2e = bench_end_to_end(config, env, options.events, workdir / "logs")
+        print(f"  {e2e['decisions_per_second']:,.0f} decisions/s ({e2e['assignments_read']} assignments in "
+              f"{e2e['seconds']} s, {e2e['message_bytes']} B/event)", flush=True)
+        print(f"raw Kafka produce->consume: {options.events} records of {e2e['message_bytes']} B ...", flush=True)
+        raw = bench_raw_kafka(config, options.events, e2e["message_bytes"])
+        print(f"  {raw['records_per_second']:,.0f} records/s", flush=True)
+    finally:
+        _delete_topics(config)
+
+    result = {
+        "benchmark": "region",
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
+        "kafka_bootstrap": config.kafka_bootstrap,
+        "topic_partitions": config.topic_partitions,
+        "pure_resolver": pure,
+        "end_to_end": e2e,
+        "raw_kafka": raw,
+        "end_to_end_share_of_raw_kafka": round(e2e["decisions_per_second"] / raw["records_per_second"], 4),
+    }
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {options.out}")
+    return 0 if e2e["assignments_read"] == options.events and raw["records_read"] == options.events else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""From one incoming event and a case's stored record to (at most) one assignment event.
+
+No Kafka here, so it can be tested without a broker: the Faust agent (streams.py) reads the
+case's record from its table, calls `Assigner.on_referral` / `Assigner.on_override`, sends the
+assignment if there is one, and stores the new record. What moves responsibility is decided by
+the pure `services.region.domain.responsibility`; the resolver says who is bound where.
+
+A case record holds identifiers, region codes, rule names and times only: no facts, no names,
+no languages (those stay on the referral events).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from meshkernel import envelope as envelopes
+from referralmesh.v1 import events_pb2
+from services.region.adapters.facts_mapping import assignment_from_decision, request_document
+from services.region.decide import Resolver
+from services.region.domain import responsibility as r
+from services.region.domain.errors import InvalidInput
+
+SERVICE = "region"
+
+# Referral events that always lead to a (re)decision with an assignment. Any other referral
+# event is decided again too, but yields an assignment only when the outcome changed (changed
+# facts, or time passing a binding threshold).
+DECIDING_EVENTS = frozenset({"ReferralRequested", "ReferralDeclined", "ReferralForwarded"})
+OVERRIDE_TRIGGER = "CoordinatorOverride"
+LIFT_TRIGGER = "CoordinatorOverrideLifted"
+SEEN_LIMIT = 256  # event ids remembered per case for deduplication of redeliveries
+
+
+class Refused(ValueError):
+    """An event the service cannot act on; it goes to the dead-letter topic with this reason."""
+
+
+def load_agency_regions(directory_path: Path) -> dict[str, frozenset[str]]:
+    """agency id -> the regions it serves, from the agency directory."""
+    from services.referral.domain import load_directory
+
+    return {agency.agency_id: frozenset(agency.regions_served) for agency in load_directory(directory_path)}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    record: dict[str, Any]
+    assignment: events_pb2.EventEnvelope | None
+
+
+def _resolved(decision: Mapping[str, Any]) -> list:
+    """What the resolver said, to tell whether a later event changed it (JSON-friendly)."""
+    return [decision.get("region"), decision.get("handover_to") or "", decision.get("rule"),
+            bool(decision.get("bound_nowhere")), bool(decision.get("no_programme_accepts"))]
+
+
+class Assigner:
+    def __init__(self, resolver: Resolver, agency_regions: Mapping[str, frozenset[str]]):
+        self.resolver = resolver
+        self.agency_regions = agency_regions
+
+    # ------------------------------------------------------------------ referral events
+
+    def on_referral(self, envelope: events_pb2.EventEnvelope, record: Mapping[str, Any]) -> Outcome:
+        referral = envelope.referral
+        state = r.CaseState.from_dict(record.get("state"))
+        service = self._service(referral)
+        when = envelope.occurred_at.ToDatetime().date().isoformat()
+        if not referral.referral_id:
+            raise Refused("referral.referral_id: must not be empty")
+        if not referral.event_type:
+            raise Refused("referral.event_type: must not be empty")
+
+        def decide(current_region: str | None) -> dict:
+            document = request_document(asked_in=referral.asked_in, service=service, decision_date=when,
+                                        current_region=current_region, facts=referral.facts)
+            try:
+                return self.resolver.decide(document)
+            except InvalidInput as problem:
+                raise Refused(f"resolver refused the facts: {problem}") from None
+
+        first = decide(state.responsible)
+        redecide = r.Redecide(referral.event_type, first["region"], first.get("handover_to"))
+        s = None
+        if referral.event_type == "ReferralAccepted" and (referral.handover or referral.previous_holder):
+            acceptor = referral.holder or referral.receiver
+            accepted = r.step(state, r.HandoverAccepted(self.agency_regions.get(acceptor, frozenset()))) \
+                if state.known else None
+            if accepted is not None and accepted.emit:
+                s = accepted
+        elif referral.event_type == "ReferralDeclined" and referral.handover and state.known:
+            s = r.step(state, r.HandoverRefused())
+        if s is None:
+            s = r.step(state, redecide)
+
+        decision = first
+        if s.after.responsible != state.responsible and state.known:
+            decision = decide(s.after.responsible)  # explain the region responsible now
+        after = r.propose(s.after, decision.get("handover_to"))
+        rule = s.rule or decision["rule"]
+        history = list(record.get("history", []))
+        entry = self._entry(
+            envelope, trigger=referral.event_type, region=after.responsible, previous=state.responsible,
+            handover_to=decision.get("handover_to") or "", rule=rule, decision=decision,
+            referral_id=referral.referral_id,
+            reason_code=after.override.reason_code if after.override is not None else "",
+        )
+        due = s.emit and (
+            not state.known or s.rule is not None or s.moved
+            or referral.event_type in DECIDING_EVENTS
+            or record.get("resolved") != _resolved(decision)
+        )
+        new_record = self._record(record, envelope, after, history + ([entry] if due else []),
+                                  referral_id=referral.referral_id, sender=referral.sender,
+                                  receiver=referral.pending_receiver or referral.receiver)
+        new_record["resolved"] = _resolved(decision)
+        if not due:
+            return Outcome(new_record, None)
+        assignment = assignment_from_decision(
+            decision,
+            referral_id=referral.referral_id,
+            previous_region=state.responsible or "",
+            service=service,
+            sender=referral.sender,
+            receiver=referral.pending_receiver or referral.receiver,
+            languages=list(referral.languages),
+            caused_by_event_id=envelope.event_id,
+            trigger=referral.event_type,
+            reason_code=entry["reason_code"],
+        )
+        assignment.responsible_region = after.responsible
+        assignment.rule = rule
+        return Outcome(new_record, self._wrap(envelope, assignment))
+
+    # ------------------------------------------------------------------ overrides
+
+    def on_override(self, envelope: events_pb2.EventEnvelope, record: Mapping[str, Any]) -> Outcome:
+        override = envelope.override
+        state = r.CaseState.from_dict(record.get("state"))
+        if not override.reason_code.strip():
+            raise Refused("override.reason_code: must not be empty")
+        if override.lift:
+            trigger: r.Trigger = r.OverrideLifted(override.reason_code)
+        else:
+            if not override.region.strip():
+                raise Refused("override.region: must name a region (or set lift=true)")
+            if self.resolver.policy.region(override.region) is None:
+                raise Refused(f"override.region: unknown region {override.region!r} in policy "
+                              f"{self.resolver.policy.version}")
+            trigger = r.OverrideSet(override.region, override.reason_code)
+        try:
+            s = r.step(state, trigger)
+        except r.NotYetResponsible:
+            raise Refused("override.lift: the case has no responsible region, nothing to lift") from None
+        referral_id = override.referral_id or record.get("referral_id", "")
+        history = list(record.get("history", []))
+        if not s.emit:
+            return Outcome(self._record(record, envelope, s.after, history), None)
+        handover_to = "" if s.after.override is not None else (s.after.proposed or "")
+        trigger_name = LIFT_TRIGGER if override.lift else OVERRIDE_TRIGGER
+        entry = self._entry(envelope, trigger=trigger_name, region=s.after.responsible,
+                            previous=state.responsible, handover_to=handover_to, rule=s.rule,
+                            decision={"policy_version": self.resolver.policy.version},
+                            referral_id=referral_id, reason_code=override.reason_code)
+        assignment = events_pb2.AssignmentEvent(
+            referral_id=referral_id,
+            responsible_region=s.after.responsible,
+            handover_to=handover_to,
+            rule=s.rule,
+            previous_region=state.responsible or "",
+            policy_version=self.resolver.policy.version,
+            sender=record.get("sender", ""),
+            receiver=record.get("receiver", ""),
+            caused_by_event_id=envelope.event_id,
+            trigger=trigger_name,
+            reason_code=override.reason_code,
+        )
+        new_record = self._record(record, envelope, s.after, history + [entry])
+        return Outcome(new_record, self._wrap(envelope, assignment))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _service(self, referral: events_pb2.ReferralEvent) -> str:
+        known = self.resolver.known_services
+        return next((d for d in referral.need_domains if d.lower() in known),
+                    (referral.need_domains or ["shelter"])[0]).lower()
+
+    @staticmethod
+    def _wrap(cause: events_pb2.EventEnvelope, assignment: events_pb2.AssignmentEvent) -> events_pb2.EventEnvelope:
+        return envelopes.new_envelope(
+            case_id=cause.case_id, producer=SERVICE,
+            event_id=envelopes.derived_id("assignment", cause.event_id),
+            assignment=assignment,
+        )
+
+    @staticmethod
+    def _entry(envelope, *, trigger, region, previous, handover_to, rule, decision, referral_id, reason_code) -> dict:
+        return {
+            "at": envelope.occurred_at.ToDatetime().replace(tzinfo=timezone.utc).isoformat(),
+            "event_id": envelopes.derived_id("assignment", envelope.event_id),
+            "caused_by": envelope.event_id,
+            "trigger": trigger,
+            "referral_id": referral_id,
+            "region": region,
+            "previous_region": previous or "",
+            "handover_to": handover_to,
+            "rule": rule,
+            "reason_code": reason_code,
+            "bound_nowhere": bool(decision.get("bound_nowhere")),
+            "no_programme_accepts": bool(decision.get("no_programme_accepts")),
+            "policy_version": str(decision.get("policy_version", "")),
+        }
+
+    @staticmethod
+    def _record(record: Mapping[str, Any], envelope, state: r.CaseState, history: list[dict], *,
+                referral_id: str | None = None, sender: str | None = None, receiver: str | None = None) -> dict:
+        seen = [*record.get("seen", []), envelope.event_id][-SEEN_LIMIT:]
+        referral_ids = set(record.get("referral_ids", []))
+        if referral_id:
+            referral_ids.add(referral_id)
+        return {
+            "state": state.to_dict(),
+            "referral_id": referral_id or record.get("referral_id", ""),
+            "referral_ids": sorted(referral_ids),
+            "sender": sender if sender is not None else record.get("sender", ""),
+            "receiver": receiver if receiver is not None else record.get("receiver", ""),
+            "seen": seen,
+            "history": history,
+            "resolved": record.get("resolved"),
+            "updated_at": datetime.now(timezone.utc).isoformat(),
+        }
+
+
+def already_seen(record: Mapping[str, Any], event_id: str) -> bool:
+    return event_id in record.get("seen", ())
+
+
+def assignment_from_entry(entry: Mapping[str, Any], record: Mapping[str, Any]) -> events_pb2.AssignmentEvent:
+    """A stored history entry back as an AssignmentEvent (compact: no candidates, no explanation)."""
+    return events_pb2.AssignmentEvent(
+        referral_id=entry.get("referral_id", ""),
+        responsible_region=entry.get("region", ""),
+        handover_to=entry.get("handover_to", ""),
+        rule=entry.get("rule", ""),
+        bound_nowhere=bool(entry.get("bound_nowhere")),
+        no_programme_accepts=bool(entry.get("no_programme_accepts")),
+        previous_region=entry.get("previous_region", ""),
+        policy_version=entry.get("policy_version", ""),
+        caused_by_event_id=entry.get("caused_by", ""),
+        trigger=entry.get("trigger", ""),
+        reason_code=entry.get("reason_code", ""),
+    )

@@ -1,0 +1,142 @@
+"""RegionService over gRPC, served from inside the Faust worker (same process, same event loop).
+
+Resolve is a dry run of the pure resolver; GetAssignment answers from the worker's `cases`
+table; ListRegions describes the loaded policy. Health checking and server reflection are on,
+so `grpcurl -plaintext ADDRESS list` works without the proto files.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+
+import faust
+import grpc
+import mode
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from kafka.partitioner.default import murmur2
+
+from meshkernel.config import MeshSettings
+from referralmesh.v1 import region_service_pb2 as api
+from referralmesh.v1 import region_service_pb2_grpc
+from services.region.adapters.assigning import assignment_from_entry
+from services.region.adapters.facts_mapping import assignment_from_decision, request_document
+from services.region.decide import Resolver
+from services.region.domain.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = api.DESCRIPTOR.services_by_name["RegionService"].full_name
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+def partition_of(case_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) puts a case id on."""
+    return (murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
+    def __init__(self, resolver: Resolver, cases, *, app: faust.App | None, source_topic: str, partitions: int):
+        self.resolver = resolver
+        self.cases = cases
+        self.app = app
+        self.source_topic = source_topic
+        self.partitions = partitions
+
+    async def Resolve(self, request: api.ResolveRequest, context) -> api.ResolveResponse:
+        service = request.service
+        document = request_document(
+            asked_in=request.asked_in,
+            service=service,
+            decision_date=request.decision_date or date.today().isoformat(),
+            current_region=request.current_region or None,
+            facts=request.facts,
+        )
+        try:
+            decision = self.resolver.decide(document)
+        except InvalidInput as problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{problem.field}: {problem.problem}")
+        return api.ResolveResponse(decision=assignment_from_decision(decision, service=service, trigger="Resolve"))
+
+    async def GetAssignment(self, request: api.GetAssignmentRequest, context) -> api.GetAssignmentResponse:
+        case_id = request.case_id.strip()
+        if not case_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id: must not be empty")
+        record = self.cases.get(case_id) if hasattr(self.cases, "get") else None
+        if not record:
+            problem = self._not_here(case_id)
+            if problem:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, problem)
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"case_id: no assignment known for case {case_id}")
+        history = record.get("history", [])
+        if not history:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"case_id: no assignment known for case {case_id}")
+        response = api.GetAssignmentResponse(current=assignment_from_entry(history[-1], record))
+        for entry in history:
+            item = response.history.add(assignment=assignment_from_entry(entry, record))
+            item.at.FromDatetime(datetime.fromisoformat(entry["at"]))
+        return response
+
+    def _not_here(self, case_id: str) -> str | None:
+        """Why this worker may not know a case it has no record of, or None if it should know."""
+        app = self.app
+        if app is None:
+            return None
+        partition = partition_of(case_id, self.partitions)
+        if getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False):
+            return f"case {case_id}: this worker is rebalancing or recovering its table; try again shortly"
+        try:
+            actives = {(tp.topic, tp.partition) for tp in app.assignor.assigned_actives()}
+        except Exception:
+            return None
+        if (self.source_topic, partition) not in actives:
+            return (f"case {case_id} lives on partition {partition}, which another region worker owns; "
+                    "ask that worker")
+        return None
+
+    async def ListRegions(self, request: api.ListRegionsRequest, context) -> api.ListRegionsResponse:
+        policy = self.resolver.policy
+        response = api.ListRegionsResponse(policy_version=policy.version)
+        for region in policy.regions:
+            response.regions.add(
+                code=region.code, name=region.name,
+                municipalities=[m.code for m in region.municipalities],
+                services=sorted(region.services),
+            )
+        return response
+
+
+def build_server(api_servicer: RegionApi, address: str) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", 4 * 1024 * 1024),
+    ])
+    region_service_pb2_grpc.add_RegionServiceServicer_to_server(api_servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    server.add_insecure_port(address)
+    return server, health_servicer
+
+
+def attach_grpc_server(app: faust.App, config: MeshSettings, resolver: Resolver, cases, *, incoming_topic: str) -> None:
+    """Start the gRPC server with the worker and stop it (gracefully) when the worker stops."""
+
+    @app.service
+    class RegionGrpcServer(mode.Service):
+        server: grpc.aio.Server | None = None
+        health_servicer = None
+
+        async def on_start(self) -> None:
+            servicer = RegionApi(resolver, cases, app=app, source_topic=incoming_topic,
+                                 partitions=config.topic_partitions)
+            self.server, self.health_servicer = build_server(servicer, config.region_grpc_address)
+            await self.server.start()
+            for name in ("", SERVICE_NAME):
+                await self.health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            log.info("region gRPC listening", extra={"address": config.region_grpc_address})
+
+        async def on_stop(self) -> None:
+            if self.server is not None:
+                await self.health_servicer.enter_graceful_shutdown()
+                await self.server.stop(grace=3)
+                log.info("region gRPC stopped")
