@@ -56,17 +56,32 @@ def encode(envelope: events_pb2.EventEnvelope) -> bytes:
     return envelope.SerializeToString()
 
 
-def kafka_headers(envelope: events_pb2.EventEnvelope) -> list[tuple[str, bytes]]:
+def kafka_headers(
+    envelope: events_pb2.EventEnvelope, trace_carrier: dict[str, str] | None = None
+) -> list[tuple[str, bytes]]:
+    """Headers for one record; trace_carrier (the sending span) overrides the stored context."""
     headers = [
         ("event-id", envelope.event_id.encode()),
         ("payload", envelope.WhichOneof("payload").encode()),
         ("schema-version", str(envelope.schema_version).encode()),
     ]
-    if envelope.trace.traceparent:
-        headers.append(("traceparent", envelope.trace.traceparent.encode()))
-    if envelope.trace.tracestate:
-        headers.append(("tracestate", envelope.trace.tracestate.encode()))
+    carrier = trace_carrier if trace_carrier is not None else {
+        "traceparent": envelope.trace.traceparent, "tracestate": envelope.trace.tracestate,
+    }
+    for name in ("traceparent", "tracestate"):
+        if carrier.get(name):
+            headers.append((name, carrier[name].encode()))
     return headers
+
+
+def trace_carrier_from_headers(headers) -> dict[str, str]:
+    """The W3C context of a consumed record's headers (Faust gives a dict, aiokafka a list)."""
+    items = headers.items() if hasattr(headers, "items") else (headers or ())
+    carrier = {}
+    for name, value in items:
+        if name in ("traceparent", "tracestate") and value:
+            carrier[name] = value.decode() if isinstance(value, bytes) else str(value)
+    return carrier
 
 
 def decode(raw: bytes | None, *, expect: str | None = None) -> events_pb2.EventEnvelope:

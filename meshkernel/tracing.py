@@ -124,9 +124,20 @@ def _messaging_attributes(topic: str, operation: str, envelope) -> dict:
 
 
 @contextlib.contextmanager
-def consuming(topic: str, envelope, *, consumer_group: str, partition: int | None = None) -> Iterator[trace.Span]:
-    """A 'process {topic}' span, child of the producer's span carried in the envelope."""
-    parent = context_from(envelope.trace.traceparent, envelope.trace.tracestate)
+def consuming(
+    topic: str, envelope, *, consumer_group: str, partition: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Iterator[trace.Span]:
+    """A 'process {topic}' span, child of the span that sent the record.
+
+    The record's headers name the sending span; the context stored in the envelope (the
+    span that created the event) is the fallback for records sent without headers.
+    """
+    carrier = headers or {}
+    if carrier.get("traceparent"):
+        parent = context_from(carrier["traceparent"], carrier.get("tracestate", ""))
+    else:
+        parent = context_from(envelope.trace.traceparent, envelope.trace.tracestate)
     attributes = _messaging_attributes(topic, "process", envelope)
     attributes["messaging.consumer.group.name"] = consumer_group
     if partition is not None:
@@ -138,7 +149,8 @@ def consuming(topic: str, envelope, *, consumer_group: str, partition: int | Non
 
 
 @contextlib.contextmanager
-def publishing(topic: str, *, case_id: str) -> Iterator[trace.Span]:
+def publishing(topic: str, *, case_id: str, parent: context.Context | None = None,
+               event_id: str | None = None) -> Iterator[trace.Span]:
     """A 'send {topic}' span; envelopes created inside it carry it as their parent."""
     attributes = {
         "messaging.system": "kafka",
@@ -147,8 +159,10 @@ def publishing(topic: str, *, case_id: str) -> Iterator[trace.Span]:
         "messaging.kafka.message.key": case_id,
         CASE_ID: case_id,
     }
+    if event_id:
+        attributes["messaging.message.id"] = event_id
     with tracer("referralmesh.kafka").start_as_current_span(
-        f"send {topic}", kind=PRODUCER, attributes=attributes
+        f"send {topic}", context=parent, kind=PRODUCER, attributes=attributes
     ) as span:
         yield span
 

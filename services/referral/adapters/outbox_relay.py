@@ -13,6 +13,7 @@ import os
 from aiokafka import AIOKafkaProducer
 
 from meshkernel import envelope as envelopes
+from meshkernel import tracing
 from services.referral.adapters.storage import ReferralStore
 
 log = logging.getLogger(__name__)
@@ -95,14 +96,17 @@ class OutboxRelay:
         deliveries = []
         for _position, record in batch:
             parsed = envelopes.decode(record.value)
-            deliveries.append(
-                await self._producer.send(
-                    record.topic,
-                    key=record.key.encode(),
-                    value=record.value,
-                    headers=envelopes.kafka_headers(parsed),
+            # The row keeps the context of the request that committed it; the send span is
+            # its child, and the consumer continues from the send span named in the headers.
+            stored = tracing.context_from(parsed.trace.traceparent, parsed.trace.tracestate)
+            with tracing.publishing(record.topic, case_id=parsed.case_id, parent=stored,
+                                    event_id=parsed.event_id):
+                headers = envelopes.kafka_headers(parsed, tracing.inject_current())
+                deliveries.append(
+                    await self._producer.send(
+                        record.topic, key=record.key.encode(), value=record.value, headers=headers,
+                    )
                 )
-            )
         await asyncio.gather(*deliveries)
         await asyncio.to_thread(self.store.mark_published, [position for position, _ in batch])
         self.published_total += len(batch)

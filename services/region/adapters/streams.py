@@ -38,7 +38,6 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
     # case id -> record (see assigning.Assigner._record): responsibility state, history, seen ids.
     cases = app.Table(TABLE, default=dict, partitions=config.topic_partitions)
     assigner = Assigner(resolver, agency_regions)
-    span_tracer = tracing.tracer(__name__)
 
     @app.agent(incoming)
     async def assign_responsibility(stream):
@@ -47,10 +46,10 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
             record = dict(cases[envelope.case_id])
             if already_seen(record, envelope.event_id):
                 continue  # a redelivered event: its assignment was sent already
-            parent = tracing.context_from(envelope.trace.traceparent, envelope.trace.tracestate)
-            with span_tracer.start_as_current_span(
-                f"process {event.message.topic}", context=parent, kind=tracing.CONSUMER,
-                attributes={"referralmesh.case_id": envelope.case_id, "messaging.system": "kafka"},
+            with tracing.consuming(
+                event.message.topic, envelope, consumer_group=app.conf.id,
+                partition=event.message.partition,
+                headers=envelopes.trace_carrier_from_headers(event.headers),
             ):
                 try:
                     if kind == "referral":
@@ -69,10 +68,13 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
                 if outcome.assignment is not None:
                     # Sent before the table is written: after a crash in between, the same event
                     # is redelivered, decided from the same state and sent with the same id.
-                    await assignments.send(
-                        key=envelope.case_id.encode(), value=envelopes.encode(outcome.assignment),
-                        headers=envelopes.kafka_headers(outcome.assignment),
-                    )
+                    sent = outcome.assignment
+                    with tracing.publishing(assignments.get_topic_name(), case_id=sent.case_id,
+                                            event_id=sent.event_id):
+                        await assignments.send(
+                            key=envelope.case_id.encode(), value=envelopes.encode(sent),
+                            headers=envelopes.kafka_headers(sent, tracing.inject_current()),
+                        )
                     decided = outcome.assignment.assignment
                     log.info("assignment emitted", extra={
                         "case_id": envelope.case_id, "region": decided.responsible_region,

@@ -31,7 +31,7 @@ def test_a_restarted_worker_knows_current_and_proposed_regions_and_re_emits_noth
                       previous_holder="shelter-amsterdam", handover=True)
 
     for case in cases:
-        found = mesh.wait_assignments(case, 3, timeout=45)
+        found = mesh.wait_assignments(case, 3, timeout=90)
         assert [summary(a)[:3] for a in found] == [
             ("ReferralRequested", AMSTERDAM, "handover_to_better_bound_region"),
             ("ReferralForwarded", AMSTERDAM, "handover_to_better_bound_region"),
