@@ -13,6 +13,7 @@ import faust
 from meshkernel import topics as declared
 from meshkernel.config import MeshSettings
 from meshkernel.envelope import MalformedEvent, decode
+from meshkernel.logs import logging_config
 from referralmesh.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,14 @@ async def decoded_events(stream, dead_letters: DeadLetters, *, expect: str):
         yield event, envelope
 
 
-def run_worker(app: faust.App, config: MeshSettings) -> None:
-    """Run a Faust worker in the foreground until SIGINT/SIGTERM."""
-    worker = faust.Worker(app, loglevel=config.log_level.lower(), quiet=True, redirect_stdouts=False)
+def run_worker(app: faust.App, config: MeshSettings, service: str | None = None) -> None:
+    """Run a Faust worker in the foreground until SIGINT/SIGTERM, logging JSON lines."""
+    name = service or app.conf.id.removeprefix(config.topic_prefix).removeprefix("referral-mesh-")
+    worker = faust.Worker(
+        app,
+        loglevel=config.log_level.lower(),
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=logging_config(name, config.log_level),
+    )
     worker.execute_from_commandline()
