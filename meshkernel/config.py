@@ -43,6 +43,10 @@ class MeshSettings(BaseSettings):
     notify_grpc_address: str = "127.0.0.1:50053"
     region_web_port: int = 6067
     notify_web_port: int = 6066
+    # Prometheus scrape endpoints (loopback); 0 turns one off.
+    referral_metrics_port: int = 9464
+    region_metrics_port: int = 9465
+    notify_metrics_port: int = 9466
 
     # Mutual TLS of the referral service (services/referral/README.md, "Identity and TLS").
     # Server side: set cert, key and trust root (and the CA's CRL) to require client

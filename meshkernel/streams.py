@@ -9,11 +9,13 @@ import logging
 from datetime import datetime, timezone
 
 import faust
+from opentelemetry.metrics import Observation
 
 from meshkernel import topics as declared
 from meshkernel.config import MeshSettings
 from meshkernel.envelope import MalformedEvent, decode
 from meshkernel.logs import logging_config
+from meshkernel.metrics import meter
 from referralmesh.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,34 @@ def topic(app: faust.App, config: MeshSettings, spec: declared.TopicSpec) -> fau
     )
 
 
+def observe_consumer_lag(app: faust.App) -> None:
+    """A gauge of how far this worker's consumers are behind, per input topic."""
+
+    def measure(_options):
+        monitor = app.monitor
+        behind: dict[str, int] = {}
+        for partition, end in dict(monitor.tp_end_offsets or {}).items():
+            read = (monitor.tp_read_offsets or {}).get(partition)
+            if read is not None:
+                # The end offset is the next one to be written; read is the last one seen.
+                behind[partition.topic] = behind.get(partition.topic, 0) + max(0, end - read - 1)
+        return [Observation(count, {"messaging.destination.name": name}) for name, count in behind.items()]
+
+    meter("referralmesh.streams").create_observable_gauge(
+        "referralmesh.consumer.lag", callbacks=[measure], unit="{message}",
+        description="records not yet processed, per input topic",
+    )
+
+
 class DeadLetters:
     """Sends a record that a consumer could not process to the dead-letter topic, with the reason."""
 
     def __init__(self, app: faust.App, config: MeshSettings, consumer: str):
         self.topic = topic(app, config, declared.DEAD_LETTERS)
         self.consumer = consumer
+        self.counter = meter("referralmesh.streams").create_counter(
+            "referralmesh.dead_letters", unit="{record}", description="records sent to the dead-letter topic",
+        )
 
     async def send(self, event: faust.types.EventT, reason: str) -> None:
         message = event.message
@@ -76,6 +100,7 @@ class DeadLetters:
                    "offset": message.offset, "reason": reason, "consumer": self.consumer},
         )
         await self.topic.send(key=event.key or b"", value=letter.SerializeToString())
+        self.counter.add(1, {"messaging.destination.name": message.topic, "referralmesh.consumer": self.consumer})
 
 
 async def decoded_events(stream, dead_letters: DeadLetters, *, expect: str):

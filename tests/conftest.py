@@ -51,6 +51,9 @@ def isolated_env(kafka_bootstrap, tmp_path) -> dict[str, str]:
         "MESH_NOTIFY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
         "MESH_REGION_WEB_PORT": str(free_port()),
         "MESH_NOTIFY_WEB_PORT": str(free_port()),
+        "MESH_REFERRAL_METRICS_PORT": str(free_port()),
+        "MESH_REGION_METRICS_PORT": str(free_port()),
+        "MESH_NOTIFY_METRICS_PORT": str(free_port()),
     })
     return env
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from meshkernel.config import settings
 from meshkernel.kafka import prepare_kafka
 from meshkernel.logs import setup_logging
+from meshkernel.metrics import setup_metrics
 from meshkernel.streams import run_worker
 from meshkernel.tracing import setup_tracing
 from services.region.adapters.assigning import SERVICE, load_agency_regions
@@ -19,6 +20,7 @@ def run() -> None:
     config = settings()
     setup_logging(SERVICE, config.log_level)
     setup_tracing(SERVICE, environment=config.environment)
+    setup_metrics(SERVICE, config.region_metrics_port)
     resolver = load_resolver(config.region_policy_path)
     agency_regions = load_agency_regions(config.agency_directory_path)
     prepare_kafka(config, SERVICE)

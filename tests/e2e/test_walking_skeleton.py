@@ -1,6 +1,7 @@
 """End to end on a real broker: gRPC create -> referral event -> assignment -> notifications."""
 from __future__ import annotations
 
+import urllib.request
 import uuid
 
 import pytest
@@ -90,6 +91,11 @@ def test_one_referral_flows_through_all_three_services(mesh):
         assert notification.notification.caused_by_event_id == assigned.event_id
         assert notification.notification.referral_id == created.referral_id
     # Occurrence order follows causality along the case.
+    with urllib.request.urlopen(f"http://127.0.0.1:{config.region_metrics_port}/metrics", timeout=10) as page:
+        scraped = page.read().decode()
+    assigned_metric = [line for line in scraped.splitlines() if line.startswith("referralmesh_assignments_total")]
+    assert any('referralmesh_rule="bound_nowhere"' in line for line in assigned_metric), assigned_metric
+    assert case_id not in scraped
     assert requested.occurred_at.ToDatetime() <= assigned.occurred_at.ToDatetime()
     assert all(assigned.occurred_at.ToDatetime() <= n.occurred_at.ToDatetime() for n in notifications)
 

@@ -15,7 +15,8 @@ from meshkernel import envelope as envelopes
 from meshkernel import topics as declared
 from meshkernel import tracing
 from meshkernel.config import MeshSettings
-from meshkernel.streams import DeadLetters, decoded_events, make_app, topic
+from meshkernel.metrics import meter
+from meshkernel.streams import DeadLetters, decoded_events, make_app, observe_consumer_lag, topic
 from services.region.adapters.assigning import SERVICE, Assigner, Refused, already_seen
 from services.region.decide import Resolver
 
@@ -38,6 +39,11 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
     # case id -> record (see assigning.Assigner._record): responsibility state, history, seen ids.
     cases = app.Table(TABLE, default=dict, partitions=config.topic_partitions)
     assigner = Assigner(resolver, agency_regions)
+    observe_consumer_lag(app)
+    assignments_made = meter(__name__).create_counter(
+        "referralmesh.assignments", unit="{assignment}",
+        description="assignment decisions by rule (the bound_nowhere share is the fallback share)",
+    )
 
     @app.agent(incoming)
     async def assign_responsibility(stream):
@@ -76,6 +82,7 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
                             headers=envelopes.kafka_headers(sent, tracing.inject_current()),
                         )
                     decided = outcome.assignment.assignment
+                    assignments_made.add(1, {"referralmesh.rule": decided.rule, "referralmesh.trigger": decided.trigger})
                     log.info("assignment emitted", extra={
                         "case_id": envelope.case_id, "region": decided.responsible_region,
                         "rule": decided.rule, "handover_to": decided.handover_to, "trigger": decided.trigger,
