@@ -1,0 +1,71 @@
+"""What the benchmarks share: an isolated environment for a private mesh, percentiles, output."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from meshkernel.config import PROJECT_ROOT
+
+RESULTS_DIR = PROJECT_ROOT / "bench-results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def isolated_env(state_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a private mesh on the shared broker: own topics, database and ports."""
+    env = dict(os.environ)
+    env.update({
+        "MESH_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}.",
+        "DATABASE_URL": f"sqlite:///{state_dir / 'referral.db'}",
+        "MESH_STATE_DIR": str(state_dir / "state"),
+        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MESH_NOTIFY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MESH_REGION_WEB_PORT": str(free_port()),
+        "MESH_NOTIFY_WEB_PORT": str(free_port()),
+        "MESH_REFERRAL_METRICS_PORT": "0",
+        "MESH_REGION_METRICS_PORT": "0",
+        "MESH_NOTIFY_METRICS_PORT": "0",
+        "MESH_LOG_LEVEL": "WARNING",
+    })
+    env.update(extra)
+    return env
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def latency_summary(milliseconds: list[float]) -> dict:
+    return {
+        "count": len(milliseconds),
+        "p50_ms": round(percentile(milliseconds, 0.50), 2),
+        "p99_ms": round(percentile(milliseconds, 0.99), 2),
+        "max_ms": round(max(milliseconds), 2) if milliseconds else float("nan"),
+    }
+
+
+def write_results(name: str, figures: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    figures = {
+        "benchmark": name,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        **figures,
+    }
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    return path
