@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/referralmesh/v1/*.proto)
 GENERATED := generated/referralmesh/v1/.stamp
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test unit proto venv kafka-start kafka-stop pki clean bench-referral bench-region bench-e2e
+.PHONY: run test unit proto venv kafka-start kafka-stop pki clean bench-referral bench-region bench-e2e bench-escalation
 
 run: $(INSTALLED)
 	$(BIN)/mesh demo
@@ -42,6 +42,9 @@ $(INSTALLED): pyproject.toml $(GENERATED)
 # Benchmarks print their figures and write them to bench-results/*.json.
 bench-region: $(INSTALLED)
 	$(BIN)/python -m benchmarks.bench_region
+
+bench-escalation: $(INSTALLED)
+	$(BIN)/python -m benchmarks.bench_escalation
 
 bench-e2e: $(INSTALLED)
 	$(BIN)/python -m benchmarks.bench_e2e
