@@ -152,7 +152,9 @@ def coerce(enum: type[E], value: object, field: str, error: type[DomainError]) -
         return enum(value)  # type: ignore[call-arg]
     except ValueError:
         allowed = ", ".join(m.value for m in enum)  # type: ignore[attr-defined]
-        raise error(field, f"unknown code {value!r}; expected one of: {allowed}") from None
+        # The refused value is not repeated: errors reach logs and spans, and a caller may have
+        # typed anything into the field.
+        raise error(field, f"unknown code; expected one of: {allowed}") from None
 
 
 def is_agency_id(value: object) -> bool:

@@ -30,7 +30,7 @@ class Consent:
             raise InvalidReferral("consent.organisations", "must name at least one organisation")
         for org in sorted(orgs, key=str):
             if not is_agency_id(org):
-                raise InvalidReferral("consent.organisations", f"{org!r} is not a valid agency id")
+                raise InvalidReferral("consent.organisations", "names something that is not a valid agency id")
         # Normalise in place; the dataclass is frozen, so use object.__setattr__ once, here.
         object.__setattr__(self, "organisations", orgs)
         object.__setattr__(

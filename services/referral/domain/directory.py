@@ -96,9 +96,9 @@ class Directory:
         if kind is not None:
             kind = coerce(AgencyKind, kind, "kind", InvalidCommand)
         if region is not None and not (isinstance(region, str) and REGION_RE.match(region)):
-            raise InvalidCommand("region", f"{region!r} is not a CBS code like GM0363")
+            raise InvalidCommand("region", "is not a CBS code like GM0363")
         if language is not None and language not in ISO_639_1:
-            raise InvalidCommand("language", f"{language!r} is not an ISO 639-1 code")
+            raise InvalidCommand("language", "is not an ISO 639-1 code")
         return [
             a
             for a in self._by_id.values()

@@ -161,7 +161,7 @@ def open_referral(
             raise InvalidReferral(field, "must be an opaque id (1-128 letters, digits, . _ : -)")
     for field, value in (("sender", sender), ("receiver", receiver)):
         if not is_agency_id(value):
-            raise InvalidReferral(field, f"{value!r} is not a valid agency id")
+            raise InvalidReferral(field, "is not a valid agency id")
     if sender == receiver:
         raise InvalidReferral("receiver", "an agency cannot refer a client to itself")
     domains = _need_domains(need_domains)
@@ -213,9 +213,9 @@ def _languages(values: Iterable[str]) -> tuple[str, ...]:
     if isinstance(values, str) or not hasattr(values, "__iter__"):
         raise InvalidReferral("languages", "must be a list of ISO 639-1 codes")
     langs: list[str] = []
-    for value in values:
+    for index, value in enumerate(values):
         if value not in ISO_639_1:
-            raise InvalidReferral("languages", f"{value!r} is not an ISO 639-1 code (e.g. 'nl')")
+            raise InvalidReferral("languages", f"entry {index} is not an ISO 639-1 code (e.g. 'nl')")
         if value not in langs:
             langs.append(value)  # keep the client's order of preference
     if not langs:
@@ -337,7 +337,7 @@ def _check_arguments(
             raise InvalidCommand("outcome", f"a failed referral cannot have outcome {outcome}")
     elif action is _A.FORWARD:
         if not is_agency_id(new_receiver):
-            raise InvalidCommand("new_receiver", f"{new_receiver!r} is not a valid agency id")
+            raise InvalidCommand("new_receiver", "is not a valid agency id")
         if new_receiver in (referral.sender, referral.holder):
             raise InvalidCommand(
                 "new_receiver", f"{new_receiver} already holds or sent this referral"

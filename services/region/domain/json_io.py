@@ -100,11 +100,11 @@ def _text(value: Any, where: str) -> str:
 def _date(value: Any, where: str) -> date:
     text = _text(value, where)
     if not _ISO_DATE.match(text):
-        raise InvalidInput(where, f"{text!r} is not a date in the form yyyy-mm-dd")
+        raise InvalidInput(where, "is not a date in the form yyyy-mm-dd")
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise InvalidInput(where, f"{text!r} is not an existing date") from None
+        raise InvalidInput(where, "is not an existing date") from None
 
 
 def _optional_date(value: Any, where: str) -> date | None:

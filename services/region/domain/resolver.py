@@ -137,7 +137,7 @@ def validate_request(request: ResolutionRequest, policy: RegionPolicy) -> None:
     """Refuse a request the policy cannot answer, naming the field. Never guess a region."""
     _municipality(request.asked_in, "asked_in", policy)
     if not isinstance(request.service, str) or request.service not in policy.service_kinds:
-        raise InvalidInput("service", f"unknown service {request.service!r}; known: {', '.join(policy.service_kinds)}")
+        raise InvalidInput("service", f"unknown service; known: {', '.join(policy.service_kinds)}")
     if not isinstance(request.decision_date, date):
         raise InvalidInput("decision_date", "must be a date")
     if request.current_region is not None:
@@ -162,7 +162,8 @@ def _municipality(code: object, field: str, policy: RegionPolicy) -> None:
     if not isinstance(code, str) or not code:
         raise InvalidInput(field, "must be a municipality code like GM0363")
     if not MUNICIPALITY_CODE.match(code):
-        raise InvalidInput(field, f"{code!r} is not a CBS municipality code (GM followed by four digits)")
+        # Malformed input is not repeated back: it may be anything a person typed (DESIGN.md 5).
+        raise InvalidInput(field, "is not a CBS municipality code (GM followed by four digits)")
     if policy.region_of(code) is None:
         raise InvalidInput(field, f"unknown municipality code {code}: not in any region of policy {policy.version}")
 

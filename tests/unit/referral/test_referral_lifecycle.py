@@ -481,3 +481,24 @@ def test_consent_covers():
     assert not c.covers(RECEIVER, "REFERRAL", c.valid_until)  # valid_until is exclusive
     assert not c.covers(NOT_CONSENTED, "REFERRAL", T0)
     assert c.organisations == CONSENTED
+
+
+MARKER = "Maria-Jansen-0612345678"
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("sender", MARKER),
+        ("receiver", MARKER),
+        ("need_domains", [MARKER]),
+        ("urgency", MARKER),
+        ("languages", [MARKER]),
+        ("purpose", MARKER),
+    ],
+)
+def test_a_refusal_never_repeats_what_the_caller_typed(field, value):
+    """Refusals reach logs and spans; a caller may have typed a name or a number anywhere."""
+    with pytest.raises(InvalidReferral) as err:
+        open_(**{field: value})
+    assert MARKER not in str(err.value) and MARKER not in repr(err.value.details)
