@@ -28,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     resolve = region_commands.add_parser("resolve", help="dry run: who is responsible, and where is help best?")
     resolve.add_argument("args", nargs=argparse.REMAINDER)
 
+    notify = commands.add_parser("notify", help="notify service operations")
+    notify_commands = notify.add_subparsers(dest="notify_command", required=True)
+    replay = notify_commands.add_parser("replay", help="requeue dead-lettered notification deliveries")
+    replay.add_argument("--now", action="store_true", help="also try each one once from this command")
+    replay.add_argument("--id", action="append", dest="ids", default=None, help="only this notification id")
+    notify_commands.add_parser("login", help="print the dashboard address and a demo coordinator login")
+
     pki = commands.add_parser("pki", help="local certificate authority for the demo and tests")
     from meshcli.pki import add_arguments as add_pki_arguments
 
@@ -114,6 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         return run_resolve(options.args, sys.stdin, sys.stdout, sys.stderr)
     if options.command == "referral":
         return _referral_command(options)
+    if options.command == "notify":
+        from meshkernel.config import settings
+
+        if options.notify_command == "login":
+            from services.notify.demo import describe_dashboard
+
+            print(describe_dashboard(settings()))
+            return 0
+        from services.notify.replay import run_replay
+
+        return run_replay(settings(), now=options.now, only=set(options.ids) if options.ids else None)
     if options.command == "pki":
         from meshcli.pki import run as run_pki
 

@@ -36,6 +36,11 @@ class MeshSettings(BaseSettings):
     state_dir: Path = STATE_DIR
 
     region_policy_path: Path = PROJECT_ROOT / "services" / "region" / "config" / "regions.yaml"
+    # Stall detection (services/region/ESCALATION.md): the escalation policy (deadlines per rule
+    # and urgency, the ladder); a copy with deadlines of seconds shows escalations within a minute.
+    escalation_policy_path: Path = PROJECT_ROOT / "services" / "region" / "config" / "escalation.yaml"
+    # Longest sleep of the region worker's deadline timer; it wakes earlier for a due deadline.
+    escalation_tick_seconds: float = Field(default=0.1, gt=0, le=5)
     agency_directory_path: Path = PROJECT_ROOT / "services" / "referral" / "config" / "agencies.yaml"
 
     referral_grpc_address: str = "127.0.0.1:50051"

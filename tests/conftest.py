@@ -6,14 +6,26 @@ Each test run gets its own topic prefix, so runs never see each other's events.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
+import urllib.request
 import uuid
 
 import pytest
 
-from meshcli.supervisor import kafka_answers, start_kafka, stop_kafka
+from meshcli.supervisor import (
+    Stack,
+    kafka_answers,
+    start_kafka,
+    start_zipkin_in_background,
+    stop_kafka,
+    stop_zipkin,
+    zipkin_answers,
+    zipkin_url,
+)
 from meshkernel.config import MeshSettings
+from meshkernel.kafka import prepare_kafka
 
 
 def free_port() -> int:
@@ -67,3 +79,41 @@ def settings_from(env: dict[str, str]) -> MeshSettings:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def zipkin():
+    started = None
+    if not zipkin_answers():
+        started = start_zipkin_in_background()
+        assert started.wait() == 0, "Zipkin did not start (see .cache/zipkin)"
+    yield zipkin_url().removesuffix("/zipkin/")
+    if started is not None:
+        stop_zipkin()
+
+
+@pytest.fixture
+def traced_mesh(isolated_env, tmp_path, zipkin):
+    env = dict(isolated_env)
+    env.update({
+        "OTEL_TRACES_EXPORTER": "zipkin",
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{zipkin}/api/v2/spans",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    })
+    config = settings_from(env)
+    prepare_kafka(config, "tracing-test", give_up_after=60)
+    stack = Stack(env=env, log_dir=tmp_path / "logs")
+    for service in ("referral", "region", "notify"):
+        stack.start(service)
+    yield stack, config, zipkin
+    stack.stop_all()
+
+
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)

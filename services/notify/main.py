@@ -1,9 +1,14 @@
-"""Entry point of the notify service: `mesh serve notify`."""
+"""Entry point of the notify service: `mesh serve notify`.
+
+One process: the Faust worker (assignments, referral events, escalations in; notifications
+out), the coordinator dashboard (HTTP), the NotifyService gRPC server and the delivery loop.
+"""
 from __future__ import annotations
 
 from meshkernel.config import settings
 from meshkernel.kafka import prepare_kafka
 from meshkernel.logs import setup_logging
+from meshkernel.metrics import setup_metrics
 from meshkernel.streams import run_worker
 from meshkernel.tracing import setup_tracing
 from services.notify.adapters.streams import SERVICE, build_app
@@ -13,5 +18,6 @@ def run() -> None:
     config = settings()
     setup_logging(SERVICE, config.log_level)
     setup_tracing(SERVICE, environment=config.environment)
+    setup_metrics(SERVICE, config.notify_metrics_port)
     prepare_kafka(config, SERVICE)
     run_worker(build_app(config), config)

@@ -1,56 +1,19 @@
 """One referral, one trace: spans of all three services joined across the Kafka hops."""
 from __future__ import annotations
 
-import json
 import time
 import urllib.parse
-import urllib.request
 import uuid
 
 import pytest
 
 from meshcli.client import ReferralClient
 from meshcli.demo import SENDER, demo_request
-from meshcli.supervisor import Stack, start_zipkin_in_background, stop_zipkin, zipkin_answers, zipkin_url
 from meshcli.watch import EventWatcher
-from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import NOTIFICATIONS
-from tests.conftest import settings_from
+from tests.conftest import get_json
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture(scope="session")
-def zipkin():
-    started = None
-    if not zipkin_answers():
-        started = start_zipkin_in_background()
-        assert started.wait() == 0, "Zipkin did not start (see .cache/zipkin)"
-    yield zipkin_url().removesuffix("/zipkin/")
-    if started is not None:
-        stop_zipkin()
-
-
-@pytest.fixture
-def traced_mesh(isolated_env, tmp_path, zipkin):
-    env = dict(isolated_env)
-    env.update({
-        "OTEL_TRACES_EXPORTER": "zipkin",
-        "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{zipkin}/api/v2/spans",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-    })
-    config = settings_from(env)
-    prepare_kafka(config, "tracing-test", give_up_after=60)
-    stack = Stack(env=env, log_dir=tmp_path / "logs")
-    for service in ("referral", "region", "notify"):
-        stack.start(service)
-    yield stack, config, zipkin
-    stack.stop_all()
-
-
-def _get_json(url: str):
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
 
 
 def find_case_traces(zipkin: str, case_id: str, want_services: set[str], timeout: float = 60.0) -> list[list[dict]]:
@@ -60,7 +23,7 @@ def find_case_traces(zipkin: str, case_id: str, want_services: set[str], timeout
     deadline = time.monotonic() + timeout
     traces: list[list[dict]] = []
     while time.monotonic() < deadline:
-        traces = _get_json(f"{zipkin}/api/v2/traces?{query}")
+        traces = get_json(f"{zipkin}/api/v2/traces?{query}")
         services = {span.get("localEndpoint", {}).get("serviceName") for trace in traces for span in trace}
         if want_services <= services:
             return traces

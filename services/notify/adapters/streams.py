@@ -1,26 +1,51 @@
-"""The notify service's Faust agents: assignments in, notification events out."""
+"""The notify service's Faust worker: agents, and the servers that run on the worker's loop.
+
+Agents:
+- assignments -> case record (regions, agencies, languages) and notifications (routing.py);
+- referral events -> the case's sealed contact (ciphertext only) and languages; a client
+  notification that waited for the contact is routed then;
+- escalations -> alert records for coordinators, and agency reminders.
+Every notification is emitted as a NotificationEvent once (by id) and recorded in the store,
+from where the dispatcher delivers it (webhook, client channel).
+
+Services started with the worker: the dashboard (aiohttp on notify_web_port), the NotifyService
+gRPC server (notify_grpc_address) and the delivery loop.
+"""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections import deque
+from dataclasses import dataclass
 
 import faust
+import mode
 
 from meshkernel import envelope as envelopes
 from meshkernel import topics as declared
 from meshkernel import tracing
 from meshkernel.config import MeshSettings
-from meshkernel.streams import DeadLetters, decoded_events, make_app, topic
+from meshkernel.streams import DeadLetters, decoded_events, make_app, observe_consumer_lag, topic
 from referralmesh.v1 import events_pb2
-from services.notify.domain.routing import Assignment, route
+from services.notify.adapters import passwords
+from services.notify.adapters.channels import ChannelRouter, OutboxChannel
+from services.notify.adapters.client_messages import ClientMessages
+from services.notify.adapters.dashboard import Dashboard, LocalPasswords, start_http
+from services.notify.adapters.directory import Names, load_names
+from services.notify.adapters.dispatch import Dispatcher
+from services.notify.adapters.grpc_api import NotifyApi, build_server, serving
+from services.notify.adapters.keystore import KeyStore
+from services.notify.adapters.store import NotifyStore
+from services.notify.adapters.webhooks import WebhookSender, load_webhooks
+from services.notify.application import AlertDesk
+from services.notify.domain.routing import Assignment, Escalation, Notification, route, route_client, route_escalation
+from services.notify.paths import NotifyPaths
 
 log = logging.getLogger(__name__)
 SERVICE = "notify"
-# Enough to recognise a redelivered batch after a rebalance; old ids age out.
-REMEMBERED_PER_CASE = 64
 
 
-def _assignment_from(envelope: events_pb2.EventEnvelope) -> Assignment:
+def _assignment_from(envelope: events_pb2.EventEnvelope, has_contact: bool = False) -> Assignment:
     payload = envelope.assignment
     return Assignment(
         event_id=envelope.event_id,
@@ -34,71 +59,194 @@ def _assignment_from(envelope: events_pb2.EventEnvelope) -> Assignment:
         sender=payload.sender,
         receiver=payload.receiver,
         languages=tuple(payload.languages),
+        has_contact=has_contact,
     )
 
 
-def build_app(config: MeshSettings) -> faust.App:
-    app = make_app(SERVICE, config, web_port=config.notify_web_port)
+@dataclass
+class NotifyRuntime:
+    """Everything the worker's agents and servers share."""
+    config: MeshSettings
+    store: NotifyStore
+    keys: KeyStore
+    names: Names
+    desk: AlertDesk
+    dispatcher: Dispatcher | None = None
+
+    @classmethod
+    def create(cls, config: MeshSettings) -> "NotifyRuntime":
+        paths = NotifyPaths.of(config)
+        store = NotifyStore.open(paths.database_url)
+        names = load_names(config)
+        runtime = cls(config=config, store=store, keys=KeyStore(paths.key_store), names=names,
+                      desk=AlertDesk(store, names.regions))
+        if config.notify_demo_coordinators:
+            seed_demo_coordinators(store, names.regions, passwords.demo_password(
+                paths.demo_password_file, config.notify_demo_password))
+        return runtime
+
+
+def seed_demo_coordinators(store: NotifyStore, regions: dict[str, str], password: str) -> None:
+    hashed = passwords.hash_password(password)
+    for username, scope in passwords.demo_usernames(regions).items():
+        row = store.coordinator(username)
+        if row and passwords.check_password(password, row["password_hash"]):
+            continue
+        name = "National coordinator (demo)" if scope == "NATIONAL" else f"Coordinator {regions[scope]} (demo)"
+        store.put_coordinator(username, hashed, scope, display_name=name, organisation=scope)
+
+
+def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> faust.App:
+    runtime = runtime or NotifyRuntime.create(config)
+    store, desk = runtime.store, runtime.desk
+    app = make_app(SERVICE, config, web_port=None)  # our own aiohttp server serves HTTP
+    observe_consumer_lag(app)
     assignments = topic(app, config, declared.ASSIGNMENTS)
+    escalations = topic(app, config, declared.ESCALATIONS)
+    referral_events = topic(app, config, declared.REFERRAL_EVENTS)
     notifications = topic(app, config, declared.NOTIFICATIONS)
+    overrides = topic(app, config, declared.OVERRIDES)
     dead_letters = DeadLetters(app, config, consumer=SERVICE)
-    # case id -> ids of notifications already emitted (dedupe across redelivery and restarts)
-    emitted = app.Table("notifications-emitted", default=list, partitions=config.topic_partitions)
-    recent: deque[dict] = deque(maxlen=200)
     span_tracer = tracing.tracer(__name__)
+
+    async def send_override(case_id: str, override: events_pb2.CoordinatorOverride) -> None:
+        outgoing = envelopes.new_envelope(
+            case_id=case_id, producer=SERVICE, override=override,
+            event_id=envelopes.derived_id("override", case_id, override.coordinator, override.region,
+                                          override.reason_code, str(store.last_cursor())))
+        await overrides.send(key=case_id.encode(), value=envelopes.encode(outgoing),
+                             headers=envelopes.kafka_headers(outgoing))
+
+    desk.send_override = send_override
+
+    async def send_dead_letter(key: bytes, letter: events_pb2.DeadLetter) -> None:
+        await dead_letters.topic.send(key=key, value=letter.SerializeToString())
+
+    dispatcher = Dispatcher(
+        store, webhooks=load_webhooks(config.notify_webhooks_path),
+        sender=WebhookSender(timeout=config.notify_webhook_timeout), keys=runtime.keys,
+        channel=ChannelRouter(default=OutboxChannel(NotifyPaths.of(config).client_outbox)),
+        messages=ClientMessages(), names=runtime.names, dead_letters=send_dead_letter,
+        notifications_topic=config.topic(declared.NOTIFICATIONS.base_name),
+        max_attempts=config.notify_webhook_max_attempts, base_delay=config.notify_webhook_base_delay,
+        max_delay=config.notify_webhook_max_delay,
+    )
+    runtime.dispatcher = dispatcher
+
+    async def emit(notification: Notification, *, case_id: str, referral_id: str, caused_by: str,
+                   responsible_region: str) -> None:
+        if store.delivery(notification.notification_id) is not None:
+            return  # recorded (and emitted) before: a redelivered input
+        payload = events_pb2.NotificationEvent(
+            notification_id=notification.notification_id, referral_id=referral_id,
+            audience=events_pb2.Audience.Value(notification.audience.value), recipient=notification.recipient,
+            template=notification.template, language=notification.language, caused_by_event_id=caused_by,
+            responsible_region=responsible_region,
+        )
+        outgoing = envelopes.new_envelope(case_id=case_id, producer=SERVICE,
+                                          event_id=notification.notification_id, notification=payload)
+        raw = envelopes.encode(outgoing)
+        # Event first, record second: a crash in between re-emits the same id (receivers dedupe).
+        await notifications.send(key=case_id.encode(), value=raw, headers=envelopes.kafka_headers(outgoing))
+        store.record_notification(
+            notification_id=notification.notification_id, case_id=case_id, audience=notification.audience.value,
+            recipient=notification.recipient, template=notification.template, language=notification.language,
+            channel=dispatcher.channel_for(notification.audience.value, notification.recipient), envelope=raw)
+        dispatcher.wake.set()
+        log.info("notification emitted", extra={
+            "case_id": case_id, "notification_id": notification.notification_id,
+            "audience": notification.audience.value, "template": notification.template})
+
+    def _span(name: str, envelope: events_pb2.EventEnvelope):
+        parent = tracing.context_from(envelope.trace.traceparent, envelope.trace.tracestate)
+        return span_tracer.start_as_current_span(
+            f"process {name}", context=parent, kind=tracing.CONSUMER,
+            attributes={"referralmesh.case_id": envelope.case_id, "messaging.system": "kafka"})
 
     @app.agent(assignments)
     async def notify_on_assignment(stream):
         async for _event, envelope in decoded_events(stream, dead_letters, expect="assignment"):
-            assignment = _assignment_from(envelope)
-            parent = tracing.context_from(envelope.trace.traceparent, envelope.trace.tracestate)
-            with span_tracer.start_as_current_span(
-                f"process {assignments.get_topic_name()}", context=parent, kind=tracing.CONSUMER,
-                attributes={"referralmesh.case_id": envelope.case_id, "messaging.system": "kafka"},
-            ):
-                already = list(emitted[envelope.case_id])
+            with _span(assignments.get_topic_name(), envelope):
+                payload = envelope.assignment
+                case = store.update_case(
+                    envelope.case_id, referral_id=payload.referral_id, responsible_region=payload.responsible_region,
+                    responsible_rule=payload.rule, sender=payload.sender, receiver=payload.receiver,
+                    languages=tuple(payload.languages), last_assignment=envelopes.encode(envelope))
+                assignment = _assignment_from(envelope, has_contact=bool(case.contact_ciphertext))
                 for notification in route(assignment):
-                    if notification.notification_id in already:
-                        continue
-                    payload = events_pb2.NotificationEvent(
-                        notification_id=notification.notification_id,
-                        referral_id=assignment.referral_id,
-                        audience=events_pb2.Audience.Value(notification.audience.value),
-                        recipient=notification.recipient,
-                        template=notification.template,
-                        language=notification.language,
-                        caused_by_event_id=envelope.event_id,
-                        responsible_region=assignment.responsible_region,
-                    )
-                    outgoing = envelopes.new_envelope(
-                        case_id=envelope.case_id, producer=SERVICE,
-                        event_id=notification.notification_id, notification=payload,
-                    )
-                    await notifications.send(
-                        key=envelope.case_id.encode(), value=envelopes.encode(outgoing),
-                        headers=envelopes.kafka_headers(outgoing),
-                    )
-                    already.append(notification.notification_id)
-                    recent.appendleft({
-                        "notification_id": notification.notification_id,
-                        "case_id": envelope.case_id,
-                        "audience": notification.audience.value,
-                        "recipient": notification.recipient,
-                        "template": notification.template,
-                        "responsible_region": assignment.responsible_region,
-                    })
-                    log.info("notification emitted", extra={
-                        "case_id": envelope.case_id, "notification_id": notification.notification_id,
-                        "audience": notification.audience.value, "template": notification.template,
-                    })
-                emitted[envelope.case_id] = already[-REMEMBERED_PER_CASE:]
+                    await emit(notification, case_id=envelope.case_id, referral_id=payload.referral_id,
+                               caused_by=envelope.event_id, responsible_region=payload.responsible_region)
 
-    @app.page("/health")
-    async def health(web, request):
-        return web.json({"status": "ok", "service": SERVICE})
+    @app.agent(referral_events)
+    async def remember_contact(stream):
+        async for _event, envelope in decoded_events(stream, dead_letters, expect="referral"):
+            referral = envelope.referral
+            if not referral.contact.ciphertext:
+                continue
+            with _span(referral_events.get_topic_name(), envelope):
+                case = store.update_case(envelope.case_id, referral_id=referral.referral_id,
+                                         contact_key_id=referral.contact.key_id,
+                                         contact_ciphertext=referral.contact.ciphertext)
+                if case.last_assignment:  # the assignment came first: the client hears now
+                    last = envelopes.decode(case.last_assignment, expect="assignment")
+                    notification = route_client(_assignment_from(last, has_contact=True))
+                    if notification is not None:
+                        await emit(notification, case_id=envelope.case_id, referral_id=referral.referral_id,
+                                   caused_by=last.event_id, responsible_region=last.assignment.responsible_region)
 
-    @app.page("/notifications")
-    async def recent_notifications(web, request):
-        return web.json({"notifications": list(recent)})
+    @app.agent(escalations)
+    async def raise_alerts(stream):
+        async for event, envelope in decoded_events(stream, dead_letters, expect="escalation"):
+            with _span(escalations.get_topic_name(), envelope):
+                try:
+                    alert = desk.record_escalation(envelope)
+                except ValueError as problem:
+                    await dead_letters.send(event, str(problem))
+                    continue
+                if alert is not None:
+                    log.info("alert raised", extra={"case_id": alert.case_id, "escalation_id": alert.escalation_id,
+                                                    "level": alert.level, "region": alert.region})
+                case = store.case(envelope.case_id)
+                escalation = envelope.escalation
+                for notification in route_escalation(Escalation(
+                        escalation_id=escalation.escalation_id, case_id=envelope.case_id,
+                        referral_id=escalation.referral_id, region=escalation.region,
+                        level=events_pb2.EscalationLevel.Name(escalation.level),
+                        receiver=case.receiver if case else "")):
+                    await emit(notification, case_id=envelope.case_id, referral_id=escalation.referral_id,
+                               caused_by=envelope.event_id, responsible_region=escalation.region)
+
+    dashboard = Dashboard(desk, store, LocalPasswords(store), runtime.names.regions,
+                          session_hours=config.notify_session_hours, service=SERVICE)
+    web_host = "127.0.0.1"
+
+    @app.service
+    class NotifyServers(mode.Service):
+        runner = None
+        grpc_server = None
+        health = None
+        delivery_task = None
+
+        async def on_start(self) -> None:
+            self.runner = await start_http(dashboard.app(), web_host, config.notify_web_port)
+            log.info("notify dashboard listening", extra={"address": f"http://{web_host}:{config.notify_web_port}/"})
+            self.grpc_server, self.health = build_server(NotifyApi(desk, store, runtime.keys), config.notify_grpc_address)
+            await self.grpc_server.start()
+            await serving(self.health)
+            log.info("notify gRPC listening", extra={"address": config.notify_grpc_address})
+            self.delivery_task = asyncio.ensure_future(dispatcher.run())
+
+        async def on_stop(self) -> None:
+            dashboard.closing = True
+            if self.delivery_task is not None:
+                self.delivery_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.delivery_task
+            if self.grpc_server is not None:
+                await self.health.enter_graceful_shutdown()
+                await self.grpc_server.stop(grace=2)
+            if self.runner is not None:
+                await self.runner.cleanup()
+            await dispatcher.sender.close()
 
     return app

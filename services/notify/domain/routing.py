@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from meshkernel.envelope import derived_id
+from services.notify.domain.messages import choose_language
 
 
 class Audience(str, Enum):
@@ -31,6 +32,18 @@ class Assignment:
     sender: str
     receiver: str
     languages: tuple[str, ...]
+    # The notify service holds a sealed contact for the client (then the client hears too).
+    has_contact: bool = False
+
+
+@dataclass(frozen=True)
+class Escalation:
+    escalation_id: str
+    case_id: str
+    referral_id: str
+    region: str
+    level: str  # EscalationLevel name
+    receiver: str = ""  # the receiving agency, when known from the case's last assignment
 
 
 @dataclass(frozen=True)
@@ -53,11 +66,38 @@ def route(assignment: Assignment) -> list[Notification]:
         notifications.append(
             _notification(assignment, Audience.COORDINATOR, assignment.responsible_region, template)
         )
+    client = route_client(assignment)
+    if client is not None:
+        notifications.append(client)
     return notifications
 
 
+def route_client(assignment: Assignment) -> Notification | None:
+    """The client hears who is responsible when the responsible region is first named or
+    changes, and when a handover is proposed; only if a sealed contact is known."""
+    if not assignment.has_contact:
+        return None
+    changed = assignment.previous_region != assignment.responsible_region
+    if not (changed or assignment.handover_to):
+        return None
+    template = "client_handover_proposed" if assignment.handover_to else "client_responsible_region"
+    return _notification(assignment, Audience.CLIENT, assignment.case_id, template)
+
+
+def route_escalation(escalation: Escalation) -> list[Notification]:
+    """Agency reminders go to the receiving agency's system; coordinator levels are alerts on
+    the dashboard and the gRPC stream, not notifications."""
+    if escalation.level != "AGENCY_REMINDER" or not escalation.receiver:
+        return []
+    return [Notification(
+        notification_id=derived_id("notification", escalation.escalation_id, Audience.AGENCY.value,
+                                   escalation.receiver, "referral_reminder"),
+        audience=Audience.AGENCY, recipient=escalation.receiver, template="referral_reminder", language="nl",
+    )]
+
+
 def _notification(assignment: Assignment, audience: Audience, recipient: str, template: str) -> Notification:
-    language = "nl" if audience is not Audience.CLIENT else (assignment.languages or ("nl",))[0]
+    language = "nl" if audience is not Audience.CLIENT else choose_language(assignment.languages)
     return Notification(
         notification_id=derived_id("notification", assignment.event_id, audience.value, recipient, template),
         audience=audience,

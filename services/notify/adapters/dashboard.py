@@ -1,0 +1,302 @@
+"""The coordinator dashboard and the service's HTTP endpoints (aiohttp, in the Faust worker).
+
+Routes: /health, /notifications (ids and codes only), /login, /logout, /dashboard (the live
+list), /dashboard/alerts (the list as an HTML fragment), /dashboard/events (server-sent
+events: "alerts" whenever something in the list may have changed), and POST
+/dashboard/alerts/{escalation_id}/{acknowledge|take|reassign|resolve}.
+
+Sign-in goes through an `Authenticator` (the embedded default checks the local scrypt password
+store); an OIDC adapter implements the same port (see the README). Sessions are random tokens
+in an HttpOnly, SameSite=Strict cookie, stored hashed; forms carry a CSRF token derived from
+the session. Pages send a strict Content-Security-Policy (no inline script or style).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+import jinja2
+from aiohttp import web
+
+from services.notify.adapters import passwords
+from services.notify.adapters.store import NotifyStore
+from services.notify.adapters.ui_text import TEXT, UI_LANGUAGES
+from services.notify.application import AlertDesk
+from services.notify.domain import alerts as domain
+from services.notify.domain.alerts import AlertError, Coordinator
+from referralmesh.v1 import events_pb2, common_pb2
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "dashboard"
+STATIC = Path(__file__).resolve().parent.parent / "static"
+SESSION_COOKIE = "mesh_session"
+LANG_COOKIE = "mesh_lang"
+ACTIONS = ("acknowledge", "take", "reassign", "resolve")
+SSE_KEEPALIVE_SECONDS = 15.0
+SSE_POLL_SECONDS = 1.0  # changes made by another replica show up within this time
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class Authenticator(Protocol):
+    def authenticate(self, username: str, password: str) -> Coordinator | None: ...
+
+
+class LocalPasswords:
+    """The embedded default: usernames with scrypt hashes in the notify store."""
+
+    def __init__(self, store: NotifyStore):
+        self.store = store
+
+    def authenticate(self, username: str, password: str) -> Coordinator | None:
+        row = self.store.coordinator(username)
+        if row is None:
+            passwords.check_password(password, passwords.DUMMY_HASH)  # same time either way
+            return None
+        if not passwords.check_password(password, row["password_hash"]):
+            return None
+        return Coordinator(row["username"], row["scope"], row["display_name"])
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):
+    response = await handler(request)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+class Dashboard:
+    def __init__(self, desk: AlertDesk, store: NotifyStore, authenticator: Authenticator, regions: dict[str, str],
+                 *, session_hours: float = 8.0, service: str = "notify"):
+        self.desk = desk
+        self.store = store
+        self.auth = authenticator
+        self.regions = regions
+        self.session_seconds = session_hours * 3600
+        self.service = service
+        self.closing = False  # set at shutdown: live streams end at once
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/notifications", self.notifications)
+        app.router.add_get("/", lambda request: web.HTTPFound("/dashboard"))
+        app.router.add_get("/login", self.login_page)
+        app.router.add_post("/login", self.login)
+        app.router.add_post("/logout", self.logout)
+        app.router.add_get("/dashboard", self.page)
+        app.router.add_get("/dashboard/alerts", self.fragment)
+        app.router.add_get("/dashboard/events", self.events)
+        app.router.add_post("/dashboard/alerts/{escalation_id}/{action}", self.act)
+        app.router.add_static("/static", str(STATIC), show_index=False)
+        return app
+
+    # --- plumbing -----------------------------------------------------------------------
+    def _lang(self, request: web.Request) -> str:
+        wanted = request.query.get("lang") or request.cookies.get(LANG_COOKIE)
+        if wanted in UI_LANGUAGES:
+            return wanted
+        accept = request.headers.get("Accept-Language", "").lower()
+        return "en" if accept.startswith("en") else "nl"
+
+    def _user(self, request: web.Request) -> tuple[Coordinator, str] | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            return None
+        username = self.store.session_user(passwords.token_hash(token))
+        row = self.store.coordinator(username) if username else None
+        if row is None:
+            return None
+        return Coordinator(row["username"], row["scope"], row["display_name"]), token
+
+    @staticmethod
+    def _csrf(token: str) -> str:
+        return hashlib.sha256(b"csrf|" + token.encode()).hexdigest()[:32]
+
+    def _render(self, name: str, lang: str, **context) -> str:
+        text = TEXT[lang]
+        now = datetime.now(timezone.utc)
+
+        def age(alert) -> str:
+            seconds = int(alert.age_seconds(now))
+            days, rest = divmod(seconds, 86400)
+            hours, rest = divmod(rest, 3600)
+            minutes = rest // 60
+            if days:
+                return f"{days} {text['days']} {hours} {text['hours']}"
+            if hours:
+                return f"{hours} {text['hours']} {minutes} {text['minutes']}"
+            return f"{minutes} {text['minutes']}"
+
+        def when(moment: datetime) -> str:
+            return moment.astimezone().strftime("%d-%m-%Y %H:%M")
+
+        return self.env.get_template(name).render(
+            t=text, lang=lang, age=age, when=when, region_name=lambda code: self.regions.get(code, code),
+            regions=sorted(self.regions.items(), key=lambda kv: kv[1]), reasons=domain.REASSIGN_REASONS,
+            outcomes=domain.OUTCOMES, **context)
+
+    def _html(self, body: str, lang: str | None = None, status: int = 200) -> web.Response:
+        response = web.Response(text=body, content_type="text/html", charset="utf-8", status=status)
+        if lang:
+            response.set_cookie(LANG_COOKIE, lang, httponly=True, samesite="Strict", max_age=365 * 86400, path="/")
+        return response
+
+    def _items(self, who: Coordinator) -> list[dict]:
+        items = []
+        for stored in self.desk.visible(who):
+            escalation = events_pb2.EscalationEvent.FromString(stored.escalation)
+            history = [
+                {"status": common_pb2.ReferralStatus.Name(step.status), "at": step.at.ToDatetime(tzinfo=timezone.utc)}
+                for step in escalation.history
+            ]
+            items.append({"alert": stored.alert, "referral_history": history})
+        return items
+
+    # --- pages --------------------------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "service": self.service})
+
+    async def notifications(self, request: web.Request) -> web.Response:
+        recent = self.store.deliveries()[-200:]
+        return web.json_response({"notifications": [
+            {"notification_id": d.notification_id, "case_id": d.case_id, "audience": d.audience,
+             "recipient": d.recipient if d.audience != "CLIENT" else "client", "template": d.template,
+             "channel": d.channel, "status": d.status, "attempts": d.attempts}
+            for d in reversed(recent)]})
+
+    async def login_page(self, request: web.Request) -> web.Response:
+        lang = self._lang(request)
+        if self._user(request):
+            raise web.HTTPFound("/dashboard")
+        return self._html(self._render("login.html.j2", lang, failed=False), lang)
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        lang = form.get("lang") if form.get("lang") in UI_LANGUAGES else self._lang(request)
+        username = str(form.get("username", ""))[:80]
+        who = await asyncio.to_thread(self.auth.authenticate, username, str(form.get("password", ""))[:200])
+        if who is None:
+            self.store.log_access(actor=username or "-", action="SIGN_IN", case_id="-", why="dashboard",
+                                  channel="web", result="refused:credentials")
+            return self._html(self._render("login.html.j2", lang, failed=True), lang, status=401)
+        token = secrets.token_urlsafe(32)
+        self.store.add_session(passwords.token_hash(token), who.username, time.time() + self.session_seconds)
+        self.store.log_access(actor=who.username, action="SIGN_IN", case_id="-", why="dashboard", channel="web",
+                              organisation=who.scope)
+        response = web.HTTPSeeOther("/dashboard")
+        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict", path="/",
+                            max_age=int(self.session_seconds), secure=request.secure)
+        response.set_cookie(LANG_COOKIE, lang, httponly=True, samesite="Strict", max_age=365 * 86400, path="/")
+        raise response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        current = self._user(request)
+        form = await request.post()
+        if current and hmac.compare_digest(str(form.get("csrf", "")), self._csrf(current[1])):
+            self.store.drop_session(passwords.token_hash(current[1]))
+        response = web.HTTPSeeOther("/login")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        raise response
+
+    async def page(self, request: web.Request) -> web.Response:
+        current = self._user(request)
+        if current is None:
+            raise web.HTTPSeeOther("/login")
+        who, token = current
+        lang = self._lang(request)
+        cursor = self.store.last_cursor()
+        items = self._items(who)
+        self.store.log_access(actor=who.username, action="VIEW_ALERTS", case_id="*", why="coordination",
+                              channel="web", organisation=who.scope)
+        flash_kind = request.query.get("result", "")
+        flash = {"done": TEXT[lang]["done"], "refused": TEXT[lang]["refused"]}.get(flash_kind, "")
+        scope_name = TEXT[lang]["national"] if who.national else self.regions.get(who.scope, who.scope)
+        return self._html(self._render(
+            "dashboard.html.j2", lang, user=who, csrf=self._csrf(token), items=items, cursor=cursor,
+            scope_name=scope_name, flash=flash, flash_kind=flash_kind), lang)
+
+    async def fragment(self, request: web.Request) -> web.Response:
+        current = self._user(request)
+        if current is None:
+            raise web.HTTPUnauthorized()
+        who, token = current
+        return self._html(self._render("alerts.html.j2", self._lang(request), user=who, csrf=self._csrf(token),
+                                       items=self._items(who)))
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        current = self._user(request)
+        if current is None:
+            raise web.HTTPUnauthorized()
+        try:
+            cursor = int(request.query.get("cursor", "0"))
+        except ValueError:
+            cursor = 0
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        await response.write(b"retry: 2000\n\n")
+        last_write = time.monotonic()
+        try:
+            while not self.closing:
+                if request.transport is None or request.transport.is_closing():
+                    break  # the browser went away
+                latest = self.store.last_cursor()
+                if latest > cursor:
+                    cursor = latest
+                    await response.write(f"event: alerts\nid: {cursor}\ndata: {cursor}\n\n".encode())
+                    last_write = time.monotonic()
+                elif time.monotonic() - last_write > SSE_KEEPALIVE_SECONDS:
+                    await response.write(b": keep-alive\n\n")
+                    last_write = time.monotonic()
+                if self._user(request) is None:  # signed out or expired: stop streaming
+                    break
+                try:
+                    await asyncio.wait_for(self.desk.changed.wait(), SSE_POLL_SECONDS)
+                except TimeoutError:
+                    pass
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+    async def act(self, request: web.Request) -> web.Response:
+        current = self._user(request)
+        if current is None:
+            raise web.HTTPSeeOther("/login")
+        who, token = current
+        form = await request.post()
+        if not hmac.compare_digest(str(form.get("csrf", "")), self._csrf(token)):
+            raise web.HTTPForbidden(text="invalid form token; reload the page")
+        action = request.match_info["action"]
+        if action not in ACTIONS:
+            raise web.HTTPNotFound()
+        try:
+            await self.desk.act(who, request.match_info["escalation_id"], action, channel="web",
+                                code=str(form.get("code", ""))[:40], region=str(form.get("region", ""))[:16])
+            result = "done"
+        except AlertError:
+            result = "refused"
+        raise web.HTTPSeeOther(f"/dashboard?result={result}#alert-{request.match_info['escalation_id']}")
+
+
+async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)  # no access log: URLs carry case ids
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,175 @@
+"""Delivers recorded notifications: agency webhooks and client messages.
+
+At least once, with a stable id: every notification is a row in the store (recorded once by
+id); a loop picks the due ones, tries them, records each attempt, and schedules the next try
+with exponential backoff and jitter. After the last try the notification goes to the
+dead-letter topic (consumer "notify-webhook" or "notify-client") and `mesh notify replay`
+gives it a fresh set of tries.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+
+from google.protobuf import json_format
+
+from meshkernel.envelope import decode
+from referralmesh.v1 import common_pb2, events_pb2
+from services.notify.adapters.channels import ChannelError
+from services.notify.adapters.client_messages import ClientMessages
+from services.notify.adapters.directory import Names
+from services.notify.adapters.keystore import ContactUnavailable, KeyStore
+from services.notify.adapters.store import Delivery, NotifyStore
+from services.notify.adapters.webhooks import WebhookEndpoint, WebhookSender
+from services.notify.domain.messages import MessageFacts
+from services.notify.domain.webhook import backoff_delay
+
+log = logging.getLogger(__name__)
+
+DeadLetterSink = Callable[[bytes, events_pb2.DeadLetter], Awaitable[None]]
+CONSUMER_BY_CHANNEL = {"webhook": "notify-webhook", "client": "notify-client"}
+
+
+def webhook_payload(envelope: events_pb2.EventEnvelope) -> dict:
+    """What an agency receives: ids, codes and region codes; never a client's details."""
+    body = json_format.MessageToDict(envelope.notification, preserving_proto_field_name=True)
+    body["case_id"] = envelope.case_id
+    body["occurred_at"] = envelope.occurred_at.ToJsonString()
+    return body
+
+
+class Dispatcher:
+    def __init__(self, store: NotifyStore, *, webhooks: dict[str, WebhookEndpoint], sender: WebhookSender,
+                 keys: KeyStore, channel, messages: ClientMessages, names: Names,
+                 dead_letters: DeadLetterSink, notifications_topic: str, max_attempts: int = 6,
+                 base_delay: float = 1.0, max_delay: float = 300.0, poll_interval: float = 0.5):
+        self.store = store
+        self.webhooks = webhooks
+        self.sender = sender
+        self.keys = keys
+        self.channel = channel
+        self.messages = messages
+        self.names = names
+        self.dead_letters = dead_letters
+        self.notifications_topic = notifications_topic
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.poll_interval = poll_interval
+        self.wake = asyncio.Event()
+        self._inflight: set[str] = set()
+
+    def channel_for(self, audience: str, recipient: str) -> str:
+        if audience == "AGENCY":
+            return "webhook" if recipient in self.webhooks else "none"
+        if audience == "CLIENT":
+            return "client"
+        return "none"  # coordinators see alerts on the dashboard and the gRPC stream
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery loop failed; trying again")
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+
+    async def run_due(self) -> int:
+        due = [d for d in self.store.due_deliveries(time.time()) if d.notification_id not in self._inflight]
+        for delivery in due:
+            self._inflight.add(delivery.notification_id)
+        try:
+            await asyncio.gather(*(self.attempt(delivery) for delivery in due))
+        finally:
+            for delivery in due:
+                self._inflight.discard(delivery.notification_id)
+        return len(due)
+
+    async def attempt(self, delivery: Delivery) -> str:
+        started = time.monotonic()
+        envelope = decode(delivery.envelope, expect="notification")
+        attempt = delivery.attempts + 1
+        try:
+            if delivery.channel == "webhook":
+                endpoint = self.webhooks.get(delivery.recipient)
+                if endpoint is None:
+                    return self._finish(delivery, "skipped", "no webhook configured", started)
+                ok, result = await self.sender.post(endpoint, delivery.notification_id, webhook_payload(envelope), attempt)
+            elif delivery.channel == "client":
+                ok, result = await self._client_message(delivery, envelope)
+                if result == "contact_unavailable":
+                    return self._finish(delivery, "skipped", result, started)
+            else:
+                return self._finish(delivery, "skipped", "no channel", started)
+        except Exception as error:  # a bug in one delivery must not stop the others
+            ok, result = False, f"error:{type(error).__name__}"
+        if ok:
+            return self._finish(delivery, "delivered", result, started)
+        if attempt >= self.max_attempts:
+            self._finish(delivery, "dead", result, started)
+            await self._dead_letter(delivery, result, attempt)
+            return "dead"
+        delay = backoff_delay(attempt, self.base_delay, self.max_delay)
+        self.store.record_attempt(delivery.notification_id, result=result, status="pending",
+                                  duration_ms=int((time.monotonic() - started) * 1000),
+                                  next_attempt_at=time.time() + delay)
+        log.info("delivery failed; will try again", extra={
+            "notification_id": delivery.notification_id, "channel": delivery.channel, "attempt": attempt,
+            "result": result, "retry_in_s": round(delay, 2)})
+        return "retry"
+
+    def _finish(self, delivery: Delivery, status: str, result: str, started: float) -> str:
+        self.store.record_attempt(delivery.notification_id, result=result, status=status,
+                                  duration_ms=int((time.monotonic() - started) * 1000))
+        log.info("delivery finished", extra={"notification_id": delivery.notification_id, "case_id": delivery.case_id,
+                                             "channel": delivery.channel, "status": status, "result": result})
+        return status
+
+    async def _dead_letter(self, delivery: Delivery, result: str, attempts: int) -> None:
+        letter = events_pb2.DeadLetter(
+            source_topic=self.notifications_topic, partition=-1, offset=-1,
+            reason=f"{delivery.channel} delivery to {delivery.recipient if delivery.channel == 'webhook' else 'client'} "
+                   f"failed after {attempts} attempts: {result}",
+            consumer=CONSUMER_BY_CHANNEL.get(delivery.channel, "notify"),
+            key=delivery.case_id.encode(), value=delivery.envelope,
+        )
+        letter.failed_at.FromDatetime(datetime.now(timezone.utc))
+        log.warning("delivery dead-lettered", extra={"notification_id": delivery.notification_id,
+                                                     "channel": delivery.channel, "attempts": attempts})
+        await self.dead_letters(delivery.case_id.encode(), letter)
+
+    async def _client_message(self, delivery: Delivery, envelope: events_pb2.EventEnvelope) -> tuple[bool, str]:
+        case = self.store.case(delivery.case_id)
+        if case is None or not case.contact_ciphertext:
+            return False, "contact_unavailable"
+        try:
+            contact = self.keys.open(case.case_id, common_pb2.SealedContact(
+                key_id=case.contact_key_id or "", ciphertext=case.contact_ciphertext))
+        except ContactUnavailable:
+            return False, "contact_unavailable"
+        notification = envelope.notification
+        handover = ""
+        if case.last_assignment:
+            handover = decode(case.last_assignment, expect="assignment").assignment.handover_to
+        facts = MessageFacts(
+            organisation=self.names.agency(case.receiver) if case.receiver else self.names.region(notification.responsible_region),
+            region=self.names.region(notification.responsible_region),
+            handover_region=self.names.region(handover) if handover else "",
+            help_name=self.names.help_name, help_phone=self.names.help_phone, help_url=self.names.help_url,
+        )
+        text = self.messages.render(delivery.template, delivery.language, facts)
+        try:
+            result = await self.channel.send(contact, text, notification_id=delivery.notification_id,
+                                             language=delivery.language, template=delivery.template)
+        except ChannelError as error:
+            return False, f"channel:{error}"
+        return True, result

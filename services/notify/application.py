@@ -1,0 +1,107 @@
+"""The notify service's use cases: alerts from escalations, coordinator actions, the access log.
+
+Adapters (Faust agents, the dashboard, gRPC) call these; the rules live in domain/alerts.py.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+
+from referralmesh.v1 import events_pb2
+from services.notify.adapters.store import NotifyStore, StoredAlert
+from services.notify.domain import alerts as domain
+from services.notify.domain.alerts import Alert, AlertError, Coordinator
+
+log = logging.getLogger(__name__)
+
+OverrideSender = Callable[[str, events_pb2.CoordinatorOverride], Awaitable[None]]
+
+
+def alert_from_escalation(envelope: events_pb2.EventEnvelope, responsible_rule: str = "") -> Alert:
+    escalation = envelope.escalation
+    fired_at = (escalation.fired_at.ToDatetime(tzinfo=timezone.utc) if escalation.HasField("fired_at")
+                else envelope.occurred_at.ToDatetime(tzinfo=timezone.utc))
+    started = [step.at.ToDatetime(tzinfo=timezone.utc) for step in escalation.history if step.HasField("at")]
+    return domain.raise_alert(Alert(
+        escalation_id=escalation.escalation_id or envelope.event_id,
+        case_id=envelope.case_id,
+        referral_id=escalation.referral_id,
+        region=escalation.region,
+        level=events_pb2.EscalationLevel.Name(escalation.level),
+        rule=escalation.rule,
+        fired_at=fired_at,
+        case_started_at=min(started) if started else fired_at,
+        responsible_rule=responsible_rule,
+    ))
+
+
+class AlertDesk:
+    def __init__(self, store: NotifyStore, regions: dict[str, str], send_override: OverrideSender | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.store = store
+        self.regions = regions
+        self.send_override = send_override
+        self.clock = clock
+        self.changed = asyncio.Event()  # wakes live views in this process; others poll
+
+    def _notify_change(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def record_escalation(self, envelope: events_pb2.EventEnvelope) -> Alert | None:
+        case = self.store.case(envelope.case_id)
+        alert = alert_from_escalation(envelope, case.responsible_rule if case else "")
+        if not alert.region:
+            raise ValueError("escalation.region: must name the responsible region")
+        if not self.store.add_alert(alert, envelope.escalation.SerializeToString()):
+            return None
+        self.store.log_access(actor="system", action="ALERT_RAISED", case_id=alert.case_id,
+                              subject=alert.escalation_id, why=alert.rule, channel="system",
+                              on_behalf_of="client")
+        self._notify_change()
+        return alert
+
+    def visible(self, who: Coordinator) -> list[StoredAlert]:
+        stored = {s.alert.escalation_id: s for s in self.store.alerts()}
+        return [stored[a.escalation_id] for a in domain.visible([s.alert for s in stored.values()], who)]
+
+    async def act(self, who: Coordinator, escalation_id: str, action: str, *, channel: str,
+                  code: str = "", region: str = "") -> Alert:
+        """Apply one coordinator action; every attempt (allowed or not) goes to the access log."""
+        stored = self.store.get_alert(escalation_id)
+        case_id = stored.alert.case_id if stored else "unknown"
+        why = code or action.lower()
+        try:
+            if stored is None:
+                raise domain.AlertError("no such alert")
+            now = self.clock()
+            before = stored.alert
+            if action == "acknowledge":
+                after = domain.acknowledge(before, who, now)
+            elif action == "take":
+                after = domain.take(before, who, now)
+            elif action == "reassign":
+                after = domain.reassign(before, who, now, region, code, frozenset(self.regions))
+            elif action == "resolve":
+                after = domain.resolve(before, who, now, code)
+            else:
+                raise domain.AlertError(f"unknown action {action!r}")
+        except AlertError as problem:
+            self.store.log_access(actor=who.username, action=action.upper(), case_id=case_id,
+                                  subject=escalation_id, why=why, channel=channel,
+                                  result=f"refused:{problem.code}", organisation=who.scope)
+            raise
+        if after is not before:
+            if action == "reassign" and self.send_override is not None:
+                # The region service decides; the override event is the request, in order per case.
+                await self.send_override(after.case_id, events_pb2.CoordinatorOverride(
+                    referral_id=after.referral_id, region=region, reason_code=code, coordinator=who.username))
+            self.store.save_alert(after)
+            self._notify_change()
+        self.store.log_access(actor=who.username, action=action.upper(), case_id=after.case_id,
+                              subject=escalation_id, why=why, channel=channel, organisation=who.scope)
+        log.info("coordinator action", extra={"case_id": after.case_id, "escalation_id": escalation_id,
+                                              "action": action, "code": code, "coordinator": who.username})
+        return after

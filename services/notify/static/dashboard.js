@@ -1,0 +1,33 @@
+// Live list: the server sends an "alerts" event when anything in view changed; we fetch the
+// rendered list and swap it in, unless the coordinator is busy in a form (then after blur).
+(function () {
+  var box = document.getElementById("alerts");
+  if (!box || !window.EventSource) { return; }
+  var status = document.getElementById("live-status");
+  var count = document.getElementById("count");
+  var updatedText = document.currentScript ? document.currentScript.dataset.updated : "";
+  var pending = false;
+
+  function busy() {
+    var el = document.activeElement;
+    return el && box.contains(el) && (el.tagName === "SELECT" || el.tagName === "INPUT");
+  }
+
+  function refresh() {
+    if (busy()) { pending = true; return; }
+    pending = false;
+    fetch("/dashboard/alerts", { credentials: "same-origin" })
+      .then(function (r) { if (r.status === 401) { location.reload(); } return r.text(); })
+      .then(function (html) {
+        box.innerHTML = html;
+        var list = box.querySelector("[data-count]");
+        var n = list ? list.dataset.count : "0";
+        if (count) { count.textContent = "(" + n + ")"; }
+        if (status) { status.textContent = updatedText + ": " + n; }
+      });
+  }
+
+  box.addEventListener("focusout", function () { if (pending) { setTimeout(refresh, 50); } });
+  var source = new EventSource("/dashboard/events?cursor=" + encodeURIComponent(box.dataset.cursor || "0"));
+  source.addEventListener("alerts", refresh);
+})();

@@ -1,0 +1,63 @@
+"""A coordinator signs in, an escalation produced on real Kafka appears without a reload, and
+acknowledging it changes its state; a screenshot is saved to test-artifacts/."""
+from __future__ import annotations
+
+import pytest
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import WebDriverWait
+
+from meshkernel.topics import ESCALATIONS
+from referralmesh.v1 import events_pb2
+from tests.integration.notify.notify_kit import DEMO_PASSWORD, escalation, new_case
+
+pytestmark = pytest.mark.kafka
+
+
+def test_a_coordinator_sees_an_escalation_arrive_live_and_acknowledges_it(notify, producer, browser, artifacts):
+    wait = WebDriverWait(browser, 30)
+    browser.get(notify.base_url + "/login?lang=en")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    # Sign in with the keyboard only.
+    browser.find_element(By.ID, "username").send_keys("coord-gm0518")
+    browser.find_element(By.ID, "password").send_keys(DEMO_PASSWORD, Keys.ENTER)
+    wait.until(seen.presence_of_element_located((By.ID, "alerts")))
+    assert "Coordinator The Hague" in browser.find_element(By.CLASS_NAME, "account").text
+
+    browser.execute_script("window.sameDocument = 'still here';")  # gone if the page reloads
+    case_id, elsewhere = new_case(), new_case()
+    event = escalation(case_id, region="GM0518", level=events_pb2.REGION_COORDINATOR)
+    producer.send(ESCALATIONS, escalation(elsewhere, region="GM0363"))  # not this coordinator's region
+    producer.send(ESCALATIONS, event)
+    escalation_id = event.escalation.escalation_id
+    item = wait.until(seen.presence_of_element_located((By.ID, f"alert-{escalation_id}")))
+    assert browser.execute_script("return window.sameDocument;") == "still here"
+    assert item.get_attribute("data-state") == "OPEN"
+    assert case_id in item.text and "The Hague" in item.text and "not_accepted_in_time" in item.text
+    assert "1 d 6 h" in item.text  # the case's age
+    assert elsewhere not in browser.page_source
+    # Every control has a visible label.
+    for control in browser.find_elements(By.CSS_SELECTOR, "#alerts select"):
+        assert browser.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']")
+    browser.save_screenshot(str(artifacts / "notify-dashboard-live.png"))
+
+    # Acknowledge with the keyboard.
+    button = item.find_element(By.CSS_SELECTOR, "button.acknowledge")
+    button.send_keys(Keys.ENTER)
+    # The form posts and the page comes back with a status message; wait for that page, not
+    # for elements of the one being replaced.
+    WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
+        lambda driver: driver.find_elements(By.CSS_SELECTOR, "p.message[role=status]"))
+    acknowledged = browser.find_element(By.ID, f"alert-{escalation_id}")
+    assert acknowledged.get_attribute("data-state") == "ACKNOWLEDGED"
+    assert "Seen" in acknowledged.find_element(By.CLASS_NAME, "state").text
+    assert not acknowledged.find_elements(By.CSS_SELECTOR, "button.acknowledge")
+    assert "Done" in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
+
+    # Same page in Dutch.
+    browser.get(notify.base_url + "/dashboard?lang=nl")
+    assert "Open escalaties" in browser.page_source
+    assert "Gezien" in browser.find_element(By.ID, f"alert-{escalation_id}").text
+    browser.save_screenshot(str(artifacts / "notify-dashboard-acknowledged.png"))

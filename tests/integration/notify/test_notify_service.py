@@ -1,0 +1,206 @@
+"""The notify worker on the real broker: escalations become alerts on the gRPC stream, acting
+on them changes their state (and is logged), a reassignment becomes an override event, and a
+client message goes out in the client's language with contact details that stay sealed."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+
+import aiohttp
+import grpc
+import pytest
+from kafka import KafkaConsumer
+
+from meshkernel.envelope import decode
+from meshkernel.topics import ALL_TOPICS, ASSIGNMENTS, ESCALATIONS, NOTIFICATIONS, OVERRIDES, REFERRAL_EVENTS
+from referralmesh.v1 import events_pb2, notify_service_pb2 as api, notify_service_pb2_grpc
+from services.notify.adapters.store import NotifyStore
+from services.notify.paths import NotifyPaths
+from notify_kit import DEMO_PASSWORD, assignment, escalation, new_case, referral_with_contact, wait_until
+
+pytestmark = pytest.mark.kafka
+
+
+class Stream:
+    """Reads a WatchAlerts stream on a thread, so the test can produce and wait."""
+
+    def __init__(self, stub, request):
+        self.call = stub.WatchAlerts(request)
+        self.alerts: list[api.Alert] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        try:
+            for alert in self.call:
+                self.alerts.append(alert)
+        except grpc.RpcError:
+            pass
+
+    def wait_for(self, predicate, timeout=30.0):
+        return wait_until(lambda: [a for a in self.alerts if predicate(a)], timeout)
+
+    def close(self):
+        self.call.cancel()
+
+
+@pytest.fixture(scope="module")
+def stub(notify):
+    channel = grpc.insecure_channel(notify.config.notify_grpc_address)
+    grpc.channel_ready_future(channel).result(timeout=30)
+    yield notify_service_pb2_grpc.NotifyServiceStub(channel)
+    channel.close()
+
+
+def _store(notify) -> NotifyStore:
+    return NotifyStore.open(NotifyPaths.of(notify.config).database_url)
+
+
+def test_an_escalation_appears_on_the_filtered_stream_and_acknowledging_changes_its_state(notify, producer, stub):
+    case_id, other_case = new_case(), new_case()
+    stream = Stream(stub, api.WatchAlertsRequest(regions=["GM0518"], levels=[events_pb2.REGION_COORDINATOR]))
+    try:
+        producer.send(ESCALATIONS, escalation(other_case, region="GM0363"))  # another region: filtered out
+        producer.send(ESCALATIONS, escalation(case_id, region="GM0518"))
+        producer.send(ESCALATIONS, escalation(case_id, region="GM0518"))  # redelivery: one alert only
+        [raised] = stream.wait_for(lambda a: a.case_id == case_id)
+        assert raised.state == api.OPEN and raised.escalation.rule == "not_accepted_in_time"
+        assert raised.escalation.region == "GM0518" and raised.history[0].action == "RAISED"
+
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.AcknowledgeAlert(api.AcknowledgeAlertRequest(escalation_id=raised.escalation.escalation_id),
+                                  metadata=[("x-mesh-coordinator", "coord-gm0344")])
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+        acked = stub.AcknowledgeAlert(api.AcknowledgeAlertRequest(escalation_id=raised.escalation.escalation_id),
+                                      metadata=[("x-mesh-coordinator", "coord-gm0518")])
+        assert acked.state == api.ACKNOWLEDGED and acked.history[-1].actor == "coord-gm0518"
+        [update] = stream.wait_for(lambda a: a.case_id == case_id and a.state == api.ACKNOWLEDGED)
+        assert not [a for a in stream.alerts if a.case_id == other_case]
+    finally:
+        stream.close()
+
+    # Resumable: from the cursor of the raise, the stream replays what came after, and only that.
+    resumed = Stream(stub, api.WatchAlertsRequest(cursor=raised.cursor, regions=["GM0518"]))
+    try:
+        [again] = resumed.wait_for(lambda a: a.case_id == case_id)
+        assert again.state == api.ACKNOWLEDGED and int(again.cursor) > int(raised.cursor)
+    finally:
+        resumed.close()
+
+    entries = _store(notify).access_entries(case_id)
+    assert [(e["action"], e["actor"], e["result"]) for e in entries] == [
+        ("ALERT_RAISED", "system", "ok"),
+        ("ACKNOWLEDGE", "coord-gm0344", "refused:out_of_scope"),
+        ("ACKNOWLEDGE", "coord-gm0518", "ok"),
+    ]
+
+
+async def test_a_coordinator_reassigns_in_the_dashboard_and_an_override_event_goes_to_the_region_service(
+        notify, producer):
+    case_id = new_case()
+    producer.send(ESCALATIONS, escalation(case_id, region="GM0518", level=events_pb2.NATIONAL_COORDINATOR))
+    store = _store(notify)
+    alert = wait_until(lambda: [s.alert for s in store.alerts() if s.alert.case_id == case_id])[0]
+
+    # unsafe=True: the client jar keeps cookies of an IP-address host (127.0.0.1)
+    async with aiohttp.ClientSession(base_url=notify.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post("/login", data={"username": "coord-national", "password": "wrong"}) as response:
+            assert response.status == 401
+        async with http.post("/login", data={"username": "coord-national", "password": DEMO_PASSWORD}) as response:
+            assert response.status == 200 and str(response.url).endswith("/dashboard")
+            page = await response.text()
+        assert case_id in page
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+        async with http.post(f"/dashboard/alerts/{alert.escalation_id}/reassign",
+                             data={"region": "GM0344", "code": "CLIENT_MOVED"}) as response:
+            assert response.status == 403  # no form token: refused
+        async with http.post(f"/dashboard/alerts/{alert.escalation_id}/reassign",
+                             data={"region": "GM0344", "code": "CLIENT_MOVED", "csrf": csrf}) as response:
+            assert "result=done" in str(response.url)
+
+    consumer = KafkaConsumer(notify.config.topic(OVERRIDES.base_name), bootstrap_servers=notify.config.kafka_bootstrap,
+                             auto_offset_reset="earliest", group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=15000)
+    overrides = []
+    for record in consumer:
+        if record.key == case_id.encode():
+            overrides.append(decode(record.value))
+            break
+    consumer.close()
+    [override] = overrides
+    assert (override.override.region, override.override.reason_code, override.override.coordinator) == (
+        "GM0344", "CLIENT_MOVED", "coord-national")
+    assert override.override.referral_id == f"ref-{case_id}"
+    moved = store.get_alert(alert.escalation_id).alert
+    assert moved.region == "GM0344" and moved.history[-1].action.value == "REASSIGNED"
+    assert [e["action"] for e in store.access_entries(case_id)][-1] == "REASSIGN"
+
+
+def test_the_client_message_arrives_in_their_language_and_contact_details_never_leave_the_seal(notify, producer, stub):
+    marker_phone = f"+31 6 {uuid.uuid4().int % 10**8:08d}"
+    marker_digits = re.sub(r"\D", "", marker_phone)
+    case_id = new_case()
+    sealed = stub.SealContact(api.SealContactRequest(case_id=case_id, channel=api.SMS, address=marker_phone),
+                              metadata=[("x-mesh-dev-agency", "exit-the-hague")])
+    assert marker_digits.encode() not in sealed.ciphertext
+    producer.send(REFERRAL_EVENTS, referral_with_contact(case_id, sealed))
+    producer.send(ASSIGNMENTS, assignment(case_id, languages=("pl", "en")))
+
+    outbox = NotifyPaths.of(notify.config).client_outbox
+    store = _store(notify)
+    [client] = wait_until(lambda: [d for d in store.deliveries(case_id) if d.audience == "CLIENT" and d.status == "delivered"])
+    [message] = [json.loads(l) for l in outbox.read_text().splitlines()
+                 if json.loads(l)["notification_id"] == client.notification_id]
+    assert message["language"] == "pl" and message["template"] == "client_responsible_region"
+    assert "Den Haag" in message["text"] or "The Hague" in message["text"]
+    assert "Shelter" in message["text"] or "shelter" in message["text"].lower()
+    assert marker_digits[-2:] in message["to"] and marker_digits not in json.dumps(message)
+
+    # The marker appears nowhere: not in the service log, any topic, or the notify database.
+    haystacks = {"log": notify.log_file.read_bytes(), "database": b""}
+    db_path = NotifyPaths.of(notify.config).database_url.split("///", 1)[1]
+    for suffix in ("", "-wal"):
+        try:
+            haystacks["database"] += open(db_path + suffix, "rb").read()
+        except FileNotFoundError:
+            pass
+    consumer = KafkaConsumer(*[notify.config.topic(spec.base_name) for spec in ALL_TOPICS],
+                             bootstrap_servers=notify.config.kafka_bootstrap, auto_offset_reset="earliest",
+                             group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=3000)
+    haystacks["kafka"] = b"".join((r.value or b"") + (r.key or b"") for r in consumer)
+    consumer.close()
+    assert haystacks["kafka"] and sealed.ciphertext in haystacks["kafka"]  # only ciphertext travels
+    for where, data in haystacks.items():
+        for needle in (marker_phone.encode(), marker_digits.encode()):
+            assert needle not in data, f"contact details leaked into the {where}"
+
+    # Erasure: the key is destroyed; nothing can open the contact any more.
+    erased = stub.EraseClient(api.EraseClientRequest(case_id=case_id), metadata=[("x-mesh-dev-agency", "exit-the-hague")])
+    assert erased.key_destroyed is True
+    assert store.case(case_id).contact_ciphertext is None
+    assert [e["action"] for e in store.access_entries(case_id)][:1] == ["SEAL_CONTACT"]
+    assert "ERASE_CLIENT" in [e["action"] for e in store.access_entries(case_id)]
+
+
+def test_agency_notifications_are_emitted_and_recorded_once(notify, producer):
+    case_id = new_case()
+    event = assignment(case_id)
+    producer.send(ASSIGNMENTS, event)
+    producer.send(ASSIGNMENTS, event)  # redelivered
+    store = _store(notify)
+    expected = ["client_bound_nowhere", "referral_assigned", "responsible_region_named"]
+    recorded = wait_until(lambda: len(store.deliveries(case_id)) >= 3 and store.deliveries(case_id))
+    time.sleep(1.0)
+    assert sorted(d.template for d in store.deliveries(case_id)) == expected
+    # No webhook configured for these agencies, coordinators read the dashboard: recorded, not sent.
+    assert {d.status for d in store.deliveries(case_id)} == {"skipped"}
+    consumer = KafkaConsumer(notify.config.topic(NOTIFICATIONS.base_name), bootstrap_servers=notify.config.kafka_bootstrap,
+                             auto_offset_reset="earliest", group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=3000)
+    emitted = [decode(r.value) for r in consumer if r.key == case_id.encode()]
+    consumer.close()
+    assert sorted(e.notification.template for e in emitted) == expected
+    assert recorded
