@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -35,9 +37,17 @@ from services.referral.domain import load_directory
 SERVICE = "referral"
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 256 * 1024  # a referral is small; anything larger is refused
+# Worker threads for the blocking use cases (asyncio.to_thread). The default, cpus + 4, leaves
+# requests queueing while threads wait on the database; keep it below the connection pool.
+# SQLite has one writer at a time, so more threads only queue; PostgreSQL commits in parallel.
+def _worker_threads(database_url: str) -> int:
+    default = (os.cpu_count() or 1) + 4 if database_url.startswith("sqlite") else 24
+    return int(os.environ.get("MESH_REFERRAL_WORKER_THREADS", default))
 
 
 async def serve(config: MeshSettings) -> None:
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=_worker_threads(config.database_url), thread_name_prefix="referral-use-case"))
     engine = make_engine(config.database_url)
     migrate(engine)
     store = ReferralStore(engine)

@@ -3,10 +3,16 @@
 SQLite (the embedded default) and PostgreSQL (DATABASE_URL) run the same code; the
 version column gives optimistic concurrency, so of two racing transitions exactly one wins.
 
-Outbox positions are handed out in commit order (PostgreSQL: a transaction-level advisory
-lock taken just before the outbox insert and held to commit; SQLite: one writer at a time),
-so a reader that has seen position N never later finds a new row below N. That is what makes
-the position a safe cursor for WatchReferrals.
+The WatchReferrals cursor is a feed position handed out in commit order, so a reader that
+has seen position N never later finds a new row at or below N. SQLite has one writer at a
+time, so there the outbox row's own position is in commit order. On PostgreSQL writers commit
+concurrently and take no shared lock; `sequence_feed` numbers committed rows afterwards, one
+sequencer at a time (migration 0003), and the relay and the stream readers call it.
+
+PostgreSQL hot path: a transition is two round trips (read the row; one statement that
+updates it with the version check and appends its access entry and outbox rows, committed on
+its own: one statement is one transaction), and a create is one. SQLite keeps the SQLAlchemy
+Core path.
 
 Access log retention: ``ACCESS_LOG_RETENTION_DAYS`` (environment, default 3650 = ten years,
 at least 365). ``purge_expired_access_entries`` is the only code path that deletes entries,
@@ -14,15 +20,18 @@ and database triggers refuse any other UPDATE or DELETE (migration 0002).
 """
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, and_, create_engine, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -39,7 +48,9 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 DEFAULT_ACCESS_LOG_RETENTION_DAYS = 3650
 MINIMUM_ACCESS_LOG_RETENTION_DAYS = 365  # the database triggers refuse anything younger
-_OUTBOX_LOCK = 7_311_947_001  # pg_advisory_xact_lock key: outbox positions in commit order
+_FEED_LOCK = 7_311_947_002  # pg_advisory_xact_lock key: one feed sequencer at a time
+# PostgreSQL connections: enough for every worker thread of the gRPC server plus the relay.
+PG_POOL_SIZE = int(os.environ.get("MESH_DB_POOL_SIZE", "32"))
 
 
 def access_log_retention_days() -> int:
@@ -75,7 +86,10 @@ def make_engine(database_url: str) -> Engine:
         return engine
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
-    return create_engine(database_url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    # No pre-ping: it cost a round trip on every checkout. A connection found broken is
+    # invalidated (with the rest of the pool) on its first failure instead, and recycled
+    # connections never get old enough for server-side idle timeouts.
+    return create_engine(database_url, pool_size=PG_POOL_SIZE, max_overflow=8, pool_recycle=1800)
 
 
 def migrate(engine: Engine) -> None:
@@ -158,6 +172,15 @@ def _now() -> datetime:
 class ReferralStore:
     def __init__(self, engine: Engine):
         self.engine = engine
+        # SQLite lets one writer in at a time and makes the others sleep and retry (busy
+        # timeout, with growing sleeps: that was most of its p99). Writers of this process
+        # queue on a lock instead; other processes still meet the busy timeout.
+        self._one_writer = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._one_writer, self.engine.begin() as connection:
+            yield connection
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -176,7 +199,10 @@ class ReferralStore:
         the unique key and then finds the first one's referral (or a refusal).
         """
         try:
-            with self.engine.begin() as connection:
+            if self._postgresql:
+                self._pg_create(row, request_key, fingerprint, event, access)
+                return None
+            with self._writing() as connection:
                 connection.execute(
                     insert(request_keys).values(
                         sender=row["sender"], request_key=request_key,
@@ -185,9 +211,9 @@ class ReferralStore:
                 )
                 connection.execute(insert(referrals).values(**row))
                 self._append_access(connection, access)
-                self._append_events(connection, [event])  # last: the outbox lock is held to commit
+                self._append_events(connection, [event])
             return None
-        except IntegrityError:
+        except (IntegrityError, _PgIntegrityError):
             pass
         with self.engine.connect() as connection:
             existing = connection.execute(
@@ -204,11 +230,14 @@ class ReferralStore:
     def save_transition(
         self, *, row: dict, expected_version: int, events: list[OutboxRecord], access: AccessEntry
     ) -> None:
+        if self._postgresql and len(events) == 1:
+            self._pg_save_transition(row, expected_version, events[0], access)
+            return
         self.save_transitions([(row, expected_version, events, access)])
 
     def save_transitions(self, changes: Sequence[tuple[dict, int, list[OutboxRecord], AccessEntry]]) -> None:
         """Several referrals change together or not at all (consent withdrawal)."""
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             for row, expected_version, _events, _access in changes:
                 result = connection.execute(
                     update(referrals)
@@ -219,7 +248,6 @@ class ReferralStore:
                     raise ConcurrentChange(row["referral_id"])
             for change in changes:
                 self._append_access(connection, change[3])
-            # Last: on PostgreSQL the outbox lock is held from here to commit.
             self._append_events(connection, [outgoing for change in changes for outgoing in change[2]])
 
     def record_access(self, access: AccessEntry) -> None:
@@ -229,7 +257,7 @@ class ReferralStore:
         entries = list(entries)
         if not entries:
             return
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             for entry in entries:
                 self._append_access(connection, entry)
 
@@ -243,7 +271,7 @@ class ReferralStore:
         if days < MINIMUM_ACCESS_LOG_RETENTION_DAYS:
             raise ValueError(f"retention of {days} days is shorter than {MINIMUM_ACCESS_LOG_RETENTION_DAYS}")
         horizon = now - timedelta(days=days)
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(insert(access_log_purge_horizon).values(horizon=horizon))
             removed = connection.execute(delete(access_log).where(access_log.c.at < horizon)).rowcount
             connection.execute(delete(access_log_purge_horizon))
@@ -252,6 +280,10 @@ class ReferralStore:
     # --- reads ------------------------------------------------------------------------------
 
     def get(self, referral_id: str) -> StoredReferral | None:
+        if self._postgresql:
+            with self._pg_cursor() as cursor:
+                found = cursor.execute(_PG_GET, (referral_id,)).fetchone()
+            return None if found is None else StoredReferral(*found)
         with self.engine.connect() as connection:
             found = connection.execute(
                 select(
@@ -306,19 +338,39 @@ class ReferralStore:
 
     # --- change stream ----------------------------------------------------------------------
 
+    def sequence_feed(self) -> int:
+        """Give committed outbox rows their feed positions, in one batch; returns how many.
+
+        PostgreSQL only (SQLite positions are in commit order already). Runs take an advisory
+        lock, so they follow one another: a run numbers only rows committed before it, after
+        every number an earlier run handed out, and its numbers appear together at its commit.
+        """
+        if not self._postgresql:
+            return 0
+        with self._pg_cursor() as cursor:
+            if cursor.execute(_PG_ANY_UNSEQUENCED).fetchone() is None:
+                return 0
+            with cursor.connection.transaction():
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_FEED_LOCK,))
+                cursor.execute(_PG_SEQUENCE)
+                return cursor.rowcount
+
     def latest_position(self) -> int:
+        self.sequence_feed()
         with self.engine.connect() as connection:
-            return connection.execute(select(func.coalesce(func.max(outbox.c.position), 0))).scalar_one()
+            return connection.execute(select(func.coalesce(func.max(self._feed_of(outbox)), 0))).scalar_one()
 
     def changes_after(self, agency_id: str, position: int, limit: int = 200) -> list[Change]:
         """Changes relevant to one agency after a cursor, oldest first."""
+        self.sequence_feed()
+        feed = self._feed_of(outbox_parties)
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(outbox.c.position, outbox.c.event_id, outbox.c.event_type,
+                select(feed.label("position"), outbox.c.event_id, outbox.c.event_type,
                        outbox.c.referral_id, outbox.c.snapshot)
                 .join(outbox_parties, outbox_parties.c.position == outbox.c.position)
-                .where(outbox_parties.c.agency_id == agency_id, outbox.c.position > position)
-                .order_by(outbox.c.position)
+                .where(outbox_parties.c.agency_id == agency_id, feed > position)
+                .order_by(feed)
                 .limit(limit)
             ).all()
         return [Change(row.position, row.event_id, row.event_type, row.referral_id, row.snapshot)
@@ -327,11 +379,14 @@ class ReferralStore:
     # --- outbox relay -----------------------------------------------------------------------
 
     def unpublished(self, limit: int = 500) -> list[tuple[int, OutboxRecord]]:
+        """The next committed rows to publish, in commit (feed) order."""
+        self.sequence_feed()
+        feed = self._feed_of(outbox)
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(outbox.c.position, outbox.c.event_id, outbox.c.topic, outbox.c.key, outbox.c.value)
-                .where(outbox.c.published_at.is_(None))
-                .order_by(outbox.c.position)
+                .where(outbox.c.published_at.is_(None), feed.is_not(None))
+                .order_by(feed)
                 .limit(limit)
             ).all()
         return [(row.position, OutboxRecord(row.event_id, row.topic, row.key, row.value)) for row in rows]
@@ -339,20 +394,64 @@ class ReferralStore:
     def mark_published(self, positions: list[int]) -> None:
         if not positions:
             return
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(
                 update(outbox).where(outbox.c.position.in_(positions)).values(published_at=_now())
             )
 
     # --- helpers ----------------------------------------------------------------------------
 
+    @property
+    def _postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def _feed_of(self, table):
+        """The commit-order cursor column: the sequenced feed position on PostgreSQL."""
+        return table.c.feed_position if self._postgresql else table.c.position
+
+    @contextmanager
+    def _pg_cursor(self) -> Iterator:
+        """A pooled psycopg connection in autocommit: each statement is its own transaction."""
+        pooled = self.engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            driver.autocommit = True
+            try:
+                with driver.cursor() as cursor:
+                    yield cursor
+            finally:
+                if not driver.closed:
+                    driver.autocommit = False
+        except _PgOperationalError:
+            pooled.invalidate()  # a broken connection never goes back to the pool
+            raise
+        finally:
+            pooled.close()
+
+    def _pg_create(self, row: dict, request_key: str, fingerprint: str, event: OutboxRecord,
+                   access: AccessEntry) -> None:
+        now = _now()
+        params = {
+            **_pg_row(row), "request_key": request_key, "fingerprint": fingerprint,
+            **_pg_access(access, now), **_pg_event(event, now),
+        }
+        with self._pg_cursor() as cursor:
+            cursor.execute(_PG_CREATE, params)
+
+    def _pg_save_transition(self, row: dict, expected_version: int, event: OutboxRecord,
+                            access: AccessEntry) -> None:
+        now = _now()
+        params = {**_pg_row(row), "expected_version": expected_version,
+                  **_pg_access(access, now), **_pg_event(event, now)}
+        with self._pg_cursor() as cursor:
+            changed = cursor.execute(_PG_TRANSITION, params).fetchone()[0]
+        if changed != 1:  # the statement wrote nothing: no access entry, no event
+            raise ConcurrentChange(row["referral_id"])
+
     @staticmethod
     def _append_events(connection: Connection, records: list[OutboxRecord]) -> None:
         if not records:
             return
-        if connection.dialect.name == "postgresql":
-            # Held until commit: positions become visible in the order they were handed out.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _OUTBOX_LOCK})
         for record in records:
             position = connection.execute(
                 insert(outbox).values(
@@ -367,3 +466,103 @@ class ReferralStore:
     @staticmethod
     def _append_access(connection: Connection, entry: AccessEntry) -> None:
         connection.execute(insert(access_log).values(at=_now(), **entry.__dict__))
+
+
+# --- PostgreSQL hot path ------------------------------------------------------------------------
+# Plain SQL through psycopg (server-side prepared after a few runs on a connection), so the
+# per-request cost is one round trip per statement and no SQL compilation. Each statement runs
+# in autocommit: PostgreSQL runs a statement, with all its data-modifying WITH parts, as one
+# transaction, so the change, its access entry and its outbox rows commit together or not at all.
+
+try:
+    from psycopg import IntegrityError as _PgIntegrityError, OperationalError as _PgOperationalError
+except ImportError:  # SQLite-only installation
+    class _PgIntegrityError(Exception):
+        pass
+
+    class _PgOperationalError(Exception):
+        pass
+
+_PG_GET = (
+    "SELECT document, facts, asked_in, contact_key_id, contact_ciphertext FROM referrals WHERE referral_id = %s"
+)
+
+_PG_ACCESS_COLUMNS = 'at, action, case_id, referral_id, organisation, "user", on_behalf_of, purpose, outcome'
+_PG_ACCESS_VALUES = ("%(a_at)s, %(a_action)s, %(a_case_id)s, %(a_referral_id)s, %(a_organisation)s, "
+                     "%(a_user)s, %(a_on_behalf_of)s, %(a_purpose)s, %(a_outcome)s")
+_PG_EVENT_COLUMNS = "event_id, topic, key, value, created_at, referral_id, event_type, snapshot"
+_PG_EVENT_VALUES = ("%(e_event_id)s, %(e_topic)s, %(e_key)s, %(e_value)s, %(e_created_at)s, "
+                    "%(e_referral_id)s, %(e_event_type)s, %(e_snapshot)s::json")
+_PG_ROW_COLUMNS = ("referral_id, case_id, sender, receiver, pending_receiver, status, version, asked_in, "
+                   "updated_at, need_domains, document, facts, contact_key_id, contact_ciphertext")
+_PG_ROW_VALUES = ("%(referral_id)s, %(case_id)s, %(sender)s, %(receiver)s, %(pending_receiver)s, %(status)s, "
+                  "%(version)s, %(asked_in)s, %(updated_at)s, %(need_domains)s, %(document)s::json, "
+                  "%(facts)s::json, %(contact_key_id)s, %(contact_ciphertext)s")
+
+# Every part reads from `changed`: a stale version updates no row and so writes nothing at all.
+_PG_TRANSITION = f"""
+WITH changed AS (
+    UPDATE referrals SET ({_PG_ROW_COLUMNS}) = ({_PG_ROW_VALUES})
+    WHERE referral_id = %(referral_id)s AND version = %(expected_version)s
+    RETURNING referral_id
+), logged AS (
+    INSERT INTO access_log ({_PG_ACCESS_COLUMNS}) SELECT {_PG_ACCESS_VALUES} FROM changed
+), event AS (
+    INSERT INTO outbox ({_PG_EVENT_COLUMNS}) SELECT {_PG_EVENT_VALUES} FROM changed RETURNING position
+), parties AS (
+    INSERT INTO outbox_parties (agency_id, position)
+    SELECT party, event.position FROM event CROSS JOIN unnest(%(e_parties)s::text[]) AS party
+)
+SELECT count(*) FROM changed
+"""
+
+# The request key goes in with the rest: a used key fails the whole statement (unique key).
+_PG_CREATE = f"""
+WITH keyed AS (
+    INSERT INTO request_keys (sender, request_key, fingerprint, referral_id)
+    VALUES (%(sender)s, %(request_key)s, %(fingerprint)s, %(referral_id)s)
+), created AS (
+    INSERT INTO referrals ({_PG_ROW_COLUMNS}) VALUES ({_PG_ROW_VALUES})
+), logged AS (
+    INSERT INTO access_log ({_PG_ACCESS_COLUMNS}) VALUES ({_PG_ACCESS_VALUES})
+), event AS (
+    INSERT INTO outbox ({_PG_EVENT_COLUMNS}) VALUES ({_PG_EVENT_VALUES}) RETURNING position
+)
+INSERT INTO outbox_parties (agency_id, position)
+SELECT party, event.position FROM event CROSS JOIN unnest(%(e_parties)s::text[]) AS party
+"""
+
+_PG_ANY_UNSEQUENCED = "SELECT 1 FROM outbox WHERE feed_position IS NULL LIMIT 1"
+
+# Committed, unnumbered rows get the next numbers in insert order (a referral's later change
+# was inserted after its earlier one committed); outbox_parties gets the same numbers.
+_PG_SEQUENCE = """
+WITH pending AS (
+    SELECT position, row_number() OVER (ORDER BY position) AS n FROM outbox WHERE feed_position IS NULL
+), base AS (
+    SELECT coalesce(max(feed_position), 0) AS last FROM outbox
+), numbered AS (
+    UPDATE outbox SET feed_position = base.last + pending.n
+    FROM pending, base WHERE outbox.position = pending.position
+    RETURNING outbox.position, outbox.feed_position
+)
+UPDATE outbox_parties SET feed_position = numbered.feed_position
+FROM numbered WHERE outbox_parties.position = numbered.position
+"""
+
+
+def _pg_row(row: dict) -> dict:
+    return {**row, "document": json.dumps(row["document"]), "facts": json.dumps(row["facts"])}
+
+
+def _pg_access(entry: AccessEntry, now: datetime) -> dict:
+    return {"a_at": now, **{f"a_{name}": value for name, value in entry.__dict__.items()}}
+
+
+def _pg_event(record: OutboxRecord, now: datetime) -> dict:
+    return {
+        "e_event_id": record.event_id, "e_topic": record.topic, "e_key": record.key, "e_value": record.value,
+        "e_created_at": now, "e_referral_id": record.referral_id, "e_event_type": record.event_type,
+        "e_snapshot": None if record.snapshot is None else json.dumps(record.snapshot),
+        "e_parties": sorted(set(record.parties)),
+    }

@@ -63,7 +63,10 @@ outbox = Table(
     Column("referral_id", String(64), nullable=True),
     Column("event_type", String(64), nullable=True),
     Column("snapshot", JSON, nullable=True),
+    # The WatchReferrals cursor on PostgreSQL, in commit order, set by the feed sequencer (0003).
+    Column("feed_position", BigInteger, nullable=True),
     Index("ix_outbox_unpublished", "published_at", "position"),
+    Index("ix_outbox_feed_position", "feed_position", unique=True),
 )
 
 # The agencies each outbox row is relevant to; WatchReferrals reads it by agency after a cursor.
@@ -72,6 +75,8 @@ outbox_parties = Table(
     metadata,
     Column("agency_id", String(64), primary_key=True),
     Column("position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("feed_position", BigInteger, nullable=True),  # copied from outbox by the sequencer (0003)
+    Index("ix_outbox_parties_feed", "agency_id", "feed_position"),
 )
 
 # Append-only in the spirit of NEN 7513: no code path updates it, database triggers refuse

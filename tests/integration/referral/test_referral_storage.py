@@ -38,7 +38,7 @@ def test_migrations_run_from_empty_to_head_and_again(database_url):
         head = ScriptDirectory.from_config(config).get_current_head()
         with engine.connect() as connection:
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head
-        assert head == "0002"
+        assert head == "0003"
     finally:
         engine.dispose()
 
@@ -155,6 +155,19 @@ def test_outbox_row_commits_with_the_change_and_a_refusal_writes_neither(use_cas
     assert store.get(created.referral_id).document == before_doc
 
     # A failure inside the transaction after the update rolls the update back with it.
+    if store.engine.dialect.name == "postgresql":
+        # One statement writes it all there: make its access-log part fail inside the database.
+        original_pg = storage._pg_access
+
+        def broken_pg(entry, now):
+            return {**original_pg(entry, now), "a_outcome": None}  # NOT NULL: the statement fails
+
+        storage._pg_access = broken_pg
+        try:
+            with pytest.raises(Exception, match="outcome"):
+                use_cases.transition(caller(RECEIVER), created.referral_id, Action.ACCEPT, 1)
+        finally:
+            storage._pg_access = original_pg
     original = storage.ReferralStore._append_access
 
     def broken(connection, entry):
@@ -162,8 +175,12 @@ def test_outbox_row_commits_with_the_change_and_a_refusal_writes_neither(use_cas
 
     storage.ReferralStore._append_access = staticmethod(broken)
     try:
-        with pytest.raises(RuntimeError):
-            use_cases.transition(caller(RECEIVER), created.referral_id, Action.ACCEPT, 1)
+        if store.engine.dialect.name != "postgresql":
+            with pytest.raises(RuntimeError):
+                use_cases.transition(caller(RECEIVER), created.referral_id, Action.ACCEPT, 1)
+        else:  # the multi-referral path (consent withdrawal) still writes statement by statement
+            with pytest.raises(RuntimeError):
+                use_cases.withdraw_consent(caller(RECEIVER), created.case_id)
     finally:
         storage.ReferralStore._append_access = staticmethod(original)
     assert _count(store.engine, outbox) == before_outbox
