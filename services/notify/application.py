@@ -17,6 +17,10 @@ from services.notify.domain.alerts import Alert, AlertError, Coordinator
 log = logging.getLogger(__name__)
 
 OverrideSender = Callable[[str, events_pb2.CoordinatorOverride], Awaitable[None]]
+AlertActionSender = Callable[[str, events_pb2.AlertAction], Awaitable[None]]
+
+# Actions the region service's escalation ladder must hear about: an acknowledged alert stops climbing.
+_LADDER_ACTIONS = {"acknowledge": "ACKNOWLEDGED", "take": "TAKEN", "resolve": "RESOLVED"}
 
 
 def alert_from_escalation(envelope: events_pb2.EventEnvelope, responsible_rule: str = "") -> Alert:
@@ -43,6 +47,7 @@ class AlertDesk:
         self.store = store
         self.regions = regions
         self.send_override = send_override
+        self.send_alert_action: AlertActionSender | None = None
         self.clock = clock
         self.changed = asyncio.Event()  # wakes live views in this process; others poll
 
@@ -98,6 +103,10 @@ class AlertDesk:
                 # The region service decides; the override event is the request, in order per case.
                 await self.send_override(after.case_id, events_pb2.CoordinatorOverride(
                     referral_id=after.referral_id, region=region, reason_code=code, coordinator=who.username))
+            if action in _LADDER_ACTIONS and self.send_alert_action is not None:
+                await self.send_alert_action(after.case_id, events_pb2.AlertAction(
+                    escalation_id=escalation_id, referral_id=after.referral_id, coordinator=who.username,
+                    action=_LADDER_ACTIONS[action], outcome_code=code if action == "resolve" else ""))
             self.store.save_alert(after)
             self._notify_change()
         self.store.log_access(actor=who.username, action=action.upper(), case_id=after.case_id,

@@ -117,7 +117,15 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         await overrides.send(key=case_id.encode(), value=envelopes.encode(outgoing),
                              headers=envelopes.kafka_headers(outgoing))
 
+    async def send_alert_action(case_id: str, action: events_pb2.AlertAction) -> None:
+        outgoing = envelopes.new_envelope(
+            case_id=case_id, producer=SERVICE, alert_action=action,
+            event_id=envelopes.derived_id("alert-action", action.escalation_id, action.action))
+        await overrides.send(key=case_id.encode(), value=envelopes.encode(outgoing),
+                             headers=envelopes.kafka_headers(outgoing))
+
     desk.send_override = send_override
+    desk.send_alert_action = send_alert_action
 
     async def send_dead_letter(key: bytes, letter: events_pb2.DeadLetter) -> None:
         await dead_letters.topic.send(key=key, value=letter.SerializeToString())

@@ -98,6 +98,16 @@ def test_an_escalation_appears_on_the_filtered_stream_and_acknowledging_changes_
         ("ACKNOWLEDGE", "coord-gm0518", "ok"),
     ]
 
+    # The region service's ladder hears of the acknowledgement, so the alert stops climbing.
+    consumer = KafkaConsumer(notify.config.topic(OVERRIDES.base_name), bootstrap_servers=notify.config.kafka_bootstrap,
+                             auto_offset_reset="earliest", group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=15000)
+    actions = [decode(record.value) for record in consumer if record.key == case_id.encode()][:1]
+    consumer.close()
+    [told] = actions
+    assert told.WhichOneof("payload") == "alert_action"
+    assert (told.alert_action.escalation_id, told.alert_action.action, told.alert_action.coordinator) == (
+        raised.escalation.escalation_id, "ACKNOWLEDGED", "coord-gm0518")
+
 
 async def test_a_coordinator_reassigns_in_the_dashboard_and_an_override_event_goes_to_the_region_service(
         notify, producer):
