@@ -39,6 +39,7 @@ from services.referral.domain import (
     referral_from_dict,
     referral_to_dict,
 )
+from services.referral.domain.binding import FactPeriod, check_binding_facts
 from services.referral.domain.errors import InvalidCommand, InvalidReferral
 
 DEFAULT_PAGE_SIZE = 50
@@ -187,8 +188,14 @@ class ReferralUseCases:
             purpose=Purpose.REFERRAL,
             now=now,
         )
-        if not command.asked_in:
-            raise InvalidReferral("asked_in", "name the municipality where help was asked")
+        check_binding_facts(
+            asked_in=command.asked_in,
+            residence=[FactPeriod(p.municipality, p.from_date, p.to_date) for p in command.facts.residence],
+            work=[FactPeriod(p.municipality, p.from_date, p.to_date) for p in command.facts.work],
+            grew_up_in=command.facts.grew_up_in,
+            family_in=command.facts.family_in,
+            today=now.date(),
+        )
         fingerprint = hashlib.sha256(command.fingerprint_source).hexdigest()
         existing_id = self.store.create(
             row=self._row(referral, command.asked_in, command.facts, command.contact),
