@@ -18,10 +18,12 @@ from grpc_reflection.v1alpha import reflection
 from meshkernel.config import MeshSettings, settings
 from meshkernel.kafka import prepare_kafka
 from meshkernel.logs import setup_logging
+from meshkernel.metrics import setup_metrics
 from meshkernel.tracing import setup_tracing
 from referralmesh.v1 import referral_service_pb2, referral_service_pb2_grpc
 from services.referral.adapters import identity
 from services.referral.adapters.grpc_api import ReferralApi
+from services.referral.adapters.metrics import ReferralMetrics
 from services.referral.adapters.outbox_relay import OutboxRelay
 from services.referral.adapters.storage import ReferralStore, make_engine, migrate
 from services.referral.adapters.tls import (
@@ -74,7 +76,7 @@ async def serve(config: MeshSettings) -> None:
         ],
     )
     referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
-        ReferralApi(use_cases, allow_dev_identity=config.dev_identity), server
+        ReferralApi(use_cases, allow_dev_identity=config.dev_identity, metrics=ReferralMetrics(store)), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -116,4 +118,5 @@ def run() -> None:
     config = settings()
     setup_logging(SERVICE, config.log_level)
     setup_tracing(SERVICE, environment=config.environment)
+    setup_metrics(SERVICE, config.referral_metrics_port)
     asyncio.run(serve(config))

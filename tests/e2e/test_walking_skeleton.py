@@ -96,6 +96,12 @@ def test_one_referral_flows_through_all_three_services(mesh):
     assigned_metric = [line for line in scraped.splitlines() if line.startswith("referralmesh_assignments_total")]
     assert any('referralmesh_rule="bound_nowhere"' in line for line in assigned_metric), assigned_metric
     assert case_id not in scraped
+    with urllib.request.urlopen(f"http://127.0.0.1:{config.referral_metrics_port}/metrics", timeout=10) as page:
+        referral_metrics = page.read().decode()
+    by_status = [line for line in referral_metrics.splitlines() if line.startswith("referralmesh_referrals{")]
+    assert any('referralmesh_status="REQUESTED"' in line and line.endswith(" 1.0") for line in by_status), by_status
+    assert "referralmesh_outbox_backlog" in referral_metrics
+    assert case_id not in referral_metrics and created.referral_id not in referral_metrics
     assert requested.occurred_at.ToDatetime() <= assigned.occurred_at.ToDatetime()
     assert all(assigned.occurred_at.ToDatetime() <= n.occurred_at.ToDatetime() for n in notifications)
 

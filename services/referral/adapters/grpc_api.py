@@ -157,9 +157,10 @@ def referral_to_proto(referral: Referral, asked_in: str = "") -> api.Referral:
 
 
 class ReferralApi(api_grpc.ReferralServiceServicer):
-    def __init__(self, use_cases: ReferralUseCases, *, allow_dev_identity: bool):
+    def __init__(self, use_cases: ReferralUseCases, *, allow_dev_identity: bool, metrics=None):
         self.use_cases = use_cases
         self.allow_dev_identity = allow_dev_identity
+        self.metrics = metrics
         # Open change streams wake on every commit of this process, besides what was set before.
         self.changes = ChangeSignal()
         previous = use_cases.on_commit
@@ -204,6 +205,8 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
             fingerprint_source=_without_key(request),
         )
         referral = await self._run(context, self.use_cases.create, command)
+        if self.metrics is not None:
+            self.metrics.created(referral)
         return referral_to_proto(referral, request.asked_in)
 
     @_refuse_unknown_fields
@@ -215,6 +218,8 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
         referral = await self._run(
             context, self.use_cases.transition, request.referral_id, action, request.expected_version, **codes
         )
+        if self.metrics is not None:
+            self.metrics.changed(action, referral)
         return referral_to_proto(referral)
 
     @_refuse_unknown_fields

@@ -378,6 +378,19 @@ class ReferralStore:
 
     # --- outbox relay -----------------------------------------------------------------------
 
+    def count_by_status(self) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(referrals.c.status, func.count()).group_by(referrals.c.status)
+            ).all()
+        return {status: count for status, count in rows}
+
+    def outbox_backlog(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            ).scalar_one()
+
     def unpublished(self, limit: int = 500) -> list[tuple[int, OutboxRecord]]:
         """The next committed rows to publish, in commit (feed) order."""
         self.sequence_feed()
