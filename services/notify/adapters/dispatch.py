@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from google.protobuf import json_format
 
 from meshkernel.envelope import decode
+from meshkernel.metrics import meter
 from referralmesh.v1 import common_pb2, events_pb2
 from services.notify.adapters.channels import ChannelError
 from services.notify.adapters.client_messages import ClientMessages
@@ -31,6 +32,16 @@ log = logging.getLogger(__name__)
 
 DeadLetterSink = Callable[[bytes, events_pb2.DeadLetter], Awaitable[None]]
 CONSUMER_BY_CHANNEL = {"webhook": "notify-webhook", "client": "notify-client"}
+
+
+_DELIVERIES = meter("referralmesh.notify").create_counter(
+    "referralmesh.notify.deliveries", unit="{delivery}",
+    description="finished deliveries by channel and outcome (delivered, dead, skipped)",
+)
+_ATTEMPTS_FAILED = meter("referralmesh.notify").create_counter(
+    "referralmesh.notify.failed_attempts", unit="{attempt}",
+    description="failed delivery attempts (webhook failures among them), by channel",
+)
 
 
 def webhook_payload(envelope: events_pb2.EventEnvelope) -> dict:
@@ -114,6 +125,7 @@ class Dispatcher:
             ok, result = False, f"error:{type(error).__name__}"
         if ok:
             return self._finish(delivery, "delivered", result, started)
+        _ATTEMPTS_FAILED.add(1, {"referralmesh.channel": delivery.channel})
         if attempt >= self.max_attempts:
             self._finish(delivery, "dead", result, started)
             await self._dead_letter(delivery, result, attempt)
@@ -128,6 +140,7 @@ class Dispatcher:
         return "retry"
 
     def _finish(self, delivery: Delivery, status: str, result: str, started: float) -> str:
+        _DELIVERIES.add(1, {"referralmesh.channel": delivery.channel, "referralmesh.outcome": status})
         self.store.record_attempt(delivery.notification_id, result=result, status=status,
                                   duration_ms=int((time.monotonic() - started) * 1000))
         log.info("delivery finished", extra={"notification_id": delivery.notification_id, "case_id": delivery.case_id,
