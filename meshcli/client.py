@@ -79,3 +79,38 @@ def consent_for(*organisations: str, days: int = 90) -> common_pb2.Consent:
     consent = common_pb2.Consent(organisations=list(organisations), purpose="referral")
     consent.valid_until.FromDatetime(datetime.now(timezone.utc) + timedelta(days=days))
     return consent
+
+
+class NotifyClient:
+    """The notify service's gRPC API: seal a client's contact, watch and acknowledge alerts."""
+
+    def __init__(self, address: str, *, agency: str | None = None, coordinator: str | None = None):
+        from referralmesh.v1 import notify_service_pb2_grpc
+
+        self.channel = grpc.insecure_channel(address)
+        self.stub = notify_service_pb2_grpc.NotifyServiceStub(self.channel)
+        metadata = []
+        if agency:
+            metadata.append((DEV_AGENCY_HEADER, agency))
+        if coordinator:
+            metadata.append(("x-mesh-coordinator", coordinator))
+        self.metadata = tuple(metadata)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def wait_until_ready(self, timeout: float = 60.0) -> None:
+        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+
+    def seal_contact(self, case_id: str, channel: str, address: str) -> common_pb2.SealedContact:
+        from referralmesh.v1 import notify_service_pb2 as notify_api
+
+        request = notify_api.SealContactRequest(
+            case_id=case_id, channel=notify_api.ContactChannel.Value(channel), address=address)
+        return self.stub.SealContact(request, metadata=self.metadata, timeout=10)
+
+    def acknowledge(self, escalation_id: str):
+        from referralmesh.v1 import notify_service_pb2 as notify_api
+
+        return self.stub.AcknowledgeAlert(
+            notify_api.AcknowledgeAlertRequest(escalation_id=escalation_id), metadata=self.metadata, timeout=10)

@@ -6,13 +6,14 @@ Utrecht. The mesh names a responsible region at once and notifies everyone conce
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import time
 import uuid
 
-from meshcli.client import ReferralClient, consent_for
+from meshcli.client import NotifyClient, ReferralClient, consent_for
 from meshcli.supervisor import (
     Stack,
     kafka_answers,
@@ -28,8 +29,10 @@ from meshkernel.config import settings
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import ASSIGNMENTS, NOTIFICATIONS, REFERRAL_EVENTS
 from referralmesh.v1 import common_pb2, events_pb2, referral_service_pb2 as api
+from services.notify.demo import client_outbox_path, describe_dashboard
 
 SENDER = "exit-the-hague"
+DEMO_PHONE = "+31 6 00000001"  # a made-up number: the demo never texts anyone
 RECEIVER = "shelter-utrecht"
 STEP_TIMEOUT = 90.0
 
@@ -43,7 +46,7 @@ class Narrator:
         print(f"[{elapsed:6.1f}s] {text}", flush=True)
 
 
-def demo_request(case_id: str) -> api.CreateReferralRequest:
+def demo_request(case_id: str, contact: common_pb2.SealedContact | None = None) -> api.CreateReferralRequest:
     facts = common_pb2.BindingFacts(
         work=[
             common_pb2.Period(municipality="GM0518", from_date="2025-03-01", to_date="2025-12-31"),
@@ -60,6 +63,7 @@ def demo_request(case_id: str) -> api.CreateReferralRequest:
         asked_in="GM0518",
         facts=facts,
         consent=consent_for(SENDER, RECEIVER),
+        contact=contact,
     )
 
 
@@ -102,8 +106,7 @@ def run_demo() -> int:
         for service in ("referral", "region", "notify"):
             stack.start(service)
         narrator.say(f"started the referral, region and notify services (logs in {stack.log_dir})")
-        _print_endpoints(config, zipkin_url(env) if tracing_ui else None)
-        _play(config, narrator, stack)
+        _play(config, narrator, stack, zipkin_url(env) if tracing_ui else None)
         narrator.say("demo complete; the mesh keeps running. Press Ctrl-C to stop everything.")
         while not stopping:
             crashed = stack.crashed()
@@ -135,43 +138,96 @@ def _print_endpoints(config, tracing_url: str | None) -> None:
     print("  user-facing endpoints", flush=True)
     print(f"    referral gRPC API      {config.referral_grpc_address}  (health + reflection: "
           f"grpcurl -plaintext {config.referral_grpc_address} list)", flush=True)
-    print(f"    notifications (HTTP)   http://127.0.0.1:{config.notify_web_port}/notifications", flush=True)
     print(f"    region health (HTTP)   http://127.0.0.1:{config.region_web_port}/health", flush=True)
     print(f"    Kafka bootstrap        {config.kafka_bootstrap}", flush=True)
+    print(f"    notify gRPC API        {config.notify_grpc_address}  (alert stream, SealContact)", flush=True)
+    print(f"    {describe_dashboard(config)}", flush=True)
     if tracing_url:
         print(f"    tracing UI (Zipkin)    {tracing_url}  (search by tag referralmesh.case_id)", flush=True)
+    print(f"    metrics (Prometheus)   http://127.0.0.1:{config.referral_metrics_port}/metrics, "
+          f":{config.region_metrics_port}/metrics, :{config.notify_metrics_port}/metrics", flush=True)
     print("", flush=True)
 
 
-def _play(config, narrator: Narrator, stack: Stack) -> None:
+class _Timeline:
+    """Prints every event of the case as it arrives and waits for the one a step needs."""
+
+    def __init__(self, watcher: EventWatcher, case_id: str, narrator: Narrator, stack: Stack):
+        self.watcher, self.case_id, self.narrator, self.stack = watcher, case_id, narrator, stack
+        self.seen: list = []
+
+    def until(self, wanted, what: str, timeout: float = STEP_TIMEOUT):
+        for earlier in self.seen:
+            if wanted(earlier):
+                return earlier
+        for topic, envelope in self.watcher.events({self.case_id}, timeout=timeout):
+            self.seen.append(envelope)
+            self.narrator.say(_describe(topic, envelope))
+            if wanted(envelope):
+                return envelope
+            if self.stack.crashed():
+                raise _DemoFailed(f"service stopped: {', '.join(self.stack.crashed())}")
+        raise _DemoFailed(f"{what} did not arrive within {timeout:.0f}s")
+
+
+def _is(kind: str, **fields):
+    def match(envelope) -> bool:
+        if envelope.WhichOneof("payload") != kind:
+            return False
+        payload = getattr(envelope, kind)
+        return all(getattr(payload, name) == value for name, value in fields.items())
+    return match
+
+
+def _play(config, narrator: Narrator, stack: Stack, tracing_url: str | None) -> None:
     case_id = f"case-{uuid.uuid4().hex[:12]}"
     client = ReferralClient(config.referral_grpc_address, SENDER)
+    notify = NotifyClient(config.notify_grpc_address, agency=SENDER)
     watcher = EventWatcher(config, [REFERRAL_EVENTS, ASSIGNMENTS, NOTIFICATIONS])
     try:
         client.wait_until_ready(timeout=60)
+        notify.wait_until_ready(timeout=60)
+        _print_endpoints(config, tracing_url)
         narrator.say(
             f"{SENDER}: a client asks for help in The Hague (GM0518). She has worked in salons in "
-            "The Hague and Amsterdam but never registered anywhere: no regional binding."
+            "The Hague and Amsterdam but never registered anywhere: no regional binding. She reads "
+            "Spanish best and agrees to text messages."
         )
-        referral = client.create(demo_request(case_id))
+        contact = notify.seal_contact(case_id, "SMS", DEMO_PHONE)
+        narrator.say(f"{SENDER} -> notify SealContact: her phone number is sealed with a key of her own "
+                     f"(key {contact.key_id[:8]}...); the mesh carries only the ciphertext")
+        referral = client.create(demo_request(case_id, contact))
         narrator.say(
             f"{SENDER} -> CreateReferral to {RECEIVER}: referral {referral.referral_id} "
             f"for case {case_id}, status {common_pb2.ReferralStatus.Name(referral.status)}"
         )
-        expected = {"referral": 1, "assignment": 1, "notification": 3}
-        seen = {kind: 0 for kind in expected}
-        for topic, envelope in watcher.events({case_id}, timeout=STEP_TIMEOUT):
-            kind = envelope.WhichOneof("payload")
-            seen[kind] = seen.get(kind, 0) + 1
-            narrator.say(_describe(topic, envelope))
-            if all(seen[name] >= count for name, count in expected.items()):
-                return
-            if stack.crashed():
-                raise _DemoFailed(f"service stopped: {', '.join(stack.crashed())}")
-        raise _DemoFailed(f"not every step arrived within {STEP_TIMEOUT:.0f}s (seen {seen})")
+        timeline = _Timeline(watcher, case_id, narrator, stack)
+        timeline.until(_is("assignment"), "the responsible region")
+        timeline.until(_is("notification", recipient=RECEIVER), "the notification to the receiving agency")
+        to_client = timeline.until(_is("notification", audience=events_pb2.CLIENT), "the message to the client")
+        message = _client_message(config, to_client.notification.notification_id)
+        if message:
+            narrator.say(f"client message ({message['language']}, {message['channel']} to {message['to']}), "
+                         f"from the local outbox {client_outbox_path(config)}:")
+            for line in message["text"].strip().splitlines():
+                print(f"          {line}", flush=True)
     finally:
         watcher.close()
+        notify.close()
         client.close()
+
+
+def _client_message(config, notification_id: str, timeout: float = 30.0) -> dict | None:
+    outbox = client_outbox_path(config)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if outbox.exists():
+            for line in outbox.read_text(encoding="utf-8").splitlines():
+                entry = json.loads(line)
+                if entry.get("notification_id") == notification_id:
+                    return entry
+        time.sleep(0.3)
+    return None
 
 
 def _describe(topic: str, envelope) -> str:
