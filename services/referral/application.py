@@ -228,7 +228,7 @@ class ReferralUseCases:
     def get(self, caller: Caller, referral_id: str) -> Referral:
         stored = self.store.get(referral_id)
         if stored is None:
-            raise NotFound(referral_id)
+            raise NotFound("no such referral")
         referral = referral_from_dict(stored.document)
         if not can_read(referral, caller.agency_id):
             self.store.record_access(self._access(caller, "referral.read", referral, "denied"))
@@ -248,7 +248,7 @@ class ReferralUseCases:
     ) -> Referral:
         stored = self.store.get(referral_id)
         if stored is None:
-            raise NotFound(referral_id)
+            raise NotFound("no such referral")
         current = referral_from_dict(stored.document)
         try:
             updated, event = apply(

@@ -179,7 +179,10 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
             caller = self._caller(context)
             return await asyncio.to_thread(call, caller, *args, **kwargs)
         except _KNOWN_ERRORS as error:
-            await _abort_for(context, error)
+            refusal = error
+        # Aborting outside the except block keeps the refusal out of the abort's exception
+        # chain, which the tracing instrumentation would otherwise copy into the span.
+        await _abort_for(context, refusal)
 
     @_refuse_unknown_fields
     async def CreateReferral(self, request: api.CreateReferralRequest, context):

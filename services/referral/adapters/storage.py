@@ -224,7 +224,7 @@ class ReferralStore:
         if existing is None:  # the insert failed for another reason: let it surface
             raise RuntimeError("referral insert failed without a request key clash")
         if existing.fingerprint != fingerprint:
-            raise RequestKeyReused(request_key)
+            raise RequestKeyReused("this request key was used before for a referral with other content")
         return existing.referral_id
 
     def save_transition(
