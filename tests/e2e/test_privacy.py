@@ -19,6 +19,7 @@ from meshcli.demo import RECEIVER, SENDER, demo_request
 from meshcli.watch import EventWatcher
 from meshkernel.topics import ALL_TOPICS, NOTIFICATIONS
 from referralmesh.v1 import common_pb2, referral_service_pb2 as api
+from referralmesh.v1 import region_service_pb2 as region_api, region_service_pb2_grpc as region_grpc
 from tests.conftest import get_json
 
 pytestmark = pytest.mark.kafka
@@ -112,6 +113,20 @@ def test_planted_markers_reach_no_log_span_metric_or_topic(traced_mesh, tmp_path
         ):
             with pytest.raises(grpc.RpcError):
                 call()
+        with grpc.insecure_channel(config.region_grpc_address) as channel:
+            region = region_grpc.RegionServiceStub(channel)
+            for request in (
+                region_api.ResolveRequest(asked_in=MARKER, service="shelter"),
+                region_api.ResolveRequest(asked_in="GM0518", service=MARKER),
+                region_api.ResolveRequest(asked_in="GM0518", service="shelter", decision_date=MARKER),
+                region_api.ResolveRequest(asked_in="GM0518", service="shelter", facts=common_pb2.BindingFacts(
+                    work=[common_pb2.Period(municipality=MARKER, from_date="2025-01-01")])),
+            ):
+                with pytest.raises(grpc.RpcError) as refused:
+                    region.Resolve(request, timeout=10)
+                assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            with pytest.raises(grpc.RpcError):
+                region.GetAssignment(region_api.GetAssignmentRequest(case_id=MARKER), timeout=10)
         receiver = ReferralClient(config.referral_grpc_address, RECEIVER)
         receiver.transition("Acknowledge", created.referral_id, 1)
         receiver.close()
