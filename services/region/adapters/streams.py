@@ -1,13 +1,20 @@
-"""The region service's Faust agent: referral events and coordinator overrides in, assignments out.
+"""The region service's Faust agent: referral events and coordinator actions in, assignments and
+escalations out.
 
 One agent reads both input topics (both keyed by case id, with the same partition count), so
 the events of one case are handled one at a time. Per-case state lives in the `cases` table,
 backed by a changelog topic, so a restarted worker continues where the previous one stopped.
 The agent is thin: `assigning.Assigner` makes the decision, this module only moves bytes.
+
+The stall detector (`escalating.Escalator`) sees every referral event, the worker's own
+assignment decisions and coordinators' alert actions; its per-case state lives in the
+`escalation-state` table, and a timer task fires due deadlines onto the escalations topic.
 """
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import faust
 
@@ -17,15 +24,21 @@ from meshkernel import tracing
 from meshkernel.config import MeshSettings
 from meshkernel.metrics import meter
 from meshkernel.streams import DeadLetters, decoded_events, make_app, observe_consumer_lag, topic
-from services.region.adapters.assigning import SERVICE, Assigner, Refused, already_seen
+from referralmesh.v1 import events_pb2
+from services.region.adapters.assigning import SERVICE, Assigner, Refused, already_seen, assignment_from_entry
+from services.region.adapters.escalating import Escalator
 from services.region.decide import Resolver
+from services.region.domain.escalation import EscalationPolicy, load_escalation_policy
 
 log = logging.getLogger(__name__)
 TABLE = "cases"
+ESCALATION_TABLE = "escalation-state"
 SESSION_TIMEOUT_SECONDS = 10.0
 
 
-def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc: bool = True) -> faust.App:
+def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc: bool = True,
+              escalation_policy: EscalationPolicy | None = None,
+              clock: Callable[[], float] = time.time) -> faust.App:
     app = make_app(SERVICE, config, web_port=config.region_web_port)
     # A worker that died without leaving the group (SIGKILL, lost node) holds its partitions
     # until the session times out; Faust's default of 60 s would stall every case that long.
@@ -39,6 +52,9 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
     # case id -> record (see assigning.Assigner._record): responsibility state, history, seen ids.
     cases = app.Table(TABLE, default=dict, partitions=config.topic_partitions)
     assigner = Assigner(resolver, agency_regions)
+    escalator = _escalator(app, config, escalation_policy or load_escalation_policy(config.escalation_policy_path),
+                           clock, source_topic=config.topic(declared.REFERRAL_EVENTS.base_name))
+    app.escalator = escalator  # for tests and the gRPC server
     observe_consumer_lag(app)
     assignments_made = meter(__name__).create_counter(
         "referralmesh.assignments", unit="{assignment}",
@@ -49,12 +65,19 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
     async def assign_responsibility(stream):
         async for event, envelope in decoded_events(stream, dead_letters, expect=None):
             kind = envelope.WhichOneof("payload")
+            partition = event.message.partition
+            if kind == "alert_action":
+                await _alert_action(event, envelope)
+                continue
             record = dict(cases[envelope.case_id])
             if already_seen(record, envelope.event_id):
-                continue  # a redelivered event: its assignment was sent already
+                # A redelivered event: its assignment was sent already. The stall detector may not
+                # have stored it (crash between the two table writes); feeding it again is harmless.
+                _feed_escalator(envelope, _replayed_assignment(envelope, record), partition)
+                continue
             with tracing.consuming(
                 event.message.topic, envelope, consumer_group=app.conf.id,
-                partition=event.message.partition,
+                partition=partition,
                 headers=envelopes.trace_carrier_from_headers(event.headers),
             ):
                 try:
@@ -63,7 +86,8 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
                     elif kind == "override":
                         outcome = assigner.on_override(envelope, record)
                     else:
-                        raise Refused(f"unexpected payload {kind!r}, expected 'referral' or 'override'")
+                        raise Refused(f"unexpected payload {kind!r}, expected 'referral', 'override' "
+                                      "or 'alert_action'")
                 except Refused as problem:
                     await dead_letters.send(event, str(problem))
                     continue
@@ -87,7 +111,43 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
                         "case_id": envelope.case_id, "region": decided.responsible_region,
                         "rule": decided.rule, "handover_to": decided.handover_to, "trigger": decided.trigger,
                     })
+                # The stall detector's state first: the `cases` write marks the event as handled.
+                _feed_escalator(envelope, outcome.assignment, partition,
+                                tracing.inject_current().get("traceparent", ""))
                 cases[envelope.case_id] = outcome.record
+
+    def _feed_escalator(envelope, assignment, partition, traceparent=""):
+        try:
+            escalator.on_decided(envelope, assignment, partition, traceparent)
+        except Exception:  # the assignment is out; a stall-detector bug must not stop the worker
+            log.exception("stall detector failed on an event", extra={"case_id": envelope.case_id})
+
+    def _replayed_assignment(envelope, record):
+        """The assignment this worker emitted for an already handled event, from the history."""
+        for entry in reversed(record.get("history", [])):
+            if entry.get("caused_by") == envelope.event_id:
+                wrapped = events_pb2.EventEnvelope(event_id=entry["event_id"], case_id=envelope.case_id)
+                wrapped.assignment.CopyFrom(assignment_from_entry(entry, record))
+                return wrapped
+        return None
+
+    async def _alert_action(event, envelope):
+        with tracing.consuming(
+            event.message.topic, envelope, consumer_group=app.conf.id, partition=event.message.partition,
+            headers=envelopes.trace_carrier_from_headers(event.headers),
+        ):
+            try:
+                escalator.on_alert_action(envelope, event.message.partition,
+                                          tracing.inject_current().get("traceparent", ""))
+            except Refused as problem:
+                await dead_letters.send(event, str(problem))
+            except Exception as problem:
+                log.exception("alert action failed", extra={"case_id": envelope.case_id})
+                await dead_letters.send(event, f"internal error: {type(problem).__name__}")
+
+    @app.task
+    async def escalation_timer():
+        await escalator.run(lambda: app.should_stop)
 
     @app.page("/health")
     async def health(web, request):
@@ -98,3 +158,43 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
 
         attach_grpc_server(app, config, resolver, cases, incoming_topic=config.topic(declared.REFERRAL_EVENTS.base_name))
     return app
+
+
+class TableStore:
+    """The `escalation-state` table as the escalator's store. Written with an explicit partition
+    (the case's partition on the input topics), so the timer task, which runs outside any
+    stream event, can write it too; returns the changelog send, awaitable for its ack."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def write(self, case_id: str, record: dict, partition: int):
+        self.table.data[case_id] = record
+        return self.table.send_changelog(partition, case_id, record)
+
+
+def _escalator(app: faust.App, config: MeshSettings, policy: EscalationPolicy, clock, *, source_topic: str) -> Escalator:
+    table = app.Table(ESCALATION_TABLE, default=dict, partitions=config.topic_partitions)
+    escalations = topic(app, config, declared.ESCALATIONS)
+
+    async def publish(case_id: str, value: bytes, headers: list) -> None:
+        sent = await escalations.send(key=case_id.encode(), value=value, headers=headers)
+        await sent  # the broker has it
+
+    escalator = Escalator(policy, store=TableStore(table), publish=publish, clock=clock,
+                          topic_name=escalations.get_topic_name(), tick=config.escalation_tick_seconds)
+
+    @table.on_recover
+    async def load_escalation_state() -> None:
+        try:
+            actives = app.assignor.assigned_actives()
+        except Exception:
+            actives = set()
+        partitions = {tp.partition for tp in actives if tp.topic == source_topic}
+        escalator.load(list(table.data.values()), partitions)
+
+    @app.on_partitions_revoked.connect
+    async def drop_escalation_state(sender, revoked, **kwargs) -> None:
+        escalator.drop({tp.partition for tp in revoked if tp.topic == source_topic})
+
+    return escalator

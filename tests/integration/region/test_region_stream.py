@@ -61,10 +61,14 @@ def test_a_coordinator_override_wins_until_lifted(mesh):
     mesh.referral(case, "ReferralRequested", version=1, asked_in="GM0599", facts=common_pb2.BindingFacts(),
                   sender="central-rotterdam", receiver="care-rotterdam", holder="central-rotterdam")
     assert summary(mesh.wait_assignments(case, 1)[0])[1] == ROTTERDAM
+    # Overrides and referral events travel on different topics, so the worker may read them in
+    # either order; each step waits for the decision before the next event is sent.
     mesh.override(case, region=UTRECHT, reason_code="dispute_settled")
+    mesh.wait_assignments(case, 2)
     mesh.referral(case, "ReferralDeclined", version=2, asked_in="GM0599", facts=common_pb2.BindingFacts(),
                   sender="central-rotterdam", receiver="care-rotterdam", holder="central-rotterdam",
                   decline_reason=common_pb2.NO_CAPACITY)
+    mesh.wait_assignments(case, 3)
     mesh.override(case, lift=True, reason_code="dispute_closed")
     found = mesh.wait_assignments(case, 4)
     assert [summary(a)[:3] for a in found] == [
