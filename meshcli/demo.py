@@ -6,11 +6,15 @@ Utrecht. The mesh names a responsible region at once and notifies everyone conce
 """
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
+import re
 import signal
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 
 from meshcli.client import NotifyClient, ReferralClient, consent_for
@@ -25,16 +29,18 @@ from meshcli.supervisor import (
     zipkin_url,
 )
 from meshcli.watch import EventWatcher
-from meshkernel.config import settings
+from meshkernel.config import PROJECT_ROOT, settings
 from meshkernel.kafka import prepare_kafka
-from meshkernel.topics import ASSIGNMENTS, NOTIFICATIONS, REFERRAL_EVENTS
+from meshkernel.topics import ASSIGNMENTS, ESCALATIONS, NOTIFICATIONS, OVERRIDES, REFERRAL_EVENTS
 from referralmesh.v1 import common_pb2, events_pb2, referral_service_pb2 as api
-from services.notify.demo import client_outbox_path, describe_dashboard
+from services.notify.demo import client_outbox_path, dashboard_login, describe_dashboard
 
 SENDER = "exit-the-hague"
 DEMO_PHONE = "+31 6 00000001"  # a made-up number: the demo never texts anyone
 RECEIVER = "shelter-utrecht"
 STEP_TIMEOUT = 90.0
+DEMO_ESCALATION_POLICY = PROJECT_ROOT / "services" / "region" / "config" / "escalation-demo.yaml"
+COORDINATOR_REGION = "GM0518"
 
 
 class Narrator:
@@ -71,6 +77,8 @@ def run_demo() -> int:
     config = settings()
     narrator = Narrator()
     env = dict(os.environ)
+    # Deadlines of seconds instead of hours, so the stalled case escalates while you watch.
+    env.setdefault("MESH_ESCALATION_POLICY_PATH", str(DEMO_ESCALATION_POLICY))
     started_kafka = False
     zipkin_start = None
     tracing_ui = env.get("MESH_TRACING_UI", "zipkin") == "zipkin" and "OTEL_TRACES_EXPORTER" not in env
@@ -183,7 +191,7 @@ def _play(config, narrator: Narrator, stack: Stack, tracing_url: str | None) -> 
     case_id = f"case-{uuid.uuid4().hex[:12]}"
     client = ReferralClient(config.referral_grpc_address, SENDER)
     notify = NotifyClient(config.notify_grpc_address, agency=SENDER)
-    watcher = EventWatcher(config, [REFERRAL_EVENTS, ASSIGNMENTS, NOTIFICATIONS])
+    watcher = EventWatcher(config, [REFERRAL_EVENTS, ASSIGNMENTS, NOTIFICATIONS, ESCALATIONS, OVERRIDES])
     try:
         client.wait_until_ready(timeout=60)
         notify.wait_until_ready(timeout=60)
@@ -211,10 +219,34 @@ def _play(config, narrator: Narrator, stack: Stack, tracing_url: str | None) -> 
                          f"from the local outbox {client_outbox_path(config)}:")
             for line in message["text"].strip().splitlines():
                 print(f"          {line}", flush=True)
+
+        narrator.say(f"{RECEIVER} does not answer. The stall detector watches the deadlines "
+                     "(the demo policy counts seconds where the real one counts hours).")
+        timeline.until(_is("escalation", level=events_pb2.AGENCY_REMINDER), "the reminder to the agency", 120)
+        alert = timeline.until(_is("escalation", level=events_pb2.REGION_COORDINATOR),
+                               "the alert to the region coordinator", 120)
+        login = dashboard_login(config, COORDINATOR_REGION)
+        narrator.say(f"the alert is live on {login.url}; coordinator {login.username} signs in and takes the case")
+        _take_on_dashboard(login, alert.escalation.escalation_id)
+        timeline.until(_is("alert_action", action="TAKEN"), "the coordinator's action")
+        narrator.say(f"{login.username} owns the case now; the alert stops climbing the ladder")
     finally:
         watcher.close()
         notify.close()
         client.close()
+
+
+def _take_on_dashboard(login, escalation_id: str) -> None:
+    """Sign in and press "take" the way a coordinator does in the browser."""
+    base = login.url.removesuffix("/dashboard")
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    form = urllib.parse.urlencode({"username": login.username, "password": login.password}).encode()
+    page = browser.open(f"{base}/login", data=form, timeout=10).read().decode()
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    if token is None:
+        raise _DemoFailed("could not sign in to the dashboard")
+    form = urllib.parse.urlencode({"csrf": token.group(1)}).encode()
+    browser.open(f"{base}/dashboard/alerts/{escalation_id}/take", data=form, timeout=10).read()
 
 
 def _client_message(config, notification_id: str, timeout: float = 30.0) -> dict | None:
@@ -246,6 +278,15 @@ def _describe(topic: str, envelope) -> str:
             if language in event.explanation:
                 lines.append(f"          explanation for the client ({language}): {event.explanation[language]}")
         return "\n".join(lines)
+    if kind == "escalation":
+        event = envelope.escalation
+        level = events_pb2.EscalationLevel.Name(event.level)
+        late = f", {event.late_seconds:.0f}s late" if event.late else ""
+        return f"Kafka {topic}: stall detector escalates to {level} of {event.region} (rule {event.rule}{late})"
+    if kind == "alert_action":
+        event = envelope.alert_action
+        verb = {"ACKNOWLEDGED": "acknowledged", "TAKEN": "took", "RESOLVED": "resolved"}.get(event.action, event.action)
+        return f"Kafka {topic}: coordinator {event.coordinator} {verb} the alert"
     if kind == "notification":
         event = envelope.notification
         audience = events_pb2.Audience.Name(event.audience)

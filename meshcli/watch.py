@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 
 from kafka import KafkaConsumer
@@ -24,19 +25,29 @@ class EventWatcher:
             enable_auto_commit=False,
             consumer_timeout_ms=200,
         )
+        self._pending: deque[tuple[str, events_pb2.EventEnvelope]] = deque()
 
     def events(self, case_ids: set[str], timeout: float) -> Iterator[tuple[str, events_pb2.EventEnvelope]]:
+        """Yield matching events until `timeout`; what one call polled but did not yield is
+        kept for the next call, so a caller may stop at the event it waited for."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batches = self.consumer.poll(timeout_ms=200)
-            for records in batches.values():
+        while True:
+            while self._pending:
+                topic, envelope = self._pending.popleft()
+                if envelope.case_id in case_ids:
+                    yield topic, envelope
+            if time.monotonic() >= deadline:
+                return
+            polled = []
+            for records in self.consumer.poll(timeout_ms=200).values():
                 for record in records:
                     try:
-                        envelope = decode(record.value)
+                        polled.append((record.topic, decode(record.value)))
                     except MalformedEvent:
                         continue
-                    if envelope.case_id in case_ids:
-                        yield record.topic, envelope
+            # One poll spans several topics; their order of occurrence reads best.
+            polled.sort(key=lambda item: item[1].occurred_at.ToNanoseconds())
+            self._pending.extend(polled)
 
     def close(self) -> None:
         self.consumer.close()
