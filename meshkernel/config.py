@@ -49,6 +49,8 @@ class MeshSettings(BaseSettings):
     region_web_port: int = 6067
     notify_web_port: int = 6066
     # Prometheus scrape endpoints (loopback); 0 turns one off.
+    # How often the referral service closes referrals whose consent ran out.
+    consent_sweep_seconds: float = Field(default=60.0, gt=0)
     referral_metrics_port: int = 9464
     region_metrics_port: int = 9465
     notify_metrics_port: int = 9466

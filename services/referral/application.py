@@ -25,10 +25,12 @@ from services.referral.adapters.storage import (
 )
 from services.referral.domain import (
     OPEN_STATUSES,
+    SYSTEM_ACTOR,
     Action,
     Agency,
     Consent,
     Directory,
+    DomainError,
     NotPermitted,
     Purpose,
     Referral,
@@ -55,6 +57,10 @@ class Caller:
     user: str = "system"
     on_behalf_of: str = "client"
     purpose: str = Purpose.REFERRAL.value
+
+
+# The service itself, when it closes referrals whose consent ran out.
+CONSENT_SWEEPER = Caller(agency_id=SYSTEM_ACTOR, user="consent-expiry", on_behalf_of="client")
 
 
 @dataclass(frozen=True)
@@ -282,6 +288,25 @@ class ReferralUseCases:
 
     # --- consent ----------------------------------------------------------------------------
 
+    def expire_consents(self, limit: int = 200) -> list[Referral]:
+        """Cancel open referrals whose recorded consent ran out (CONSENT_EXPIRED).
+
+        Run by the service's sweeper as the system actor; each change reaches both agencies
+        like any other. A referral that changed meanwhile is looked at again on the next sweep.
+        """
+        expired = []
+        now = self.clock()
+        for referral_id in self.store.consent_expired(now, [status.value for status in OPEN_STATUSES], limit):
+            stored = self.store.get(referral_id)
+            if stored is None:
+                continue
+            current = referral_from_dict(stored.document)
+            try:
+                expired.append(self.transition(CONSENT_SWEEPER, referral_id, Action.EXPIRE_CONSENT, current.version))
+            except DomainError:
+                continue
+        return expired
+
     def withdraw_consent(self, caller: Caller, case_id: str) -> list[Referral]:
         """The client withdrew consent: cancel every open referral of the case the caller is party to.
 
@@ -420,6 +445,7 @@ class ReferralUseCases:
             "facts": event_codec.facts_to_document(facts),
             "contact_key_id": contact.key_id if contact is not None else None,
             "contact_ciphertext": contact.ciphertext if contact is not None else None,
+            "consent_valid_until": referral.consent.valid_until,
         }
 
     @staticmethod

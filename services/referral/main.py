@@ -95,6 +95,8 @@ async def serve(config: MeshSettings) -> None:
     log.info("referral service listening", extra={"address": config.referral_grpc_address})
 
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+    sweeper_task = asyncio.create_task(
+        sweep_expired_consents(use_cases, config.consent_sweep_seconds), name="consent-expiry")
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
@@ -103,15 +105,28 @@ async def serve(config: MeshSettings) -> None:
     log.info("referral service stopping")
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=5)
-    relay_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await relay_task
+    for task in (sweeper_task, relay_task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     try:
         await relay.publish_pending()  # what committed before the stop leaves now, if it can
     except Exception:
         pass
     await relay.stop()
     engine.dispose()
+
+
+async def sweep_expired_consents(use_cases: ReferralUseCases, every_seconds: float) -> None:
+    """Consent that ran out closes its open referrals (CONSENT_EXPIRED), checked periodically."""
+    while True:
+        try:
+            expired = await asyncio.to_thread(use_cases.expire_consents)
+            if expired:
+                log.info("closed referrals whose consent ran out", extra={"count": len(expired)})
+        except Exception as error:  # the next sweep tries again; serving goes on
+            log.warning("consent sweep failed: %s", type(error).__name__)
+        await asyncio.sleep(every_seconds)
 
 
 def run() -> None:

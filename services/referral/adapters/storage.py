@@ -378,6 +378,17 @@ class ReferralStore:
 
     # --- outbox relay -----------------------------------------------------------------------
 
+    def consent_expired(self, now: datetime, open_statuses: Iterable[str], limit: int = 200) -> list[str]:
+        """Ids of open referrals whose recorded consent ran out at or before `now`."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(referrals.c.referral_id)
+                .where(referrals.c.status.in_(list(open_statuses)), referrals.c.consent_valid_until <= now)
+                .order_by(referrals.c.consent_valid_until)
+                .limit(limit)
+            ).all()
+        return [row.referral_id for row in rows]
+
     def count_by_status(self) -> dict[str, int]:
         with self.engine.connect() as connection:
             rows = connection.execute(
@@ -507,10 +518,11 @@ _PG_EVENT_COLUMNS = "event_id, topic, key, value, created_at, referral_id, event
 _PG_EVENT_VALUES = ("%(e_event_id)s, %(e_topic)s, %(e_key)s, %(e_value)s, %(e_created_at)s, "
                     "%(e_referral_id)s, %(e_event_type)s, %(e_snapshot)s::json")
 _PG_ROW_COLUMNS = ("referral_id, case_id, sender, receiver, pending_receiver, status, version, asked_in, "
-                   "updated_at, need_domains, document, facts, contact_key_id, contact_ciphertext")
+                   "updated_at, need_domains, document, facts, contact_key_id, contact_ciphertext, "
+                   "consent_valid_until")
 _PG_ROW_VALUES = ("%(referral_id)s, %(case_id)s, %(sender)s, %(receiver)s, %(pending_receiver)s, %(status)s, "
                   "%(version)s, %(asked_in)s, %(updated_at)s, %(need_domains)s, %(document)s::json, "
-                  "%(facts)s::json, %(contact_key_id)s, %(contact_ciphertext)s")
+                  "%(facts)s::json, %(contact_key_id)s, %(contact_ciphertext)s, %(consent_valid_until)s")
 
 # Every part reads from `changed`: a stale version updates no row and so writes nothing at all.
 _PG_TRANSITION = f"""

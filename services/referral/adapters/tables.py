@@ -34,6 +34,7 @@ referrals = Table(
     Column("facts", JSON, nullable=False),
     Column("contact_key_id", String(64), nullable=True),
     Column("contact_ciphertext", LargeBinary, nullable=True),
+    Column("consent_valid_until", DateTime(timezone=True), nullable=True),
     # ",shelter,health,": lets ListReferrals filter by need without reading documents (0002).
     Column("need_domains", String(512), nullable=False, server_default=""),
     Index("ix_referrals_updated_at", "updated_at"),

@@ -14,7 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from services.referral.adapters import storage
 from services.referral.adapters.storage import MIGRATIONS, RequestKeyReused, make_engine, migrate
 from services.referral.adapters.tables import access_log, outbox, outbox_parties, referrals
-from services.referral.application import ListFilter
+from services.referral.application import ListFilter, NewReferral, ReferralUseCases
+from services.referral.domain import load_directory
 from services.referral.domain import Action, IllegalTransition, NotPermitted, StaleVersion
 
 from conftest import NEXT, RECEIVER, SENDER, STRANGER, caller, new_referral
@@ -38,7 +39,7 @@ def test_migrations_run_from_empty_to_head_and_again(database_url):
         head = ScriptDirectory.from_config(config).get_current_head()
         with engine.connect() as connection:
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head
-        assert head == "0003"
+        assert head == "0004"
     finally:
         engine.dispose()
 
@@ -363,3 +364,29 @@ def test_commit_order_cursor_under_concurrent_writers(use_cases, store):
     stop.set()
     follow.join(timeout=30)
     assert seen == sorted(seen) and len(seen) == len(set(seen)) == 32
+
+
+def test_referrals_whose_consent_ran_out_are_closed_and_both_agencies_hear_it(store, config):
+    clock = {"now": datetime.now(timezone.utc)}
+    use_cases = ReferralUseCases(store, config, load_directory(config.agency_directory_path),
+                                 clock=lambda: clock["now"])
+    short = new_referral("case-expiring")
+    short = NewReferral(**{**short.__dict__, "consent_valid_until": clock["now"] + timedelta(days=1)})
+    expiring = use_cases.create(caller(SENDER), short)
+    lasting = use_cases.create(caller(SENDER), new_referral("case-lasting"))
+    start = store.latest_position()
+
+    assert use_cases.expire_consents() == []  # nothing has run out yet
+    clock["now"] += timedelta(days=2)
+    [closed] = use_cases.expire_consents()
+    assert closed.referral_id == expiring.referral_id
+    assert (closed.status.value, closed.cancel_reason.value) == ("CANCELLED", "CONSENT_EXPIRED")
+    assert use_cases.get(caller(SENDER), lasting.referral_id).status.value == "REQUESTED"
+    assert use_cases.expire_consents() == []  # closed once, never again
+    for agency in (SENDER, RECEIVER):
+        changes = use_cases.changes_after(caller(agency), start)
+        assert ("ReferralConsentExpired", expiring.referral_id) in {
+            (change.event_type, change.referral.referral_id) for change in changes}
+    entries = store.access_entries("case-expiring")
+    assert [(e["organisation"], e["outcome"]) for e in entries if e["action"] == "referral.expire_consent"] == [
+        ("system", "changed")]
