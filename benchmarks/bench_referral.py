@@ -37,6 +37,7 @@ from sqlalchemy import func, select
 
 from meshcli.client import ReferralClient, consent_for
 from meshcli.supervisor import Stack, kafka_answers, start_kafka, wait_for
+from meshcli.supervisor import free_port
 from meshkernel.config import PROJECT_ROOT, MeshSettings
 from meshkernel.kafka import prepare_kafka
 from referralmesh.v1 import common_pb2, referral_service_pb2 as api, referral_service_pb2_grpc as api_grpc
@@ -54,14 +55,6 @@ PAIRS = [
     ("municipality-westerdijk", "shelter-amsterdam"), ("health-rotterdam", "care-rotterdam"),
 ]
 LIFECYCLE = ("Acknowledge", "Accept", "Start", "Complete")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _database(backend: str, folder: Path) -> tuple[str, callable]:
@@ -211,7 +204,7 @@ def run_backend(backend: str, seconds: float, agencies: int, kafka: str,
     env.update({
         "KAFKA_BOOTSTRAP": kafka, "MESH_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}.",
         "DATABASE_URL": database_url, "MESH_STATE_DIR": str(folder / "state"),
-        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{_free_port()}", "MESH_LOG_LEVEL": "WARNING",
+        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}", "MESH_LOG_LEVEL": "WARNING",
     })
     config = MeshSettings(
         kafka_bootstrap=kafka, topic_prefix=env["MESH_TOPIC_PREFIX"], database_url=database_url,

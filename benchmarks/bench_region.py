@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from meshcli.supervisor import free_port
 from meshkernel import envelope as envelopes
 from meshkernel.config import PROJECT_ROOT, MeshSettings
 from meshkernel.kafka import prepare_kafka
@@ -47,12 +47,6 @@ FACTS = common_pb2.BindingFacts(
     grew_up_in=["GM0599"],
     work=[common_pb2.Period(municipality="GM0363", from_date="2025-01-01")],
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bench_pure(count: int, repeats: int = 3) -> dict:
@@ -199,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     env.update({
         "MESH_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}.",
         "MESH_STATE_DIR": str(workdir / "state"),
-        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{_free_port()}",
-        "MESH_REGION_WEB_PORT": str(_free_port()),
+        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MESH_REGION_WEB_PORT": str(free_port()),
         "MESH_LOG_LEVEL": "WARNING",
     })
     os.environ.update({k: v for k, v in env.items() if k.startswith("MESH_")})

@@ -4,41 +4,20 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from meshcli.supervisor import private_mesh_env
 from meshkernel.config import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "bench-results"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def isolated_env(state_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a private mesh on the shared broker: own topics, database and ports."""
-    env = dict(os.environ)
-    env.update({
-        "MESH_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}.",
-        "DATABASE_URL": f"sqlite:///{state_dir / 'referral.db'}",
-        "MESH_STATE_DIR": str(state_dir / "state"),
-        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_NOTIFY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_WEB_PORT": str(free_port()),
-        "MESH_NOTIFY_WEB_PORT": str(free_port()),
-        "MESH_REFERRAL_METRICS_PORT": "0",
-        "MESH_REGION_METRICS_PORT": "0",
-        "MESH_NOTIFY_METRICS_PORT": "0",
-        "MESH_LOG_LEVEL": "WARNING",
-    })
-    env.update(extra)
-    return env
+    """A private mesh on the shared broker, with metrics endpoints off and quiet logs."""
+    quiet = {"MESH_REFERRAL_METRICS_PORT": "0", "MESH_REGION_METRICS_PORT": "0",
+             "MESH_NOTIFY_METRICS_PORT": "0", "MESH_LOG_LEVEL": "WARNING"}
+    return private_mesh_env(state_dir, **{**quiet, **extra})
 
 
 def percentile(values: list[float], fraction: float) -> float:

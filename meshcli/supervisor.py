@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,35 @@ from meshkernel.config import PROJECT_ROOT
 
 KAFKA_SCRIPT = PROJECT_ROOT / "scripts" / "kafka.sh"
 ZIPKIN_SCRIPT = PROJECT_ROOT / "scripts" / "zipkin.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def private_mesh_env(state_dir: Path, kafka_bootstrap: str | None = None, **extra: str) -> dict[str, str]:
+    """Environment for a private mesh beside others on one broker and machine: its own topic
+    prefix, database, state folder and free ports (tests, benchmarks, parallel demos)."""
+    env = dict(os.environ)
+    if kafka_bootstrap:
+        env["KAFKA_BOOTSTRAP"] = kafka_bootstrap
+    env.update({
+        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+        "DATABASE_URL": f"sqlite:///{state_dir / 'referral.db'}",
+        "MESH_STATE_DIR": str(state_dir / "state"),
+        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MESH_NOTIFY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MESH_REGION_WEB_PORT": str(free_port()),
+        "MESH_NOTIFY_WEB_PORT": str(free_port()),
+        "MESH_REFERRAL_METRICS_PORT": str(free_port()),
+        "MESH_REGION_METRICS_PORT": str(free_port()),
+        "MESH_NOTIFY_METRICS_PORT": str(free_port()),
+    })
+    env.update(extra)
+    return env
 
 
 def kafka_answers(env: dict[str, str] | None = None) -> bool:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import urllib.request
-import uuid
 
 import pytest
 
 from meshcli.supervisor import (
     Stack,
+    private_mesh_env,
     kafka_answers,
     start_kafka,
     start_zipkin_in_background,
@@ -26,12 +25,6 @@ from meshcli.supervisor import (
 )
 from meshkernel.config import MeshSettings
 from meshkernel.kafka import prepare_kafka
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -52,22 +45,7 @@ def kafka_bootstrap() -> str:
 @pytest.fixture
 def isolated_env(kafka_bootstrap, tmp_path) -> dict[str, str]:
     """Environment for a private mesh: own topics, database, state folder and ports."""
-    env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'referral.db'}",
-        "MESH_STATE_DIR": str(tmp_path / "state"),
-        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_NOTIFY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_WEB_PORT": str(free_port()),
-        "MESH_NOTIFY_WEB_PORT": str(free_port()),
-        "MESH_REFERRAL_METRICS_PORT": str(free_port()),
-        "MESH_REGION_METRICS_PORT": str(free_port()),
-        "MESH_NOTIFY_METRICS_PORT": str(free_port()),
-    })
-    return env
+    return private_mesh_env(tmp_path, kafka_bootstrap)
 
 
 def settings_from(env: dict[str, str]) -> MeshSettings:

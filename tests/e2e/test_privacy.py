@@ -14,7 +14,7 @@ import grpc
 import pytest
 from kafka import KafkaConsumer
 
-from meshcli.client import NotifyClient, ReferralClient, consent_for
+from meshcli.client import NotifyClient, ReferralClient
 from meshcli.demo import RECEIVER, SENDER, demo_request
 from meshcli.watch import EventWatcher
 from meshkernel.topics import ALL_TOPICS, NOTIFICATIONS

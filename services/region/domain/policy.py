@@ -102,22 +102,26 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_policy(path: str | Path) -> RegionPolicy:
-    """Read and validate a region configuration file. Raises PolicyError naming the place."""
+def read_policy_file(path: str | Path) -> Any:
+    """Parse a policy file as strict YAML (no duplicate keys). Raises PolicyError naming the place."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError("file", f"cannot read: {exc.strerror or exc}", source) from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except PolicyError as exc:
         raise PolicyError(exc.where, exc.problem, source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "file"
         raise PolicyError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}", source) from None
-    return build_policy(data, source)
+
+
+def load_policy(path: str | Path) -> RegionPolicy:
+    """Read and validate a region configuration file. Raises PolicyError naming the place."""
+    return build_policy(read_policy_file(path), str(path))
 
 
 def build_policy(data: Any, source: str = "<policy>") -> RegionPolicy:

@@ -185,5 +185,3 @@ def step(state: CaseState, trigger: Trigger) -> Step:
 def propose(state: CaseState, region: str | None) -> CaseState:
     """Record the resolver's handover proposal made for the region now responsible."""
     return replace(state, proposed=None if region == state.base_region else region)
-
-    raise TypeError(f"not a trigger: {trigger!r}")  # pragma: no cover

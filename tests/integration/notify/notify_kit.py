@@ -10,38 +10,19 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from meshcli.supervisor import Stack
+from meshcli.supervisor import Stack, private_mesh_env
 from meshkernel import envelope as envelopes
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import TopicSpec
 from referralmesh.v1 import common_pb2, events_pb2
-from tests.conftest import free_port, settings_from
+from tests.conftest import settings_from
 
 DEMO_PASSWORD = "demo-password-for-tests"
 
 
 def notify_env(kafka_bootstrap: str, base: Path, **extra: str) -> dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-        "DATABASE_URL": f"sqlite:///{base / 'referral.db'}",
-        "MESH_STATE_DIR": str(base / "state"),
-        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_NOTIFY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_WEB_PORT": str(free_port()),
-        "MESH_NOTIFY_WEB_PORT": str(free_port()),
-        "MESH_REFERRAL_METRICS_PORT": str(free_port()),
-        "MESH_REGION_METRICS_PORT": str(free_port()),
-        "MESH_NOTIFY_METRICS_PORT": str(free_port()),
-        "MESH_NOTIFY_DEMO_PASSWORD": DEMO_PASSWORD,
-        "MESH_TOPIC_PARTITIONS": "2",
-    })
-    env.update(extra)
-    return env
+    return private_mesh_env(base, kafka_bootstrap, MESH_NOTIFY_DEMO_PASSWORD=DEMO_PASSWORD,
+                            MESH_TOPIC_PARTITIONS="2", **extra)
 
 
 class NotifyProcess:

@@ -24,7 +24,8 @@ from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.webhooks import WebhookEndpoint, WebhookSender
 from services.notify.domain import webhook
 from services.notify.replay import read_dead_letters, requeue_letters
-from tests.conftest import free_port, settings_from
+from meshcli.supervisor import free_port
+from tests.conftest import settings_from
 from notify_kit import notify_env
 
 SECRET = b"a-webhook-secret-of-some-length"

@@ -17,7 +17,8 @@ from meshkernel.kafka import prepare_kafka
 from referralmesh.v1 import common_pb2, referral_service_pb2 as api
 from services.referral.adapters.grpc_api import ERROR_CODE_HEADER, ERROR_DETAIL_HEADER
 from services.referral.application import encode_cursor
-from tests.conftest import free_port, settings_from
+from meshcli.supervisor import free_port
+from tests.conftest import settings_from
 
 from conftest import BACKENDS, NEXT, RECEIVER, SENDER, STRANGER, _fresh_database
 

@@ -24,7 +24,8 @@ from meshkernel.topics import REFERRAL_EVENTS
 from services.referral.adapters.outbox_relay import OutboxRelay
 from services.referral.adapters.storage import ReferralStore, make_engine
 from services.referral.adapters.tables import outbox
-from tests.conftest import free_port, settings_from
+from meshcli.supervisor import free_port
+from tests.conftest import settings_from
 
 from conftest import SENDER, _fresh_database
 from test_referral_grpc import request_for

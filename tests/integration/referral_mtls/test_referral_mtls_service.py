@@ -27,7 +27,8 @@ from meshkernel.kafka import prepare_kafka
 from referralmesh.v1 import common_pb2, referral_service_pb2 as api, referral_service_pb2_grpc as api_grpc
 from services.referral.adapters.identity import DEV_AGENCY_HEADER
 from services.referral.domain import load_directory
-from tests.conftest import free_port, settings_from
+from meshcli.supervisor import free_port
+from tests.conftest import settings_from
 
 pytestmark = pytest.mark.kafka
 

@@ -1,30 +1,19 @@
 """A private region worker per test module, on the real broker, with its own topics and ports."""
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import pytest
 
-from meshcli.supervisor import Stack
+from meshcli.supervisor import Stack, private_mesh_env
 from meshkernel.kafka import prepare_kafka
 from region_stream_kit import Mesh, wait_for_health
-from tests.conftest import free_port, settings_from
+from tests.conftest import settings_from
 
 
 @pytest.fixture(scope="module")
 def region_env(kafka_bootstrap, tmp_path_factory) -> dict[str, str]:
-    tmp = tmp_path_factory.mktemp("region")
-    env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-        "MESH_STATE_DIR": str(tmp / "state"),
-        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_WEB_PORT": str(free_port()),
-    })
-    return env
+    return private_mesh_env(tmp_path_factory.mktemp("region"), kafka_bootstrap)
 
 
 @pytest.fixture(scope="module")

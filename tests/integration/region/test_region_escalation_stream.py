@@ -6,7 +6,6 @@ actions are produced straight onto its input topics; escalations are read from i
 """
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
@@ -15,14 +14,14 @@ import pytest
 import yaml
 from kafka import KafkaConsumer
 
-from meshcli.supervisor import Stack
+from meshcli.supervisor import Stack, private_mesh_env
 from meshkernel import envelope as envelopes
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import ESCALATIONS, OVERRIDES
 from referralmesh.v1 import common_pb2, events_pb2
 from region_stream_kit import Mesh, new_case, wait_for_health
 from services.region.domain.escalation import DEFAULT_POLICY_PATH, load_escalation_policy
-from tests.conftest import free_port, settings_from
+from tests.conftest import settings_from
 
 pytestmark = pytest.mark.kafka
 
@@ -50,17 +49,9 @@ def short_policy(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def worker(kafka_bootstrap, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("region-escalation")
-    env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-        "MESH_STATE_DIR": str(tmp / "state"),
-        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_WEB_PORT": str(free_port()),
-        "MESH_REGION_METRICS_PORT": "0",
-        "MESH_ESCALATION_POLICY_PATH": str(short_policy(tmp / "escalation.yaml")),
-        "MESH_ESCALATION_TICK_SECONDS": "0.05",
-    })
+    env = private_mesh_env(tmp, kafka_bootstrap, MESH_REGION_METRICS_PORT="0",
+                           MESH_ESCALATION_POLICY_PATH=str(short_policy(tmp / "escalation.yaml")),
+                           MESH_ESCALATION_TICK_SECONDS="0.05")
     config = settings_from(env)
     prepare_kafka(config, "region-escalation-it", give_up_after=60)
     stack = Stack(env=env, log_dir=tmp / "logs")

@@ -180,8 +180,6 @@ def test_a_crash_after_the_outbox_was_written_resends_the_same_bytes_and_a_down_
     assert len(topic2.sent) == 2
     eid = next(iter(recorded))
     resent = {envelopes.decode(v).event_id: v for _c, v, _h in topic2.sent}
-    import base64
-
     assert resent[eid] == base64.b64decode(recorded[eid]["envelope"]), "identical content"
     resent_headers = {envelopes.decode(v).event_id: h for _c, v, h in topic2.sent}
     assert dict(resent_headers[eid])["escalation-late"] == b"false", "headers kept too"

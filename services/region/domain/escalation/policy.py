@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import holidays as _holidays
-import yaml
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import PolicyError
-from ..policy import _StrictLoader
+from ..policy import read_policy_file
 from .calendar import WEEKDAYS, WorkingHours
 
 # Levels, named as in proto EscalationLevel.
@@ -110,20 +109,7 @@ DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "config" / "escalati
 
 def load_escalation_policy(path: str | Path = DEFAULT_POLICY_PATH) -> EscalationPolicy:
     """Read and validate an escalation policy file. Raises PolicyError naming the place."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError("file", f"cannot read: {exc.strerror or exc}", source) from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except PolicyError as exc:
-        raise PolicyError(exc.where, exc.problem, source) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "file"
-        raise PolicyError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}", source) from None
-    return build_escalation_policy(data, source)
+    return build_escalation_policy(read_policy_file(path), str(path))
 
 
 def build_escalation_policy(data: Any, source: str = "<escalation policy>") -> EscalationPolicy:
