@@ -95,3 +95,22 @@ def _get_json(url: str):
 def get_json(url: str):
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.load(response)
+
+
+def send_demo_referral(config: MeshSettings, case_id: str, notifications: int = 3) -> None:
+    """Create the demo scenario's referral and wait until its first notifications are out."""
+    from meshcli.client import ReferralClient
+    from meshcli.demo import SENDER, demo_request
+    from meshcli.watch import EventWatcher
+    from meshkernel.topics import NOTIFICATIONS
+
+    client = ReferralClient(config.referral_grpc_address, SENDER)
+    watcher = EventWatcher(config, [NOTIFICATIONS])
+    try:
+        client.wait_until_ready(timeout=60)
+        client.create(demo_request(case_id))
+        arrived = list(zip(range(notifications), watcher.events({case_id}, timeout=90)))
+        assert len(arrived) == notifications, f"{len(arrived)} of {notifications} notifications arrived"
+    finally:
+        watcher.close()
+        client.close()

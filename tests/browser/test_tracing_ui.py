@@ -9,10 +9,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from meshcli.client import ReferralClient
-from meshcli.demo import SENDER, demo_request
-from meshcli.watch import EventWatcher
-from meshkernel.topics import NOTIFICATIONS
+from tests.conftest import send_demo_referral
 from tests.e2e.test_tracing import find_case_traces
 
 pytestmark = pytest.mark.kafka
@@ -27,15 +24,8 @@ def _page_text(browser) -> str:
 def test_an_operator_finds_the_referral_trace_by_case_id(traced_mesh, browser, artifacts):
     stack, config, zipkin = traced_mesh
     case_id = f"case-{uuid.uuid4().hex[:12]}"
-    client = ReferralClient(config.referral_grpc_address, SENDER)
-    watcher = EventWatcher(config, [NOTIFICATIONS])
-    try:
-        client.wait_until_ready(timeout=60)
-        client.create(demo_request(case_id))
-        assert len(list(zip(range(3), watcher.events({case_id}, timeout=90)))) == 3
-    finally:
-        watcher.close()
-        client.close()
+    send_demo_referral(config, case_id)
+
     traces = find_case_traces(zipkin, case_id, set(SERVICES))
     trace_id = traces[0][0]["traceId"]
 

@@ -7,11 +7,7 @@ import uuid
 
 import pytest
 
-from meshcli.client import ReferralClient
-from meshcli.demo import SENDER, demo_request
-from meshcli.watch import EventWatcher
-from meshkernel.topics import NOTIFICATIONS
-from tests.conftest import get_json
+from tests.conftest import get_json, send_demo_referral
 
 pytestmark = pytest.mark.kafka
 
@@ -34,15 +30,7 @@ def find_case_traces(zipkin: str, case_id: str, want_services: set[str], timeout
 def test_one_referral_is_one_trace_through_all_three_services(traced_mesh):
     stack, config, zipkin = traced_mesh
     case_id = f"case-{uuid.uuid4().hex[:12]}"
-    client = ReferralClient(config.referral_grpc_address, SENDER)
-    watcher = EventWatcher(config, [NOTIFICATIONS])
-    try:
-        client.wait_until_ready(timeout=60)
-        client.create(demo_request(case_id))
-        assert len(list(zip(range(3), watcher.events({case_id}, timeout=90)))) == 3
-    finally:
-        watcher.close()
-        client.close()
+    send_demo_referral(config, case_id)
 
     traces = find_case_traces(zipkin, case_id, {"referral", "region", "notify"})
     assert len(traces) == 1, f"expected one trace for the case, found {len(traces)}"
