@@ -12,10 +12,9 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from meshkernel.config import MeshSettings, settings
+from meshkernel.grpc_health import add_health_and_reflection, mark_serving
 from meshkernel.kafka import prepare_kafka
 from meshkernel.logs import setup_logging
 from meshkernel.metrics import setup_metrics
@@ -78,10 +77,8 @@ async def serve(config: MeshSettings) -> None:
     referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
         ReferralApi(use_cases, allow_dev_identity=config.dev_identity, metrics=ReferralMetrics(store)), server
     )
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_name = referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name
-    reflection.enable_server_reflection((service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    health_servicer = add_health_and_reflection(server, service_name)
     if server_tls is not None:
         server.add_secure_port(config.referral_grpc_address, server_credentials(server_tls))
     else:
@@ -90,8 +87,7 @@ async def serve(config: MeshSettings) -> None:
                         " remote callers have no identity and are refused")
         server.add_insecure_port(config.referral_grpc_address)
     await server.start()
-    for name in ("", service_name):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await mark_serving(health_servicer, service_name)
     log.info("referral service listening", extra={"address": config.referral_grpc_address})
 
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")

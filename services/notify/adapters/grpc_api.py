@@ -12,9 +12,8 @@ import logging
 
 import grpc
 from google.protobuf import timestamp_pb2
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from meshkernel.grpc_health import add_health_and_reflection, mark_serving
 from referralmesh.v1 import events_pb2, notify_service_pb2 as api, notify_service_pb2_grpc
 from services.notify.adapters.keystore import KeyStore
 from services.notify.adapters.store import NotifyStore, StoredAlert
@@ -145,16 +144,13 @@ def erase_client(keys: KeyStore, store: NotifyStore, case_id: str) -> bool:
 def build_server(servicer: NotifyApi, address: str):
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024)])
     notify_service_pb2_grpc.add_NotifyServiceServicer_to_server(servicer, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    health_servicer = add_health_and_reflection(server, SERVICE_NAME)
     server.add_insecure_port(address)
     return server, health_servicer
 
 
 async def serving(health_servicer) -> None:
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await mark_serving(health_servicer, SERVICE_NAME)
 
 
 __all__ = ["NotifyApi", "alert_message", "build_server", "erase_client", "serving"]

@@ -12,11 +12,10 @@ from datetime import date, datetime
 import faust
 import grpc
 import mode
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from kafka.partitioner.default import murmur2
 
 from meshkernel.config import MeshSettings
+from meshkernel.grpc_health import add_health_and_reflection, mark_serving
 from referralmesh.v1 import region_service_pb2 as api
 from referralmesh.v1 import region_service_pb2_grpc
 from services.region.adapters.assigning import assignment_from_entry
@@ -105,15 +104,13 @@ class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
         return response
 
 
-def build_server(api_servicer: RegionApi, address: str) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+def build_server(api_servicer: RegionApi, address: str) -> tuple[grpc.aio.Server, object]:
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
     ])
     region_service_pb2_grpc.add_RegionServiceServicer_to_server(api_servicer, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    health_servicer = add_health_and_reflection(server, SERVICE_NAME)
     server.add_insecure_port(address)
     return server, health_servicer
 
@@ -131,8 +128,7 @@ def attach_grpc_server(app: faust.App, config: MeshSettings, resolver: Resolver,
                                  partitions=config.topic_partitions)
             self.server, self.health_servicer = build_server(servicer, config.region_grpc_address)
             await self.server.start()
-            for name in ("", SERVICE_NAME):
-                await self.health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            await mark_serving(self.health_servicer, SERVICE_NAME)
             log.info("region gRPC listening", extra={"address": config.region_grpc_address})
 
         async def on_stop(self) -> None:
