@@ -152,6 +152,9 @@ def make_engine(url: str) -> Engine:
         def _pragmas(connection, _record):
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL keeps the database consistent; only the last commits before a
+            # power loss may be lost, and they come back from Kafka (deduplicated by id).
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
         return engine
