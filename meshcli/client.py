@@ -74,6 +74,10 @@ class ReferralClient:
         )
         return getattr(self.stub, method)(request, metadata=self.metadata, timeout=10)
 
+    def update_facts(self, referral_id: str, expected_version: int, facts: common_pb2.BindingFacts) -> api.Referral:
+        request = api.UpdateBindingFactsRequest(referral_id=referral_id, expected_version=expected_version, facts=facts)
+        return self.stub.UpdateBindingFacts(request, metadata=self.metadata, timeout=10)
+
 
 def consent_for(*organisations: str, days: int = 90) -> common_pb2.Consent:
     consent = common_pb2.Consent(organisations=list(organisations), purpose="referral")

@@ -7,6 +7,8 @@ import sys
 
 from google.protobuf import json_format
 
+from meshcli import referral_reads
+
 TRANSITIONS = {
     "acknowledge": "Acknowledge", "accept": "Accept", "decline": "Decline", "start": "Start",
     "complete": "Complete", "cancel": "Cancel", "contact-lost": "ReportContactLost", "forward": "Forward",
@@ -58,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
             step.add_argument("--outcome", required=True, help="e.g. HELPED")
         if name == "forward":
             step.add_argument("--to", required=True, dest="next_receiver")
+    referral_reads.add_parsers(referral_commands)
+    facts = referral_commands.add_parser("update-facts", help="record changed binding facts")
+    facts.add_argument("referral_id")
+    facts.add_argument("--version", type=int, required=True, help="the version you last saw")
+    facts.add_argument("file", help="BindingFacts as JSON (protobuf JSON mapping), or - for standard input")
     return parser
 
 
@@ -71,12 +78,23 @@ def _referral_command(options) -> int:
     # With MESH_TLS_AGENCY_DIR or MESH_TLS_CLIENT_CERT/KEY (+ MESH_TLS_CA) this is mutual TLS.
     client = ReferralClient.for_agency(settings(), options.agency, options.address)
     try:
+        if options.referral_command in referral_reads.HANDLED:
+            return referral_reads.run(options, client)
         if options.referral_command == "create":
             source = sys.stdin if options.file == "-" else open(options.file, encoding="utf-8")
             request = json_format.Parse(source.read(), api.CreateReferralRequest())
             result = client.create(request)
         elif options.referral_command == "get":
             result = client.get(options.referral_id)
+        elif options.referral_command == "update-facts":
+            try:
+                source = sys.stdin if options.file == "-" else open(options.file, encoding="utf-8")
+                with source:
+                    facts = json_format.Parse(source.read(), common_pb2.BindingFacts())
+            except (OSError, json_format.ParseError) as problem:
+                print(f"error: {options.file}: not BindingFacts JSON: {problem}", file=sys.stderr)
+                return 2
+            result = client.update_facts(options.referral_id, options.version, facts)
         else:
             fields = {}
             if options.referral_command == "decline":

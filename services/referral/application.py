@@ -37,6 +37,7 @@ from services.referral.domain import (
     StaleVersion,
     apply,
     can_read,
+    change_facts,
     open_referral,
     referral_from_dict,
     referral_to_dict,
@@ -278,6 +279,53 @@ class ReferralUseCases:
                                               snapshot=referral_to_dict(updated),
                                               parties=current.parties | updated.parties)],
                 access=self._access(caller, f"referral.{action.value.lower()}", updated, "changed"),
+            )
+        except ConcurrentChange:
+            raise StaleVersion(
+                f"referral {referral_id} changed while this request was handled; read it again and retry"
+            ) from None
+        self.on_commit()
+        return updated
+
+    # --- changed facts ----------------------------------------------------------------------
+
+    def update_facts(
+        self, caller: Caller, referral_id: str, expected_version: int, facts: common_pb2.BindingFacts
+    ) -> Referral:
+        """The sender or holder records changed binding facts (see ``lifecycle.change_facts``).
+
+        The new facts replace the stored ones; state, ReferralFactsChanged outbox event (carrying
+        the new facts, so the region service decides again) and access entry commit together.
+        """
+        stored = self.store.get(referral_id)
+        if stored is None:
+            raise NotFound("no such referral")
+        current = referral_from_dict(stored.document)
+        try:
+            updated, event = change_facts(
+                current, actor=caller.agency_id, expected_version=expected_version, now=self.clock(),
+                asked_in=stored.asked_in,
+                residence=[FactPeriod(p.municipality, p.from_date, p.to_date) for p in facts.residence],
+                work=[FactPeriod(p.municipality, p.from_date, p.to_date) for p in facts.work],
+                grew_up_in=list(facts.grew_up_in),
+                family_in=list(facts.family_in),
+            )
+        except NotPermitted:
+            self.store.record_access(self._access(caller, "referral.update_facts", current, "denied"))
+            raise
+        contact = (
+            common_pb2.SealedContact(key_id=stored.contact_key_id, ciphertext=stored.contact_ciphertext)
+            if stored.contact_ciphertext else None
+        )
+        try:
+            self.store.save_transition(
+                row=self._row(updated, stored.asked_in, facts, contact),
+                expected_version=expected_version,
+                events=[event_codec.to_outbox(event, self.config, asked_in=stored.asked_in,
+                                              facts=facts, contact=contact,
+                                              snapshot=referral_to_dict(updated),
+                                              parties=updated.parties)],
+                access=self._access(caller, "referral.update_facts", updated, "changed"),
             )
         except ConcurrentChange:
             raise StaleVersion(

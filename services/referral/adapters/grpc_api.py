@@ -266,6 +266,13 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
 
 
     @_refuse_unknown_fields
+    async def UpdateBindingFacts(self, request: api.UpdateBindingFactsRequest, context):
+        referral = await self._run(
+            context, self.use_cases.update_facts, request.referral_id, request.expected_version, request.facts
+        )
+        return referral_to_proto(referral)
+
+    @_refuse_unknown_fields
     async def WithdrawConsent(self, request: api.WithdrawConsentRequest, context):
         cancelled = await self._run(context, self.use_cases.withdraw_consent, request.case_id)
         return api.WithdrawConsentResponse(cancelled=[referral_to_proto(referral) for referral in cancelled])

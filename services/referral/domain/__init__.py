@@ -30,8 +30,8 @@ from .errors import (
     NotPermitted,
     StaleVersion,
 )
-from .events import ALL_EVENT_TYPES, EVENT_TYPES, REQUESTED_EVENT, DomainEvent
-from .lifecycle import TRANSITIONS, allowed_actions, apply, open_referral
+from .events import ALL_EVENT_TYPES, EVENT_TYPES, FACTS_CHANGED_EVENT, REQUESTED_EVENT, DomainEvent
+from .lifecycle import TRANSITIONS, allowed_actions, apply, change_facts, open_referral
 from .model import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,
@@ -45,10 +45,10 @@ from .snapshot import referral_from_dict, referral_to_dict
 __all__ = [
     "ALL_EVENT_TYPES", "Action", "Agency", "AgencyKind", "CancelReason", "Consent",
     "ConsentMissing", "DeclineReason", "Directory", "DirectoryError", "DomainError",
-    "DomainEvent", "EVENT_TYPES", "IllegalTransition", "InvalidCommand", "InvalidReferral",
+    "DomainEvent", "EVENT_TYPES", "FACTS_CHANGED_EVENT", "IllegalTransition", "InvalidCommand", "InvalidReferral",
     "NEED_DOMAINS", "NeedDomain", "NotPermitted", "OPEN_STATUSES", "Outcome", "Purpose",
     "REQUESTED_EVENT", "ROLE_ACTIONS", "Referral", "Role", "SUCCESS_OUTCOMES", "SYSTEM_ACTOR",
     "StaleVersion", "Status", "StatusChange", "TERMINAL_STATUSES", "TRANSITIONS", "Urgency",
-    "allowed_actions", "apply", "can_read", "check_invariants", "load_directory",
+    "allowed_actions", "apply", "can_read", "change_facts", "check_invariants", "load_directory",
     "open_referral", "parse_directory", "referral_from_dict", "referral_to_dict", "role_of",
 ]

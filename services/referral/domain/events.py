@@ -22,6 +22,8 @@ from .codes import (
 )
 
 REQUESTED_EVENT = "ReferralRequested"
+# Not a lifecycle action (see ``lifecycle.change_facts``): the status stays, the facts change.
+FACTS_CHANGED_EVENT = "ReferralFactsChanged"
 
 EVENT_TYPES: Mapping[Action, str] = {
     Action.ACKNOWLEDGE: "ReferralAcknowledged",
@@ -37,7 +39,7 @@ EVENT_TYPES: Mapping[Action, str] = {
     Action.EXPIRE_CONSENT: "ReferralConsentExpired",
 }
 
-ALL_EVENT_TYPES = frozenset({REQUESTED_EVENT, *EVENT_TYPES.values()})
+ALL_EVENT_TYPES = frozenset({REQUESTED_EVENT, FACTS_CHANGED_EVENT, *EVENT_TYPES.values()})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +47,7 @@ class DomainEvent:
     event_type: str
     referral_id: str
     case_id: str
-    action: Action | None  # None for ReferralRequested (the opening)
+    action: Action | None  # None for ReferralRequested (the opening) and ReferralFactsChanged
     from_status: Status | None  # None for ReferralRequested
     to_status: Status
     actor: str

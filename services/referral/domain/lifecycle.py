@@ -91,7 +91,8 @@ from .errors import (
     NotPermitted,
     StaleVersion,
 )
-from .events import EVENT_TYPES, REQUESTED_EVENT, DomainEvent
+from .binding import FactPeriod, check_binding_facts
+from .events import EVENT_TYPES, FACTS_CHANGED_EVENT, REQUESTED_EVENT, DomainEvent
 from .model import OPEN_STATUSES, Referral, StatusChange
 from .permissions import ROLE_ACTIONS, role_of, situational_refusal
 
@@ -362,6 +363,81 @@ def _check_consent(
             f"cannot {action.value.lower()} referral {referral.referral_id} for {agency}: {why}",
             referral_id=referral.referral_id, agency=agency,
         )
+
+
+# ----------------------------------------------------------------------------- changed facts
+
+
+def change_facts(
+    referral: Referral,
+    *,
+    actor: str,
+    expected_version: int,
+    now: datetime,
+    asked_in: str,
+    residence: Iterable[FactPeriod] = (),
+    work: Iterable[FactPeriod] = (),
+    grew_up_in: Iterable[str] = (),
+    family_in: Iterable[str] = (),
+) -> tuple[Referral, DomainEvent]:
+    """Record changed binding facts: version + 1, status unchanged, a ReferralFactsChanged event.
+
+    The sender or the current holder of an open referral may do it (they know the client); the
+    facts replace the stored ones as a whole and are checked like at creation, against the
+    stored ``asked_in`` (where help was asked does not change). The facts themselves are not
+    part of the referral value; the caller stores them and puts them on the outbox event.
+
+    Why a function of its own and not an ``Action`` through ``apply``: a facts change is no
+    step in the lifecycle. As an Action it would need a self-loop for every open status in
+    ``TRANSITIONS``, a role in ``ROLE_ACTIONS`` and a status-history entry whose status equals
+    the previous one, and every TRANSITIONS-driven test and the state machine would have to
+    learn that some actions do not move. Kept apart, the lifecycle stays exactly as it was;
+    the version (optimistic concurrency, event ids) still counts every change, through
+    ``Referral.facts_changes``, and the status history stays a history of statuses.
+
+    Order of checks (first failure wins, a refusal changes nothing), as in ``apply``:
+      1. the actor is a party                       -> NotPermitted (party=False)
+      2. expected_version == referral.version       -> StaleVersion
+      3. the referral is open                       -> IllegalTransition
+      4. the actor is the sender or the holder      -> NotPermitted (party=True)
+      5. the facts are well-formed                  -> InvalidReferral (naming the field, never
+                                                       repeating what was sent)
+    """
+    if not isinstance(actor, str) or not actor:
+        raise InvalidCommand("actor", "the acting agency is required")
+    if not is_aware(now):
+        raise InvalidCommand("now", "must be a timezone-aware datetime")
+    if actor not in referral.parties:
+        raise NotPermitted(
+            f"{actor} may not change the facts of referral {referral.referral_id}: not a party to it",
+            referral_id=referral.referral_id, actor=actor, action="UPDATE_FACTS", party=False,
+        )
+    if isinstance(expected_version, bool) or not isinstance(expected_version, int):
+        raise InvalidCommand("expected_version", "must be an integer")
+    if expected_version != referral.version:
+        raise StaleVersion(
+            f"referral {referral.referral_id} is at version {referral.version}, "
+            f"not {expected_version}; read it again and retry",
+            referral_id=referral.referral_id, expected=expected_version, actual=referral.version,
+        )
+    if not referral.is_open:
+        raise IllegalTransition(
+            f"cannot change the facts of a referral that is {referral.status.value} (it is closed)",
+            referral_id=referral.referral_id, status=referral.status.value, action="UPDATE_FACTS",
+        )
+    if actor not in (referral.sender, referral.holder):
+        raise NotPermitted(
+            f"only the sender or the holder ({referral.holder}) may change the facts of referral "
+            f"{referral.referral_id}",
+            referral_id=referral.referral_id, actor=actor, action="UPDATE_FACTS", party=True,
+        )
+    check_binding_facts(asked_in=asked_in, residence=residence, work=work, grew_up_in=grew_up_in,
+                        family_in=family_in, today=now.date())
+    new = replace(referral, version=referral.version + 1, updated_at=now,
+                  facts_changes=referral.facts_changes + 1)
+    event = _event(FACTS_CHANGED_EVENT, None, referral.status, new, actor=actor, now=now,
+                   previous_holder=None, handover=False)
+    return new, replace(event, languages=())  # languages only travel when a new agency is asked
 
 
 # ----------------------------------------------------------------------------- transition

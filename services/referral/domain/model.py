@@ -67,6 +67,9 @@ class Referral:
     outcome: Outcome | None = None
     cancel_reason: CancelReason | None = None
     history: tuple[StatusChange, ...] = ()
+    # Accepted facts changes (``lifecycle.change_facts``): they raise the version but are no
+    # status change, so version == len(history) + facts_changes.
+    facts_changes: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -105,8 +108,9 @@ def check_invariants(r: Referral) -> None:
 
     if not isinstance(r.status, Status):
         bad("status", f"{r.status!r} is not a Status")
-    if r.version < 1 or len(r.history) != r.version:
-        bad("version", f"version {r.version} does not match {len(r.history)} history entries")
+    if r.facts_changes < 0 or r.version < 1 or len(r.history) + r.facts_changes != r.version:
+        bad("version", f"version {r.version} does not match {len(r.history)} history entries "
+                       f"and {r.facts_changes} facts changes")
     if r.history and r.history[-1].status != r.status:
         bad("history", "last history entry does not match the status")
     if r.sender == r.receiver:

@@ -70,6 +70,7 @@ def referral_to_dict(r: Referral) -> dict[str, Any]:
         "decline_reason": r.decline_reason and r.decline_reason.value,
         "outcome": r.outcome and r.outcome.value,
         "cancel_reason": r.cancel_reason and r.cancel_reason.value,
+        "facts_changes": r.facts_changes,
         "history": [
             {
                 "status": h.status.value,
@@ -124,6 +125,7 @@ def referral_from_dict(d: dict[str, Any]) -> Referral:
                 )
                 for h in d["history"]
             ),
+            facts_changes=int(d.get("facts_changes", 0)),  # absent in snapshots before it existed
         )
     except KeyError as missing:
         raise InvalidReferral(str(missing.args[0]), "missing from the snapshot") from None

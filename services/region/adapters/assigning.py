@@ -25,10 +25,11 @@ from services.region.domain.errors import InvalidInput
 
 SERVICE = "region"
 
-# Referral events that always lead to a (re)decision with an assignment. Any other referral
-# event is decided again too, but yields an assignment only when the outcome changed (changed
-# facts, or time passing a binding threshold).
-DECIDING_EVENTS = frozenset({"ReferralRequested", "ReferralDeclined", "ReferralForwarded"})
+# Referral events that always lead to a (re)decision with an assignment, ReferralFactsChanged
+# included (an agency recorded new binding facts: the handover proposal may change, the
+# responsible region does not). Any other referral event is decided again too, but yields an
+# assignment only when the outcome changed (time passing a binding threshold).
+DECIDING_EVENTS = frozenset({"ReferralRequested", "ReferralDeclined", "ReferralForwarded", "ReferralFactsChanged"})
 OVERRIDE_TRIGGER = "CoordinatorOverride"
 LIFT_TRIGGER = "CoordinatorOverrideLifted"
 SEEN_LIMIT = 256  # event ids remembered per case for deduplication of redeliveries

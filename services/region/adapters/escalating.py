@@ -149,7 +149,21 @@ def escalation_event(e: Escalation) -> events_pb2.EscalationEvent:
     for status, at in e.history_ts:
         item = event.history.add(status=common_pb2.ReferralStatus.Value(status) if status else 0)
         item.at.CopyFrom(timestamp_of(at))
+    for at, kind, rule, value in e.decisions_ts:  # value: the region (assignment) or level (escalation)
+        decision = event.decisions.add(kind=kind, rule=rule)
+        decision.at.CopyFrom(timestamp_of(at))
+        if kind == "escalation":
+            decision.level = _enum_name_value(events_pb2.EscalationLevel, value)
+        else:
+            decision.region = value
     return event
+
+
+def _enum_name_value(enum, name: str) -> int:
+    try:
+        return enum.Value(name)
+    except ValueError:
+        return 0
 
 
 def escalation_headers(envelope: events_pb2.EventEnvelope, escalation: Escalation | None = None) -> list:

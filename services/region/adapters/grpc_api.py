@@ -1,7 +1,9 @@
 """RegionService over gRPC, served from inside the Faust worker (same process, same event loop).
 
 Resolve is a dry run of the pure resolver; GetAssignment answers from the worker's `cases`
-table; ListRegions describes the loaded policy. Health checking and server reflection are on,
+table; ListRegions describes the loaded policy: regions, municipalities, per service kind the
+binding rules and local requirements (each with its parameters and a plain-English summary), and
+the national ranking weights. Health checking and server reflection are on,
 so `grpcurl -plaintext ADDRESS list` works without the proto files.
 """
 from __future__ import annotations
@@ -22,6 +24,8 @@ from services.region.adapters.assigning import assignment_from_entry
 from services.region.adapters.facts_mapping import assignment_from_decision, request_document
 from services.region.decide import Resolver
 from services.region.domain.errors import InvalidInput
+from services.region.domain.policy import ServiceRules
+from services.region.domain.rules import GrewUpRule, ResidenceRule, Rule, WorkRule
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["RegionService"].full_name
@@ -94,14 +98,43 @@ class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
 
     async def ListRegions(self, request: api.ListRegionsRequest, context) -> api.ListRegionsResponse:
         policy = self.resolver.policy
-        response = api.ListRegionsResponse(policy_version=policy.version)
+        response = api.ListRegionsResponse(policy_version=policy.version, ranking=dict(policy.ranking))
         for region in policy.regions:
             response.regions.add(
                 code=region.code, name=region.name,
                 municipalities=[m.code for m in region.municipalities],
                 services=sorted(region.services),
+                policies=[service_policy(kind, region.services[kind]) for kind in sorted(region.services)],
             )
         return response
+
+
+def rule_summary(rule: Rule) -> str:
+    """The rule in one plain English line, e.g. "residence of at least 2 years in the last 3 years"."""
+    if isinstance(rule, ResidenceRule):
+        what = "registered residence" if rule.registered_only else "residence"
+        window = f" in the last {rule.within_years} years" if rule.within_years else ""
+        return f"{what} of at least {rule.years} {'year' if rule.years == 1 else 'years'}{window}"
+    if isinstance(rule, WorkRule):
+        window = f" in the last {rule.within_years} years" if rule.within_years else ""
+        return f"worked at least {rule.months} {'month' if rule.months == 1 else 'months'}{window}"
+    if isinstance(rule, GrewUpRule):
+        return "grew up in a municipality of the region"
+    return "close family lives in a municipality of the region"
+
+
+def binding_rule(rule: Rule, *, required: bool) -> api.BindingRule:
+    params = {name: (str(value).lower() if isinstance(value, bool) else str(value))
+              for name, value in vars(rule).items() if value is not None}
+    return api.BindingRule(kind=rule.kind, params=params, summary=rule_summary(rule), required=required)
+
+
+def service_policy(kind: str, rules: ServiceRules) -> api.ServicePolicy:
+    return api.ServicePolicy(
+        service=kind,
+        rules=[binding_rule(r, required=False) for r in rules.rules],
+        requires=[binding_rule(r, required=True) for r in rules.requires],
+    )
 
 
 def build_server(api_servicer: RegionApi, address: str) -> tuple[grpc.aio.Server, object]:

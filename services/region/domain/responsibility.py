@@ -14,9 +14,9 @@ Responsibility moves in exactly three ways, and in no other:
 * ``OverrideLifted``: the region responsible by the ordinary rules is responsible again
   (``override_lifted``).
 
-Everything else (a new referral, a decline, a forward, changed facts, a refused handover, an
-accepted handover by an agency that does not serve the proposed region) leaves responsibility
-where it is. The first trigger of a case makes the region where help was asked responsible
+Everything else (a new referral, a decline, a forward, changed facts (ReferralFactsChanged), a
+refused handover, an accepted handover by an agency that does not serve the proposed region)
+leaves responsibility where it is. The first trigger of a case makes the region where help was asked responsible
 (``help_asked_here``), so a case has exactly one responsible region from its first event on.
 """
 
@@ -42,7 +42,7 @@ class Redecide:
     `first_region` is the region the resolver named responsible (the region where help was
     asked when the case has none yet). `proposed` is the resolver's handover target or None."""
 
-    kind: str  # the event type, e.g. ReferralRequested, ReferralDeclined, facts_changed
+    kind: str  # the event type, e.g. ReferralRequested, ReferralDeclined, ReferralFactsChanged
     first_region: str
     proposed: str | None
 

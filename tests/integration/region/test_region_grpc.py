@@ -77,6 +77,25 @@ def test_list_regions_describes_the_policy(stub):
     assert AMSTERDAM in amsterdam.municipalities and "shelter" in amsterdam.services
 
 
+def test_list_regions_lists_the_rules_and_the_national_ranking(stub):
+    region, _channel = stub
+    reply = region.ListRegions(api.ListRegionsRequest(), timeout=10)
+    assert set(reply.ranking) == {"residence", "grew_up", "family", "work"}
+    assert all(weight >= 1 for weight in reply.ranking.values())
+    for r in reply.regions:
+        assert sorted(p.service for p in r.policies) == sorted(r.services)
+        assert all(p.rules and all(not rule.required and rule.summary for rule in p.rules) for p in r.policies)
+    amsterdam = next(r for r in reply.regions if r.code == AMSTERDAM)
+    exit_programme = next(p for p in amsterdam.policies if p.service == "exit_programme")
+    [five_years] = exit_programme.requires
+    assert (five_years.kind, five_years.required) == ("residence", True)
+    assert dict(five_years.params) == {"years": "5", "registered_only": "true"}
+    assert five_years.summary == "registered residence of at least 5 years"
+    assert {rule.kind for rule in exit_programme.rules} >= {"residence", "grew_up"}
+    groningen = next(r for r in reply.regions if r.code == GRONINGEN)
+    assert not next(p for p in groningen.policies if p.service == "exit_programme").requires
+
+
 def test_health_and_reflection(stub):
     _region, channel = stub
     health = health_pb2_grpc.HealthStub(channel)

@@ -261,6 +261,36 @@ def test_a_fired_escalation_starts_a_trace_linked_to_the_event_that_set_the_dead
     assert [link.context.span_id for link in climb.links] == [fired[1].context.span_id]
 
 
+def test_a_dispute_record_carries_the_regions_involved_and_the_decisions_so_far():
+    clock = FakeClock(START)
+    esc, _store, topic = escalator(clock)
+    request = referral("d", "ReferralRequested", 1, common_pb2.REQUESTED, clock, addressee="shelter-a")
+    esc.on_decided(request, assignment(request, responsible_region="GM0363", rule="bound_here"), 0)
+    requested_at = clock.now
+    clock.advance(hours=1)
+    decline = referral("d", "ReferralDeclined", 2, common_pb2.DECLINED, clock,
+                       decline_reason=common_pb2.NO_CAPACITY, holder="shelter-a")
+    esc.on_decided(decline, assignment(decline, responsible_region="GM0363", previous_region="GM0363",
+                                       handover_to="GM0599", rule="handover_to_better_bound_region"), 0)
+    declined_at = clock.now
+    for _hour in range(40):  # no next receiver: national alert after 8 h, then the dispute
+        clock.advance(hours=1)
+        run(esc.tick())
+    fired = [e.escalation for e in topic.escalations()]
+    [dispute] = [e for e in fired if e.level == events_pb2.DISPUTE]
+    assert all(not e.decisions for e in fired if e.level != events_pb2.DISPUTE), "only the dispute record"
+    assert list(dispute.regions_involved) == ["GM0363", "GM0599"]
+    decisions = [(d.kind, d.rule, d.region, events_pb2.EscalationLevel.Name(d.level)) for d in dispute.decisions]
+    assert decisions[:2] == [
+        ("assignment", "bound_here", "GM0363", "ESCALATION_LEVEL_UNSPECIFIED"),
+        ("assignment", "handover_to_better_bound_region", "GM0363", "ESCALATION_LEVEL_UNSPECIFIED"),
+    ]
+    assert ("escalation", "no_next_receiver", "", "NATIONAL_COORDINATOR") in decisions
+    assert decisions[-1] == ("escalation", dispute.rule, "", "DISPUTE"), "the dispute itself is the last decision"
+    assert [d.at.seconds for d in dispute.decisions[:2]] == [int(requested_at), int(declined_at)]
+    assert [d.at.seconds for d in dispute.decisions] == sorted(d.at.seconds for d in dispute.decisions)
+
+
 def test_the_escalation_id_is_the_engines_derived_id():
     clock = FakeClock(START)
     esc, _store, topic = escalator(clock)
