@@ -266,6 +266,12 @@ class ReferralUseCases:
             self.store.record_access(self._access(caller, f"referral.{action.value.lower()}", current, "denied"))
             raise
         facts = event_codec.facts_from_document(stored.facts)
+        return self._commit_change(caller, stored, current, updated, event, facts, expected_version,
+                                   f"referral.{action.value.lower()}")
+
+    def _commit_change(self, caller: Caller, stored, current: Referral, updated: Referral, event,
+                       facts: common_pb2.BindingFacts, expected_version: int, access_action: str) -> Referral:
+        """State, outbox event and access entry in one transaction; a lost race is StaleVersion."""
         contact = (
             common_pb2.SealedContact(key_id=stored.contact_key_id, ciphertext=stored.contact_ciphertext)
             if stored.contact_ciphertext else None
@@ -278,11 +284,11 @@ class ReferralUseCases:
                                               facts=facts, contact=contact,
                                               snapshot=referral_to_dict(updated),
                                               parties=current.parties | updated.parties)],
-                access=self._access(caller, f"referral.{action.value.lower()}", updated, "changed"),
+                access=self._access(caller, access_action, updated, "changed"),
             )
         except ConcurrentChange:
             raise StaleVersion(
-                f"referral {referral_id} changed while this request was handled; read it again and retry"
+                f"referral {updated.referral_id} changed while this request was handled; read it again and retry"
             ) from None
         self.on_commit()
         return updated
@@ -313,26 +319,8 @@ class ReferralUseCases:
         except NotPermitted:
             self.store.record_access(self._access(caller, "referral.update_facts", current, "denied"))
             raise
-        contact = (
-            common_pb2.SealedContact(key_id=stored.contact_key_id, ciphertext=stored.contact_ciphertext)
-            if stored.contact_ciphertext else None
-        )
-        try:
-            self.store.save_transition(
-                row=self._row(updated, stored.asked_in, facts, contact),
-                expected_version=expected_version,
-                events=[event_codec.to_outbox(event, self.config, asked_in=stored.asked_in,
-                                              facts=facts, contact=contact,
-                                              snapshot=referral_to_dict(updated),
-                                              parties=updated.parties)],
-                access=self._access(caller, "referral.update_facts", updated, "changed"),
-            )
-        except ConcurrentChange:
-            raise StaleVersion(
-                f"referral {referral_id} changed while this request was handled; read it again and retry"
-            ) from None
-        self.on_commit()
-        return updated
+        return self._commit_change(caller, stored, current, updated, event, facts, expected_version,
+                                   "referral.update_facts")
 
     # --- consent ----------------------------------------------------------------------------
 
