@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, create_engine, event, insert, select,
+    Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, create_engine, insert, select,
     text, update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import StaticPool
 
+from meshkernel.sqlite import sqlite_engine
 from services.notify.domain.alerts import Action, Alert, AlertState, Change
 
 metadata = MetaData()
@@ -140,24 +140,7 @@ _APPEND_ONLY = (
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            from pathlib import Path
-
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               poolclass=StaticPool if path == ":memory:" else None)
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(connection, _record):
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            # With WAL, NORMAL keeps the database consistent; only the last commits before a
-            # power loss may be lost, and they come back from Kafka (deduplicated by id).
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-        return engine
+        return sqlite_engine(url)
     return create_engine(url, pool_pre_ping=True)
 
 

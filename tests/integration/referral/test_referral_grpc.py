@@ -12,12 +12,11 @@ import grpc
 import pytest
 
 from meshcli.client import ReferralClient, consent_for
-from meshcli.supervisor import Stack
+from meshcli.supervisor import Stack, private_mesh_env
 from meshkernel.kafka import prepare_kafka
 from referralmesh.v1 import common_pb2, referral_service_pb2 as api
 from services.referral.adapters.grpc_api import ERROR_CODE_HEADER, ERROR_DETAIL_HEADER
 from services.referral.application import encode_cursor
-from meshcli.supervisor import free_port
 from tests.conftest import settings_from
 
 from conftest import BACKENDS, NEXT, RECEIVER, SENDER, STRANGER, _fresh_database
@@ -30,16 +29,7 @@ def service(request, kafka_bootstrap, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"referral-{request.param}")
     databases = _fresh_database(request.param, folder, lambda: request.getfixturevalue("postgres_url"))
     database_url = next(databases)
-    import os
-
-    env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-        "DATABASE_URL": database_url,
-        "MESH_STATE_DIR": str(folder / "state"),
-        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-    })
+    env = private_mesh_env(folder, kafka_bootstrap, DATABASE_URL=database_url)
     for key in [key for key in env if key.startswith("MESH_TLS_")]:
         del env[key]
     config = settings_from(env)
