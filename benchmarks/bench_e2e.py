@@ -26,13 +26,12 @@ from kafka.admin import NewTopic
 
 from benchmarks.common import isolated_env, latency_summary, write_results
 from meshcli.demo import RECEIVER, SENDER, demo_request
-from meshcli.supervisor import Stack, kafka_answers, start_kafka
+from meshcli.supervisor import Stack, kafka_answers, settings_from, start_kafka
 from meshkernel.envelope import MalformedEvent, decode
 from meshkernel.kafka import connect_admin, prepare_kafka
 from meshkernel.topics import ASSIGNMENTS, NOTIFICATIONS, REFERRAL_EVENTS
 from referralmesh.v1 import referral_service_pb2_grpc as api_grpc
 from services.referral.adapters.identity import DEV_AGENCY_HEADER
-from tests.conftest import settings_from
 
 MAX_IN_FLIGHT = 512
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshkernel.config import PROJECT_ROOT
+from meshkernel.config import PROJECT_ROOT, MeshSettings
 
 KAFKA_SCRIPT = PROJECT_ROOT / "scripts" / "kafka.sh"
 ZIPKIN_SCRIPT = PROJECT_ROOT / "scripts" / "zipkin.sh"
@@ -48,6 +48,18 @@ def private_mesh_env(state_dir: Path, kafka_bootstrap: str | None = None, **extr
     })
     env.update(extra)
     return env
+
+
+def settings_from(env: dict[str, str]) -> MeshSettings:
+    """The settings a child process started with `env` will read."""
+    keys = {key: value for key, value in env.items() if key.startswith(("MESH_", "KAFKA_", "DATABASE_"))}
+    saved = dict(os.environ)
+    try:
+        os.environ.update(keys)
+        return MeshSettings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def kafka_answers(env: dict[str, str] | None = None) -> bool:

@@ -12,9 +12,10 @@ import urllib.request
 
 import pytest
 
-from meshcli.supervisor import (
+from meshcli.supervisor import (  # noqa: F401 - settings_from is imported from here by the test folders
     Stack,
     private_mesh_env,
+    settings_from,
     kafka_answers,
     start_kafka,
     start_zipkin_in_background,
@@ -46,17 +47,6 @@ def kafka_bootstrap() -> str:
 def isolated_env(kafka_bootstrap, tmp_path) -> dict[str, str]:
     """Environment for a private mesh: own topics, database, state folder and ports."""
     return private_mesh_env(tmp_path, kafka_bootstrap)
-
-
-def settings_from(env: dict[str, str]) -> MeshSettings:
-    keys = {key: value for key, value in env.items() if key.startswith(("MESH_", "KAFKA_", "DATABASE_"))}
-    saved = dict(os.environ)
-    try:
-        os.environ.update(keys)
-        return MeshSettings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
