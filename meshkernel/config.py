@@ -41,7 +41,8 @@ class MeshSettings(BaseSettings):
     escalation_policy_path: Path = PROJECT_ROOT / "services" / "region" / "config" / "escalation.yaml"
     # Longest sleep of the region worker's deadline timer; it wakes earlier for a due deadline.
     escalation_tick_seconds: float = Field(default=0.1, gt=0, le=5)
-    agency_directory_path: Path = PROJECT_ROOT / "services" / "referral" / "config" / "agencies.yaml"
+    # Shared reference data (referencedata/README.md): the agency directory.
+    agency_directory_path: Path = PROJECT_ROOT / "referencedata" / "data" / "agencies.yaml"
 
     referral_grpc_address: str = "127.0.0.1:50051"
     region_grpc_address: str = "127.0.0.1:50052"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from meshkernel.config import MeshSettings
+from referencedata.errors import InvalidQuery
 from referralmesh.v1 import common_pb2
 from services.referral.adapters import event_codec
 from services.referral.adapters.storage import (
@@ -220,7 +221,7 @@ class ReferralUseCases:
         return referral
 
     def _match_receiver(self, command: NewReferral) -> str:
-        found = self.directory.search(
+        found = self._search(
             domain=command.match_domain or None,
             region=command.match_region or None,
             language=command.match_language or None,
@@ -441,8 +442,14 @@ class ReferralUseCases:
         self, caller: Caller, *, domain: str | None, region: str | None, language: str | None,
         accepting_only: bool,
     ) -> list[Agency]:
-        return self.directory.search(domain=domain, region=region, language=language,
-                                     accepting_only=accepting_only)
+        return self._search(domain=domain, region=region, language=language,
+                            accepting_only=accepting_only)
+
+    def _search(self, **filters) -> list[Agency]:
+        try:
+            return self.directory.search(**filters)
+        except InvalidQuery as bad:
+            raise InvalidCommand(bad.field, bad.problem) from None
 
     def access_log(self, caller: Caller, case_id: str) -> list[dict]:
         """Entries about the case's referrals the caller is party to (the client's right of access)."""

@@ -32,7 +32,7 @@ import grpc
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from services.referral.domain.directory import Directory
+from referencedata.agencies import Directory
 
 log = logging.getLogger(__name__)
 

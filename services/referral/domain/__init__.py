@@ -19,7 +19,8 @@ from .codes import (
     Urgency,
 )
 from .consent import Consent
-from .directory import Agency, AgencyKind, Directory, load_directory, parse_directory
+from referencedata.agencies import Agency, AgencyKind, Directory, load_directory, parse_directory
+
 from .errors import (
     ConsentMissing,
     DirectoryError,

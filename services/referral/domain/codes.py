@@ -12,7 +12,17 @@ from datetime import datetime
 from enum import Enum
 from typing import TypeVar
 
+from referencedata.agencies import AGENCY_ID_RE, SYSTEM_ACTOR, is_agency_id
+from referencedata.languages import ISO_639_1
+from referencedata.need_domains import NEED_DOMAINS, NeedDomain
+
 from .errors import DomainError
+
+__all__ = [
+    "AGENCY_ID_RE", "ISO_639_1", "NEED_DOMAINS", "OPAQUE_ID_RE", "SYSTEM_ACTOR", "SUCCESS_OUTCOMES",
+    "Action", "CancelReason", "DeclineReason", "NeedDomain", "Outcome", "Purpose", "Role", "Status",
+    "Urgency", "coerce", "is_agency_id", "is_aware",
+]
 
 
 class _Code(str, Enum):
@@ -106,40 +116,8 @@ class Purpose(_Code):
     CASE_COORDINATION = "CASE_COORDINATION"  # coordinators resolve a stalled case
 
 
-class NeedDomain(_Code):
-    SHELTER = "shelter"
-    EXIT_PROGRAMME = "exit_programme"
-    HEALTH = "health"
-    INCOME = "income"
-    HOUSING = "housing"
-    LEGAL = "legal"
-    WORK = "work"
-    FINANCE = "finance"
-    RESIDENCE = "residence"
-    SAFETY = "safety"
-    OTHER = "other"
-
-
-NEED_DOMAINS = frozenset(d.value for d in NeedDomain)
-
-# The mesh's own actor id (never a valid agency id: agency ids are validated against it).
-SYSTEM_ACTOR = "system"
-
-# Agency ids are short lowercase slugs, e.g. "exit-amsterdam".
-AGENCY_ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Referral and case ids are opaque random tokens (uuid, ulid ...): no spaces, so no free text.
 OPAQUE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
-# ISO 639-1 two-letter language codes.
-ISO_639_1 = frozenset(
-    """aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv
-    cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht
-    hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la
-    lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj
-    om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv
-    sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh
-    zu""".split()
-)
 
 E = TypeVar("E", bound=Enum)
 
@@ -155,10 +133,6 @@ def coerce(enum: type[E], value: object, field: str, error: type[DomainError]) -
         # The refused value is not repeated: errors reach logs and spans, and a caller may have
         # typed anything into the field.
         raise error(field, f"unknown code; expected one of: {allowed}") from None
-
-
-def is_agency_id(value: object) -> bool:
-    return isinstance(value, str) and bool(AGENCY_ID_RE.match(value)) and value != SYSTEM_ACTOR
 
 
 def is_aware(value: object) -> bool:

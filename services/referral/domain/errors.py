@@ -12,6 +12,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+# The agency directory is shared reference data; its load error is re-exported for callers.
+from referencedata.errors import DirectoryError
+
+__all__ = [
+    "ConsentMissing", "DirectoryError", "DomainError", "IllegalTransition", "InvalidCommand",
+    "InvalidReferral", "NotPermitted", "StaleVersion",
+]
+
 
 class DomainError(Exception):
     """Base of all refusals. A refused command changes nothing."""
@@ -80,14 +88,3 @@ class InvalidCommand(DomainError):
     def __init__(self, field: str, message: str, **details: Any) -> None:
         super().__init__(f"{field}: {message}", field=field, **details)
         self.field = field
-
-
-class DirectoryError(DomainError):
-    """The agency directory file is invalid; ``place`` names where (file, line, path)."""
-
-    code = "INVALID_DIRECTORY"
-    grpc_status = "FAILED_PRECONDITION"
-
-    def __init__(self, place: str, message: str, **details: Any) -> None:
-        super().__init__(f"{place}: {message}", place=place, **details)
-        self.place = place

@@ -18,6 +18,7 @@ from typing import Any
 
 from meshkernel import envelope as envelopes
 from referralmesh.v1 import events_pb2
+from referencedata.agencies import load_directory
 from services.region.adapters.facts_mapping import assignment_from_decision, request_document
 from services.region.decide import Resolver
 from services.region.domain import responsibility as r
@@ -41,8 +42,6 @@ class Refused(ValueError):
 
 def load_agency_regions(directory_path: Path) -> dict[str, frozenset[str]]:
     """agency id -> the regions it serves, from the agency directory."""
-    from services.referral.domain import load_directory
-
     return {agency.agency_id: frozenset(agency.regions_served) for agency in load_directory(directory_path)}
 
 

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from services.referral.domain import (
+from referencedata import (
     AgencyKind,
     DirectoryError,
-    InvalidCommand,
+    InvalidQuery,
     NeedDomain,
     load_directory,
     parse_directory,
 )
 
-CONFIG = Path(__file__).resolve().parents[3] / "services" / "referral" / "config" / "agencies.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "referencedata" / "data" / "agencies.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_search_filters_and_order(directory):
      ({"language": "romanian"}, "language"), ({"kind": "bank"}, "kind")],
 )
 def test_search_refuses_bad_filters(directory, kwargs, field):
-    with pytest.raises(InvalidCommand) as err:
+    with pytest.raises(InvalidQuery) as err:
         directory.search(**kwargs)
     assert err.value.field == field
 

@@ -1,7 +1,9 @@
 """The agency directory: which organisations take part in the mesh, where, and for what.
 
-Loaded from YAML (``services/referral/config/agencies.yaml``) and validated strictly, because a
-wrong code here silently sends clients to the wrong place. Every error names the place in the
+Shared reference data: the referral service matches and authenticates agencies with it, the
+region service learns from it which regions an agency serves. Loaded from YAML
+(``referencedata/data/agencies.yaml``) and validated strictly, because a wrong code here
+silently sends clients to the wrong place. Every error names the place in the
 file (``file:line path``), e.g. ``agencies.yaml:57 agencies[4].oin: ...``.
 """
 
@@ -17,11 +19,22 @@ from typing import Any
 
 import yaml
 
-from .codes import ISO_639_1, NeedDomain, coerce, is_agency_id
-from .errors import DirectoryError, InvalidCommand
+from .errors import DirectoryError, InvalidQuery
+from .languages import ISO_639_1
+from .need_domains import NeedDomain
 
+DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "agencies.yaml"
+
+# The mesh's own actor id (never a valid agency id: agency ids are validated against it).
+SYSTEM_ACTOR = "system"
+# Agency ids are short lowercase slugs, e.g. "exit-amsterdam".
+AGENCY_ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 OIN_RE = re.compile(r"^\d{20}$")  # Dutch government organisation number (Logius OIN)
 REGION_RE = re.compile(r"^GM\d{4}$")  # CBS municipality code of a central municipality
+
+
+def is_agency_id(value: object) -> bool:
+    return isinstance(value, str) and bool(AGENCY_ID_RE.match(value)) and value != SYSTEM_ACTOR
 
 
 class AgencyKind(str, Enum):
@@ -92,13 +105,13 @@ class Directory:
     ) -> list[Agency]:
         """Agencies matching every given filter, sorted by agency id (deterministic)."""
         if domain is not None:
-            domain = coerce(NeedDomain, domain, "domain", InvalidCommand)
+            domain = _member(NeedDomain, domain, "domain")
         if kind is not None:
-            kind = coerce(AgencyKind, kind, "kind", InvalidCommand)
+            kind = _member(AgencyKind, kind, "kind")
         if region is not None and not (isinstance(region, str) and REGION_RE.match(region)):
-            raise InvalidCommand("region", "is not a CBS code like GM0363")
+            raise InvalidQuery("region", "is not a CBS code like GM0363")
         if language is not None and language not in ISO_639_1:
-            raise InvalidCommand("language", "is not an ISO 639-1 code")
+            raise InvalidQuery("language", "is not an ISO 639-1 code")
         return [
             a
             for a in self._by_id.values()
@@ -119,6 +132,16 @@ class Directory:
         return agency_id in self._by_id
 
 
+def _member(enum: type[Enum], value: object, field: str) -> Any:
+    """An enum member from itself or its code; the refused value is not repeated (it may be
+    anything a caller typed, and errors reach logs)."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum)
+        raise InvalidQuery(field, f"unknown code; expected one of: {allowed}") from None
+
+
 # ----------------------------------------------------------------------------- loading
 
 _FIELDS = {
@@ -126,7 +149,7 @@ _FIELDS = {
 }
 
 
-def load_directory(path: str | Path) -> Directory:
+def load_directory(path: str | Path = DEFAULT_PATH) -> Directory:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
