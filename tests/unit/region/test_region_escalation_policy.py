@@ -203,3 +203,65 @@ def test_normal_referral_deadline_counts_working_days_over_kings_day():
     assert local(due) == datetime(2026, 4, 29, 16, 0, tzinfo=AMS)
     urgent = SHIPPED.rules["not_acknowledged"].after.due(ams(2026, 4, 24, 16, 0), "URGENT", CAL)
     assert local(urgent) - datetime(2026, 4, 24, 16, 0, tzinfo=AMS) == timedelta(hours=2)
+
+
+# ------------------------------------------------------------------------- holidays
+
+
+@pytest.mark.parametrize("year", [2025, 2026, 2027, 2031])
+def test_liberation_day_is_a_day_off_every_year_not_only_in_lustrum_years(year):
+    # Algemene termijnenwet art. 3 lists 5 May every year; the library alone counts 2025, 2030, ...
+    liberation_day = date(year, 5, 5)
+    assert CAL.holiday_name(liberation_day) == "Liberation Day"
+    assert not CAL.is_working_day(liberation_day)
+
+
+def test_working_hours_skip_liberation_day_2026():
+    # Monday 4 May 2026 16:00 + 2 working hours: Tuesday 5 May is Liberation Day -> Wednesday 10:00
+    assert not CAL.is_working_day(date(2026, 5, 5))
+    due = CAL.add(ams(2026, 5, 4, 16, 0), 2 * 3600)
+    assert local(due) == datetime(2026, 5, 6, 10, 0, tzinfo=AMS)
+
+
+def test_holiday_names_are_english_whatever_the_library_would_pick():
+    assert CAL.holiday_name(date(2026, 4, 6)) == "Easter Monday"
+    assert CAL.holiday_name(date(2026, 12, 25)) == "Christmas Day"
+    assert {"Good Friday", "Liberation Day", "King's Day"} <= CAL.known_holiday_names()
+
+
+@pytest.mark.parametrize("unknown", [["Goede vrijdag"], ["Good friday"], ["Good Friday", "Bank Holiday"]])
+def test_unknown_holiday_name_in_exclude_is_refused(unknown):
+    data = shipped_data()
+    data["working_hours"]["holidays"]["exclude"] = unknown
+    with pytest.raises(PolicyError) as err:
+        build_escalation_policy(data, "escalation.yaml")
+    assert err.value.where == "working_hours.holidays.exclude"
+    assert repr(unknown[-1]) in str(err.value)
+    assert "Good Friday" in err.value.problem  # the message lists the names that are accepted
+
+
+_EXCLUDE_CHECK = """
+from datetime import date
+from services.region.domain.escalation import load_escalation_policy
+calendar = load_escalation_policy().working_hours
+print(calendar.is_working_day(date(2026, 4, 3)), calendar.holiday_name(date(2026, 4, 27)))
+"""
+
+
+@pytest.mark.parametrize("locale", ["C", "nl_NL.UTF-8"])
+def test_exclude_good_friday_works_under_any_machine_locale(locale):
+    # The holidays library reads these variables when no language is asked for; the shipped
+    # `exclude: ["Good Friday"]` must make Good Friday 2026 (3 April) a working day in any case.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
+    env.update(LANG=locale, LC_ALL=locale, LC_MESSAGES=locale, LANGUAGE=locale.split(".")[0])
+    result = subprocess.run(
+        [sys.executable, "-c", _EXCLUDE_CHECK], env=env, capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[3], check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "True King's Day"

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import PolicyError
 from ..policy import read_policy_file
-from .calendar import WEEKDAYS, WorkingHours
+from .calendar import WEEKDAYS, UnknownHolidayName, WorkingHours
 
 # Levels, named as in proto EscalationLevel.
 AGENCY_REMINDER = "AGENCY_REMINDER"
@@ -172,7 +172,7 @@ def _working_hours(data: Any) -> WorkingHours:
                    {"country", "subdivision", "exclude", "extra_days_off"}, required={"country"})
     exclude = hol.get("exclude", []) or []
     if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
-        raise PolicyError(f"{where}.holidays.exclude", "must be a list of holiday names")
+        raise PolicyError(f"{where}.holidays.exclude", "must be a list of holiday names (in English, e.g. Good Friday)")
     extra = hol.get("extra_days_off", []) or []
     if not isinstance(extra, list) or not all(isinstance(x, date) for x in extra):
         raise PolicyError(f"{where}.holidays.extra_days_off", "must be a list of dates (YYYY-MM-DD)")
@@ -192,6 +192,8 @@ def _working_hours(data: Any) -> WorkingHours:
         )
     except NotImplementedError as exc:  # the holidays library refuses an unknown subdivision
         raise PolicyError(f"{where}.holidays.subdivision", f"not usable: {exc}") from None
+    except UnknownHolidayName as exc:
+        raise PolicyError(f"{where}.holidays.exclude", str(exc)) from None
     return calendar
 
 
