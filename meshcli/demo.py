@@ -74,6 +74,9 @@ def demo_request(case_id: str, contact: common_pb2.SealedContact | None = None) 
 
 
 def run_demo() -> int:
+    # The demo is a development mesh: plaintext and development identities, on loopback only.
+    os.environ.setdefault("MESH_MODE", "local")
+    settings.cache_clear()
     config = settings()
     narrator = Narrator()
     env = dict(os.environ)

@@ -121,6 +121,18 @@ def _referral_command(options) -> int:
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     if options.command == "serve":
+        from pydantic import ValidationError
+
+        from meshkernel.config import settings
+
+        try:
+            settings()
+        except ValidationError as invalid:
+            problem = invalid.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]).upper()
+            print(f"mesh serve {options.service}: refusing to start: MESH_{where}: {problem['msg']}",
+                  file=sys.stderr)
+            return 2
         if options.service == "referral":
             from services.referral.main import run
         elif options.service == "region":

@@ -29,11 +29,13 @@ def free_port() -> int:
 
 def private_mesh_env(state_dir: Path, kafka_bootstrap: str | None = None, **extra: str) -> dict[str, str]:
     """Environment for a private mesh beside others on one broker and machine: its own topic
-    prefix, database, state folder and free ports (tests, benchmarks, parallel demos)."""
+    prefix, database, state folder and free ports (tests, benchmarks, parallel demos). It runs
+    in MESH_MODE=local (plaintext on loopback) unless `extra` says otherwise."""
     env = dict(os.environ)
     if kafka_bootstrap:
         env["KAFKA_BOOTSTRAP"] = kafka_bootstrap
     env.update({
+        "MESH_MODE": "local",
         "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
         "DATABASE_URL": f"sqlite:///{state_dir / 'referral.db'}",
         "MESH_STATE_DIR": str(state_dir / "state"),

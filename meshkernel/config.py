@@ -1,13 +1,18 @@
 """One configuration for the whole mesh, from environment variables with embedded defaults.
 
-The defaults run everything on loopback with SQLite, so `make run` needs no set-up; an
-operator points the services elsewhere with the variables named on each field.
+Safe by default: unset, `MESH_MODE` is `production`, where every gRPC server requires mutual
+TLS and no development identity exists; a service without the material it needs refuses to
+start (meshkernel/safety.py). `MESH_MODE=local` (the demo, benchmarks and tests) allows
+plaintext and development identities, on loopback addresses only. The other defaults run
+everything on loopback with SQLite; an operator points the services elsewhere with the
+variables named on each field.
 """
 from __future__ import annotations
 
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +23,9 @@ STATE_DIR = PROJECT_ROOT / "var"
 
 class MeshSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MESH_", extra="ignore", frozen=True)
+
+    # MESH_MODE: `production` unless set; `local` relaxes security and is bound to loopback.
+    mode: Literal["production", "local"] = "production"
 
     # Without KAFKA_BOOTSTRAP: the local broker of scripts/kafka.sh (KAFKA_PORT, default 9092).
     kafka_bootstrap: str = Field(
@@ -44,14 +52,18 @@ class MeshSettings(BaseSettings):
     # Shared reference data (referencedata/README.md): the agency directory.
     agency_directory_path: Path = PROJECT_ROOT / "referencedata" / "data" / "agencies.yaml"
 
+    # Listen addresses (host:port; hosts without port below). In local mode each must be loopback.
     referral_grpc_address: str = "127.0.0.1:50051"
     region_grpc_address: str = "127.0.0.1:50052"
     notify_grpc_address: str = "127.0.0.1:50053"
+    region_web_host: str = "127.0.0.1"  # MESH_REGION_WEB_HOST: the region worker's /health
     region_web_port: int = 6067
+    notify_web_host: str = "127.0.0.1"  # MESH_NOTIFY_WEB_HOST: the dashboard
     notify_web_port: int = 6066
-    # Prometheus scrape endpoints (loopback); 0 turns one off.
     # How often the referral service closes referrals whose consent ran out.
     consent_sweep_seconds: float = Field(default=60.0, gt=0)
+    # Prometheus scrape endpoints on MESH_METRICS_HOST; a port of 0 turns one off.
+    metrics_host: str = "127.0.0.1"
     referral_metrics_port: int = 9464
     region_metrics_port: int = 9465
     notify_metrics_port: int = 9466
@@ -86,10 +98,6 @@ class MeshSettings(BaseSettings):
     notify_demo_password: str | None = None
     notify_session_hours: float = 8.0
 
-    # Development identity header: honoured only from loopback peers and only while no TLS
-    # is configured (then the certificate decides, always).
-    dev_identity: bool = True
-
     @field_validator(
         "tls_cert", "tls_key", "tls_ca", "tls_crl", "tls_client_cert", "tls_client_key", "tls_agency_dir",
         "notify_key_store_path", "notify_client_outbox_path", "notify_database_url", "notify_demo_password",
@@ -102,6 +110,16 @@ class MeshSettings(BaseSettings):
     @property
     def tls_enabled(self) -> bool:
         return bool(self.tls_cert or self.tls_key or self.tls_ca or self.tls_crl)
+
+    @property
+    def local_mode(self) -> bool:
+        return self.mode == "local"
+
+    @property
+    def development_identities(self) -> bool:
+        """Bare identity headers (x-mesh-dev-agency, x-mesh-coordinator): local mode only, from
+        loopback peers only, and never while TLS is configured (then the certificate decides)."""
+        return self.local_mode and not self.tls_enabled
 
     environment: str = "local"
     log_level: str = "INFO"

@@ -21,7 +21,8 @@ from referralmesh.v1 import events_pb2
 log = logging.getLogger(__name__)
 
 
-def make_app(service: str, config: MeshSettings, *, web_port: int | None = None) -> faust.App:
+def make_app(service: str, config: MeshSettings, *, web_port: int | None = None,
+             web_host: str = "127.0.0.1") -> faust.App:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         f"{config.topic_prefix}referral-mesh-{service}",
@@ -33,7 +34,7 @@ def make_app(service: str, config: MeshSettings, *, web_port: int | None = None)
         processing_guarantee="at_least_once",
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
-        web_bind="127.0.0.1",
+        web_bind=web_host,
         datadir=str(config.state_dir / f"{config.topic_prefix}{service}-data"),
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,

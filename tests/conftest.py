@@ -10,9 +10,13 @@ import json
 import os
 import urllib.request
 
-import pytest
+# Tests that are not about security run the mesh in local mode (plaintext on loopback); the
+# security tests set MESH_MODE themselves. Set before any settings are read.
+os.environ["MESH_MODE"] = "local"
 
-from meshcli.supervisor import (  # noqa: F401 - settings_from is imported from here by the test folders
+import pytest  # noqa: E402
+
+from meshcli.supervisor import (  # noqa: F401,E402 - settings_from is imported from here by the test folders
     Stack,
     private_mesh_env,
     settings_from,
@@ -24,8 +28,8 @@ from meshcli.supervisor import (  # noqa: F401 - settings_from is imported from 
     zipkin_answers,
     zipkin_url,
 )
-from meshkernel.config import MeshSettings
-from meshkernel.kafka import prepare_kafka
+from meshkernel.config import MeshSettings  # noqa: E402
+from meshkernel.kafka import prepare_kafka  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from meshkernel.config import settings
 from meshkernel.kafka import prepare_kafka
 from meshkernel.logs import setup_logging
 from meshkernel.metrics import setup_metrics
+from meshkernel.safety import refuse_unsafe_start
 from meshkernel.streams import run_worker
 from meshkernel.tracing import setup_tracing
 from services.notify.adapters.streams import SERVICE, build_app
@@ -16,8 +17,9 @@ from services.notify.adapters.streams import SERVICE, build_app
 
 def run() -> None:
     config = settings()
+    refuse_unsafe_start(config, SERVICE)  # before Kafka or a database is touched
     setup_logging(SERVICE, config.log_level)
     setup_tracing(SERVICE, environment=config.environment)
-    setup_metrics(SERVICE, config.notify_metrics_port)
+    setup_metrics(SERVICE, config.notify_metrics_port, address=config.metrics_host)
     prepare_kafka(config, SERVICE)
     run_worker(build_app(config), config)

@@ -18,6 +18,7 @@ from meshkernel.grpc_health import add_health_and_reflection, mark_serving
 from meshkernel.kafka import prepare_kafka
 from meshkernel.logs import setup_logging
 from meshkernel.metrics import setup_metrics
+from meshkernel.safety import refuse_unsafe_start
 from meshkernel.tracing import setup_tracing
 from referralmesh.v1 import referral_service_pb2, referral_service_pb2_grpc
 from services.referral.adapters import identity
@@ -25,9 +26,8 @@ from services.referral.adapters.grpc_api import ReferralApi
 from services.referral.adapters.metrics import ReferralMetrics
 from services.referral.adapters.outbox_relay import OutboxRelay
 from services.referral.adapters.storage import ReferralStore, make_engine, migrate
-from services.referral.adapters.tls import (
+from meshkernel.tls import (
     AuthInterceptor,
-    is_loopback,
     make_verifier,
     server_credentials,
     server_tls_from,
@@ -75,16 +75,13 @@ async def serve(config: MeshSettings) -> None:
         ],
     )
     referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
-        ReferralApi(use_cases, allow_dev_identity=config.dev_identity, metrics=ReferralMetrics(store)), server
+        ReferralApi(use_cases, allow_dev_identity=config.development_identities, metrics=ReferralMetrics(store)), server
     )
     service_name = referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name
     health_servicer = add_health_and_reflection(server, service_name)
     if server_tls is not None:
         server.add_secure_port(config.referral_grpc_address, server_credentials(server_tls))
-    else:
-        if not is_loopback(config.referral_grpc_address):
-            log.warning("no TLS configured: listening without encryption on a non-loopback address;"
-                        " remote callers have no identity and are refused")
+    else:  # local mode only, on loopback (meshkernel.safety refused anything else at start)
         server.add_insecure_port(config.referral_grpc_address)
     await server.start()
     await mark_serving(health_servicer, service_name)
@@ -127,7 +124,8 @@ async def sweep_expired_consents(use_cases: ReferralUseCases, every_seconds: flo
 
 def run() -> None:
     config = settings()
+    refuse_unsafe_start(config, SERVICE)  # before Kafka or a database is touched
     setup_logging(SERVICE, config.log_level)
     setup_tracing(SERVICE, environment=config.environment)
-    setup_metrics(SERVICE, config.referral_metrics_port)
+    setup_metrics(SERVICE, config.referral_metrics_port, address=config.metrics_host)
     asyncio.run(serve(config))

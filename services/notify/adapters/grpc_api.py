@@ -1,9 +1,9 @@
 """NotifyService over gRPC: the alert stream, acknowledge, and sealing/erasing contact details.
 
-Identity (embedded default, loopback only, like the referral service's development header):
+Development identities (MESH_MODE=local without TLS only, like the referral service's header):
 `x-mesh-coordinator: <username>` names the acting coordinator for AcknowledgeAlert; the
 coordinator's scope applies. `x-mesh-dev-agency: <agency id>` names the calling agency for the
-access log of SealContact/EraseClient. With mutual TLS the certificate would name the caller.
+access log of SealContact/EraseClient. Otherwise these headers are ignored.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
+from meshkernel.tls import ServerTls, server_credentials
 from referralmesh.v1 import events_pb2, notify_service_pb2 as api, notify_service_pb2_grpc
 from services.notify.adapters.keystore import KeyStore
 from services.notify.adapters.store import NotifyStore, StoredAlert
@@ -55,13 +56,15 @@ def alert_message(stored: StoredAlert, cursor: int) -> api.Alert:
 
 
 class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
-    def __init__(self, desk: AlertDesk, store: NotifyStore, keys: KeyStore):
+    def __init__(self, desk: AlertDesk, store: NotifyStore, keys: KeyStore, *, development_identities: bool):
         self.desk = desk
         self.store = store
         self.keys = keys
+        self.development_identities = development_identities
 
-    @staticmethod
-    def _metadata(context) -> dict[str, str]:
+    def _metadata(self, context) -> dict[str, str]:
+        if not self.development_identities:
+            return {}
         return {key: value for key, value in (context.invocation_metadata() or ())}
 
     async def WatchAlerts(self, request, context):
@@ -141,11 +144,14 @@ def erase_client(keys: KeyStore, store: NotifyStore, case_id: str) -> bool:
     return destroyed
 
 
-def build_server(servicer: NotifyApi, address: str):
+def build_server(servicer: NotifyApi, address: str, tls: ServerTls | None = None):
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024)])
     notify_service_pb2_grpc.add_NotifyServiceServicer_to_server(servicer, server)
     health_servicer = add_health_and_reflection(server, SERVICE_NAME)
-    server.add_insecure_port(address)
+    if tls is not None:
+        server.add_secure_port(address, server_credentials(tls))
+    else:
+        server.add_insecure_port(address)
     return server, health_servicer
 
 

@@ -26,6 +26,7 @@ from meshkernel import topics as declared
 from meshkernel import tracing
 from meshkernel.config import MeshSettings
 from meshkernel.streams import DeadLetters, decoded_events, make_app, observe_consumer_lag, topic
+from meshkernel.tls import server_tls_from
 from referralmesh.v1 import events_pb2
 from services.notify.adapters import passwords
 from services.notify.adapters.channels import ChannelRouter, OutboxChannel
@@ -226,7 +227,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
 
     dashboard = Dashboard(desk, store, LocalPasswords(store), runtime.names.regions,
                           session_hours=config.notify_session_hours, service=SERVICE)
-    web_host = "127.0.0.1"
+    web_host = config.notify_web_host
 
     @app.service
     class NotifyServers(mode.Service):
@@ -238,7 +239,8 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         async def on_start(self) -> None:
             self.runner = await start_http(dashboard.app(), web_host, config.notify_web_port)
             log.info("notify dashboard listening", extra={"address": f"http://{web_host}:{config.notify_web_port}/"})
-            self.grpc_server, self.health = build_server(NotifyApi(desk, store, runtime.keys), config.notify_grpc_address)
+            servicer = NotifyApi(desk, store, runtime.keys, development_identities=config.development_identities)
+            self.grpc_server, self.health = build_server(servicer, config.notify_grpc_address, server_tls_from(config))
             await self.grpc_server.start()
             await serving(self.health)
             log.info("notify gRPC listening", extra={"address": config.notify_grpc_address})

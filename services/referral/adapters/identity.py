@@ -2,7 +2,7 @@
 
 Production path: mutual TLS. The agency is the organisation whose OIN is in the subject
 serialNumber of its client certificate (as PKIoverheid certificates carry it), checked against
-the trust root, the CRL and the agency directory by `services.referral.adapters.tls`. The
+the trust root, the CRL and the agency directory by `meshkernel.tls`. The
 server installs `tls.AuthInterceptor`, which authenticates every call before any handler runs
 and leaves the peer in a context variable; `caller_from` reads it.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import grpc
 
-from services.referral.adapters import tls
+from meshkernel import tls
 from services.referral.application import Caller
 
 DEV_AGENCY_HEADER = "x-mesh-dev-agency"

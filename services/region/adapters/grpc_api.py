@@ -18,6 +18,7 @@ from kafka.partitioner.default import murmur2
 
 from meshkernel.config import MeshSettings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
+from meshkernel.tls import ServerTls, server_credentials, server_tls_from
 from referralmesh.v1 import region_service_pb2 as api
 from referralmesh.v1 import region_service_pb2_grpc
 from services.region.adapters.assigning import assignment_from_entry
@@ -137,14 +138,17 @@ def service_policy(kind: str, rules: ServiceRules) -> api.ServicePolicy:
     )
 
 
-def build_server(api_servicer: RegionApi, address: str) -> tuple[grpc.aio.Server, object]:
+def build_server(api_servicer: RegionApi, address: str, tls: ServerTls | None = None) -> tuple[grpc.aio.Server, object]:
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
     ])
     region_service_pb2_grpc.add_RegionServiceServicer_to_server(api_servicer, server)
     health_servicer = add_health_and_reflection(server, SERVICE_NAME)
-    server.add_insecure_port(address)
+    if tls is not None:
+        server.add_secure_port(address, server_credentials(tls))
+    else:
+        server.add_insecure_port(address)
     return server, health_servicer
 
 
@@ -159,7 +163,8 @@ def attach_grpc_server(app: faust.App, config: MeshSettings, resolver: Resolver,
         async def on_start(self) -> None:
             servicer = RegionApi(resolver, cases, app=app, source_topic=incoming_topic,
                                  partitions=config.topic_partitions)
-            self.server, self.health_servicer = build_server(servicer, config.region_grpc_address)
+            self.server, self.health_servicer = build_server(servicer, config.region_grpc_address,
+                                                             server_tls_from(config))
             await self.server.start()
             await mark_serving(self.health_servicer, SERVICE_NAME)
             log.info("region gRPC listening", extra={"address": config.region_grpc_address})

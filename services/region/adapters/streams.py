@@ -39,7 +39,7 @@ SESSION_TIMEOUT_SECONDS = 10.0
 def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc: bool = True,
               escalation_policy: EscalationPolicy | None = None,
               clock: Callable[[], float] = time.time) -> faust.App:
-    app = make_app(SERVICE, config, web_port=config.region_web_port)
+    app = make_app(SERVICE, config, web_port=config.region_web_port, web_host=config.region_web_host)
     # A worker that died without leaving the group (SIGKILL, lost node) holds its partitions
     # until the session times out; Faust's default of 60 s would stall every case that long.
     app.conf.broker_session_timeout = SESSION_TIMEOUT_SECONDS

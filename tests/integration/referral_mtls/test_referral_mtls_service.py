@@ -57,6 +57,7 @@ def service(kafka_bootstrap, pki_dir, tmp_path_factory):
     state = tmp_path_factory.mktemp("referral-mtls")
     env = dict(os.environ)
     env.update({
+        "MESH_MODE": "production",
         "KAFKA_BOOTSTRAP": kafka_bootstrap,
         "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
         "DATABASE_URL": f"sqlite:///{state / 'referral.db'}",

@@ -10,7 +10,8 @@ from cryptography.x509.oid import NameOID
 
 from meshcli import pki
 from meshkernel.config import MeshSettings
-from services.referral.adapters import identity, tls
+from meshkernel import tls
+from services.referral.adapters import identity
 from services.referral.domain import load_directory
 
 AGENCY = "exit-the-hague"

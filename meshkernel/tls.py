@@ -1,4 +1,4 @@
-"""Mutual TLS for the referral service: credentials, the agency behind a certificate, the CRL.
+"""Mutual TLS for every gRPC server and client of the mesh: credentials, the peer behind a certificate, CRLs.
 
 gRPC core (BoringSSL) does the handshake: TLS 1.2 or 1.3 only (its default minimum is 1.2),
 the server certificate, and a client certificate that must chain to the configured trust root
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-import ipaddress
 import logging
 import os
 import re
@@ -32,7 +31,7 @@ import grpc
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from referencedata.agencies import Directory
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +39,16 @@ OIN_RE = re.compile(r"^\d{20}$")
 # Services a certificate from the trust root may call without being an agency of the directory
 # (an operator's monitoring certificate); revoked certificates are refused here too.
 INFRASTRUCTURE_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
+
+
+class KnownAgency(Protocol):
+    agency_id: str
+
+
+class AgencyLookup(Protocol):
+    """The agency directory as the verifier needs it: the agency with an OIN, or None."""
+
+    def by_oin(self, oin: str) -> KnownAgency | None: ...
 
 
 class CertificateRefused(Exception):
@@ -135,7 +144,7 @@ def _parse_certificate(pem: bytes) -> x509.Certificate:
 class PeerVerifier:
     """Turns the peer certificate of a call into an agency of the directory, or refuses it."""
 
-    def __init__(self, directory: Directory, crl: RevocationList | None):
+    def __init__(self, directory: AgencyLookup, crl: RevocationList | None):
         self.directory = directory
         self.crl = crl
 
@@ -208,7 +217,7 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
     )
 
 
-def make_verifier(tls: ServerTls, directory: Directory) -> PeerVerifier:
+def make_verifier(tls: ServerTls, directory: AgencyLookup) -> PeerVerifier:
     roots = x509.load_pem_x509_certificates(tls.ca.read_bytes())
     crl = None
     if tls.crl is not None:
@@ -303,12 +312,3 @@ def channel_credentials(ca: Path, cert: Path, key: Path) -> grpc.ChannelCredenti
         certificate_chain=Path(cert).read_bytes(),
     )
 
-
-def is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
-    if host == "localhost" or address.startswith("unix:"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
