@@ -7,14 +7,16 @@
 #   scripts/postgres.sh status  exit 0 when the server answers
 #
 # Listens on 127.0.0.1 only, trust authentication on loopback (a test server, never a real one).
-# Settings: POSTGRES_PORT (55432), POSTGRES_DB (referralmesh), POSTGRES_DIR (.cache/postgres).
-# initdb and postgres refuse to run as root, so they run as the `postgres` OS user.
+# Settings: POSTGRES_PORT (55432), POSTGRES_DB (referralmesh), POSTGRES_DIR (see below).
+# initdb and postgres refuse to run as root, so they run as the `postgres` OS user; that user
+# may not be able to enter the checkout (a 0700 folder, root's home), so the data folder lives
+# outside it by default: /var/tmp/referralmesh-pg-<hash of the checkout path>, one per checkout.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PORT="${POSTGRES_PORT:-55432}"
 DB="${POSTGRES_DB:-referralmesh}"
-BASE="${POSTGRES_DIR:-$ROOT/.cache/postgres}"
+BASE="${POSTGRES_DIR:-/var/tmp/referralmesh-pg-$(printf '%s' "$ROOT" | sha256sum | cut -c1-16)}"
 DATA="$BASE/data"
 SOCKETS="$BASE/run"
 LOG="$BASE/postgres.log"
@@ -35,7 +37,9 @@ find_bin() {
 
 as_pg() {
   if [[ "$(id -u)" == 0 ]]; then
-    if command -v runuser >/dev/null; then runuser -u "$OS_USER" -- "$@"; else su -s /bin/sh "$OS_USER" -c "$(printf '%q ' "$@")"; fi
+    # From /, since the checkout (the current folder) may be closed to that user.
+    if command -v runuser >/dev/null; then (cd / && runuser -u "$OS_USER" -- "$@")
+    else (cd / && su -s /bin/sh "$OS_USER" -c "$(printf '%q ' "$@")"); fi
   else
     "$@"
   fi
@@ -53,6 +57,27 @@ ensure_user() {
   fi
 }
 
+prepare_base() {
+  # /var/tmp is shared by every user: a folder someone else made there is never ours to use.
+  local owner expected
+  expected="$(id -un)"
+  [[ "$(id -u)" == 0 ]] && expected="$OS_USER"
+  if [[ -e "$BASE" ]]; then
+    owner="$(stat -c %U "$BASE")"
+    if [[ "$owner" != "$expected" && "$owner" != "$(id -un)" ]]; then
+      echo "postgres.sh: $BASE belongs to $owner, not $expected; remove it or set POSTGRES_DIR" >&2
+      exit 1
+    fi
+  fi
+  mkdir -p -m 0700 "$BASE"
+  mkdir -p "$SOCKETS"
+  if [[ "$(id -u)" == 0 ]]; then chown -R "$OS_USER:" "$BASE"; fi
+  if ! as_pg test -w "$BASE"; then
+    echo "postgres.sh: the $OS_USER user cannot write to $BASE; set POSTGRES_DIR to a folder it can reach" >&2
+    exit 1
+  fi
+}
+
 start() {
   local bin
   bin="$(find_bin)"
@@ -62,8 +87,7 @@ start() {
     return 0
   fi
   ensure_user
-  mkdir -p "$BASE" "$SOCKETS"
-  if [[ "$(id -u)" == 0 ]]; then chown -R "$OS_USER:" "$BASE"; fi
+  prepare_base
   if [[ ! -s "$DATA/PG_VERSION" ]]; then
     as_pg "$bin/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$BASE/initdb.log" 2>&1 \
       || as_pg "$bin/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --no-locale >"$BASE/initdb.log" 2>&1 \
