@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from notify_kit import NotifyProcess, Producer, notify_env
+from tests.integration.notify.notify_kit import NotifyProcess, Producer, notify_env
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from meshkernel.topics import ALL_TOPICS, ASSIGNMENTS, ESCALATIONS, NOTIFICATION
 from referralmesh.v1 import events_pb2, notify_service_pb2 as api, notify_service_pb2_grpc
 from services.notify.adapters.store import NotifyStore
 from services.notify.paths import NotifyPaths
-from notify_kit import DEMO_PASSWORD, assignment, escalation, new_case, referral_with_contact, wait_until
+from tests.integration.notify.notify_kit import DEMO_PASSWORD, assignment, escalation, new_case, referral_with_contact, wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -26,7 +26,7 @@ from services.notify.domain import webhook
 from services.notify.replay import read_dead_letters, requeue_letters
 from meshcli.supervisor import free_port
 from tests.conftest import settings_from
-from notify_kit import notify_env
+from tests.integration.notify.notify_kit import notify_env
 
 SECRET = b"a-webhook-secret-of-some-length"
 AGENCY = "shelter-utrecht"

@@ -1,7 +1,7 @@
 """Set-up for the referral storage and gRPC integration tests, on SQLite and on PostgreSQL.
 
 PostgreSQL comes from Debian's packages through scripts/postgres.sh (reused when it already
-runs; left running for the next session, its data lives under .cache/postgres). Each test
+runs; left running for the next session; its data lives outside the checkout, see the script). Each test
 gets a fresh database of its own. Missing PostgreSQL binaries fail the run, loudly: CI
 installs them, and a silent skip would hide that half the storage tests did not run.
 """
@@ -9,25 +9,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
-from datetime import datetime, timedelta, timezone
-
-import psycopg
 import pytest
 
 from meshkernel.config import PROJECT_ROOT, MeshSettings
-from referralmesh.v1 import common_pb2
 from services.referral.adapters.storage import ReferralStore, make_engine, migrate
-from services.referral.application import Caller, NewReferral, ReferralUseCases
+from services.referral.application import ReferralUseCases
 from services.referral.domain import load_directory
+from tests.integration.referral.referral_db_kit import BACKENDS, fresh_database
 
 POSTGRES_SCRIPT = PROJECT_ROOT / "scripts" / "postgres.sh"
-BACKENDS = ("sqlite", "postgresql")
-
-SENDER = "central-amsterdam"
-RECEIVER = "shelter-amsterdam"
-NEXT = "exit-amsterdam"
-STRANGER = "care-rotterdam"
 
 
 @pytest.fixture(scope="session")
@@ -45,28 +35,11 @@ def postgres_url() -> str:
     return subprocess.run([str(POSTGRES_SCRIPT), "url"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _admin_url(url: str) -> str:
-    return url.rsplit("/", 1)[0] + "/postgres"
-
-
 @pytest.fixture
 def fresh_database_url(request, tmp_path, postgres_url_lazy):
     """A new empty database of the backend named by the test's `backend` parameter."""
     backend = request.param if hasattr(request, "param") else request.getfixturevalue("backend")
-    yield from _fresh_database(backend, tmp_path, postgres_url_lazy)
-
-
-def _fresh_database(backend: str, folder, postgres_url_getter):
-    if backend == "sqlite":
-        yield f"sqlite:///{folder / f'referral-{uuid.uuid4().hex[:8]}.db'}"
-        return
-    base = postgres_url_getter()
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_admin_url(base), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(_admin_url(base), autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from fresh_database(backend, tmp_path, postgres_url_lazy)
 
 
 @pytest.fixture
@@ -82,7 +55,7 @@ def backend(request) -> str:
 
 @pytest.fixture
 def database_url(backend, tmp_path, postgres_url_lazy):
-    yield from _fresh_database(backend, tmp_path, postgres_url_lazy)
+    yield from fresh_database(backend, tmp_path, postgres_url_lazy)
 
 
 @pytest.fixture
@@ -106,29 +79,3 @@ def config() -> MeshSettings:
 @pytest.fixture
 def use_cases(store, config) -> ReferralUseCases:
     return ReferralUseCases(store, config, load_directory(config.agency_directory_path))
-
-
-def caller(agency: str) -> Caller:
-    return Caller(agency_id=agency, user="worker-7")
-
-
-def new_referral(case_id: str | None = None, *, key: str | None = None, receiver: str = RECEIVER,
-                 need: str = "shelter", urgency: str = "NORMAL") -> NewReferral:
-    case_id = case_id or f"case-{uuid.uuid4().hex[:10]}"
-    facts = common_pb2.BindingFacts(grew_up_in=["GM0363"])
-    fingerprint = f"{case_id}|{receiver}|{need}|{urgency}".encode()
-    return NewReferral(
-        request_key=key or f"key-{uuid.uuid4().hex}",
-        case_id=case_id,
-        receiver_agency=receiver,
-        match_domain=None, match_region=None, match_language=None,
-        need_domains=(need,),
-        urgency=urgency,
-        languages=("nl", "en"),
-        asked_in="GM0363",
-        facts=facts,
-        consent_organisations=(SENDER, RECEIVER, NEXT),
-        consent_purpose="REFERRAL",
-        consent_valid_until=datetime.now(timezone.utc) + timedelta(days=90),
-        fingerprint_source=fingerprint,
-    )

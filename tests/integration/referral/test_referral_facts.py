@@ -25,7 +25,7 @@ from services.referral.adapters.storage import ReferralStore, make_engine
 from services.referral.adapters.tables import outbox
 from tests.conftest import settings_from
 
-from conftest import BACKENDS, NEXT, RECEIVER, SENDER, STRANGER, _fresh_database
+from tests.integration.referral.referral_db_kit import BACKENDS, NEXT, RECEIVER, SENDER, STRANGER, fresh_database
 
 pytestmark = pytest.mark.kafka
 
@@ -45,7 +45,7 @@ def _env_without_tls(extra: dict[str, str]) -> dict[str, str]:
 @pytest.fixture(scope="module", params=BACKENDS)
 def service(request, kafka_bootstrap, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"referral-facts-{request.param}")
-    databases = _fresh_database(request.param, folder, lambda: request.getfixturevalue("postgres_url"))
+    databases = fresh_database(request.param, folder, lambda: request.getfixturevalue("postgres_url"))
     database_url = next(databases)
     env = _env_without_tls({
         "KAFKA_BOOTSTRAP": kafka_bootstrap,

@@ -19,7 +19,7 @@ from services.referral.adapters.grpc_api import ERROR_CODE_HEADER, ERROR_DETAIL_
 from services.referral.application import encode_cursor
 from tests.conftest import settings_from
 
-from conftest import BACKENDS, NEXT, RECEIVER, SENDER, STRANGER, _fresh_database
+from tests.integration.referral.referral_db_kit import BACKENDS, NEXT, RECEIVER, SENDER, STRANGER, fresh_database
 
 pytestmark = pytest.mark.kafka
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture(scope="module", params=BACKENDS)
 def service(request, kafka_bootstrap, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"referral-{request.param}")
-    databases = _fresh_database(request.param, folder, lambda: request.getfixturevalue("postgres_url"))
+    databases = fresh_database(request.param, folder, lambda: request.getfixturevalue("postgres_url"))
     database_url = next(databases)
     env = private_mesh_env(folder, kafka_bootstrap, DATABASE_URL=database_url)
     for key in [key for key in env if key.startswith("MESH_TLS_")]:

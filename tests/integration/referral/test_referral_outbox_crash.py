@@ -27,8 +27,8 @@ from services.referral.adapters.tables import outbox
 from meshcli.supervisor import free_port
 from tests.conftest import settings_from
 
-from conftest import SENDER, _fresh_database
-from test_referral_grpc import request_for
+from tests.integration.referral.referral_db_kit import SENDER, fresh_database
+from tests.integration.referral.test_referral_grpc import request_for
 
 pytestmark = pytest.mark.kafka
 
@@ -52,7 +52,7 @@ def _records(config, case_id: str, wanted: int, timeout: float = 60.0) -> list:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_killed_service_publishes_the_committed_event_after_restart(
         backend, kafka_bootstrap, tmp_path, postgres_url_lazy):
-    databases = _fresh_database(backend, tmp_path, postgres_url_lazy)
+    databases = fresh_database(backend, tmp_path, postgres_url_lazy)
     database_url = next(databases)
     env = dict(os.environ)
     env.update({

@@ -18,7 +18,7 @@ from services.referral.application import ListFilter, NewReferral, ReferralUseCa
 from services.referral.domain import load_directory
 from services.referral.domain import Action, IllegalTransition, NotPermitted, StaleVersion
 
-from conftest import NEXT, RECEIVER, SENDER, STRANGER, caller, new_referral
+from tests.integration.referral.referral_db_kit import NEXT, RECEIVER, SENDER, STRANGER, caller, new_referral
 
 
 def _count(engine, table) -> int:

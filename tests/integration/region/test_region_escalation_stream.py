@@ -19,7 +19,7 @@ from meshkernel import envelope as envelopes
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import ESCALATIONS, OVERRIDES
 from referralmesh.v1 import common_pb2, events_pb2
-from region_stream_kit import Mesh, new_case, wait_for_health
+from tests.integration.region.region_stream_kit import Mesh, new_case, wait_for_health
 from services.region.domain.escalation import DEFAULT_POLICY_PATH, load_escalation_policy
 from tests.conftest import settings_from
 

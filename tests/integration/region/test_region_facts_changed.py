@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from referralmesh.v1 import common_pb2
-from region_stream_kit import AMSTERDAM, GRONINGEN, GRONINGEN_BOUND, new_case, summary
+from tests.integration.region.region_stream_kit import AMSTERDAM, GRONINGEN, GRONINGEN_BOUND, new_case, summary
 
 pytestmark = pytest.mark.kafka
 

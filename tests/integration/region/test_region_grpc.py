@@ -6,7 +6,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from referralmesh.v1 import common_pb2, region_service_pb2 as api, region_service_pb2_grpc as api_grpc
-from region_stream_kit import AMSTERDAM, GRONINGEN, GRONINGEN_BOUND, new_case
+from tests.integration.region.region_stream_kit import AMSTERDAM, GRONINGEN, GRONINGEN_BOUND, new_case
 
 pytestmark = pytest.mark.kafka
 

@@ -5,7 +5,7 @@ import grpc
 import pytest
 
 from referralmesh.v1 import region_service_pb2 as api, region_service_pb2_grpc as api_grpc
-from region_stream_kit import AMSTERDAM, GRONINGEN, new_case, summary, wait_for_health
+from tests.integration.region.region_stream_kit import AMSTERDAM, GRONINGEN, new_case, summary, wait_for_health
 
 pytestmark = pytest.mark.kafka
 

@@ -5,7 +5,7 @@ import pytest
 
 from meshkernel.topics import OVERRIDES, REFERRAL_EVENTS
 from referralmesh.v1 import common_pb2
-from region_stream_kit import AMSTERDAM, GRONINGEN, ROTTERDAM, UTRECHT, new_case, summary
+from tests.integration.region.region_stream_kit import AMSTERDAM, GRONINGEN, ROTTERDAM, UTRECHT, new_case, summary
 
 pytestmark = pytest.mark.kafka
 

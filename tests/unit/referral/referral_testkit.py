@@ -1,4 +1,4 @@
-"""Shared builders for the referral domain tests (imported by name; no package needed)."""
+"""Shared builders for the referral domain tests (imported package-qualified, like every test helper)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 
 import pytest
-from referral_testkit import RECEIVER, SENDER, act, open_, scenarios
+from tests.unit.referral.referral_testkit import RECEIVER, SENDER, act, open_, scenarios
 
 from services.referral.domain import (
     ALL_EVENT_TYPES,

@@ -5,7 +5,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from referral_testkit import NEXT, RECEIVER, SENDER, STRANGER, T0, act, scenarios
+from tests.unit.referral.referral_testkit import NEXT, RECEIVER, SENDER, STRANGER, T0, act, scenarios
 
 from services.referral.domain import (
     ALL_EVENT_TYPES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from referral_testkit import NEXT, RECEIVER, SENDER, THIRD, act, scenarios
+from tests.unit.referral.referral_testkit import NEXT, RECEIVER, SENDER, THIRD, act, scenarios
 
 from services.referral.domain import (
     SYSTEM_ACTOR,

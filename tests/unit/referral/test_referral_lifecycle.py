@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from referral_testkit import (
+from tests.unit.referral.referral_testkit import (
     CONSENTED,
     NEXT,
     NOT_CONSENTED,

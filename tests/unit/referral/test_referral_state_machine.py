@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from referral_testkit import (
+from tests.unit.referral.referral_testkit import (
     NEXT,
     NOT_CONSENTED,
     RECEIVER,

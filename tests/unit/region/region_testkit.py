@@ -1,5 +1,4 @@
-"""Shared helpers for the region resolver tests (a plain module: this test folder has no
-__init__.py, so pytest puts it on sys.path and the unique name avoids clashes)."""
+"""Shared helpers for the region resolver tests (imported package-qualified, like every test helper)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from region_testkit import EXAMPLE_INPUT, shipped_data
+from tests.unit.region.region_testkit import EXAMPLE_INPUT, shipped_data
 
 from services.region.cli import run_resolve
 

@@ -4,7 +4,7 @@ import re
 from string import Formatter
 
 import pytest
-from region_testkit import AMSTERDAM, ROTTERDAM, SHIPPED, lived, request, worked
+from tests.unit.region.region_testkit import AMSTERDAM, ROTTERDAM, SHIPPED, lived, request, worked
 
 from services.region.domain import LANGUAGES, SERVICE_KINDS, resolve
 from services.region.domain.catalogue import CATALOGUE, plural_form

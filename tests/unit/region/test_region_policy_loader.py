@@ -2,7 +2,7 @@
 
 import pytest
 import yaml
-from region_testkit import SHIPPED, SHIPPED_CONFIG, shipped_data
+from tests.unit.region.region_testkit import SHIPPED, SHIPPED_CONFIG, shipped_data
 
 from services.region.domain import PolicyError, ResidenceRule, load_policy
 

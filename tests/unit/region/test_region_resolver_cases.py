@@ -1,7 +1,7 @@
 """Realistic cases against the shipped region table."""
 
 import pytest
-from region_testkit import AMSTERDAM, DEN_HAAG, GRONINGEN, ROTTERDAM, SHIPPED, UTRECHT, lived, request, worked
+from tests.unit.region.region_testkit import AMSTERDAM, DEN_HAAG, GRONINGEN, ROTTERDAM, SHIPPED, UTRECHT, lived, request, worked
 
 from services.region.domain import InvalidInput, resolve
 

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from region_testkit import SHIPPED
+from tests.unit.region.region_testkit import SHIPPED
 
 from services.region.domain import (
     DECISION_RULES,

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from region_testkit import DECIDED, lived, worked
+from tests.unit.region.region_testkit import DECIDED, lived, worked
 
 from services.region.domain import BindingFacts, FamilyRule, GrewUpRule, ResidenceRule, WorkRule
 from services.region.domain.rules import BINDING, covered_days, evaluate, shift_years, window_start
