@@ -35,6 +35,13 @@ def make_app(service: str, config: MeshSettings, *, web_port: int | None = None,
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
         web_bind=web_host,
+        # Faust's own views would show table contents by case id (/table/...) and the
+        # partition map (/router/...): off. The services serve only their health and metrics.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         datadir=str(config.state_dir / f"{config.topic_prefix}{service}-data"),
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,

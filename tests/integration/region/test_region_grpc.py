@@ -108,3 +108,17 @@ def test_health_and_reflection(stub):
     replies = reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
     names = {s.name for reply in replies for s in reply.list_services_response.service}
     assert "referralmesh.v1.RegionService" in names
+
+
+def test_region_web_serves_health_but_not_faust_table_or_router_views(region_worker):
+    import urllib.error
+    import urllib.request
+
+    _stack, config = region_worker
+    base = f"http://127.0.0.1:{config.region_web_port}"
+    with urllib.request.urlopen(f"{base}/health", timeout=10) as response:
+        assert response.status == 200
+    for path in ("/table/", "/table/cases/", "/router/", "/graph/", "/stats/"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}{path}", timeout=10)
+        assert refused.value.code == 404, path
