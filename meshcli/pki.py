@@ -1,22 +1,29 @@
 """A local certificate authority for the demo and the tests: `mesh pki init DIR`.
 
-Lays out, in DIR:
+Lays out, in DIR (a root CA and two intermediates, as PKIoverheid issues from several):
 
-    ca.crt  ca.key                 root CA (the trust root the referral service is given)
-    server.crt  server.key         the referral service (127.0.0.1, ::1, localhost + --host)
-    crl.pem                        certificate revocation list signed by the CA
-    agencies/<agency-id>.crt .key  one client certificate per agency of the directory:
-                                   subject serialNumber = the agency's OIN (as PKIoverheid
-                                   certificates carry it), O = its name, CN = its agency id
-    revoked.json                   the revocations the CRL is built from (serial, agency, when)
+    ca.crt  ca.key                   trust bundle (root first, then the intermediates); root key
+    intermediates/agencies-ca.*      intermediate CA for agencies' certificates
+    intermediates/mesh-ca.*          intermediate CA for servers, coordinators and services
+    server.crt  server.key           the services' server certificate (127.0.0.1, ::1, localhost
+                                     + --host), chain included
+    agencies/<agency-id>.crt .key    one client certificate per agency of the directory:
+                                     subject serialNumber = the agency's OIN (as PKIoverheid
+                                     certificates carry it), O = its name, CN = its agency id
+    coordinators/<user>.crt .key     coordinators: URI name urn:referralmesh:coordinator:SCOPE:USER,
+                                     one per region (coord-gm0518, scope GM0518) and coord-national
+    system/<service>.crt .key        the mesh's own services: urn:referralmesh:system:SERVICE
+    crl.pem                          one CRL per CA (root, agencies-ca, mesh-ca), in one file
+    revoked.json                     the revocations the CRLs are built from
 
 Idempotent: what exists is kept; missing files are added (e.g. a new agency in the directory);
-`--revoke ID` puts that agency's current certificate on the CRL (permanent, as in any PKI),
-`--renew ID` gives an agency a fresh certificate (the old one stays valid unless revoked).
-The CRL is re-signed only when the revocations change or it is close to its next update.
+`--revoke NAME` puts that agency's, coordinator's or service's current certificate on its CA's
+CRL (permanent, as in any PKI), `--renew NAME` issues a fresh one (the old one stays valid
+unless revoked). A CRL is re-signed only when its revocations change or it nears its next update.
+A folder from before the intermediates were added is started afresh.
 
-This is a demo/test CA. Production agencies use PKIoverheid certificates; the service only
-needs the trust root (MESH_TLS_CA) and the CA's CRL (MESH_TLS_CRL).
+This is a demo/test CA. Production agencies use PKIoverheid certificates; the services need the
+trust bundle (MESH_TLS_CA) and the CRL of every issuing CA (MESH_TLS_CRL).
 """
 from __future__ import annotations
 
@@ -76,23 +83,26 @@ def load_key(path: Path):
     return serialization.load_pem_private_key(path.read_bytes(), password=None)
 
 
-def make_ca(common_name: str = "Referral Mesh Demo Root CA", organisation: str = "Referral Mesh (demo)"):
-    """A self-signed root: (certificate, key). Also used by the tests for a foreign CA."""
+def make_ca(common_name: str = "Referral Mesh Demo Root CA", organisation: str = "Referral Mesh (demo)",
+            *, issuer: tuple | None = None):
+    """A CA: (certificate, key); self-signed root, or an intermediate signed by `issuer`
+    (certificate, key). Also used by the tests for a foreign CA."""
     key = new_key()
     name = x509.Name([
         x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
         x509.NameAttribute(NameOID.COMMON_NAME, common_name),
     ])
+    issuer_cert, issuer_key = issuer if issuer else (None, key)
     now = _now()
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name)
+        .subject_name(name).issuer_name(issuer_cert.subject if issuer_cert else name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0 if issuer else 1), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False, content_commitment=False, key_encipherment=False,
@@ -102,12 +112,14 @@ def make_ca(common_name: str = "Referral Mesh Demo Root CA", organisation: str =
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return cert, key
+    if issuer_cert is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()), key
 
 
-def _leaf(ca_cert, ca_key, subject: x509.Name, *, server_names=(), client: bool):
+def _leaf(ca_cert, ca_key, subject: x509.Name, *, server_names=(), client: bool, uri: str | None = None):
     key = new_key()
     now = _now()
     builder = (
@@ -135,13 +147,15 @@ def _leaf(ca_cert, ca_key, subject: x509.Name, *, server_names=(), client: bool)
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
     )
-    if server_names:
-        alt = []
-        for name in server_names:
-            try:
-                alt.append(x509.IPAddress(ipaddress.ip_address(name)))
-            except ValueError:
-                alt.append(x509.DNSName(name))
+    alt: list[x509.GeneralName] = []
+    for name in server_names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    if uri:
+        alt.append(x509.UniformResourceIdentifier(uri))
+    if alt:
         builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
     return builder.sign(ca_key, hashes.SHA256()), key
 
@@ -168,6 +182,31 @@ def issue_server(ca_cert, ca_key, names=("127.0.0.1", "::1", "localhost")):
     return _leaf(ca_cert, ca_key, subject, server_names=names, client=False)
 
 
+def coordinator_name(scope: str) -> str:
+    """The user name of a region's coordinator (coord-gm0518), or the national one."""
+    return f"coord-{scope.lower()}"
+
+
+def issue_coordinator(ca_cert, ca_key, username: str, scope: str):
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "coordinators"),
+        x509.NameAttribute(NameOID.COMMON_NAME, username),
+    ])
+    return _leaf(ca_cert, ca_key, subject, client=True, uri=f"urn:referralmesh:coordinator:{scope}:{username}")
+
+
+def issue_system(ca_cert, ca_key, service: str):
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "services"),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"{service}-service"),
+    ])
+    return _leaf(ca_cert, ca_key, subject, client=True, uri=f"urn:referralmesh:system:{service}")
+
+
 def make_crl(ca_cert, ca_key, revoked: list[dict]) -> x509.CertificateRevocationList:
     now = _now()
     builder = (
@@ -188,67 +227,111 @@ def make_crl(ca_cert, ca_key, revoked: list[dict]) -> x509.CertificateRevocation
     return builder.sign(ca_key, hashes.SHA256())
 
 
+AGENCIES_CA, MESH_CA, ROOT = "agencies-ca", "mesh-ca", "root"
+SYSTEM_SERVICES = ("referral", "region", "notify")
+
+
+def write_chain(path: Path, cert: x509.Certificate, *issuers: x509.Certificate) -> None:
+    write_atomic(path, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, *issuers)))
+
+
+def _ensure_ca(crt: Path, key_path: Path, make, log) -> tuple:
+    if crt.exists() and key_path.exists():
+        return load_cert(crt), load_key(key_path)
+    cert, key = make()
+    write_key(key_path, key)
+    write_cert(crt, cert)
+    log(f"created CA {cert.subject.rfc4514_string()}")
+    return cert, key
+
+
 def init(
     directory: Path,
     agencies,
     *,
+    regions: tuple[str, ...] = (),
     revoke: tuple[str, ...] = (),
     renew: tuple[str, ...] = (),
     server_names: tuple[str, ...] = (),
     log=print,
 ) -> None:
-    """Create or complete the PKI in `directory` for `agencies` (Agency objects of the directory)."""
+    """Create or complete the PKI in `directory` for `agencies` (Agency objects of the
+    directory), the coordinators of `regions` (region codes) and the national coordinator."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "agencies").mkdir(exist_ok=True)
-    known = {agency.agency_id: agency for agency in agencies}
-    for agency_id in (*revoke, *renew):
-        if agency_id not in known:
-            raise SystemExit(f"error: {agency_id!r} is not an agency of the directory")
+    if (directory / "ca.crt").exists() and not (directory / "intermediates").exists():
+        log("a PKI without intermediate CAs: starting afresh")
+        for stale in ("ca.crt", "ca.key", "server.crt", "server.key", "crl.pem", "revoked.json"):
+            (directory / stale).unlink(missing_ok=True)
+        for folder in ("agencies",):
+            for stale in (directory / folder).glob("*") if (directory / folder).exists() else ():
+                stale.unlink()
+    for folder in ("agencies", "coordinators", "system", "intermediates"):
+        (directory / folder).mkdir(exist_ok=True)
 
-    ca_crt, ca_key_path = directory / "ca.crt", directory / "ca.key"
-    if ca_crt.exists() and ca_key_path.exists():
-        ca_cert, ca_key = load_cert(ca_crt), load_key(ca_key_path)
-    else:
-        ca_cert, ca_key = make_ca()
-        write_key(ca_key_path, ca_key)
-        write_cert(ca_crt, ca_cert)
-        log(f"created root CA {ca_crt}")
+    # Who gets a certificate: name -> (folder, issuing CA, how to issue).
+    holders: dict[str, tuple[str, str, object]] = {}
+    for agency in agencies:
+        holders[agency.agency_id] = ("agencies", AGENCIES_CA,
+                                     lambda ca, a=agency: issue_agency(*ca, a.agency_id, a.name, a.oin))
+    for scope in (*regions, "NATIONAL"):
+        name = coordinator_name(scope)
+        holders[name] = ("coordinators", MESH_CA, lambda ca, n=name, sc=scope: issue_coordinator(*ca, n, sc))
+    for service in SYSTEM_SERVICES:
+        holders[service] = ("system", MESH_CA, lambda ca, sv=service: issue_system(*ca, sv))
+    for name in (*revoke, *renew):
+        if name not in holders:
+            raise SystemExit(f"error: {name!r} is not an agency, coordinator or service of this PKI")
+
+    root = _ensure_ca(directory / "root.crt", directory / "ca.key", make_ca, log)
+    cas = {
+        ROOT: root,
+        AGENCIES_CA: _ensure_ca(directory / "intermediates" / "agencies-ca.crt",
+                                directory / "intermediates" / "agencies-ca.key",
+                                lambda: make_ca("Referral Mesh Demo Agencies CA", issuer=root), log),
+        MESH_CA: _ensure_ca(directory / "intermediates" / "mesh-ca.crt", directory / "intermediates" / "mesh-ca.key",
+                            lambda: make_ca("Referral Mesh Demo Services CA", issuer=root), log),
+    }
+    bundle = b"".join(cas[name][0].public_bytes(serialization.Encoding.PEM) for name in (ROOT, AGENCIES_CA, MESH_CA))
+    if not (directory / "ca.crt").exists() or (directory / "ca.crt").read_bytes() != bundle:
+        write_atomic(directory / "ca.crt", bundle)
 
     names = ("127.0.0.1", "::1", "localhost", *server_names)
     server_crt = directory / "server.crt"
     if not server_crt.exists() or not _has_names(load_cert(server_crt), names):
-        cert, key = issue_server(ca_cert, ca_key, names)
+        cert, key = issue_server(*cas[MESH_CA], names)
         write_key(directory / "server.key", key)
-        write_cert(server_crt, cert)
+        write_chain(server_crt, cert, cas[MESH_CA][0])
         log(f"issued server certificate for {', '.join(names)}")
 
-    for agency_id, agency in known.items():
-        crt = directory / "agencies" / f"{agency_id}.crt"
-        if crt.exists() and agency_id not in renew:
+    for name, (folder, issuer, issue) in holders.items():
+        crt = directory / folder / f"{name}.crt"
+        if crt.exists() and name not in renew:
             continue
-        cert, key = issue_agency(ca_cert, ca_key, agency_id, agency.name, agency.oin)
-        write_key(directory / "agencies" / f"{agency_id}.key", key)
-        write_cert(crt, cert)
-        log(f"issued certificate for {agency_id} (OIN {agency.oin})")
+        cert, key = issue(cas[issuer])
+        write_key(directory / folder / f"{name}.key", key)
+        write_chain(crt, cert, cas[issuer][0])
+        log(f"issued certificate for {name} ({folder})")
 
     state_path = directory / "revoked.json"
     revoked: list[dict] = json.loads(state_path.read_text()) if state_path.exists() else []
     changed = False
-    for agency_id in revoke:
-        serial = str(load_cert(directory / "agencies" / f"{agency_id}.crt").serial_number)
+    for name in revoke:
+        folder, issuer, _issue = holders[name]
+        serial = str(load_cert(directory / folder / f"{name}.crt").serial_number)
         if any(entry["serial"] == serial for entry in revoked):
             continue
-        revoked.append({"serial": serial, "agency": agency_id, "revoked_at": _now().isoformat()})
+        revoked.append({"serial": serial, "holder": name, "issuer": issuer, "revoked_at": _now().isoformat()})
         changed = True
-        log(f"revoked the current certificate of {agency_id} (serial {serial})")
+        log(f"revoked the current certificate of {name} (serial {serial})")
     if changed:
         write_atomic(state_path, (json.dumps(revoked, indent=2) + "\n").encode())
 
     crl_path = directory / "crl.pem"
-    if changed or not crl_path.exists() or _crl_stale(crl_path):
-        crl = make_crl(ca_cert, ca_key, revoked)
-        write_atomic(crl_path, crl.public_bytes(serialization.Encoding.PEM))
-        log(f"signed CRL with {len(revoked)} revoked certificate(s)")
+    if changed or not crl_path.exists() or _crl_stale(crl_path, len(cas)):
+        crls = [make_crl(*cas[name], [e for e in revoked if e.get("issuer", AGENCIES_CA) == name])
+                for name in (ROOT, AGENCIES_CA, MESH_CA)]
+        write_atomic(crl_path, b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls))
+        log(f"signed CRLs of {len(crls)} CAs with {len(revoked)} revoked certificate(s)")
 
 
 def _has_names(cert: x509.Certificate, names) -> bool:
@@ -269,22 +352,28 @@ def _is_ip(name: str) -> bool:
         return False
 
 
-def _crl_stale(path: Path) -> bool:
+def _crl_stale(path: Path, expected: int) -> bool:
+    data = path.read_bytes()
+    blocks = [b"-----BEGIN X509 CRL-----" + part for part in data.split(b"-----BEGIN X509 CRL-----")[1:]]
     try:
-        crl = x509.load_pem_x509_crl(path.read_bytes())
+        crls = [x509.load_pem_x509_crl(block) for block in blocks]
     except ValueError:
         return True
-    return crl.next_update_utc is None or crl.next_update_utc - _now() < CRL_REFRESH_BEFORE
+    return len(crls) != expected or any(
+        crl.next_update_utc is None or crl.next_update_utc - _now() < CRL_REFRESH_BEFORE for crl in crls)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="pki_command", required=True)
-    init_cmd = commands.add_parser("init", help="create or complete a local CA, server and agency certificates, CRL")
+    init_cmd = commands.add_parser(
+        "init", help="create or complete a local CA with intermediates, certificates for the servers, agencies,"
+                     " coordinators and services, and CRLs")
     init_cmd.add_argument("dir", type=Path, help="folder for the PKI (created if missing)")
-    init_cmd.add_argument("--revoke", action="append", default=[], metavar="AGENCY_ID",
-                          help="put this agency's current certificate on the CRL (repeatable)")
-    init_cmd.add_argument("--renew", action="append", default=[], metavar="AGENCY_ID",
-                          help="issue this agency a new certificate (repeatable)")
+    init_cmd.add_argument("--revoke", action="append", default=[], metavar="NAME",
+                          help="put this agency's, coordinator's or service's current certificate on the CRL"
+                               " (repeatable)")
+    init_cmd.add_argument("--renew", action="append", default=[], metavar="NAME",
+                          help="issue this agency, coordinator or service a new certificate (repeatable)")
     init_cmd.add_argument("--host", action="append", default=[], metavar="NAME",
                           help="extra DNS name or IP address for the server certificate (repeatable)")
     init_cmd.add_argument("--directory", type=Path, default=None,
@@ -293,11 +382,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(options) -> int:
     from meshkernel.config import settings
-    from services.referral.domain import load_directory
+    from referencedata.agencies import load_directory
+    from services.region.domain.policy import load_policy
 
     directory = load_directory(options.directory or settings().agency_directory_path)
+    regions = tuple(region.code for region in load_policy(settings().region_policy_path).regions)
     init(
-        options.dir, list(directory), revoke=tuple(options.revoke), renew=tuple(options.renew),
+        options.dir, list(directory), regions=regions, revoke=tuple(options.revoke), renew=tuple(options.renew),
         server_names=tuple(options.host),
     )
     print(f"PKI ready in {options.dir}", file=sys.stderr)

@@ -60,6 +60,11 @@ class MeshSettings(BaseSettings):
     region_web_port: int = 6067
     notify_web_host: str = "127.0.0.1"  # MESH_NOTIFY_WEB_HOST: the dashboard
     notify_web_port: int = 6066
+    # Resource limits of every gRPC server: calls served at once (more are refused with
+    # RESOURCE_EXHAUSTED); the notify alert stream per caller and how long one stream may live.
+    grpc_max_concurrent_rpcs: int = Field(default=200, gt=0)
+    notify_watch_streams_per_caller: int = Field(default=4, gt=0)
+    notify_watch_stream_seconds: float = Field(default=3600.0, gt=0)
     # How often the referral service closes referrals whose consent ran out.
     consent_sweep_seconds: float = Field(default=60.0, gt=0)
     # Prometheus scrape endpoints on MESH_METRICS_HOST; a port of 0 turns one off.
@@ -75,7 +80,9 @@ class MeshSettings(BaseSettings):
     tls_cert: Path | None = None  # MESH_TLS_CERT: the service's certificate chain (PEM)
     tls_key: Path | None = None  # MESH_TLS_KEY
     tls_ca: Path | None = None  # MESH_TLS_CA: trust root(s) for client certificates (and for clients)
-    tls_crl: Path | None = None  # MESH_TLS_CRL: revocation list of that CA, reloaded when it changes
+    tls_crl: Path | None = None  # MESH_TLS_CRL: CRLs of the issuing CAs (a file or a folder), reloaded on change
+    # How long past a CRL's nextUpdate its CA's certificates are still accepted; then refused.
+    tls_crl_grace_seconds: float = Field(default=3600.0, ge=0)
     # Client side (the `mesh` command and the client library): one agency's certificate, or a
     # folder with <agency-id>.crt/.key per agency (DIR/agencies of `mesh pki init`).
     tls_client_cert: Path | None = None  # MESH_TLS_CLIENT_CERT

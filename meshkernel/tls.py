@@ -1,16 +1,25 @@
-"""Mutual TLS for every gRPC server and client of the mesh: credentials, the peer behind a certificate, CRLs.
+"""Mutual TLS for every gRPC server and client of the mesh: credentials, who is behind a
+certificate, revocation lists per issuing CA.
 
 gRPC core (BoringSSL) does the handshake: TLS 1.2 or 1.3 only (its default minimum is 1.2),
-the server certificate, and a client certificate that must chain to the configured trust root
-(`require_client_auth=True`). What gRPC does not do for Python is identify the organisation
+the server certificate, and a client certificate that must chain to the configured trust
+roots (`require_client_auth=True`). What gRPC does not do for Python is identify the caller
 and check revocation; that is here, and runs for every call before any handler logic
 (`AuthInterceptor`):
 
 1. the peer certificate from `context.auth_context()['x509_pem_cert']`;
-2. its serial number must not be on the CRL (loaded at start, reloaded when the file changes;
-   the CRL's signature must verify against the trust root);
-3. its subject serialNumber is the organisation's OIN (20 digits, as PKIoverheid certificates
-   carry it); `Directory.by_oin` gives the agency. An unknown OIN is refused.
+2. revocation: the CRL of the certificate's issuing CA (one per CA: PKIoverheid has several
+   intermediates), matched on issuer and serial number. Fail closed: a certificate whose
+   issuer has no CRL, or whose issuer's CRL is past its nextUpdate by more than the grace
+   period (MESH_TLS_CRL_GRACE_SECONDS), is refused. CRLs are reloaded when their file changes;
+3. who it is (`PeerIdentity.role`):
+   - a coordinator: a URI subject alternative name `urn:referralmesh:coordinator:SCOPE:USER`
+     (SCOPE a region code such as GM0518, or NATIONAL);
+   - a mesh service ("system"): `urn:referralmesh:system:SERVICE`;
+   - otherwise an agency: its subject serialNumber is the organisation's OIN (20 digits, as
+     PKIoverheid certificates carry it), and the agency directory names it.
+   Roles are only as good as the CA that signs them: the coordinator and system names are
+   trusted because the trust roots are the mesh's own (see README, "Certificates").
 
 Failures are UNAUTHENTICATED with a short reason and are logged without personal data.
 """
@@ -24,7 +33,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -54,57 +63,104 @@ class CertificateRefused(Exception):
     """The peer certificate does not identify an agency that may call; the text says why."""
 
 
+AGENCY, COORDINATOR, SYSTEM = "agency", "coordinator", "system"
+ROLES = frozenset({AGENCY, COORDINATOR, SYSTEM})
+URN = "urn:referralmesh:"
+SCOPE_RE = re.compile(r"^(NATIONAL|[A-Z]{2}\d{4})$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
 @dataclass(frozen=True)
 class PeerIdentity:
-    agency_id: str | None  # None: a valid, unrevoked certificate that is no agency (infrastructure)
+    agency_id: str | None  # None: not an agency (a coordinator, a service, or infrastructure)
     oin: str | None
     serial: int
+    role: str | None = None  # AGENCY, COORDINATOR, SYSTEM; None: a valid certificate of no role
+    name: str = ""  # agency id, coordinator user name or service name
+    scope: str | None = None  # a coordinator's region code, or NATIONAL
+
+
+def _read_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    if b"-----BEGIN" not in data:
+        return [x509.load_der_x509_crl(data)]
+    blocks = [b"-----BEGIN X509 CRL-----" + part for part in data.split(b"-----BEGIN X509 CRL-----")[1:]]
+    if not blocks:
+        raise ValueError("no X509 CRL in the file")
+    return [x509.load_pem_x509_crl(block) for block in blocks]
+
+
+def _crl_files(path: Path) -> list[Path]:
+    """A file (one or more PEM CRLs, or one DER CRL), or a folder of them (*.pem, *.crl)."""
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in (".pem", ".crl") and p.is_file())
+    return [path]
+
+
+@dataclass(frozen=True)
+class IssuerRevocations:
+    issuer: str  # the issuing CA's name, for messages
+    revoked: frozenset[int]
+    next_update: datetime | None
 
 
 class RevocationList:
-    """The CA's CRL, loaded from a file and reloaded when the file changes.
+    """The CRLs of the issuing CAs, from a file or folder, reloaded when a file changes.
 
-    A CRL whose signature does not verify against the trust root is refused at start; if a
-    later version cannot be read or verified (e.g. half written), the last good list stays in
-    force and the problem is logged, and it is tried again on the next call.
+    Every CRL must be signed by a CA of the trust bundle (roots and intermediates), or the
+    list is refused at start; if a later version cannot be read or verified (e.g. half
+    written), the last good lists stay in force, the problem is logged, and the file is tried
+    again when it changes.
     """
 
-    def __init__(self, path: Path, issuer: x509.Certificate):
+    def __init__(self, path: Path, issuers: list[x509.Certificate], *, grace_seconds: float = 3600.0,
+                 clock=lambda: datetime.now(timezone.utc)):
         self.path = Path(path)
-        self.issuer = issuer
+        self.issuers = {issuer.subject: issuer for issuer in issuers}
+        self.grace = timedelta(seconds=grace_seconds)
+        self.clock = clock
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
-        self._revoked: frozenset[int] = frozenset()
-        self.next_update: datetime | None = None
+        self._by_issuer: dict[x509.Name, IssuerRevocations] = {}
         problem = self._load()
         if problem:
             raise ValueError(f"cannot use the CRL {self.path}: {problem}")
 
     def _file_stamp(self) -> tuple | None:
         try:
-            st = os.stat(self.path)
+            return tuple((str(p), os.stat(p).st_mtime_ns, os.stat(p).st_size, os.stat(p).st_ino)
+                         for p in _crl_files(self.path))
         except OSError:
             return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _load(self) -> str | None:
-        """Load the file; the problem if it cannot be used (the last good list then stays)."""
+        """Load the lists; the problem if they cannot be used (the last good lists then stay)."""
         stamp = self._file_stamp()
+        loaded: dict[x509.Name, IssuerRevocations] = {}
         try:
-            data = self.path.read_bytes()
-            crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
-            if crl.issuer != self.issuer.subject or not crl.is_signature_valid(self.issuer.public_key()):
-                raise ValueError("not signed by the trust root")
+            files = _crl_files(self.path)
+            if not files:
+                raise ValueError("no CRL files")
+            for file in files:
+                for crl in _read_crls(file.read_bytes()):
+                    issuer = self.issuers.get(crl.issuer)
+                    if issuer is None or not crl.is_signature_valid(issuer.public_key()):
+                        raise ValueError("not signed by the trust root or an intermediate of the trust bundle")
+                    loaded[crl.issuer] = IssuerRevocations(
+                        issuer=crl.issuer.rfc4514_string(),
+                        revoked=frozenset(entry.serial_number for entry in crl),
+                        next_update=crl.next_update_utc,
+                    )
         except (OSError, ValueError) as error:
             log.error("certificate revocation list not usable", extra={"path": str(self.path), "reason": str(error)})
             self._stamp = stamp  # do not retry a broken file on every call; a new write changes the stamp
             return str(error) or type(error).__name__
-        self._revoked = frozenset(entry.serial_number for entry in crl)
-        self.next_update = crl.next_update_utc
+        self._by_issuer = loaded
         self._stamp = stamp
-        if self.next_update is not None and self.next_update < datetime.now(timezone.utc):
-            log.warning("certificate revocation list is past its next update", extra={"path": str(self.path)})
-        log.info("certificate revocation list loaded", extra={"revoked": len(self._revoked)})
+        for entry in loaded.values():
+            if entry.next_update is not None and entry.next_update < self.clock():
+                log.warning("certificate revocation list is past its next update", extra={"issuer": entry.issuer})
+        log.info("certificate revocation lists loaded",
+                 extra={"issuers": len(loaded), "revoked": len(self)})
         return None
 
     def refresh(self) -> None:
@@ -113,12 +169,24 @@ class RevocationList:
                 if self._file_stamp() != self._stamp:
                     self._load()
 
-    def is_revoked(self, serial: int) -> bool:
+    def check(self, certificate: x509.Certificate) -> None:
+        """Refuse a revoked certificate, and any certificate whose issuer's CRL is missing or stale."""
         self.refresh()
-        return serial in self._revoked
+        entry = self._by_issuer.get(certificate.issuer)
+        if entry is None:
+            raise CertificateRefused("no revocation list for the CA that issued this certificate")
+        if entry.next_update is not None and entry.next_update + self.grace < self.clock():
+            raise CertificateRefused("the revocation list of the issuing CA is out of date")
+        if certificate.serial_number in entry.revoked:
+            raise CertificateRefused("the client certificate has been revoked")
+
+    def is_revoked(self, certificate: x509.Certificate) -> bool:
+        self.refresh()
+        entry = self._by_issuer.get(certificate.issuer)
+        return entry is not None and certificate.serial_number in entry.revoked
 
     def __len__(self) -> int:
-        return len(self._revoked)
+        return sum(len(entry.revoked) for entry in self._by_issuer.values())
 
 
 def oin_of(certificate: x509.Certificate) -> str:
@@ -131,6 +199,25 @@ def oin_of(certificate: x509.Certificate) -> str:
     return oin
 
 
+def mesh_role_of(certificate: x509.Certificate) -> tuple[str, str, str | None] | None:
+    """(role, name, scope) from a urn:referralmesh: URI name, or None for no such name."""
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    uris = [uri for uri in names.get_values_for_type(x509.UniformResourceIdentifier) if uri.startswith(URN)]
+    if not uris:
+        return None
+    if len(uris) > 1:
+        raise CertificateRefused("the certificate names more than one mesh role")
+    parts = uris[0][len(URN):].split(":")
+    if len(parts) == 3 and parts[0] == COORDINATOR and SCOPE_RE.match(parts[1]) and NAME_RE.match(parts[2]):
+        return COORDINATOR, parts[2], parts[1]
+    if len(parts) == 2 and parts[0] == SYSTEM and NAME_RE.match(parts[1]):
+        return SYSTEM, parts[1], None
+    raise CertificateRefused("the certificate's mesh role name is not understood")
+
+
 @functools.lru_cache(maxsize=1024)
 def _parse_certificate(pem: bytes) -> x509.Certificate:
     """Parsed once per distinct certificate (every call of a connection carries the same one)."""
@@ -141,16 +228,21 @@ def _parse_certificate(pem: bytes) -> x509.Certificate:
 
 
 class PeerVerifier:
-    """Turns the peer certificate of a call into an agency of the directory, or refuses it."""
+    """Turns the peer certificate of a call into an identity (agency, coordinator, system), or refuses it."""
 
     def __init__(self, directory: AgencyLookup, crl: RevocationList | None):
         self.directory = directory
         self.crl = crl
 
-    def identify(self, pem: bytes, *, require_agency: bool = True) -> PeerIdentity:
+    def identify(self, pem: bytes, *, require_agency: bool = True,
+                 roles: frozenset[str] | None = None) -> PeerIdentity:
+        """The identity behind `pem`. `roles` are the roles accepted (default: agencies only when
+        `require_agency`, else any valid certificate of the trust roots, even one of no role)."""
+        if roles is None and require_agency:
+            roles = frozenset({AGENCY})
         certificate = _parse_certificate(bytes(pem))
-        if self.crl is not None and self.crl.is_revoked(certificate.serial_number):
-            raise CertificateRefused("the client certificate has been revoked")
+        if self.crl is not None:
+            self.crl.check(certificate)
         now = datetime.now(timezone.utc)
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             raise CertificateRefused("the client certificate is not valid at this time")
@@ -160,25 +252,37 @@ class PeerVerifier:
                 raise CertificateRefused("the certificate is not meant for client authentication")
         except x509.ExtensionNotFound:
             pass
+        identity = self._identity(certificate, roles)
+        if roles is not None and identity.role not in roles:
+            raise CertificateRefused(f"a {identity.role or 'certificate without a role'} may not call this service")
+        return identity
+
+    def _identity(self, certificate: x509.Certificate, roles) -> PeerIdentity:
+        serial = certificate.serial_number
+        mesh_role = mesh_role_of(certificate)
+        if mesh_role is not None:
+            role, name, scope = mesh_role
+            return PeerIdentity(agency_id=None, oin=None, serial=serial, role=role, name=name, scope=scope)
         try:
             oin = oin_of(certificate)
         except CertificateRefused:
-            if require_agency:
+            if roles is not None and AGENCY in roles:
                 raise
-            return PeerIdentity(agency_id=None, oin=None, serial=certificate.serial_number)
+            return PeerIdentity(agency_id=None, oin=None, serial=serial)
         agency = self.directory.by_oin(oin)
         if agency is None:
-            if require_agency:
+            if roles is not None and AGENCY in roles:
                 raise CertificateRefused("the organisation of this certificate is not in the agency directory")
-            return PeerIdentity(agency_id=None, oin=oin, serial=certificate.serial_number)
-        return PeerIdentity(agency_id=agency.agency_id, oin=oin, serial=certificate.serial_number)
+            return PeerIdentity(agency_id=None, oin=oin, serial=serial)
+        return PeerIdentity(agency_id=agency.agency_id, oin=oin, serial=serial, role=AGENCY, name=agency.agency_id)
 
-    def identify_context(self, context, *, require_agency: bool = True) -> PeerIdentity:
+    def identify_context(self, context, *, require_agency: bool = True,
+                         roles: frozenset[str] | None = None) -> PeerIdentity:
         auth = context.auth_context() or {}
         pems = auth.get("x509_pem_cert") or []
         if not pems:
             raise CertificateRefused("no client certificate on this connection")
-        return self.identify(pems[0], require_agency=require_agency)
+        return self.identify(pems[0], require_agency=require_agency, roles=roles)
 
 
 # ----------------------------------------------------------------------------- server side
@@ -187,8 +291,9 @@ class PeerVerifier:
 class ServerTls:
     cert: Path
     key: Path
-    ca: Path
-    crl: Path | None
+    ca: Path  # trust bundle: roots and the intermediates whose CRLs are checked
+    crl: Path | None  # a file of CRLs (one per issuing CA) or a folder of them
+    crl_grace_seconds: float = 3600.0
 
 
 def server_tls_from(config) -> ServerTls | None:
@@ -200,7 +305,8 @@ def server_tls_from(config) -> ServerTls | None:
     if missing:
         raise ValueError(f"mutual TLS needs {', '.join(missing)} as well")
     return ServerTls(Path(config.tls_cert), Path(config.tls_key), Path(config.tls_ca),
-                     Path(config.tls_crl) if config.tls_crl else None)
+                     Path(config.tls_crl) if config.tls_crl else None,
+                     getattr(config, "tls_crl_grace_seconds", 3600.0))
 
 
 def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
@@ -217,23 +323,13 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
 
 
 def make_verifier(tls: ServerTls, directory: AgencyLookup) -> PeerVerifier:
-    roots = x509.load_pem_x509_certificates(tls.ca.read_bytes())
+    trusted = x509.load_pem_x509_certificates(tls.ca.read_bytes())
     crl = None
     if tls.crl is not None:
-        issuer = _crl_issuer(tls.crl, roots)
-        crl = RevocationList(tls.crl, issuer)
+        crl = RevocationList(tls.crl, trusted, grace_seconds=tls.crl_grace_seconds)
     else:
         log.warning("mutual TLS without a CRL (MESH_TLS_CRL): revoked certificates cannot be refused")
     return PeerVerifier(directory, crl)
-
-
-def _crl_issuer(path: Path, roots: list[x509.Certificate]) -> x509.Certificate:
-    data = path.read_bytes()
-    crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
-    for root in roots:
-        if root.subject == crl.issuer:
-            return root
-    raise ValueError(f"the CRL {path} is not issued by the trust root")
 
 
 # The authenticated peer of the call being served (set by AuthInterceptor, read by identity.py).
@@ -241,31 +337,36 @@ current_peer: contextvars.ContextVar[PeerIdentity | None] = contextvars.ContextV
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every call from its client certificate before the handler runs."""
+    """Authenticates every call from its client certificate before the handler runs.
 
-    def __init__(self, verifier: PeerVerifier):
+    `roles`: who may call the service's own methods at all (which of them may do what is the
+    application's decision); health and reflection take any valid certificate of the trust roots.
+    """
+
+    def __init__(self, verifier: PeerVerifier, roles: frozenset[str] = frozenset({AGENCY})):
         self.verifier = verifier
+        self.roles = roles
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method or ""
-        require_agency = not method.lstrip("/").startswith(INFRASTRUCTURE_SERVICES)
-        return _wrap(handler, self.verifier, require_agency)
+        infrastructure = method.lstrip("/").startswith(INFRASTRUCTURE_SERVICES)
+        return _wrap(handler, self.verifier, None if infrastructure else self.roles)
 
 
-def _authenticate(verifier: PeerVerifier, context, require_agency: bool) -> str | None:
+def _authenticate(verifier: PeerVerifier, context, roles: frozenset[str] | None) -> str | None:
     """The refusal reason, or None after stashing the peer for the handler."""
     try:
-        current_peer.set(verifier.identify_context(context, require_agency=require_agency))
+        current_peer.set(verifier.identify_context(context, require_agency=False, roles=roles))
         return None
     except CertificateRefused as refused:
         log.warning("call refused: %s", refused, extra={"peer": context.peer()})
         return str(refused)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, verifier: PeerVerifier, require_agency: bool):
+def _wrap(handler: grpc.RpcMethodHandler, verifier: PeerVerifier, roles: frozenset[str] | None):
     if handler.unary_unary:
         behaviour, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
     elif handler.unary_stream:
@@ -277,20 +378,20 @@ def _wrap(handler: grpc.RpcMethodHandler, verifier: PeerVerifier, require_agency
 
     if inspect.isasyncgenfunction(behaviour):
         async def guarded(request_or_iterator, context):
-            refused = _authenticate(verifier, context, require_agency)
+            refused = _authenticate(verifier, context, roles)
             if refused:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
             async for response in behaviour(request_or_iterator, context):
                 yield response
     elif inspect.iscoroutinefunction(behaviour):
         async def guarded(request_or_iterator, context):
-            refused = _authenticate(verifier, context, require_agency)
+            refused = _authenticate(verifier, context, roles)
             if refused:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
             return await behaviour(request_or_iterator, context)
     else:  # a synchronous handler (run by gRPC in its thread pool): the same check first
         def guarded(request_or_iterator, context):
-            refused = _authenticate(verifier, context, require_agency)
+            refused = _authenticate(verifier, context, roles)
             if refused:
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
             return behaviour(request_or_iterator, context)
@@ -311,3 +412,36 @@ def channel_credentials(ca: Path, cert: Path, key: Path) -> grpc.ChannelCredenti
         certificate_chain=Path(cert).read_bytes(),
     )
 
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """The certificate a client presents (with the trust bundle it checks the server against)."""
+    cert: Path
+    key: Path
+    ca: Path
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return channel_credentials(self.ca, self.cert, self.key)
+
+
+def client_identity_from(config, *, agency: str | None = None) -> ClientIdentity | None:
+    """The configured client certificate: an agency's from MESH_TLS_AGENCY_DIR (<agency>.crt/.key)
+    when `agency` is given and that folder is set, else MESH_TLS_CLIENT_CERT/KEY; None when neither."""
+    if agency and config.tls_agency_dir:
+        folder = Path(config.tls_agency_dir)
+        if not config.tls_ca:
+            raise ValueError("a client certificate needs MESH_TLS_CA as well")
+        return ClientIdentity(folder / f"{agency}.crt", folder / f"{agency}.key", Path(config.tls_ca))
+    if config.tls_client_cert or config.tls_client_key:
+        if not (config.tls_client_cert and config.tls_client_key and config.tls_ca):
+            raise ValueError("a client certificate needs MESH_TLS_CLIENT_CERT, MESH_TLS_CLIENT_KEY and MESH_TLS_CA")
+        return ClientIdentity(Path(config.tls_client_cert), Path(config.tls_client_key), Path(config.tls_ca))
+    return None
+
+
+def open_channel(address: str, identity: ClientIdentity | None, *, aio: bool = False):
+    """A channel to a mesh server: mutual TLS with `identity`, plaintext without (local mode)."""
+    module = grpc.aio if aio else grpc
+    if identity is None:
+        return module.insecure_channel(address)
+    return module.secure_channel(address, identity.credentials())

@@ -11,10 +11,10 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
 
 from meshkernel.config import MeshSettings, settings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
+from meshkernel.grpc_server import bind, new_server
 from meshkernel.kafka import prepare_kafka
 from meshkernel.logs import setup_logging
 from meshkernel.metrics import setup_metrics
@@ -26,12 +26,7 @@ from services.referral.adapters.grpc_api import ReferralApi
 from services.referral.adapters.metrics import ReferralMetrics
 from services.referral.adapters.outbox_relay import OutboxRelay
 from services.referral.adapters.storage import ReferralStore, make_engine, migrate
-from meshkernel.tls import (
-    AuthInterceptor,
-    make_verifier,
-    server_credentials,
-    server_tls_from,
-)
+from meshkernel.tls import AGENCY, make_verifier, server_tls_from
 from services.referral.application import ReferralUseCases
 from services.referral.domain import load_directory
 
@@ -62,27 +57,15 @@ async def serve(config: MeshSettings) -> None:
     use_cases.on_commit = lambda: loop.call_soon_threadsafe(relay.wake)
 
     server_tls = server_tls_from(config)  # mutual TLS when its files are configured
-    interceptors = []
-    if server_tls is not None:
-        verifier = make_verifier(server_tls, directory)
-        identity.configure(verifier)
-        interceptors.append(AuthInterceptor(verifier))
-    server = grpc.aio.server(
-        interceptors=interceptors,
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", 4 * 1024 * 1024),
-        ],
-    )
+    verifier = make_verifier(server_tls, directory) if server_tls is not None else None
+    identity.configure(verifier)
+    server = new_server(config, max_receive_bytes=MAX_MESSAGE_BYTES, verifier=verifier, roles=frozenset({AGENCY}))
     referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
         ReferralApi(use_cases, allow_dev_identity=config.development_identities, metrics=ReferralMetrics(store)), server
     )
     service_name = referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name
     health_servicer = add_health_and_reflection(server, service_name)
-    if server_tls is not None:
-        server.add_secure_port(config.referral_grpc_address, server_credentials(server_tls))
-    else:  # local mode only, on loopback (meshkernel.safety refused anything else at start)
-        server.add_insecure_port(config.referral_grpc_address)
+    bind(server, config.referral_grpc_address, server_tls)
     await server.start()
     await mark_serving(health_servicer, service_name)
     log.info("referral service listening", extra={"address": config.referral_grpc_address})
