@@ -44,10 +44,10 @@ class _Writer:
         responsible = d.candidate(d.region)
         if d.rule == HANDOVER_TO_BETTER_BOUND_REGION:
             target = d.candidate(d.handover_to)
-            parts.append(self.t("why.handover", target=target.name, reasons=self.reasons(target), service=service))
+            parts.append(self.t("why.handover", target=target.name, because=self.because(target), service=service))
             parts.append(self.t("next.handover", region=region, target=target.name))
         elif d.rule == BOUND_HERE:
-            parts.append(self.t("why.bound_here", region=region, reasons=self.reasons(responsible)))
+            parts.append(self.t("why.bound_here", region=region, because=self.because(responsible)))
             parts.append(self.t("next.bound_here", region=region, service=service))
         elif d.rule == NO_PROGRAMME_ACCEPTS:
             parts.append(self.t("why.no_programme_accepts", region=region, service=service, requirement=self.requirements(responsible)))
@@ -57,7 +57,7 @@ class _Writer:
             parts.append(self.t("next.stays", region=region))
         else:  # NO_BETTER_BOUND_REGION
             others = [c.name for c in d.candidates if c.bound and c.region != d.region]
-            parts.append(self.t("why.no_better_bound_region", others=self.join(others), service=service))
+            parts.append(self.t(_counted("why.no_better_bound_region", others), others=self.join(others), service=service))
             parts.append(self.t("next.stays", region=region))
         if d.tie_broken is not None:
             names = {c.region: c.name for c in d.candidates}
@@ -66,16 +66,24 @@ class _Writer:
                 parts.append(self.t("tie.lowest_code", regions=self.join([names[c] for c in tie.between]), target=names[tie.chosen]))
             else:
                 others = [names[c] for c in tie.between if c != tie.chosen]
-                parts.append(self.t("tie.responsible_stays", others=self.join(others), region=region))
+                parts.append(self.t(_counted("tie.responsible_stays", others), others=self.join(others), region=region))
         parts.append(self.t("disagree"))
         return " ".join(parts)
 
     def join(self, items: list[str]) -> str:
         if len(items) <= 1:
             return "".join(items)
-        return ", ".join(items[:-1]) + self.t("list.and") + items[-1]
+        return ", ".join(items[:-1]) + self.conjunction(items[-1]) + items[-1]
 
-    def reasons(self, candidate: Candidate) -> str:
+    def conjunction(self, following: str) -> str:
+        # Spanish "y" becomes "e" before an /i/ sound ("Amsterdam e Hilversum"), not before "hie"/"hia".
+        lowered = following.lower()
+        if self.lang == "es" and lowered.startswith(("i", "hi")) and not lowered.startswith(("hia", "hie", "hio", "hiu")):
+            return " e "
+        return self.t("list.and")
+
+    def because(self, candidate: Candidate) -> str:
+        """The sentence giving the ties that count, e.g. "Dat komt omdat u daar lang hebt gewoond."."""
         met = [o for o in candidate.evidence_for if o.role == BINDING]
         keys: list[str] = []
         for kind in RULE_KINDS:  # a fixed order keeps the text stable
@@ -83,7 +91,7 @@ class _Writer:
                 key = "reason.residence_registered" if _registered_only(outcome) else f"reason.{kind}"
                 if key not in keys:
                     keys.append(key)
-        return self.join([self.t(k) for k in keys])
+        return self.t(_counted("because", keys), reasons=self.join([self.t(k) for k in keys]))
 
     def requirements(self, candidate: Candidate) -> str:
         unmet = [o for o in candidate.evidence_against if o.role == REQUIREMENT]
@@ -105,6 +113,11 @@ class _Writer:
         if within_years is None:
             return ""
         return self.t(f"window.{plural_form(self.lang, within_years)}", n=within_years)
+
+
+def _counted(key: str, items: list[str]) -> str:
+    """The key for one item or for several: lists of regions and reasons read differently."""
+    return f"{key}.one" if len(items) == 1 else f"{key}.other"
 
 
 def _registered_only(outcome: RuleOutcome) -> bool:
