@@ -1,7 +1,7 @@
 """`make run`: Kafka, the three services and a short scenario, printed step by step.
 
 Scenario: a client who has worked in salons in two regions without ever registering (bound
-nowhere) asks the exit programme in The Hague for help; it refers her to a shelter agency in
+nowhere) asks the exit programme in Den Haag for help; it refers her to a shelter agency in
 Utrecht. The mesh names a responsible region at once and notifies everyone concerned.
 """
 from __future__ import annotations
@@ -200,8 +200,8 @@ def _play(config, narrator: Narrator, stack: Stack, tracing_url: str | None) -> 
         notify.wait_until_ready(timeout=60)
         _print_endpoints(config, tracing_url)
         narrator.say(
-            f"{SENDER}: a client asks for help in The Hague (GM0518). She has worked in salons in "
-            "The Hague and Amsterdam but never registered anywhere: no regional binding. She reads "
+            f"{SENDER}: a client asks for help in Den Haag (GM0518). She has worked in salons in "
+            "Den Haag and Amsterdam but never registered anywhere: no regional binding. She reads "
             "Spanish best and agrees to text messages."
         )
         contact = notify.seal_contact(case_id, "SMS", DEMO_PHONE)

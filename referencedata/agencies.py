@@ -31,6 +31,11 @@ SYSTEM_ACTOR = "system"
 AGENCY_ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 OIN_RE = re.compile(r"^\d{20}$")  # Dutch government organisation number (Logius OIN)
 REGION_RE = re.compile(r"^GM\d{4}$")  # CBS municipality code of a central municipality
+# Words that must never stand in a name a client's message shows: a text on a lock screen or a
+# shared phone must not tell others that the client is a sex worker or leaving sex work.
+OUTING_WORDS_RE = re.compile(
+    r"sex|seks|prostitu|escort|erot|red light|rosse buurt|raamwerk|uitstap|exit", re.IGNORECASE
+)
 
 
 def is_agency_id(value: object) -> bool:
@@ -54,13 +59,16 @@ class AgencyKind(str, Enum):
 @dataclass(frozen=True)
 class Agency:
     agency_id: str
-    name: str
+    name: str  # the full name, for agencies and coordinators
     kind: AgencyKind
     oin: str
     regions_served: tuple[str, ...]
     need_domains: tuple[NeedDomain, ...]
     languages: tuple[str, ...]
     accepting: bool  # capacity flag: False = not taking new referrals right now
+    # The neutral name every client-facing text uses ("Voices Together", not "Voices Together,
+    # sex worker peer support and advocacy"); required, never derived from `name`.
+    client_display_name: str
 
 
 class Directory:
@@ -145,7 +153,8 @@ def _member(enum: type[Enum], value: object, field: str) -> Any:
 # ----------------------------------------------------------------------------- loading
 
 _FIELDS = {
-    "id", "name", "kind", "oin", "regions_served", "need_domains", "languages", "accepting",
+    "id", "name", "client_display_name", "kind", "oin", "regions_served", "need_domains",
+    "languages", "accepting",
 }
 
 
@@ -260,7 +269,8 @@ class _Parser:
                 raise self.fail(path + (key,), f"unknown field; expected one of {sorted(_FIELDS)}")
         for key in sorted(_FIELDS):
             if key not in item:
-                raise self.fail(path, f"missing field {key!r}")
+                hint = " (the neutral name client messages show)" if key == "client_display_name" else ""
+                raise self.fail(path, f"missing field {key!r}{hint}")
 
         agency_id = item["id"]
         if not is_agency_id(agency_id):
@@ -270,6 +280,7 @@ class _Parser:
         name = item["name"]
         if not isinstance(name, str) or not name.strip():
             raise self.fail(path + ("name",), "name is empty")
+        client_name = self.client_display_name(path + ("client_display_name",), item["client_display_name"])
         try:
             kind = AgencyKind(item["kind"])
         except ValueError:
@@ -316,7 +327,21 @@ class _Parser:
             need_domains=tuple(NeedDomain(d) for d in domains),
             languages=languages,
             accepting=accepting,
+            client_display_name=client_name,
         )
+
+    def client_display_name(self, path: tuple[Any, ...], value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, "the neutral name shown to clients is empty")
+        found = OUTING_WORDS_RE.search(value)
+        if found:
+            raise self.fail(
+                path,
+                f"contains {found.group(0)!r}: a client's message must not reveal what the client"
+                " is helped with; use a neutral name (e.g. the organisation's name without its"
+                " description)",
+            )
+        return value.strip()
 
     def codes(self, path: tuple[Any, ...], value: Any) -> tuple[str, ...]:
         if not isinstance(value, list) or not value:

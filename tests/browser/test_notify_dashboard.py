@@ -24,7 +24,7 @@ def test_a_coordinator_sees_an_escalation_arrive_live_and_acknowledges_it(notify
     browser.find_element(By.ID, "username").send_keys("coord-gm0518")
     browser.find_element(By.ID, "password").send_keys(DEMO_PASSWORD, Keys.ENTER)
     wait.until(seen.presence_of_element_located((By.ID, "alerts")))
-    assert "Coordinator The Hague" in browser.find_element(By.CLASS_NAME, "account").text
+    assert "Coordinator Den Haag" in browser.find_element(By.CLASS_NAME, "account").text
 
     browser.execute_script("window.sameDocument = 'still here';")  # gone if the page reloads
     case_id, elsewhere = new_case(), new_case()
@@ -35,7 +35,7 @@ def test_a_coordinator_sees_an_escalation_arrive_live_and_acknowledges_it(notify
     item = wait.until(seen.presence_of_element_located((By.ID, f"alert-{escalation_id}")))
     assert browser.execute_script("return window.sameDocument;") == "still here"
     assert item.get_attribute("data-state") == "OPEN"
-    assert case_id in item.text and "The Hague" in item.text and "not_accepted_in_time" in item.text
+    assert case_id in item.text and "Den Haag" in item.text and "not_accepted_in_time" in item.text
     assert "1 d 6 h" in item.text  # the case's age
     assert elsewhere not in browser.page_source
     # Every control has a visible label.

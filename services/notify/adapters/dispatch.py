@@ -174,7 +174,7 @@ class Dispatcher:
         if case.last_assignment:
             handover = decode(case.last_assignment, expect="assignment").assignment.handover_to
         facts = MessageFacts(
-            organisation=self.names.agency(case.receiver) if case.receiver else self.names.region(notification.responsible_region),
+            organisation=self.names.client_organisation(case.receiver, notification.responsible_region),
             region=self.names.region(notification.responsible_region),
             handover_region=self.names.region(handover) if handover else "",
             help_name=self.names.help_name, help_phone=self.names.help_phone, help_url=self.names.help_url,

@@ -166,8 +166,9 @@ def test_the_client_message_arrives_in_their_language_and_contact_details_never_
     [message] = [json.loads(l) for l in outbox.read_text().splitlines()
                  if json.loads(l)["notification_id"] == client.notification_id]
     assert message["language"] == "pl" and message["template"] == "client_responsible_region"
-    assert "Den Haag" in message["text"] or "The Hague" in message["text"]
-    assert "Shelter" in message["text"] or "shelter" in message["text"].lower()
+    # Places by their Dutch name; the receiving agency by its neutral client display name.
+    assert "Den Haag" in message["text"] and "The Hague" not in message["text"]
+    assert "Harbour Light Utrecht" in message["text"] and "Harbour Light Shelter Utrecht" not in message["text"]
     assert marker_digits[-2:] in message["to"] and marker_digits not in json.dumps(message)
 
     # The marker appears nowhere: not in the service log, any topic, or the notify database.

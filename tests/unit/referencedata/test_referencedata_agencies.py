@@ -93,6 +93,7 @@ regions:
 agencies:
   - id: shelter-amsterdam
     name: Test Shelter
+    client_display_name: Test Shelter
     kind: shelter
     oin: "99990000000000000001"
     regions_served: [GM0363]
@@ -101,6 +102,7 @@ agencies:
     accepting: true
   - id: care-rotterdam
     name: Test Care
+    client_display_name: Test Care
     kind: care
     oin: "99990000000000000002"
     regions_served: [GM0599]
@@ -126,30 +128,30 @@ def test_good_document_parses():
 @pytest.mark.parametrize(
     "old,new,place,words",
     [
-        ("id: care-rotterdam", "id: shelter-amsterdam", "agencies.yaml:13 agencies[1].id",
+        ("id: care-rotterdam", "id: shelter-amsterdam", "agencies.yaml:14 agencies[1].id",
          "duplicate agency id"),
-        ('"99990000000000000002"', '"99990000000000000001"', "agencies.yaml:16 agencies[1].oin",
+        ('"99990000000000000002"', '"99990000000000000001"', "agencies.yaml:18 agencies[1].oin",
          "duplicate OIN"),
-        ("kind: care", "kind: bank", "agencies.yaml:15 agencies[1].kind", "unknown kind"),
-        ('"99990000000000000002"', "99990000000000000002", "agencies.yaml:16 agencies[1].oin",
+        ("kind: care", "kind: bank", "agencies.yaml:17 agencies[1].kind", "unknown kind"),
+        ('"99990000000000000002"', "99990000000000000002", "agencies.yaml:18 agencies[1].oin",
          "quoted string"),
-        ('"99990000000000000002"', '"12345"', "agencies.yaml:16 agencies[1].oin", "20-digit"),
+        ('"99990000000000000002"', '"12345"', "agencies.yaml:18 agencies[1].oin", "20-digit"),
         ("regions_served: [GM0599]", "regions_served: [GM599]",
-         "agencies.yaml:17 agencies[1].regions_served[0]", "CBS code"),
+         "agencies.yaml:19 agencies[1].regions_served[0]", "CBS code"),
         ("regions_served: [GM0599]", "regions_served: [GM0772]",
-         "agencies.yaml:17 agencies[1].regions_served[0]", "not declared"),
+         "agencies.yaml:19 agencies[1].regions_served[0]", "not declared"),
         ("need_domains: [health]", "need_domains: [health, crime]",
-         "agencies.yaml:18 agencies[1].need_domains[1]", "unknown need domain"),
-        ("languages: [nl]\n", "languages: [nl, xx]\n", "agencies.yaml:19 agencies[1].languages[1]",
+         "agencies.yaml:20 agencies[1].need_domains[1]", "unknown need domain"),
+        ("languages: [nl]\n", "languages: [nl, xx]\n", "agencies.yaml:21 agencies[1].languages[1]",
          "ISO 639-1"),
-        ("languages: [nl]\n", "languages: [nl, nl]\n", "agencies.yaml:19 agencies[1].languages[1]",
+        ("languages: [nl]\n", "languages: [nl, nl]\n", "agencies.yaml:21 agencies[1].languages[1]",
          "duplicate code"),
-        ("accepting: false", "accepting: maybe", "agencies.yaml:20 agencies[1].accepting",
+        ("accepting: false", "accepting: maybe", "agencies.yaml:22 agencies[1].accepting",
          "true or false"),
-        ("id: care-rotterdam", "id: Care Rotterdam", "agencies.yaml:13 agencies[1].id", "slug"),
+        ("id: care-rotterdam", "id: Care Rotterdam", "agencies.yaml:14 agencies[1].id", "slug"),
         ("    accepting: false\n", "    accepting: false\n    langauges: [en]\n",
-         "agencies.yaml:21 agencies[1].langauges", "unknown field"),
-        ("    accepting: false\n", "", "agencies.yaml:13 agencies[1]", "missing field 'accepting'"),
+         "agencies.yaml:23 agencies[1].langauges", "unknown field"),
+        ("    accepting: false\n", "", "agencies.yaml:14 agencies[1]", "missing field 'accepting'"),
         ("  GM0599: Rotterdam\n", "  GM0599: Rotterdam\n  GM0599: Again\n",
          "agencies.yaml:4 regions.GM0599", "duplicate key"),
         ("  GM0599: Rotterdam\n", "  Rotterdam: Rotterdam\n", "agencies.yaml:3 regions.Rotterdam",
@@ -170,3 +172,38 @@ def test_loader_refuses_broken_yaml_and_shapes(tmp_path):
     assert "expected a mapping" in _refusal("- just a list\n")
     with pytest.raises(DirectoryError, match="cannot read"):
         load_directory(tmp_path / "missing.yaml")
+
+
+# ----------------------------------------------------------------------------- client display names
+
+
+def test_every_shipped_agency_has_a_neutral_client_display_name(directory):
+    for agency in directory:
+        assert agency.client_display_name.strip(), agency.agency_id
+        assert not re.search(r"sex|seks|prostitu|escort|exit|uitstap", agency.client_display_name, re.I)
+    peer_support = directory.get("advocacy-amsterdam")
+    assert peer_support.name == "Voices Together, sex worker peer support and advocacy"
+    assert peer_support.client_display_name == "Voices Together"
+
+
+def test_shipped_directory_names_places_in_dutch(directory):
+    assert directory.regions["GM0518"] == "Den Haag"
+    assert "The Hague" not in CONFIG.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("outing", [
+    "Voices Together, sex worker peer support", "Sekswerkers Steunpunt", "Exit Programme North",
+    "Escort Support", "Prostitutie Maatschappelijk Werk", "Uitstapprogramma Zuid",
+])
+def test_a_client_display_name_that_outs_the_client_is_refused(outing):
+    message = _refusal(GOOD.replace("client_display_name: Test Care", f"client_display_name: {outing}", 1))
+    assert message.startswith("agencies.yaml:16 agencies[1].client_display_name"), message
+    assert "must not reveal" in message
+
+
+def test_a_missing_or_empty_client_display_name_is_refused():
+    message = _refusal(GOOD.replace("    client_display_name: Test Care\n", "", 1))
+    assert message.startswith("agencies.yaml:14 agencies[1]"), message
+    assert "missing field 'client_display_name'" in message
+    empty = _refusal(GOOD.replace("client_display_name: Test Care", 'client_display_name: " "', 1))
+    assert "agencies[1].client_display_name" in empty and "empty" in empty
