@@ -57,7 +57,8 @@ class _Writer:
             parts.append(self.t("next.stays", region=region))
         else:  # NO_BETTER_BOUND_REGION
             others = [c.name for c in d.candidates if c.bound and c.region != d.region]
-            parts.append(self.t(_counted("why.no_better_bound_region", others), others=self.join(others), service=service))
+            key = _counted("why.no_better_bound_region", others)
+            parts.append(self.t(key, others=self.join(others), service=service))
             parts.append(self.t("next.stays", region=region))
         if d.tie_broken is not None:
             names = {c.region: c.name for c in d.candidates}
@@ -66,7 +67,8 @@ class _Writer:
                 parts.append(self.t("tie.lowest_code", regions=self.join([names[c] for c in tie.between]), target=names[tie.chosen]))
             else:
                 others = [names[c] for c in tie.between if c != tie.chosen]
-                parts.append(self.t(_counted("tie.responsible_stays", others), others=self.join(others), region=region))
+                key = _counted("tie.responsible_stays", others)
+                parts.append(self.t(key, others=self.join(others), region=region))
         parts.append(self.t("disagree"))
         return " ".join(parts)
 
@@ -78,7 +80,8 @@ class _Writer:
     def conjunction(self, following: str) -> str:
         # Spanish "y" becomes "e" before an /i/ sound ("Amsterdam e Hilversum"), not before "hie"/"hia".
         lowered = following.lower()
-        if self.lang == "es" and lowered.startswith(("i", "hi")) and not lowered.startswith(("hia", "hie", "hio", "hiu")):
+        i_sound = lowered.startswith(("i", "hi")) and not lowered.startswith(("hia", "hie", "hio", "hiu"))
+        if self.lang == "es" and i_sound:
             return " e "
         return self.t("list.and")
 

@@ -4,6 +4,10 @@ import re
 from string import Formatter
 
 import pytest
+
+from services.region.domain import LANGUAGES, SERVICE_KINDS, build_policy, resolve
+from services.region.domain.catalogue import CATALOGUE, plural_form
+from services.region.domain.explanation import _Writer
 from tests.unit.region.region_testkit import (
     AMSTERDAM,
     DEN_HAAG,
@@ -14,10 +18,6 @@ from tests.unit.region.region_testkit import (
     shipped_data,
     worked,
 )
-
-from services.region.domain import LANGUAGES, SERVICE_KINDS, build_policy, resolve
-from services.region.domain.catalogue import CATALOGUE, plural_form
-from services.region.domain.explanation import _Writer
 
 # One request per decision rule, so every branch of the text is written at least once.
 CASES = {
