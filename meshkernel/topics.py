@@ -27,7 +27,9 @@ REFERRAL_EVENTS = TopicSpec("referral.events.v1", "referral lifecycle changes (o
 ASSIGNMENTS = TopicSpec("region.assignments.v1", "responsible region decisions", 365 * DAY_MS)
 ESCALATIONS = TopicSpec("region.escalations.v1", "stalled cases climbing the ladder", 365 * DAY_MS)
 OVERRIDES = TopicSpec(
-    "region.overrides.v1", "coordinator actions: responsibility overrides and alert acknowledgements", 365 * DAY_MS
+    "region.overrides.v1",
+    "to the region service: coordinators' overrides and alert actions, client erasures (forget the case)",
+    365 * DAY_MS,
 )
 NOTIFICATIONS = TopicSpec("notify.notifications.v1", "notifications decided by the notify service", 90 * DAY_MS)
 DEAD_LETTERS = TopicSpec("mesh.deadletter.v1", "records a consumer could not process, with the reason", 30 * DAY_MS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -55,7 +56,13 @@ def alert_message(stored: StoredAlert, cursor: int) -> api.Alert:
     )
 
 
+ErasureAnnouncer = Callable[[str, str], Awaitable[None]]  # (case id, requesting agency)
+
+
 class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
+    # Tells the region service to forget the case (set by the worker; None in bare API tests).
+    announce_erasure: ErasureAnnouncer | None = None
+
     def __init__(self, desk: AlertDesk, store: NotifyStore, keys: KeyStore, *, development_identities: bool):
         self.desk = desk
         self.store = store
@@ -132,6 +139,10 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
         if not request.case_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id: required")
         destroyed = await asyncio.to_thread(erase_client, self.keys, self.store, request.case_id)
+        if self.announce_erasure is not None:
+            # Every time, not only when a key existed: the region service may hold the case anyway.
+            # A failure here fails the call, so the agency asks again (erasure is idempotent).
+            await self.announce_erasure(request.case_id, agency)
         self.store.log_access(actor=agency, action="ERASE_CLIENT", case_id=request.case_id, why="erasure_request",
                               channel="grpc", organisation=agency)
         return api.EraseClientResponse(key_destroyed=destroyed)

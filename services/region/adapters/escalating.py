@@ -12,7 +12,8 @@ table and a list for a topic; streams.py wires it to the worker:
   schedules something), fires what is due and publishes one `EscalationEvent` per escalation on
   the escalations topic, keyed by case id, with `event_id = escalation_id`;
 - rebalance: `load(records, partitions)` after the table recovered, `drop(partitions)` on
-  revocation.
+  revocation;
+- erasure: `forget(case_id, partition)` drops the case and deletes its record.
 
 Firing is an outbox in the case's own record, so that a crash at any moment gives at most one
 distinct escalation per id and never loses one:
@@ -82,6 +83,9 @@ STATUS_OF_EVENT = {
 class StateStore(Protocol):
     def write(self, case_id: str, record: dict, partition: int) -> Awaitable[Any] | None:
         """Store the record; return an awaitable that completes once it is durable (or None)."""
+
+    def delete(self, case_id: str, partition: int) -> Awaitable[Any] | None:
+        """Forget the record (a tombstone in a changelog), durable like `write`."""
 
 
 Publisher = Callable[[str, bytes, list], Awaitable[Any]]  # (case id, value, headers) -> broker ack
@@ -326,6 +330,14 @@ class Escalator:
             "cases": len(states), "pending_deadlines": pending, "partitions": sorted(owned),
             "unsent": sum(len(v) for v in self.outbox.values())})
         return pending
+
+    def forget(self, case_id: str, partition: int) -> Awaitable[Any] | None:
+        """The client was erased: no more deadlines for the case, and its record is deleted."""
+        self.engine.drop([case_id])
+        self.partitions.pop(case_id, None)
+        self.traces.pop(case_id, None)
+        self.outbox.pop(case_id, None)
+        return self.store.delete(case_id, partition)
 
     def drop(self, partitions: Iterable[int] | None = None) -> None:
         """Partitions revoked (None: all): forget their cases and stop firing until `load`."""

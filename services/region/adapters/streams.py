@@ -69,6 +69,9 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
             if kind == "alert_action":
                 await _alert_action(event, envelope)
                 continue
+            if kind == "client_erased":
+                await _forget_case(envelope.case_id, partition)
+                continue
             record = dict(cases[envelope.case_id])
             if already_seen(record, envelope.event_id):
                 # A redelivered event: its assignment was sent already. The stall detector may not
@@ -115,6 +118,15 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
                 _feed_escalator(envelope, outcome.assignment, partition,
                                 tracing.inject_current().get("traceparent", ""))
                 cases[envelope.case_id] = outcome.record
+
+    async def _forget_case(case_id: str, partition: int) -> None:
+        """The client was erased: tombstones for the case in both tables, so that compaction
+        removes it from the changelog topics too. Later events for the case id start afresh."""
+        await tombstone(cases, case_id, partition)
+        sent = escalator.forget(case_id, partition)
+        if sent is not None:
+            await sent
+        log.info("case forgotten after erasure", extra={"case_id": case_id})
 
     def _feed_escalator(envelope, assignment, partition, traceparent=""):
         try:
@@ -171,6 +183,21 @@ class TableStore:
     def write(self, case_id: str, record: dict, partition: int):
         self.table.data[case_id] = record
         return self.table.send_changelog(partition, case_id, record)
+
+    def delete(self, case_id: str, partition: int):
+        self.table.data.pop(case_id, None)
+        return _tombstone_send(self.table, case_id, partition)
+
+
+def _tombstone_send(table, case_id: str, partition: int):
+    # A null value (raw, not JSON "null") is what log compaction treats as a delete.
+    return table.send_changelog(partition, case_id, None, value_serializer="raw")
+
+
+async def tombstone(table, case_id: str, partition: int) -> None:
+    """Delete `case_id` from a table and wait until its changelog has the tombstone."""
+    table.data.pop(case_id, None)
+    await _tombstone_send(table, case_id, partition)
 
 
 def _escalator(app: faust.App, config: MeshSettings, policy: EscalationPolicy, clock, *, source_topic: str) -> Escalator:

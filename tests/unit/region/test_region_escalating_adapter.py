@@ -49,6 +49,10 @@ class DictStore:
         self.writes += 1
         return None
 
+    def delete(self, case_id, partition):
+        self.records.pop(case_id, None)
+        return None
+
 
 class Topic:
     def __init__(self):
