@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--id", action="append", dest="ids", default=None, help="only this notification id")
     notify_commands.add_parser("login", help="print the dashboard address and a demo coordinator login")
 
+    coordinator = commands.add_parser("coordinator", help="dashboard accounts of region and national coordinators")
+    from services.notify.accounts import add_arguments as add_coordinator_arguments
+
+    add_coordinator_arguments(coordinator)
+
     pki = commands.add_parser("pki", help="local certificate authority for the demo and tests")
     from meshcli.pki import add_arguments as add_pki_arguments
 
@@ -162,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         from services.notify.replay import run_replay
 
         return run_replay(settings(), now=options.now, only=set(options.ids) if options.ids else None)
+    if options.command == "coordinator":
+        from meshkernel.config import settings
+        from services.notify.accounts import run as run_accounts
+
+        return run_accounts(options, settings())
     if options.command == "pki":
         from meshcli.pki import run as run_pki
 

@@ -104,6 +104,21 @@ class MeshSettings(BaseSettings):
     notify_demo_coordinators: bool = True
     notify_demo_password: str | None = None
     notify_session_hours: float = 8.0
+    # The dashboard outside MESH_MODE=local is HTTPS only (Secure __Host- cookies, HSTS): either
+    # it serves TLS itself (cert + key, e.g. the organisation's web certificate) or a proxy or
+    # ingress in front of it ends TLS (MESH_NOTIFY_WEB_TLS_PROXY=true).
+    notify_web_tls_cert: Path | None = None  # MESH_NOTIFY_WEB_TLS_CERT
+    notify_web_tls_key: Path | None = None  # MESH_NOTIFY_WEB_TLS_KEY
+    notify_web_tls_proxy: bool = False
+    # Key-encryption key that wraps the per-case contact keys in keys.db (a file of 32 random
+    # bytes, base64). Required outside MESH_MODE=local, where it should come from a secret
+    # store mounted apart from keys.db; local mode makes one under state_dir/notify/.
+    notify_kek_path: Path | None = None  # MESH_NOTIFY_KEK_PATH
+
+    @field_validator("notify_web_tls_cert", "notify_web_tls_key", "notify_kek_path", mode="before")
+    @classmethod
+    def _empty_notify_path_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator(
         "tls_cert", "tls_key", "tls_ca", "tls_crl", "tls_client_cert", "tls_client_key", "tls_agency_dir",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from meshkernel.config import MeshSettings
@@ -70,8 +70,12 @@ def _server_tls_problem(config: MeshSettings, service: str) -> str | None:
 PRODUCTION_NEEDS: list[Callable[[MeshSettings, str], str | None]] = [_server_tls_problem]
 
 
-def check_start(config: MeshSettings, service: str) -> None:
-    """Raise StartRefused when `service` may not start with `config`."""
+Need = Callable[[MeshSettings, str], str | None]
+
+
+def check_start(config: MeshSettings, service: str, service_needs: Sequence[Need] = ()) -> None:
+    """Raise StartRefused when `service` may not start with `config`; `service_needs` are the
+    service's own production needs (e.g. notify's key-encryption key), checked after the kernel's."""
     if config.local_mode:
         for setting, address in listen_addresses(config, service).items():
             if not is_loopback(address):
@@ -79,16 +83,16 @@ def check_start(config: MeshSettings, service: str) -> None:
                     f"{setting}={address} is not a loopback address; MESH_MODE=local serves without "
                     "TLS and may bind loopback only (unset MESH_MODE for production with mutual TLS)")
         return
-    for need in PRODUCTION_NEEDS:
+    for need in (*PRODUCTION_NEEDS, *service_needs):
         problem = need(config, service)
         if problem:
             raise StartRefused(f"{problem}; {LOCAL_HINT}")
 
 
-def refuse_unsafe_start(config: MeshSettings, service: str) -> None:
+def refuse_unsafe_start(config: MeshSettings, service: str, service_needs: Sequence[Need] = ()) -> None:
     """The entry points' guard: one line on stderr and exit status 2 when the start is unsafe."""
     try:
-        check_start(config, service)
+        check_start(config, service, service_needs)
     except StartRefused as refused:
         print(f"mesh serve {service}: refusing to start: {refused}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -6,17 +6,19 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
+from meshkernel.private_files import private_file
+
 
 def sqlite_engine(url: str) -> Engine:
-    """An engine on a SQLite file (its folder created) or :memory:, in WAL mode.
+    """An engine on a SQLite file (created private to this user) or :memory:, in WAL mode.
 
     With WAL, synchronous=NORMAL keeps the database consistent; only the last commits before a
     power loss may be lost, and the services get those back from Kafka (deduplicated by id).
     """
-    path = url.split("///", 1)[-1]
+    path = url.split("///", 1)[1] if "///" in url else ""
     in_memory = not path or path == ":memory:"
     if not in_memory:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_file(Path(path))  # 0600 in a 0700 folder; SQLite's -wal/-shm files follow its mode
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                            poolclass=StaticPool if in_memory else None)
 

@@ -16,6 +16,8 @@ from meshkernel.config import MeshSettings
 from meshkernel.envelope import MalformedEvent, decode
 from meshkernel.logs import logging_config
 from meshkernel.metrics import meter
+from meshkernel.private_files import private_folder
+from meshkernel.private_files import private_folder
 from referralmesh.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,8 @@ log = logging.getLogger(__name__)
 
 def make_app(service: str, config: MeshSettings, *, web_port: int | None = None,
              web_host: str = "127.0.0.1") -> faust.App:
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(config.state_dir)
+    private_folder(config.state_dir / f"{config.topic_prefix}{service}-data")
     return faust.App(
         f"{config.topic_prefix}referral-mesh-{service}",
         broker=f"kafka://{config.kafka_bootstrap}",

@@ -13,6 +13,8 @@ class NotifyPaths:
     key_store: Path
     client_outbox: Path
     demo_password_file: Path
+    # The local key-encryption key: MESH_NOTIFY_KEK_PATH, or (local mode only) a file made here.
+    kek_file: Path | None
 
     @classmethod
     def of(cls, config: MeshSettings) -> "NotifyPaths":
@@ -22,4 +24,5 @@ class NotifyPaths:
             key_store=Path(config.notify_key_store_path or base / "keys.db"),
             client_outbox=Path(config.notify_client_outbox_path or base / "client-outbox.jsonl"),
             demo_password_file=base / "demo-coordinators.json",
+            kek_file=config.notify_kek_path or (base / "kek.key" if config.local_mode else None),
         )

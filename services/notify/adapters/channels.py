@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from meshkernel.private_files import private_folder
 from services.notify.domain.contact import Contact
 
 
@@ -34,7 +35,7 @@ class OutboxChannel:
         return "outbox"
 
     def _append(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")

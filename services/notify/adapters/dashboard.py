@@ -6,8 +6,10 @@ events: "alerts" whenever something in the list may have changed), and POST
 /dashboard/alerts/{escalation_id}/{acknowledge|take|reassign|resolve}.
 
 Sign-in goes through an `Authenticator` (the embedded default checks the local scrypt password
-store); an OIDC adapter implements the same port (see the README). Sessions are random tokens
-in an HttpOnly, SameSite=Strict cookie, stored hashed; forms carry a CSRF token derived from
+store); an OIDC adapter implements the same port (see the README). Failed sign-ins are throttled
+per client address and per account (domain/throttle.py). Sessions are random tokens in an
+HttpOnly, SameSite=Strict cookie, stored hashed; outside MESH_MODE=local the cookie is `Secure`
+with the `__Host-` prefix and every response carries HSTS. Forms carry a CSRF token derived from
 the session. Pages send a strict Content-Security-Policy (no inline script or style).
 """
 from __future__ import annotations
@@ -16,8 +18,11 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
 import secrets
+import ssl
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -25,12 +30,14 @@ from typing import Protocol
 import jinja2
 from aiohttp import web
 
+from meshkernel.config import MeshSettings
 from services.notify.adapters import passwords
 from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.ui_text import TEXT, UI_LANGUAGES
 from services.notify.application import AlertDesk
 from services.notify.domain import alerts as domain
 from services.notify.domain.alerts import AlertError, Coordinator
+from services.notify.domain.throttle import SignInThrottle
 from referralmesh.v1 import events_pb2, common_pb2
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,10 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "dashboard"
 STATIC = Path(__file__).resolve().parent.parent / "static"
 SESSION_COOKIE = "mesh_session"
 LANG_COOKIE = "mesh_lang"
+# Outside local mode: only over HTTPS, only for this host, path / (RFC 6265bis "__Host-").
+SECURE_PREFIX = "__Host-"
+HSTS = "max-age=31536000; includeSubDomains"
+HASHING_AT_ONCE = 2  # scrypt at OWASP's cost takes 128 MiB per check
 ACTIONS = ("acknowledge", "take", "reassign", "resolve")
 SSE_KEEPALIVE_SECONDS = 15.0
 SSE_POLL_SECONDS = 1.0  # changes made by another replica show up within this time
@@ -56,44 +67,72 @@ class Authenticator(Protocol):
 
 
 class LocalPasswords:
-    """The embedded default: usernames with scrypt hashes in the notify store."""
+    """The embedded default: usernames with scrypt hashes in the notify store.
 
-    def __init__(self, store: NotifyStore):
+    Disabled accounts, and demo accounts outside local mode, do not sign in. A hash made at an
+    older cost is replaced by one at the current cost when its password is given.
+    """
+
+    def __init__(self, store: NotifyStore, *, allow_demo: bool = False,
+                 cost: passwords.ScryptCost = passwords.OWASP_COST):
         self.store = store
+        self.allow_demo = allow_demo
+        self.cost = cost
 
     def authenticate(self, username: str, password: str) -> Coordinator | None:
         row = self.store.coordinator(username)
-        if row is None:
-            passwords.check_password(password, passwords.DUMMY_HASH)  # same time either way
+        usable = row is not None and not row["disabled"] and (self.allow_demo or not row["demo"])
+        if not usable:
+            passwords.check_password(password, passwords.dummy_hash(self.cost))  # same time either way
             return None
         if not passwords.check_password(password, row["password_hash"]):
             return None
+        if passwords.needs_rehash(row["password_hash"], self.cost):
+            self.store.set_password_hash(row["username"], passwords.hash_password(password, cost=self.cost))
         return Coordinator(row["username"], row["scope"], row["display_name"])
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler):
-    response = await handler(request)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+def security_headers(*, hsts: bool):
+    headers = dict(SECURITY_HEADERS, **({"Strict-Transport-Security": HSTS} if hsts else {}))
+
+    @web.middleware
+    async def add_headers(request: web.Request, handler):
+        try:
+            response = await handler(request)
+        except web.HTTPException as answer:  # redirects and refusals carry the headers too
+            for name, value in headers.items():
+                answer.headers.setdefault(name, value)
+            raise
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return add_headers
 
 
 class Dashboard:
     def __init__(self, desk: AlertDesk, store: NotifyStore, authenticator: Authenticator, regions: dict[str, str],
-                 *, session_hours: float = 8.0, service: str = "notify"):
+                 *, session_hours: float = 8.0, service: str = "notify", secure: bool = True,
+                 throttle: SignInThrottle | None = None, monotonic: Callable[[], float] = time.monotonic):
         self.desk = desk
         self.store = store
         self.auth = authenticator
         self.regions = regions
         self.session_seconds = session_hours * 3600
         self.service = service
+        # secure: HTTPS only (outside MESH_MODE=local): Secure __Host- cookies and HSTS.
+        self.secure = secure
+        self.session_cookie = (SECURE_PREFIX if secure else "") + SESSION_COOKIE
+        self.lang_cookie = (SECURE_PREFIX if secure else "") + LANG_COOKIE
+        self.throttle = throttle or SignInThrottle()
+        self.monotonic = monotonic
+        self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
         self.closing = False  # set at shutdown: live streams end at once
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+        app = web.Application(middlewares=[security_headers(hsts=self.secure)], client_max_size=64 * 1024)
         app.router.add_get("/health", self.health)
         app.router.add_get("/notifications", self.notifications)
         app.router.add_get("/", lambda request: web.HTTPFound("/dashboard"))
@@ -109,19 +148,19 @@ class Dashboard:
 
     # --- plumbing -----------------------------------------------------------------------
     def _lang(self, request: web.Request) -> str:
-        wanted = request.query.get("lang") or request.cookies.get(LANG_COOKIE)
+        wanted = request.query.get("lang") or request.cookies.get(self.lang_cookie)
         if wanted in UI_LANGUAGES:
             return wanted
         accept = request.headers.get("Accept-Language", "").lower()
         return "en" if accept.startswith("en") else "nl"
 
     def _user(self, request: web.Request) -> tuple[Coordinator, str] | None:
-        token = request.cookies.get(SESSION_COOKIE)
+        token = request.cookies.get(self.session_cookie)
         if not token:
             return None
         username = self.store.session_user(passwords.token_hash(token))
         row = self.store.coordinator(username) if username else None
-        if row is None:
+        if row is None or row["disabled"]:
             return None
         return Coordinator(row["username"], row["scope"], row["display_name"]), token
 
@@ -155,8 +194,12 @@ class Dashboard:
     def _html(self, body: str, lang: str | None = None, status: int = 200) -> web.Response:
         response = web.Response(text=body, content_type="text/html", charset="utf-8", status=status)
         if lang:
-            response.set_cookie(LANG_COOKIE, lang, httponly=True, samesite="Strict", max_age=365 * 86400, path="/")
+            self._set_cookie(response, self.lang_cookie, lang, 365 * 86400)
         return response
+
+    def _set_cookie(self, response: web.StreamResponse, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(name, value, httponly=True, samesite="Strict", path="/", max_age=max_age,
+                            secure=self.secure)
 
     def _items(self, who: Coordinator) -> list[dict]:
         items = []
@@ -174,7 +217,14 @@ class Dashboard:
         return web.json_response({"status": "ok", "service": self.service})
 
     async def notifications(self, request: web.Request) -> web.Response:
-        recent = self.store.deliveries()[-200:]
+        """The latest notifications of the coordinator's scope (ids and codes); needs a session."""
+        current = self._user(request)
+        if current is None:
+            raise web.HTTPUnauthorized()
+        who = current[0]
+        recent = [d for d in self.store.deliveries() if who.national or _region_of(d) == who.scope][-200:]
+        self.store.log_access(actor=who.username, action="VIEW_NOTIFICATIONS", case_id="*", why="coordination",
+                              channel="web", organisation=who.scope)
         return web.json_response({"notifications": [
             {"notification_id": d.notification_id, "case_id": d.case_id, "audience": d.audience,
              "recipient": d.recipient if d.audience != "CLIENT" else "client", "template": d.template,
@@ -185,25 +235,35 @@ class Dashboard:
         lang = self._lang(request)
         if self._user(request):
             raise web.HTTPFound("/dashboard")
-        return self._html(self._render("login.html.j2", lang, failed=False), lang)
+        return self._html(self._render("login.html.j2", lang, failed=""), lang)
 
     async def login(self, request: web.Request) -> web.Response:
         form = await request.post()
         lang = form.get("lang") if form.get("lang") in UI_LANGUAGES else self._lang(request)
         username = str(form.get("username", ""))[:80]
-        who = await asyncio.to_thread(self.auth.authenticate, username, str(form.get("password", ""))[:200])
+        address = request.remote or "-"
+        wait = self.throttle.retry_after(address, username, self.monotonic())
+        if wait > 0:
+            self.store.log_access(actor=username or "-", action="SIGN_IN", case_id="-", why="dashboard",
+                                  channel="web", result="refused:throttled")
+            response = self._html(self._render("login.html.j2", lang, failed="sign_in_throttled"), lang, status=429)
+            response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return response
+        async with self._hashing:
+            who = await asyncio.to_thread(self.auth.authenticate, username, str(form.get("password", ""))[:200])
         if who is None:
+            self.throttle.failed(address, username, self.monotonic())
             self.store.log_access(actor=username or "-", action="SIGN_IN", case_id="-", why="dashboard",
                                   channel="web", result="refused:credentials")
-            return self._html(self._render("login.html.j2", lang, failed=True), lang, status=401)
+            return self._html(self._render("login.html.j2", lang, failed="sign_in_failed"), lang, status=401)
+        self.throttle.succeeded(username)
         token = secrets.token_urlsafe(32)
         self.store.add_session(passwords.token_hash(token), who.username, time.time() + self.session_seconds)
         self.store.log_access(actor=who.username, action="SIGN_IN", case_id="-", why="dashboard", channel="web",
                               organisation=who.scope)
         response = web.HTTPSeeOther("/dashboard")
-        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict", path="/",
-                            max_age=int(self.session_seconds), secure=request.secure)
-        response.set_cookie(LANG_COOKIE, lang, httponly=True, samesite="Strict", max_age=365 * 86400, path="/")
+        self._set_cookie(response, self.session_cookie, token, int(self.session_seconds))
+        self._set_cookie(response, self.lang_cookie, lang, 365 * 86400)
         raise response
 
     async def logout(self, request: web.Request) -> web.Response:
@@ -212,7 +272,7 @@ class Dashboard:
         if current and hmac.compare_digest(str(form.get("csrf", "")), self._csrf(current[1])):
             self.store.drop_session(passwords.token_hash(current[1]))
         response = web.HTTPSeeOther("/login")
-        response.del_cookie(SESSION_COOKIE, path="/")
+        response.del_cookie(self.session_cookie, path="/", secure=self.secure, httponly=True, samesite="Strict")
         raise response
 
     async def page(self, request: web.Request) -> web.Response:
@@ -295,8 +355,40 @@ class Dashboard:
         raise web.HTTPSeeOther(f"/dashboard?result={result}#alert-{request.match_info['escalation_id']}")
 
 
-async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+def dashboard_tls(config: MeshSettings) -> ssl.SSLContext | None:
+    """HTTPS for the dashboard when a certificate is configured (TLS 1.2 or newer)."""
+    if not (config.notify_web_tls_cert and config.notify_web_tls_key):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.notify_web_tls_cert, config.notify_web_tls_key)
+    return context
+
+
+def web_tls_problem(config: MeshSettings, service: str) -> str | None:
+    """Outside local mode the dashboard is HTTPS only: its own certificate, or a TLS proxy."""
+    if service != "notify" or config.local_mode or config.notify_web_tls_proxy:
+        return None
+    for setting, value in (("MESH_NOTIFY_WEB_TLS_CERT", config.notify_web_tls_cert),
+                           ("MESH_NOTIFY_WEB_TLS_KEY", config.notify_web_tls_key)):
+        if not value:
+            return (f"{setting} is not set; production mode serves the dashboard over TLS only "
+                    "(or set MESH_NOTIFY_WEB_TLS_PROXY=true when a proxy in front ends TLS)")
+        if not Path(value).exists():
+            return f"{setting}={value}: no such file"
+    return None
+
+
+def _region_of(delivery) -> str:
+    try:
+        return events_pb2.EventEnvelope.FromString(delivery.envelope).notification.responsible_region
+    except Exception:  # an unreadable record belongs to no region
+        return ""
+
+
+async def start_http(app: web.Application, host: str, port: int,
+                     ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)  # no access log: URLs carry case ids
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     return runner

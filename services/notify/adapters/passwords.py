@@ -1,46 +1,96 @@
 """The embedded coordinator password store: scrypt hashes, demo coordinators, sessions.
 
-Hash format: `scrypt$n$r$p$<salt hex>$<hash hex>` (n=2**14, r=8, p=1, 32-byte hash), so the
-parameters can be raised later without breaking stored hashes.
+Hash format: `scrypt$n$r$p$<salt hex>$<hash hex>`, so stored hashes keep working when the cost
+is raised; a sign-in with a hash of an older cost stores a new hash (`needs_rehash`).
+
+Cost: OWASP's Password Storage Cheat Sheet (scrypt when Argon2id is not available) asks for
+N = 2**17, r = 8, p = 1: 128 MiB of memory and a few hundred milliseconds per hash, which is
+what makes an offline guess expensive. The dashboard runs at most a few checks at once.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from services.notify.domain.alerts import NATIONAL
 
-N, R, P, DKLEN = 2 ** 14, 8, 1, 32
 NATIONAL_USERNAME = "coord-national"
+SALT_BYTES = 16
 
 
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=N, r=R, p=P, dklen=DKLEN)
-    return f"scrypt${N}${R}${P}${salt.hex()}${digest.hex()}"
+@dataclass(frozen=True)
+class ScryptCost:
+    n: int
+    r: int
+    p: int
+    dklen: int = 32
+
+    @property
+    def memory_bytes(self) -> int:
+        return 128 * self.r * self.n * self.p
 
 
-def check_password(password: str, stored: str) -> bool:
+OWASP_COST = ScryptCost(n=2 ** 17, r=8, p=1)
+
+
+def _scrypt(password: str, salt: bytes, cost: ScryptCost) -> bytes:
+    # OpenSSL refuses more than 32 MiB unless told; allow what the cost needs, with headroom.
+    return hashlib.scrypt(password.encode(), salt=salt, n=cost.n, r=cost.r, p=cost.p, dklen=cost.dklen,
+                          maxmem=2 * cost.memory_bytes + 1024 * 1024)
+
+
+def hash_password(password: str, *, cost: ScryptCost = OWASP_COST, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(SALT_BYTES)
+    digest = _scrypt(password, salt, cost)
+    return f"scrypt${cost.n}${cost.r}${cost.p}${salt.hex()}${digest.hex()}"
+
+
+def _parse(stored: str) -> tuple[ScryptCost, bytes, bytes] | None:
     try:
         kind, n, r, p, salt, digest = stored.split("$")
         if kind != "scrypt":
-            return False
-        candidate = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
-                                   dklen=len(bytes.fromhex(digest)))
-    except (ValueError, TypeError):
+            return None
+        raw = bytes.fromhex(digest)
+        return ScryptCost(int(n), int(r), int(p), len(raw)), bytes.fromhex(salt), raw
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def check_password(password: str, stored: str) -> bool:
+    parsed = _parse(stored)
+    if parsed is None:
         return False
-    return hmac.compare_digest(candidate.hex(), digest)
+    cost, salt, digest = parsed
+    try:
+        candidate = _scrypt(password, salt, cost)
+    except (ValueError, MemoryError):
+        return False
+    return hmac.compare_digest(candidate, digest)
 
 
-# A password check against a stored dummy hash for unknown users, so timing does not tell
-# which usernames exist.
-DUMMY_HASH = hash_password("not-a-password", salt=b"\x00" * 16)
+def needs_rehash(stored: str, cost: ScryptCost = OWASP_COST) -> bool:
+    """True when the stored hash was made with another cost (or salt length) than `cost`."""
+    parsed = _parse(stored)
+    return parsed is None or parsed[0] != cost or len(parsed[1]) != SALT_BYTES
+
+
+@functools.lru_cache(maxsize=4)
+def dummy_hash(cost: ScryptCost = OWASP_COST) -> str:
+    """A hash to check unknown usernames against, so timing does not tell which ones exist."""
+    return hash_password("not-a-password", cost=cost, salt=b"\x00" * SALT_BYTES)
+
+
+def new_password() -> str:
+    """A random password for an account an operator creates or resets (about 120 bits)."""
+    return secrets.token_urlsafe(15)
 
 
 def token_hash(token: str) -> str:
@@ -68,7 +118,7 @@ def demo_password(state_file: Path, configured: str | None) -> str:
     if state_file.exists():
         return json.loads(state_file.read_text())["password"]
     password = secrets.token_urlsafe(12)
-    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump({"password": password}, handle)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, create_engine, insert, select,
-    text, update,
+    Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, create_engine, insert, select,
+    inspect, text, update,
 )
 from sqlalchemy.engine import Engine
 
@@ -121,6 +121,8 @@ coordinators = Table(
     Column("scope", String(16), nullable=False),
     Column("display_name", String(120), nullable=False, default=""),
     Column("organisation", String(120), nullable=False, default=""),
+    Column("disabled", Boolean, nullable=False, default=False, server_default=text("0")),
+    Column("demo", Boolean, nullable=False, default=False, server_default=text("0")),  # MESH_MODE=local only
 )
 
 sessions = Table(
@@ -142,6 +144,17 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return sqlite_engine(url)
     return create_engine(url, pool_pre_ping=True)
+
+
+def _add_missing_columns(engine: Engine, table: Table) -> None:
+    """Columns added to a table after a database was first created (server defaults fill them)."""
+    present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    with engine.begin() as connection:
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=engine.dialect)
+                default = f" DEFAULT {column.server_default.arg.text}" if column.server_default is not None else ""
+                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} NOT NULL{default}"))
 
 
 def _ts(moment: datetime) -> float:
@@ -210,6 +223,7 @@ class NotifyStore:
         self.engine = engine
         self._lock = threading.RLock()  # SQLite: one writer at a time inside this process
         metadata.create_all(engine)
+        _add_missing_columns(engine, coordinators)
         if engine.dialect.name == "sqlite":
             with engine.begin() as connection:
                 for statement in _APPEND_ONLY:
@@ -422,17 +436,43 @@ class NotifyStore:
 
     # --- coordinators and sessions ------------------------------------------------------
     def put_coordinator(self, username: str, password_hash: str, scope: str, display_name: str = "",
-                        organisation: str = "") -> None:
+                        organisation: str = "", *, demo: bool = False) -> None:
         with self._lock, self.engine.begin() as connection:
             connection.execute(coordinators.delete().where(coordinators.c.username == username))
             connection.execute(insert(coordinators).values(
                 username=username, password_hash=password_hash, scope=scope, display_name=display_name,
-                organisation=organisation))
+                organisation=organisation, disabled=False, demo=demo))
 
     def coordinator(self, username: str) -> dict | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(coordinators).where(coordinators.c.username == username)).mappings().first()
         return dict(row) if row else None
+
+    def coordinator_list(self) -> list[dict]:
+        """Every account without its hash, by username."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(coordinators).order_by(coordinators.c.username)).mappings().all()
+        return [{key: value for key, value in row.items() if key != "password_hash"} for row in rows]
+
+    def set_password_hash(self, username: str, password_hash: str) -> bool:
+        """A new hash (reset, or the same password at a new cost); False for an unknown account."""
+        with self._lock, self.engine.begin() as connection:
+            result = connection.execute(update(coordinators).where(coordinators.c.username == username)
+                                        .values(password_hash=password_hash))
+            return result.rowcount > 0
+
+    def set_disabled(self, username: str, disabled: bool) -> bool:
+        """Disable (or enable) an account; disabling ends its sessions. False for an unknown account."""
+        with self._lock, self.engine.begin() as connection:
+            result = connection.execute(update(coordinators).where(coordinators.c.username == username)
+                                        .values(disabled=disabled))
+            if disabled:
+                connection.execute(sessions.delete().where(sessions.c.username == username))
+            return result.rowcount > 0
+
+    def drop_sessions_of(self, username: str) -> None:
+        with self._lock, self.engine.begin() as connection:
+            connection.execute(sessions.delete().where(sessions.c.username == username))
 
     def add_session(self, token_hash: str, username: str, expires_at: float) -> None:
         with self._lock, self.engine.begin() as connection:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from dataclasses import dataclass
 
 import faust
@@ -31,10 +32,11 @@ from referralmesh.v1 import events_pb2
 from services.notify.adapters import passwords
 from services.notify.adapters.channels import ChannelRouter, OutboxChannel
 from services.notify.adapters.client_messages import ClientMessages
-from services.notify.adapters.dashboard import Dashboard, LocalPasswords, start_http
+from services.notify.adapters.dashboard import Dashboard, LocalPasswords, dashboard_tls, start_http
 from services.notify.adapters.directory import Names, load_names
 from services.notify.adapters.dispatch import Dispatcher
 from services.notify.adapters.grpc_api import NotifyApi, build_server, serving
+from services.notify.adapters.kek_file import kek_from_settings
 from services.notify.adapters.keystore import KeyStore
 from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.webhooks import WebhookSender, load_webhooks
@@ -79,22 +81,32 @@ class NotifyRuntime:
         paths = NotifyPaths.of(config)
         store = NotifyStore.open(paths.database_url)
         names = load_names(config)
-        runtime = cls(config=config, store=store, keys=KeyStore(paths.key_store), names=names,
+        kek = kek_from_settings(paths.kek_file, local_mode=config.local_mode)
+        runtime = cls(config=config, store=store, keys=KeyStore(paths.key_store, kek), names=names,
                       desk=AlertDesk(store, names.regions))
-        if config.notify_demo_coordinators:
+        # Demo accounts share one password: local mode only (outside it they cannot sign in either).
+        if config.local_mode and config.notify_demo_coordinators:
             seed_demo_coordinators(store, names.regions, passwords.demo_password(
                 paths.demo_password_file, config.notify_demo_password))
         return runtime
 
 
 def seed_demo_coordinators(store: NotifyStore, regions: dict[str, str], password: str) -> None:
-    hashed = passwords.hash_password(password)
+    hashed = None
+    checked: dict[str, bool] = {}  # stored hash -> matches; the demo accounts share one hash
     for username, scope in passwords.demo_usernames(regions).items():
         row = store.coordinator(username)
-        if row and passwords.check_password(password, row["password_hash"]):
-            continue
+        if row and row["demo"] and not row["disabled"]:
+            stored = row["password_hash"]
+            if stored not in checked:
+                checked[stored] = passwords.check_password(password, stored)
+            if checked[stored]:
+                continue
+        if row and not row["demo"]:
+            continue  # an operator's account of that name stays as the operator set it
+        hashed = hashed or passwords.hash_password(password)
         name = "National coordinator (demo)" if scope == "NATIONAL" else f"Coordinator {regions[scope]} (demo)"
-        store.put_coordinator(username, hashed, scope, display_name=name, organisation=scope)
+        store.put_coordinator(username, hashed, scope, display_name=name, organisation=scope, demo=True)
 
 
 def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> faust.App:
@@ -124,6 +136,14 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             event_id=envelopes.derived_id("alert-action", action.escalation_id, action.action))
         await overrides.send(key=case_id.encode(), value=envelopes.encode(outgoing),
                              headers=envelopes.kafka_headers(outgoing))
+
+    async def send_erasure(case_id: str, requested_by: str) -> None:
+        outgoing = envelopes.new_envelope(
+            case_id=case_id, producer=SERVICE, event_id=str(uuid.uuid4()),
+            client_erased=events_pb2.ClientErased(requested_by=requested_by))
+        sent = await overrides.send(key=case_id.encode(), value=envelopes.encode(outgoing),
+                                    headers=envelopes.kafka_headers(outgoing))
+        await sent  # the broker has it before the agency hears "erased"
 
     desk.send_override = send_override
     desk.send_alert_action = send_alert_action
@@ -225,8 +245,9 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
                     await emit(notification, case_id=envelope.case_id, referral_id=escalation.referral_id,
                                caused_by=envelope.event_id, responsible_region=escalation.region)
 
-    dashboard = Dashboard(desk, store, LocalPasswords(store), runtime.names.regions,
-                          session_hours=config.notify_session_hours, service=SERVICE)
+    dashboard = Dashboard(desk, store, LocalPasswords(store, allow_demo=config.local_mode), runtime.names.regions,
+                          session_hours=config.notify_session_hours, service=SERVICE, secure=not config.local_mode)
+    web_tls = dashboard_tls(config)
     web_host = config.notify_web_host
 
     @app.service
@@ -237,9 +258,11 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         delivery_task = None
 
         async def on_start(self) -> None:
-            self.runner = await start_http(dashboard.app(), web_host, config.notify_web_port)
-            log.info("notify dashboard listening", extra={"address": f"http://{web_host}:{config.notify_web_port}/"})
+            self.runner = await start_http(dashboard.app(), web_host, config.notify_web_port, web_tls)
+            scheme = "https" if web_tls else "http"
+            log.info("notify dashboard listening", extra={"address": f"{scheme}://{web_host}:{config.notify_web_port}/"})
             servicer = NotifyApi(desk, store, runtime.keys, development_identities=config.development_identities)
+            servicer.announce_erasure = send_erasure
             self.grpc_server, self.health = build_server(servicer, config.notify_grpc_address, server_tls_from(config))
             await self.grpc_server.start()
             await serving(self.health)

@@ -195,6 +195,16 @@ def test_the_client_message_arrives_in_their_language_and_contact_details_never_
     assert store.case(case_id).contact_ciphertext is None
     assert [e["action"] for e in store.access_entries(case_id)][:1] == ["SEAL_CONTACT"]
     assert "ERASE_CLIENT" in [e["action"] for e in store.access_entries(case_id)]
+    # ... and the region service is told to forget the case (tombstones in its tables).
+    consumer = KafkaConsumer(notify.config.topic(OVERRIDES.base_name), bootstrap_servers=notify.config.kafka_bootstrap,
+                             auto_offset_reset="earliest", group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=15000)
+    erasures = []
+    for record in consumer:
+        if record.key == case_id.encode() and decode(record.value).WhichOneof("payload") == "client_erased":
+            erasures.append(decode(record.value))
+            break
+    consumer.close()
+    assert [e.client_erased.requested_by for e in erasures] == ["exit-the-hague"]
 
 
 def test_agency_notifications_are_emitted_and_recorded_once(notify, producer):

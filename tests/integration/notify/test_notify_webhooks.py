@@ -19,6 +19,7 @@ from services.notify.adapters.channels import ChannelRouter, OutboxChannel
 from services.notify.adapters.client_messages import ClientMessages
 from services.notify.adapters.directory import Names
 from services.notify.adapters.dispatch import Dispatcher
+from services.notify.adapters.kek_file import LocalKeyFile
 from services.notify.adapters.keystore import KeyStore
 from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.webhooks import WebhookEndpoint, WebhookSender
@@ -91,7 +92,7 @@ def _dispatcher(tmp_path, url, dead_letters, *, max_attempts=4, timeout=5.0) -> 
     names = Names({}, {}, "", "", "")
     return Dispatcher(
         store, webhooks={AGENCY: WebhookEndpoint(AGENCY, url, SECRET)}, sender=WebhookSender(timeout=timeout),
-        keys=KeyStore(tmp_path / "keys.db"), channel=ChannelRouter(default=OutboxChannel(tmp_path / "outbox")),
+        keys=KeyStore(tmp_path / "keys.db", LocalKeyFile.create(tmp_path / "kek.key")), channel=ChannelRouter(default=OutboxChannel(tmp_path / "outbox")),
         messages=ClientMessages(), names=names, dead_letters=dead_letters, notifications_topic="notifications",
         max_attempts=max_attempts, base_delay=0.05, max_delay=0.2)
 

@@ -1,18 +1,22 @@
 """Contact details are sealed per case; erasing the case's key makes every copy unreadable."""
+import secrets
+
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from referralmesh.v1 import common_pb2
+from services.notify.adapters.kek_file import LocalKeyFile
 from services.notify.adapters.keystore import ContactUnavailable, KeyStore
 from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.grpc_api import erase_client
 from services.notify.domain.contact import Contact, InvalidContact
 
 MARKER = "+31 6 1234 MARKER 5678"
+KEK = LocalKeyFile(secrets.token_bytes(32))
 
 
 def test_a_sealed_contact_opens_only_for_its_own_case(tmp_path):
-    keys = KeyStore(tmp_path / "keys.db")
+    keys = KeyStore(tmp_path / "keys.db", KEK)
     sealed = keys.seal("case-a", Contact("sms", MARKER))
     assert MARKER.encode() not in sealed.ciphertext
     assert keys.open("case-a", sealed) == Contact("sms", MARKER)
@@ -25,7 +29,7 @@ def test_a_sealed_contact_opens_only_for_its_own_case(tmp_path):
 
 
 def test_erasing_a_client_destroys_the_key_and_every_copy_becomes_unreadable(tmp_path):
-    keys = KeyStore(tmp_path / "keys.db")
+    keys = KeyStore(tmp_path / "keys.db", KEK)
     sealed = keys.seal("case-a", Contact("sms", MARKER))
     key_bytes = keys._key("case-a")[1]
     other = keys.seal("case-b", Contact("sms", "+31 6 0000 0000"))
@@ -43,16 +47,17 @@ def test_erasing_a_client_destroys_the_key_and_every_copy_becomes_unreadable(tmp
     keys.close()
     assert key_bytes not in (tmp_path / "keys.db").read_bytes()
     # ... so no key left anywhere opens the copy; other clients are untouched.
-    reopened = KeyStore(tmp_path / "keys.db")
+    reopened = KeyStore(tmp_path / "keys.db", KEK)
     nonce, body = sealed.ciphertext[:12], sealed.ciphertext[12:]
-    for _case, key_id, key, _at in reopened._db.execute("SELECT * FROM case_keys"):
+    for case_id, key_id, _kek, wrapped, _at in reopened._db.execute("SELECT * FROM wrapped_case_keys"):
+        key = KEK.unwrap(wrapped, f"{case_id}|{key_id}".encode())
         with pytest.raises(Exception):
             AESGCM(key).decrypt(nonce, body, f"referralmesh/contact/v1|case-a|{sealed.key_id}".encode())
     assert reopened.open("case-b", other).address == "+31 6 0000 0000"
 
 
 def test_a_new_seal_after_erasure_gets_a_new_key(tmp_path):
-    keys = KeyStore(tmp_path / "keys.db")
+    keys = KeyStore(tmp_path / "keys.db", KEK)
     first = keys.seal("case-a", Contact("email", "a@example.org"))
     keys.erase("case-a")
     second = keys.seal("case-a", Contact("email", "a@example.org"))
