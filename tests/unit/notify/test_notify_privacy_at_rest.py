@@ -9,11 +9,14 @@ import stat
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from meshkernel.config import MeshSettings
 from meshkernel.private_files import private_file, private_folder
+from meshkernel.safety import StartRefused, check_start
 from meshkernel.sqlite import sqlite_engine
 from referralmesh.v1 import common_pb2
 from services.notify.adapters.channels import OutboxChannel
-from services.notify.adapters.kek_file import KeyFileError, LocalKeyFile, kek_from_settings
+from services.notify.adapters.dashboard import web_tls_problem
+from services.notify.adapters.kek_file import KeyFileError, LocalKeyFile, kek_from_settings, key_encryption_key_problem
 from services.notify.adapters.keystore import ContactUnavailable, KeyStore
 from services.notify.adapters.store import NotifyStore
 from services.notify.domain.contact import Contact
@@ -141,3 +144,30 @@ def test_an_existing_folder_of_ours_is_tightened(tmp_path):
     os.chmod(file, 0o644)
     private_file(file)
     assert _mode(file) == 0o600 and file.read_text() == "x"
+
+
+def _production(tmp_path, **values):
+    present = tmp_path / "present.pem"
+    present.write_text("x")
+    return MeshSettings(mode="production", tls_cert=present, tls_key=present, tls_ca=present, tls_crl=present,
+                        **values)
+
+
+def test_a_production_start_of_notify_needs_a_private_kek_file_and_https_for_the_dashboard(tmp_path):
+    needs = (key_encryption_key_problem, web_tls_problem)
+    with pytest.raises(StartRefused, match="^MESH_NOTIFY_KEK_PATH is not set"):
+        check_start(_production(tmp_path), "notify", needs)
+    loose = tmp_path / "loose.key"
+    loose.write_text("AAAA")
+    os.chmod(loose, 0o644)
+    with pytest.raises(StartRefused, match="chmod 600"):
+        check_start(_production(tmp_path, notify_kek_path=loose), "notify", needs)
+    kek = tmp_path / "secret" / "kek.key"
+    LocalKeyFile.create(kek)
+    with pytest.raises(StartRefused, match="^MESH_NOTIFY_WEB_TLS_CERT is not set"):
+        check_start(_production(tmp_path, notify_kek_path=kek), "notify", needs)
+    check_start(_production(tmp_path, notify_kek_path=kek, notify_web_tls_proxy=True), "notify", needs)
+    present = tmp_path / "present.pem"
+    check_start(_production(tmp_path, notify_kek_path=kek, notify_web_tls_cert=present, notify_web_tls_key=present),
+                "notify", needs)
+    check_start(MeshSettings(mode="local"), "notify", needs)  # local mode makes its own key file
