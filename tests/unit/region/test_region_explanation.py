@@ -4,8 +4,9 @@ import re
 from string import Formatter
 
 import pytest
+import yaml
 
-from services.region.domain import LANGUAGES, SERVICE_KINDS, build_policy, resolve
+from services.region.domain import LANGUAGES, SERVICE_KINDS, load_policy, resolve
 from services.region.domain.catalogue import CATALOGUE, plural_form
 from services.region.domain.explanation import _Writer
 from tests.unit.region.region_testkit import (
@@ -162,10 +163,12 @@ def _exit_programme_needs_registration(data: dict, region: str) -> None:
         "requires": [{"kind": "residence", "years": 5, "registered_only": True}]}
 
 
-def test_several_regions_are_named_in_the_plural_in_every_language():
+def test_several_regions_are_named_in_the_plural_in_every_language(tmp_path):
     data = shipped_data()
     _exit_programme_needs_registration(data, DEN_HAAG)
-    policy = build_policy(data, "regions.yaml")
+    changed = tmp_path / "regions.yaml"
+    changed.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    policy = load_policy(changed)
     # Bound to Amsterdam (residence) and Den Haag (family); both exit programmes need 5 years
     # of registration, so Rotterdam, where help was asked, stays responsible.
     req = request(ROTTERDAM, "exit_programme", residence=[lived("GM0363", "2023-01-01")], family_in=["GM0518"])
