@@ -135,4 +135,5 @@ class KeyStore:
 
     def has_key(self, case_id: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM wrapped_case_keys WHERE case_id = ?", (case_id,)).fetchone() is not None
+            found = self._db.execute("SELECT 1 FROM wrapped_case_keys WHERE case_id = ?", (case_id,)).fetchone()
+        return found is not None

@@ -259,8 +259,8 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
 
         async def on_start(self) -> None:
             self.runner = await start_http(dashboard.app(), web_host, config.notify_web_port, web_tls)
-            scheme = "https" if web_tls else "http"
-            log.info("notify dashboard listening", extra={"address": f"{scheme}://{web_host}:{config.notify_web_port}/"})
+            address = f"{'https' if web_tls else 'http'}://{web_host}:{config.notify_web_port}/"
+            log.info("notify dashboard listening", extra={"address": address})
             servicer = NotifyApi(desk, store, runtime.keys, development_identities=config.development_identities)
             servicer.announce_erasure = send_erasure
             self.grpc_server, self.health = build_server(servicer, config.notify_grpc_address, server_tls_from(config))

@@ -92,7 +92,8 @@ def _dispatcher(tmp_path, url, dead_letters, *, max_attempts=4, timeout=5.0) -> 
     names = Names({}, {}, "", "", "")
     return Dispatcher(
         store, webhooks={AGENCY: WebhookEndpoint(AGENCY, url, SECRET)}, sender=WebhookSender(timeout=timeout),
-        keys=KeyStore(tmp_path / "keys.db", LocalKeyFile.create(tmp_path / "kek.key")), channel=ChannelRouter(default=OutboxChannel(tmp_path / "outbox")),
+        keys=KeyStore(tmp_path / "keys.db", LocalKeyFile.create(tmp_path / "kek.key")),
+        channel=ChannelRouter(default=OutboxChannel(tmp_path / "outbox")),
         messages=ClientMessages(), names=names, dead_letters=dead_letters, notifications_topic="notifications",
         max_attempts=max_attempts, base_delay=0.05, max_delay=0.2)
 
