@@ -162,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         if options.notify_command == "login":
             from services.notify.demo import describe_dashboard
 
+            if not settings().local_mode:
+                print("error: demo accounts exist only with MESH_MODE=local; an operator creates accounts "
+                      "with `mesh coordinator add`", file=sys.stderr)
+                return 2
             print(describe_dashboard(settings()))
             return 0
         from services.notify.replay import run_replay

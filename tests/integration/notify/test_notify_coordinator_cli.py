@@ -101,3 +101,18 @@ def test_the_mesh_command_manages_accounts_in_the_configured_state_folder(tmp_pa
     listed = subprocess.run([*mesh_command, "list"], env=env, capture_output=True, text=True, timeout=120)
     assert listed.stdout.strip() == "coord-gm0344\tGM0344\tactive"
     assert (tmp_path / "state" / "cli.notify" / "notify.db").exists()
+
+
+def test_mesh_notify_login_offers_no_demo_login_outside_local_mode(monkeypatch, tmp_path, capsys):
+    from meshcli.main import main
+    from meshkernel.config import settings
+
+    monkeypatch.setenv("MESH_MODE", "production")
+    monkeypatch.setenv("MESH_STATE_DIR", str(tmp_path / "state"))
+    settings.cache_clear()
+    try:
+        assert main(["notify", "login"]) == 2
+        assert "mesh coordinator add" in capsys.readouterr().err
+        assert not (tmp_path / "state" / "notify" / "demo-coordinators.json").exists()
+    finally:
+        settings.cache_clear()

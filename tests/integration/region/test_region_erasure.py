@@ -7,7 +7,8 @@ import uuid
 
 import grpc
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from meshkernel import envelope as envelopes
 from meshkernel.topics import OVERRIDES
@@ -55,6 +56,14 @@ def erase(mesh, case_id: str) -> None:
 
 def test_an_erased_case_leaves_tombstones_in_both_tables_and_is_no_longer_known(mesh, region_worker):
     _stack, config = region_worker
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)
+                                            for topic in changelog_topics(config)])
+    finally:
+        admin.close()
+    policies = {topic: entries["cleanup.policy"]["value"] for topic, entries in described["topic"].items()}
+    assert policies and all("compact" in policy for policy in policies.values()), policies  # tombstones count
     case_id, other = new_case(), new_case()
     for case in (case_id, other):
         mesh.referral(case, "ReferralRequested", version=1, sender="central-amsterdam",
