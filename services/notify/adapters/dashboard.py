@@ -135,7 +135,7 @@ class Dashboard:
         app = web.Application(middlewares=[security_headers(hsts=self.secure)], client_max_size=64 * 1024)
         app.router.add_get("/health", self.health)
         app.router.add_get("/notifications", self.notifications)
-        app.router.add_get("/", lambda request: web.HTTPFound("/dashboard"))
+        app.router.add_get("/", self.root)
         app.router.add_get("/login", self.login_page)
         app.router.add_post("/login", self.login)
         app.router.add_post("/logout", self.logout)
@@ -213,6 +213,9 @@ class Dashboard:
         return items
 
     # --- pages --------------------------------------------------------------------------
+    async def root(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/dashboard")
+
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "service": self.service})
 

@@ -5,15 +5,26 @@ store; no broker is needed for what is tested here.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
+import ssl
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from meshcli.supervisor import free_port
 from meshkernel import envelope as envelopes
+from meshkernel.config import MeshSettings
 from referralmesh.v1 import events_pb2
 from services.notify.adapters import passwords
-from services.notify.adapters.dashboard import Dashboard, LocalPasswords
+from services.notify.adapters.dashboard import Dashboard, LocalPasswords, dashboard_tls, start_http
 from services.notify.adapters.store import NotifyStore
 from services.notify.application import AlertDesk
 from services.notify.domain.throttle import SignInThrottle, ThrottlePolicy
@@ -144,3 +155,47 @@ async def test_repeated_failures_lock_the_account_even_for_the_right_password(st
         assert results.count("refused:throttled") == 1 and results.count("refused:credentials") == 3
     finally:
         await client.close()
+
+
+def _self_signed(tmp_path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "web.crt", tmp_path / "web.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def test_the_dashboard_serves_https_with_its_own_certificate_and_the_secure_cookie_works(store, tmp_path):
+    cert, key = _self_signed(tmp_path)
+    config = MeshSettings(mode="production", notify_web_tls_cert=cert, notify_web_tls_key=key)
+    server_tls = dashboard_tls(config)
+    assert server_tls is not None and server_tls.minimum_version == ssl.TLSVersion.TLSv1_2
+    dashboard = Dashboard(AlertDesk(store, REGIONS), store, LocalPasswords(store, cost=CHEAP), REGIONS, secure=True)
+    port = free_port()
+    runner = await start_http(dashboard.app(), "127.0.0.1", port, server_tls)
+    trust = ssl.create_default_context(cafile=str(cert))
+    try:
+        async with aiohttp.ClientSession(base_url=f"https://127.0.0.1:{port}",
+                                         connector=aiohttp.TCPConnector(ssl=trust),
+                                         cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.post("/login", data={"username": "coord-gm0518", "password": PASSWORD}) as response:
+                # The browser-like jar keeps the __Host- Secure cookie over HTTPS and follows to the dashboard.
+                assert response.status == 200 and str(response.url).endswith("/dashboard")
+                assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+            async with http.get("/notifications") as response:
+                assert response.status == 200
+        async with aiohttp.ClientSession() as plain:
+            with pytest.raises(aiohttp.ClientError):
+                await plain.get(f"http://127.0.0.1:{port}/health")  # no plaintext on the TLS port
+    finally:
+        await runner.cleanup()
