@@ -73,6 +73,17 @@ class TieBreak:
 
 
 @dataclass(frozen=True)
+class Renamed:
+    """A fact given under an abolished municipality code, counted for its successor."""
+
+    code: str  # the abolished CBS code as given, e.g. GM0457
+    name: str  # its name, e.g. Weesp
+    now: str  # the current municipality's code, e.g. GM0363
+    now_name: str  # e.g. Amsterdam
+    since: date  # the day the municipality was abolished
+
+
+@dataclass(frozen=True)
 class Decision:
     region: str  # responsible now; never moved by the resolver itself
     region_name: str
@@ -90,6 +101,7 @@ class Decision:
     tie_broken: TieBreak | None
     policy_version: str
     explanation: Explanation
+    renamed: tuple[Renamed, ...] = ()  # abolished codes in the request and what they count as
 
     def candidate(self, region: str) -> Candidate | None:
         return next((c for c in self.candidates if c.region == region), None)

@@ -19,6 +19,7 @@ from .decision import (
     Decision,
     Explanation,
 )
+from .merged_places import merged_sentences
 from .rules import BINDING, REQUIREMENT, RULE_KINDS, ResidenceRule, RuleOutcome, WorkRule
 
 
@@ -69,6 +70,7 @@ class _Writer:
                 others = [names[c] for c in tie.between if c != tie.chosen]
                 key = _counted("tie.responsible_stays", others)
                 parts.append(self.t(key, others=self.join(others), region=region))
+        parts.extend(merged_sentences(d.renamed, self.lang))
         parts.append(self.t("disagree"))
         return " ".join(parts)
 

@@ -152,6 +152,10 @@ def decision_to_dict(decision: Decision) -> dict[str, Any]:
         "decision_date": decision.decision_date.isoformat(),
         "policy_version": decision.policy_version,
         "candidates": [_candidate(c) for c in decision.candidates],
+        "renamed_municipalities": [
+            {"code": r.code, "name": r.name, "now": r.now, "now_name": r.now_name, "since": r.since.isoformat()}
+            for r in decision.renamed
+        ],
         "explanation": decision.explanation.as_dict(),
     }
 

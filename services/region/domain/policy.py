@@ -6,6 +6,11 @@ send clients to the wrong region without anyone noticing.
 
 "Unknown municipality" means: a code that is not listed in any region of this table. A code must
 also look like a CBS municipality code: `GM` followed by four digits.
+
+Membership comes either from the shared region data (`membership: referencedata:nl/mo-regions-2026.csv`,
+checked against the CBS municipality list: every current municipality in exactly one region) or,
+for small test tables, from `municipalities` listed under each region. Abolished municipalities
+with one successor count as that successor (`successions`); split ones are refused (`splits`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+
+from referencedata.errors import ReferenceDataError
+from referencedata.municipalities import CHANGES_PATH, MUNICIPALITIES_PATH, Abolished, load_register
+from referencedata.regions import REGIONS_PATH, RegionData, load_region_data
 
 from .errors import PolicyError
 from .rules import RULE_KINDS, FamilyRule, GrewUpRule, ResidenceRule, Rule, WorkRule
@@ -61,6 +70,8 @@ class RegionPolicy:
     ranking: Mapping[str, int]  # weight per rule kind; one national ranking so regions compare fairly
     regions: tuple[Region, ...]
     source: str = "<policy>"
+    # Abolished municipality codes (CBS, since 2018) -> what became of them; empty for inline tables.
+    abolished: Mapping[str, Abolished] = field(default_factory=dict)
     _by_code: Mapping[str, Region] = field(init=False, repr=False, compare=False)
     _by_municipality: Mapping[str, Region] = field(init=False, repr=False, compare=False)
 
@@ -79,6 +90,10 @@ class RegionPolicy:
 
     def region_of(self, municipality: str) -> Region | None:
         return self._by_municipality.get(municipality)
+
+    def municipality(self, code: str) -> Municipality | None:
+        region = self._by_municipality.get(code)
+        return None if region is None else next(m for m in region.municipalities if m.code == code)
 
 
 # --------------------------------------------------------------------------- loading
@@ -119,22 +134,71 @@ def read_policy_file(path: str | Path) -> Any:
         raise PolicyError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}", source) from None
 
 
+# `referencedata:<path>` names a file of the shared reference data (referencedata/data/<path>),
+# wherever the policy file itself lives; any other path is relative to the policy file.
+REFERENCE_PREFIX = "referencedata:"
+_REFERENCE_FILES = {"membership": REGIONS_PATH, "municipalities": MUNICIPALITIES_PATH,
+                    "municipality_changes": CHANGES_PATH}
+
+
 def load_policy(path: str | Path) -> RegionPolicy:
     """Read and validate a region configuration file. Raises PolicyError naming the place."""
-    return build_policy(read_policy_file(path), str(path))
+    data = read_policy_file(path)
+    return build_policy(data, str(path), membership=load_membership(data, Path(path), str(path)))
 
 
-def build_policy(data: Any, source: str = "<policy>") -> RegionPolicy:
-    """Validate already-parsed configuration data (as from YAML) into a RegionPolicy."""
+def reference_path(value: Any, key: str, policy_path: Path) -> Path:
+    """The file a `membership`/`municipalities`/`municipality_changes` entry names."""
+    if not isinstance(value, str) or not value.strip():
+        raise PolicyError(key, "must name a file, e.g. referencedata:nl/mo-regions-2026.csv")
+    if value.startswith(REFERENCE_PREFIX):
+        return REGIONS_PATH.parents[1] / value[len(REFERENCE_PREFIX):]
+    return (policy_path.parent / value).resolve()
+
+
+def membership_path(policy_path: str | Path) -> Path | None:
+    """The region data file a policy file takes its membership from (None: listed inline)."""
+    data = read_policy_file(policy_path)
+    if not isinstance(data, dict) or "membership" not in data:
+        return None
+    return reference_path(data["membership"], "membership", Path(policy_path))
+
+
+def load_membership(data: Any, policy_path: Path, source: str) -> RegionData | None:
+    """The shared region data a policy names under `membership`, validated (None if it names none)."""
+    if not isinstance(data, dict) or "membership" not in data:
+        return None
+    files = {key: reference_path(data[key], key, policy_path) if key in data else default
+             for key, default in _REFERENCE_FILES.items()}
     try:
-        return _Builder().policy(data, source)
+        register = load_register(files["municipalities"], files["municipality_changes"])
+        return load_region_data(files["membership"], register)
+    except ReferenceDataError as exc:
+        raise PolicyError("membership", str(exc), source) from None
+
+
+def build_policy(data: Any, source: str = "<policy>", membership: RegionData | None = None) -> RegionPolicy:
+    """Validate already-parsed configuration data (as from YAML) into a RegionPolicy.
+    A policy with a `membership` key needs the loaded region data (`load_policy` reads it)."""
+    try:
+        return _Builder(membership).policy(data, source)
     except PolicyError as exc:
         raise PolicyError(exc.where, exc.problem, source) from None
 
 
 class _Builder:
+    def __init__(self, membership: RegionData | None) -> None:
+        self.membership = membership
+
     def policy(self, data: Any, source: str) -> RegionPolicy:
-        top = _mapping(data, "top level", {"version", "ranking", "defaults", "regions"}, required={"version", "ranking", "defaults", "regions"})
+        top = _mapping(data, "top level", {"version", "ranking", "defaults", "regions", *_REFERENCE_FILES},
+                       required={"version", "ranking", "defaults", "regions"})
+        if "membership" not in top:
+            for key in ("municipalities", "municipality_changes"):
+                if key in top:
+                    raise PolicyError(key, "is only used together with `membership`")
+        elif self.membership is None:
+            raise PolicyError("membership", "the region data is not loaded; read the policy with load_policy")
         version = top["version"]
         if isinstance(version, bool) or not isinstance(version, (str, int, float)) or str(version).strip() == "":
             raise PolicyError("version", "must be a non-empty text or number, e.g. \"2026.1\"")
@@ -144,10 +208,20 @@ class _Builder:
         if not isinstance(raw_regions, list) or not raw_regions:
             raise PolicyError("regions", "must be a non-empty list of regions")
         owner: dict[str, str] = {}  # municipality code -> place where it was first listed
+        shared = self.membership if "membership" in top else None
         regions = tuple(
-            self.region(raw, f"regions[{i}]", defaults, owner) for i, raw in enumerate(raw_regions)
+            self.region(raw, f"regions[{i}]", defaults, owner, shared) for i, raw in enumerate(raw_regions)
         )
-        return RegionPolicy(version=str(version), ranking=ranking, regions=regions, source=source)
+        abolished: Mapping[str, Abolished] = {}
+        if shared is not None:
+            listed = {r.code for r in regions}
+            for central in shared.central_codes:
+                if central not in listed:
+                    name = shared.register.current[central].name
+                    raise PolicyError("regions", f"the region of central municipality {central} ({name}) in "
+                                                 f"{shared.source} has no entry; every region needs its name and rules")
+            abolished = shared.register.abolished
+        return RegionPolicy(version=str(version), ranking=ranking, regions=regions, source=source, abolished=abolished)
 
     def ranking(self, data: Any) -> dict[str, int]:
         ranking = _mapping(data, "ranking", set(RULE_KINDS), required=set(RULE_KINDS))
@@ -170,7 +244,20 @@ class _Builder:
             )
         return result
 
-    def region(self, data: Any, where: str, defaults: dict[str, ServiceRules], owner: dict[str, str]) -> Region:
+    def region(self, data: Any, where: str, defaults: dict[str, ServiceRules], owner: dict[str, str],
+               shared: RegionData | None) -> Region:
+        if shared is not None:
+            entry = _mapping(data, where, {"code", "name", "services"}, required={"code", "name"})
+            code = _code(entry["code"], f"{where}.code")
+            if code in owner:
+                raise PolicyError(f"{where}.code", f"{code} is already listed at {owner[code]}; one entry per region")
+            owner[code] = where
+            members = shared.members(code)
+            if not members:
+                raise PolicyError(f"{where}.code", f"{code} is not a central municipality in {shared.source}")
+            municipalities = tuple(Municipality(m.code, m.name) for m in members)
+            return Region(code=code, name=_text(entry["name"], f"{where}.name"), municipalities=municipalities,
+                          services=self.services(entry, where, defaults))
         entry = _mapping(data, where, {"code", "name", "municipalities", "services"}, required={"code", "name", "municipalities"})
         name = _text(entry["name"], f"{where}.name")
         raw_munis = entry["municipalities"]
@@ -195,6 +282,10 @@ class _Builder:
                 f"unknown municipality {code}: a region is named by its central municipality, "
                 "which must be one of its own municipalities",
             )
+        return Region(code=code, name=name, municipalities=tuple(municipalities),
+                      services=self.services(entry, where, defaults))
+
+    def services(self, entry: dict, where: str, defaults: dict[str, ServiceRules]) -> dict[str, ServiceRules]:
         services = dict(defaults)
         raw_services = entry.get("services", {}) or {}
         if not isinstance(raw_services, dict):
@@ -212,7 +303,7 @@ class _Builder:
                 rules=self.rules(override["rules"], f"{s_where}.rules", weighted=True) if "rules" in override else base.rules,
                 requires=self.rules(override["requires"], f"{s_where}.requires", weighted=False) if "requires" in override else base.requires,
             )
-        return Region(code=code, name=name, municipalities=tuple(municipalities), services=services)
+        return services
 
     def rules(self, data: Any, where: str, weighted: bool) -> tuple[Rule, ...]:
         if not isinstance(data, list):

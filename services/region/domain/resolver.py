@@ -12,10 +12,10 @@ from dataclasses import replace
 from datetime import date
 
 from . import decision as d
-from .decision import Candidate, Decision, Explanation, TieBreak
+from .decision import Candidate, Decision, Explanation, Renamed, TieBreak
 from .errors import InvalidInput
 from .explanation import explain
-from .facts import ResolutionRequest
+from .facts import BindingFacts, ResolutionRequest
 from .policy import MUNICIPALITY_CODE, Region, RegionPolicy
 from .rules import BINDING, REQUIREMENT, evaluate
 
@@ -26,6 +26,7 @@ def resolve(request: ResolutionRequest, policy: RegionPolicy) -> Decision:
     """Decide who is responsible now, and whether a better-bound region should be asked to take over.
     Raises InvalidInput (naming the field) for a request the policy cannot answer."""
     validate_request(request, policy)
+    request, renamed = _current_codes(request, policy)
     asked_region = policy.region_of(request.asked_in)
     assert asked_region is not None  # validate_request guarantees it
     if request.current_region is not None:
@@ -79,8 +80,38 @@ def resolve(request: ResolutionRequest, policy: RegionPolicy) -> Decision:
         tie_broken=tie,
         policy_version=policy.version,
         explanation=_NO_TEXT,
+        renamed=renamed,
     )
     return replace(draft, explanation=explain(draft))
+
+
+def _current_codes(request: ResolutionRequest, policy: RegionPolicy) -> tuple[ResolutionRequest, tuple[Renamed, ...]]:
+    """The request with every abolished municipality code replaced by its successor (a residence in
+    Weesp until 2022 counts for Amsterdam), and the replacements made, in code order."""
+    if not policy.abolished:
+        return request, ()
+    used: dict[str, Renamed] = {}
+
+    def now(code: str) -> str:
+        gone = policy.abolished.get(code)
+        if gone is None:
+            return code
+        successor = gone.successors[0]  # validate_request refused split municipalities
+        used[code] = Renamed(code, gone.name, successor.code, successor.name, gone.since)
+        return successor.code
+
+    facts = request.facts
+    current = replace(
+        request,
+        asked_in=now(request.asked_in),
+        facts=BindingFacts(
+            residence=tuple(replace(p, municipality=now(p.municipality)) for p in facts.residence),
+            grew_up_in=tuple(now(c) for c in facts.grew_up_in),
+            family_in=tuple(now(c) for c in facts.family_in),
+            work=tuple(replace(p, municipality=now(p.municipality)) for p in facts.work),
+        ),
+    )
+    return current, tuple(used[c] for c in sorted(used))
 
 
 def _better(candidate: Candidate, than: Candidate) -> bool:
@@ -164,6 +195,16 @@ def _municipality(code: object, field: str, policy: RegionPolicy) -> None:
     if not MUNICIPALITY_CODE.match(code):
         # Malformed input is not repeated back: it may be anything a person typed (DESIGN.md 5).
         raise InvalidInput(field, "is not a CBS municipality code (GM followed by four digits)")
+    gone = policy.abolished.get(code)
+    if gone is not None:
+        if gone.split:
+            names = ", ".join(m.name for m in gone.successors)
+            raise InvalidInput(
+                field,
+                f"{code} ({gone.name}) was divided between {names} on {gone.since.isoformat()}; "
+                "give the current municipality instead",
+            )
+        code = gone.successors[0].code
     if policy.region_of(code) is None:
         raise InvalidInput(field, f"unknown municipality code {code}: not in any region of policy {policy.version}")
 

@@ -31,6 +31,20 @@ def shipped_data() -> dict:
     return copy.deepcopy(yaml.safe_load(SHIPPED_CONFIG.read_text(encoding="utf-8")))
 
 
+def inline_data() -> dict:
+    """The shipped configuration with every region's municipalities listed inline instead of
+    taken from the shared region data (the format small and test tables use)."""
+    data = shipped_data()
+    del data["membership"]
+    for entry in data["regions"]:
+        entry["municipalities"] = [{"code": m.code, "name": m.name} for m in SHIPPED.region(entry["code"]).municipalities]
+    return data
+
+
+def region_index(data: dict, code: str) -> int:
+    return next(i for i, entry in enumerate(data["regions"]) if entry["code"] == code)
+
+
 def lived(municipality: str, start: str, end: str | None = None, registered: bool = True) -> ResidencePeriod:
     return ResidencePeriod(municipality, date.fromisoformat(start), date.fromisoformat(end) if end else None, registered)
 

@@ -73,7 +73,8 @@ _DELETE = object()
 INVALID = [
     # (case, input, expected start of the single error line)
     ("unknown municipality code", _with(["facts", "residence", 0, "municipality"], "GM9999"), "error: facts.residence[0].municipality: unknown municipality code GM9999"),
-    ("asked_in outside every region", _with(["asked_in"], "GM0855"), "error: asked_in: unknown municipality code GM0855"),
+    ("asked_in in a divided municipality", _with(["asked_in"], "GM0788"), "error: asked_in: GM0788 (Haaren) was divided between Boxtel, Oisterwijk, Tilburg, Vught on 2021-01-01; give the current municipality instead"),
+    ("fact in a divided municipality", _with(["facts", "grew_up_in"], ["GM0140"]), "error: facts.grew_up_in[0]: GM0140 (Littenseradiel) was divided between"),
     ("malformed municipality code", _with(["facts", "grew_up_in"], ["Rotterdam"]), "error: facts.grew_up_in[0]: is not a CBS municipality code"),
     ("period ending before it starts", _with(["facts", "residence", 0, "to"], "2014-12-31"), "error: facts.residence[0].to: period ends before it starts"),
     ("start in the future", _with(["facts", "work", 0, "from"], "2026-11-02"), "error: facts.work[0].from: is in the future"),
@@ -133,12 +134,12 @@ def test_missing_argument_exits_2_without_touching_sys_streams():
 
 def test_broken_config_exits_1_naming_the_place(tmp_path):
     data = shipped_data()
-    data["regions"][1]["municipalities"].append({"code": "GM0362", "name": "Amstelveen"})
+    data["regions"][1]["code"] = "GM0362"  # Amstelveen: a municipality, but no central one
     path = tmp_path / "regions.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     code, out, err = run_json(EXAMPLE_INPUT, "--config", str(path))
     assert code == 1 and out == ""
-    assert "regions[1].municipalities[14].code" in err and err.count("\n") == 1
+    assert "regions[1].code: GM0362 is not a central municipality" in err and err.count("\n") == 1
 
 
 def test_help_goes_to_stdout():

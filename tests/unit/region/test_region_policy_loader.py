@@ -2,14 +2,14 @@
 
 import pytest
 import yaml
-from tests.unit.region.region_testkit import SHIPPED, SHIPPED_CONFIG, shipped_data
+from tests.unit.region.region_testkit import SHIPPED, SHIPPED_CONFIG, inline_data, region_index, shipped_data
 
 from services.region.domain import PolicyError, ResidenceRule, load_policy
 
 REQUIRED_REGIONS = {
-    "GM0363": {"GM0362", "GM0479"},  # Amsterdam with Amstelveen, Zaanstad
-    "GM0599": {"GM0606"},  # Rotterdam with Schiedam
-    "GM0518": {"GM0503"},  # The Hague with Delft
+    "GM0363": {"GM0362", "GM0384"},  # Amsterdam with Amstelveen, Diemen
+    "GM0599": {"GM0502"},  # Rotterdam with Capelle aan den IJssel
+    "GM0518": {"GM0603"},  # Den Haag with Rijswijk
     "GM0344": {"GM0355"},  # Utrecht with Zeist
     "GM0014": set(),
     "GM0772": {"GM0861"},  # Eindhoven with Veldhoven
@@ -17,7 +17,8 @@ REQUIRED_REGIONS = {
 
 
 def test_shipped_table_covers_the_required_regions_with_members():
-    assert SHIPPED.version == "2026.1"
+    assert SHIPPED.version == "2026.2"
+    assert len(SHIPPED.regions) == 43
     for code, members in REQUIRED_REGIONS.items():
         region = SHIPPED.region(code)
         assert region is not None, code
@@ -53,16 +54,19 @@ def _with_exit_rules(rules):
     return mutate
 
 
-def _append_member(region_index, code):
+def _append_member(at, code):
     def mutate(data):
-        data["regions"][region_index]["municipalities"].append({"code": code, "name": "Somewhere"})
+        data["regions"][at]["municipalities"].append({"code": code, "name": "Somewhere"})
     return mutate
 
 
+_AMSTERDAM = region_index(shipped_data(), "GM0363")
+
 REFUSALS = [
-    # (what is broken, mutation, place named, words in the message)
-    ("municipality in two regions", _append_member(1, "GM0362"), "regions[1].municipalities[14].code", "already listed at regions[0].municipalities[2]"),
-    ("municipality twice in one region", _append_member(0, "GM0363"), "regions[0].municipalities[13].code", "already listed at regions[0].municipalities[0]"),
+    # (what is broken, mutation, place named, words in the message), on the table listed inline
+    # (regions[0] is Groningen with 10 municipalities, regions[1] Almere with 6)
+    ("municipality in two regions", _append_member(1, "GM0037"), "regions[1].municipalities[6].code", "already listed at regions[0].municipalities[1]"),
+    ("municipality twice in one region", _append_member(0, "GM0014"), "regions[0].municipalities[10].code", "already listed at regions[0].municipalities[0]"),
     ("malformed municipality code", lambda d: _set(d, ["regions", 3, "municipalities", 1, "code"], "GM312"), "regions[3].municipalities[1].code", "not a CBS municipality code"),
     ("lower-case code", lambda d: _set(d, ["regions", 3, "municipalities", 1, "code"], "gm0312"), "regions[3].municipalities[1].code", "not a CBS municipality code"),
     ("unknown central municipality", lambda d: _set(d, ["regions", 2, "code"], "GM9999"), "regions[2].code", "unknown municipality GM9999"),
@@ -77,7 +81,7 @@ REFUSALS = [
     ("parameter on a kind without parameters", _with_exit_rules([{"kind": "grew_up", "years": 3}]), "regions[2].services.exit_programme.rules[0].years", "unknown key"),
     ("registered_only not a boolean", _with_exit_rules([{"kind": "residence", "years": 2, "registered_only": "sometimes"}]), "regions[2].services.exit_programme.rules[0].registered_only", "true or false"),
     ("empty rules", _with_exit_rules([]), "regions[2].services.exit_programme.rules", "at least one rule"),
-    ("weight in a requirement", lambda d: _set(d, ["regions", 0, "services", "exit_programme", "requires", 0, "weight"], 3), "regions[0].services.exit_programme.requires[0].weight", "unknown key"),
+    ("weight in a requirement", lambda d: _set(d, ["regions", _AMSTERDAM, "services", "exit_programme", "requires", 0, "weight"], 3), f"regions[{_AMSTERDAM}].services.exit_programme.requires[0].weight", "unknown key"),
     ("unknown service in region", lambda d: _set(d, ["regions", 1, "services"], {"massage": {"rules": [{"kind": "family"}]}}), "regions[1].services.massage", "unknown service kind"),
     ("unknown service in defaults", lambda d: _set(d, ["defaults", "services", "karaoke"], {"rules": [{"kind": "family"}]}), "defaults.services.karaoke", "unknown service kind"),
     ("bad default rule", lambda d: _set(d, ["defaults", "services", "shelter", "rules"], [{"kind": "work", "months": -1}]), "defaults.services.shelter.rules[0].months", "whole number"),
@@ -94,7 +98,7 @@ REFUSALS = [
 
 @pytest.mark.parametrize(("mutate", "where", "words"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
 def test_loader_refuses_and_names_the_place(tmp_path, mutate, where, words):
-    data = shipped_data()
+    data = inline_data()
     mutate(data)
     path = tmp_path / "regions.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

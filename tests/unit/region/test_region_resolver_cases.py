@@ -20,14 +20,14 @@ def test_example_help_asked_in_amsterdam_handover_to_groningen():
 
 
 def test_client_from_abroad_who_worked_three_years_in_salons_in_two_regions_without_registering():
-    # 18 months in Schiedam (Rotterdam region), then 18 months in The Hague, staying where she
+    # 18 months in Capelle aan den IJssel (Rotterdam region), then 18 months in The Hague, staying where she
     # worked but never registered: not long enough to be bound by residence, but bound by work in
     # both regions equally. She asks for shelter in Amsterdam.
     decision = resolve(
         request(
             AMSTERDAM,
-            residence=[lived("GM0606", "2023-05-01", "2025-04-30", registered=False), lived("GM0518", "2025-05-01", None, registered=False)],
-            work=[worked("GM0606", "2023-05-01", "2025-04-30"), worked("GM0518", "2025-05-01")],
+            residence=[lived("GM0502", "2023-05-01", "2025-04-30", registered=False), lived("GM0518", "2025-05-01", None, registered=False)],
+            work=[worked("GM0502", "2023-05-01", "2025-04-30"), worked("GM0518", "2025-05-01")],
         ),
         SHIPPED,
     )
@@ -62,11 +62,11 @@ def test_client_moving_between_municipalities_is_bound_nowhere_and_stays_where_s
     [
         ("GM0355", None, "bound_here"),  # asked in Zeist: Utrecht is responsible and best bound
         ("GM0599", UTRECHT, "handover_to_better_bound_region"),  # asked where she grew up
-        ("GM0479", UTRECHT, "handover_to_better_bound_region"),  # asked in Zaanstad: no tie with Amsterdam
+        ("GM0479", UTRECHT, "handover_to_better_bound_region"),  # asked in Zaanstad: its own region, no tie
     ],
 )
 def test_client_who_grew_up_in_one_region_and_is_registered_in_another(asked_in, handover_to, rule):
-    decision = resolve(request(asked_in, residence=[lived("GM0355", "2020-03-01")], grew_up_in=["GM0606"]), SHIPPED)
+    decision = resolve(request(asked_in, residence=[lived("GM0355", "2020-03-01")], grew_up_in=["GM0502"]), SHIPPED)
     assert decision.region == SHIPPED.region_of(asked_in).code
     assert decision.handover_to == handover_to and decision.rule == rule
     assert decision.candidate(ROTTERDAM).qualifies  # grew up there: bound, but ranked below residence
@@ -138,7 +138,8 @@ def test_equal_tie_with_the_responsible_region_changes_nothing():
     ("req", "field"),
     [
         (request("GM9999"), "asked_in"),
-        (request("GM0855"), "asked_in"),  # Tilburg: a real municipality, but not in this table
+        (request("GM0140"), "asked_in"),  # Littenseradiel: divided in 2018, no single successor
+        (request(AMSTERDAM, grew_up_in=["GM0788"]), "facts.grew_up_in[0]"),  # Haaren: divided in 2021
         (request(AMSTERDAM, "massage"), "service"),
         (request(AMSTERDAM, current_region="GM0362"), "current_region"),
         (request(AMSTERDAM, residence=[lived("GM0363", "2020-01-01", "2019-01-01")]), "facts.residence[0].to"),
