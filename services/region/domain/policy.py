@@ -179,8 +179,11 @@ def load_membership(data: Any, policy_path: Path, source: str) -> RegionData | N
 
 def build_policy(data: Any, source: str = "<policy>", membership: RegionData | None = None) -> RegionPolicy:
     """Validate already-parsed configuration data (as from YAML) into a RegionPolicy.
-    A policy with a `membership` key needs the loaded region data (`load_policy` reads it)."""
+    A policy with a `membership` key takes its region data from `membership` if given, else reads
+    the file it names (a relative path is taken relative to `source`)."""
     try:
+        if membership is None:
+            membership = load_membership(data, Path(source), source)
         return _Builder(membership).policy(data, source)
     except PolicyError as exc:
         raise PolicyError(exc.where, exc.problem, source) from None
