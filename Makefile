@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/referralmesh/v1/*.proto)
 GENERATED := generated/referralmesh/v1/.stamp
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test unit proto venv kafka-start kafka-stop pki clean bench-referral bench-region bench-e2e bench-escalation
+.PHONY: run test unit proto venv kafka-start kafka-stop pki clean bench-referral bench-region bench-e2e bench-escalation k8s-check
 
 run: $(INSTALLED)
 	$(BIN)/mesh demo
@@ -55,6 +55,24 @@ bench-referral: $(INSTALLED)
 # A local certificate authority, CRL and one certificate per agency, for demo and tests.
 pki: $(INSTALLED)
 	$(BIN)/mesh pki init var/pki
+
+# Renders deploy/k8s (every overlay) and validates it offline: Kubernetes and operator schemas,
+# a checkov security scan (deploy/k8s/README.md). Tools at pinned versions in .cache/tools.
+TOOLS := .cache/tools
+KUSTOMIZE_VERSION := v5.8.2
+KUSTOMIZE := $(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+K8S_CHECK_VENV := $(TOOLS)/k8s-check
+
+k8s-check: $(KUSTOMIZE) $(K8S_CHECK_VENV)/.installed
+	$(K8S_CHECK_VENV)/bin/python deploy/k8s/check.py --kustomize $(KUSTOMIZE)
+
+$(KUSTOMIZE):
+	GOBIN="$(abspath $(dir $@))" GOTOOLCHAIN=local go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+$(K8S_CHECK_VENV)/.installed: deploy/k8s/check-requirements.txt
+	$(PYTHON) -m venv $(K8S_CHECK_VENV)
+	$(K8S_CHECK_VENV)/bin/python -m pip install --quiet -r deploy/k8s/check-requirements.txt
+	touch $@
 
 kafka-start:
 	scripts/kafka.sh start

@@ -1,0 +1,104 @@
+"""The Kubernetes manifests (deploy/k8s) follow the code: topics, partitions, settings, ACLs.
+
+`make k8s-check` validates the manifests against the Kubernetes and operator schemas; these
+tests catch what a schema cannot: a topic, retention or setting name that drifted from the
+services' own declarations.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from meshkernel.config import MeshSettings
+from meshkernel.topics import ALL_TOPICS
+
+BASE = Path(__file__).resolve().parents[3] / "deploy" / "k8s" / "base"
+
+
+def documents(*parts: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all((BASE.joinpath(*parts)).read_text(encoding="utf-8")) if doc]
+
+
+def mesh_config() -> dict[str, str]:
+    (config,) = [doc for doc in documents("config.yaml") if doc["kind"] == "ConfigMap"]
+    return config["data"]
+
+
+def kafka_topics() -> dict[str, dict]:
+    return {doc["spec"]["topicName"]: doc["spec"] for doc in documents("kafka", "topics.yaml")}
+
+
+def workloads() -> list[dict]:
+    return (documents("referral", "deployment.yaml") + documents("referral", "migrate-job.yaml")
+            + documents("region", "statefulset.yaml") + documents("notify", "statefulset.yaml"))
+
+
+def containers() -> list[dict]:
+    return [container for doc in workloads() if "template" in doc.get("spec", {})
+            for container in doc["spec"]["template"]["spec"]["containers"]]
+
+
+def setting_names() -> set[str]:
+    """Every environment variable MeshSettings reads."""
+    names = set()
+    prefix = MeshSettings.model_config.get("env_prefix", "")
+    for name, field in MeshSettings.model_fields.items():
+        names.add(f"{prefix}{name}".upper())
+        alias = field.validation_alias
+        for choice in getattr(alias, "choices", ()) or ():
+            names.add(str(choice).upper())
+    return names
+
+
+def test_every_declared_topic_is_a_kafka_topic_with_its_retention_and_policy():
+    declared = {spec.base_name: spec for spec in ALL_TOPICS}
+    topics = kafka_topics()
+    assert set(topics) == set(declared)
+    for name, spec in declared.items():
+        assert int(topics[name]["config"]["retention.ms"]) == spec.retention_ms, name
+        assert topics[name]["config"]["cleanup.policy"] == spec.cleanup_policy, name
+
+
+def test_partitions_agree_between_topics_settings_and_autoscaling():
+    partitions = int(mesh_config()["MESH_TOPIC_PARTITIONS"])
+    assert partitions == MeshSettings.model_fields["topic_partitions"].default
+    assert {spec["partitions"] for spec in kafka_topics().values()} == {partitions}
+    (scaled,) = [doc for doc in documents("region", "scaledobject.yaml") if doc["kind"] == "ScaledObject"]
+    # A worker beyond the partition count would get no partition.
+    assert scaled["spec"]["maxReplicaCount"] == partitions
+    assert scaled["spec"]["triggers"][0]["metadata"]["topic"] in kafka_topics()
+
+
+def test_every_mesh_setting_in_the_manifests_is_one_the_services_read():
+    configured = set(mesh_config())
+    configured |= {env["name"] for container in containers() for env in container.get("env", [])}
+    mesh_settings = {name for name in configured if name.startswith("MESH_")} | (
+        configured & {"KAFKA_BOOTSTRAP", "DATABASE_URL"})
+    unknown = sorted(mesh_settings - setting_names())
+    assert not unknown, f"settings no service reads: {unknown}"
+
+
+@pytest.mark.parametrize("service", ["referral", "region", "notify"])
+def test_a_service_writes_only_the_topics_it_produces(service):
+    (user,) = [doc for doc in documents("kafka", "users.yaml") if doc["metadata"]["name"] == service]
+    written = {acl["resource"]["name"] for acl in user["spec"]["authorization"]["acls"]
+               if acl["resource"]["type"] == "topic" and acl["resource"]["patternType"] == "literal"
+               and "Write" in acl["operations"]}
+    produces = {
+        "referral": {"referral.events.v1"},
+        "region": {"region.assignments.v1", "region.escalations.v1", "mesh.deadletter.v1"},
+        "notify": {"notify.notifications.v1", "region.overrides.v1", "mesh.deadletter.v1"},
+    }
+    assert written == produces[service]
+
+
+def test_every_container_runs_restricted():
+    for container in containers():
+        security = container["securityContext"]
+        assert security["runAsNonRoot"] is True, container["name"]
+        assert security["readOnlyRootFilesystem"] is True, container["name"]
+        assert security["allowPrivilegeEscalation"] is False, container["name"]
+        assert security["capabilities"]["drop"] == ["ALL"], container["name"]
+        assert security["seccompProfile"]["type"] == "RuntimeDefault", container["name"]
