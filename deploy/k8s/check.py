@@ -135,7 +135,7 @@ def checkov(checkov_bin: str, target: Path, framework: str) -> tuple[bool, str]:
         for check in report.get("results", {}).get("failed_checks", []):
             lines.append(f"  FAILED {check['check_id']} {check['check_name']}: {check.get('resource')}")
     ok = failed == 0 and result.returncode == 0
-    return ok, "\n".join([f"checkov {framework}: {passed} passed, {failed} failed, {skipped} skipped (justified)"]
+    return ok, "\n".join([f"checkov {framework}: {passed} passed, {failed} failed, {skipped} skipped (each justified where it is skipped)"]
                          + lines)
 
 
