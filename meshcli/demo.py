@@ -10,7 +10,6 @@ import http.cookiejar
 import json
 import os
 import re
-import signal
 import sys
 import time
 import urllib.parse
@@ -18,12 +17,20 @@ import urllib.request
 import uuid
 
 from meshcli.client import NotifyClient, ReferralClient, consent_for
+from meshcli import ports
 from meshcli.supervisor import (
+    KAFKA_SCRIPT,
+    ZIPKIN_SCRIPT,
     Stack,
+    StopRequested,
+    Watchdog,
+    ignoring_stop_signals,
     kafka_answers,
+    say_safely,
     start_kafka,
     start_zipkin_in_background,
     stop_kafka,
+    stop_signals,
     stop_zipkin,
     zipkin_answers,
     zipkin_url,
@@ -49,7 +56,7 @@ class Narrator:
 
     def say(self, text: str) -> None:
         elapsed = time.monotonic() - self.started
-        print(f"[{elapsed:6.1f}s] {text}", flush=True)
+        say_safely(f"[{elapsed:6.1f}s] {text}")
 
 
 def demo_request(case_id: str, contact: common_pb2.SealedContact | None = None) -> api.CreateReferralRequest:
@@ -82,62 +89,75 @@ def run_demo() -> int:
     env = dict(os.environ)
     # Deadlines of seconds instead of hours, so the stalled case escalates while you watch.
     env.setdefault("MESH_ESCALATION_POLICY_PATH", str(DEMO_ESCALATION_POLICY))
-    started_kafka = False
-    zipkin_start = None
     tracing_ui = env.get("MESH_TRACING_UI", "zipkin") == "zipkin" and "OTEL_TRACES_EXPORTER" not in env
-    if tracing_ui:
-        if not zipkin_answers(env):
-            narrator.say("starting Zipkin, the tracing UI")
-            zipkin_start = start_zipkin_in_background(env)
-        url = zipkin_url(env)
-        env["OTEL_TRACES_EXPORTER"] = "zipkin"
-        env["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] = url.replace("/zipkin/", "/api/v2/spans")
-    if "KAFKA_BOOTSTRAP" not in os.environ:
-        if not kafka_answers(env):
-            narrator.say("starting Apache Kafka (first run downloads the broker jars)")
-            start_kafka(env)
-            started_kafka = True
-        else:
-            narrator.say(f"reusing the Kafka broker at {config.kafka_bootstrap}")
-    prepare_kafka(config, "demo")
-    if zipkin_start is not None and zipkin_start.wait() != 0:
-        narrator.say("Zipkin did not start; the demo runs on without a tracing UI")
-        tracing_ui = False
+    start_zipkin = tracing_ui and not zipkin_answers(env)
+    start_broker = "KAFKA_BOOTSTRAP" not in os.environ and not kafka_answers(env)
+    problems = ports.taken(ports.service_ports(config)
+                           + (ports.kafka_ports(env) if start_broker else [])
+                           + (ports.zipkin_ports(env) if start_zipkin else []))
+    if problems:
+        for problem in problems:
+            narrator.say(f"cannot start: {problem}")
+        return 2
 
-    stack = Stack(env=env, log_dir=config.state_dir / "logs")
-    stopping = False
+    watchdog = Watchdog(env, config.state_dir / "logs" / "watchdog.log")
+    stack = Stack(env=env, log_dir=config.state_dir / "logs", watchdog=watchdog)
+    zipkin_start = None
+    with stop_signals() as disarm:
+        try:
+            if start_zipkin:
+                narrator.say("starting Zipkin, the tracing UI")
+                watchdog.watch_script(ZIPKIN_SCRIPT)
+                zipkin_start = start_zipkin_in_background(env)
+            if tracing_ui:
+                env["OTEL_TRACES_EXPORTER"] = "zipkin"
+                env["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] = zipkin_url(env).replace("/zipkin/", "/api/v2/spans")
+            if start_broker:
+                narrator.say("starting Apache Kafka (first run downloads the broker jars)")
+                watchdog.watch_script(KAFKA_SCRIPT)
+                start_kafka(env)
+            else:
+                narrator.say(f"reusing the Kafka broker at {config.kafka_bootstrap}")
+            prepare_kafka(config, "demo")
+            if zipkin_start is not None and zipkin_start.wait() != 0:
+                narrator.say("Zipkin did not start; the demo runs on without a tracing UI")
+                tracing_ui = False
+            for service in ("referral", "region", "notify"):
+                stack.start(service)
+            narrator.say(f"started the referral, region and notify services (logs in {stack.log_dir})")
+            _play(config, narrator, stack, zipkin_url(env) if tracing_ui else None)
+            narrator.say("demo complete; the mesh keeps running. Press Ctrl-C to stop everything.")
+            while True:
+                crashed = stack.crashed()
+                if crashed:
+                    narrator.say(f"service stopped unexpectedly: {', '.join(crashed)} (see its log)")
+                    return 1
+                time.sleep(0.5)
+        except StopRequested as stop:
+            narrator.say(f"{stop} received")
+            return 0
+        except _DemoFailed as failure:
+            narrator.say(f"demo failed: {failure}")
+            return 1
+        finally:
+            disarm()
+            with ignoring_stop_signals():
+                _stop_everything(narrator, stack, env, start_broker, zipkin_start)
+                watchdog.done()
 
-    def request_stop(signum, frame):
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        for service in ("referral", "region", "notify"):
-            stack.start(service)
-        narrator.say(f"started the referral, region and notify services (logs in {stack.log_dir})")
-        _play(config, narrator, stack, zipkin_url(env) if tracing_ui else None)
-        narrator.say("demo complete; the mesh keeps running. Press Ctrl-C to stop everything.")
-        while not stopping:
-            crashed = stack.crashed()
-            if crashed:
-                narrator.say(f"service stopped unexpectedly: {', '.join(crashed)} (see its log)")
-                return 1
-            time.sleep(0.5)
-        return 0
-    except _DemoFailed as failure:
-        narrator.say(f"demo failed: {failure}")
-        return 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        narrator.say("stopping the services")
-        stack.stop_all()
-        if started_kafka:
-            stop_kafka(env)
-        if zipkin_start is not None:
-            stop_zipkin(env)
-        narrator.say("stopped; no process left behind")
+def _stop_everything(narrator: Narrator, stack: Stack, env: dict[str, str], started_broker: bool,
+                     zipkin_start) -> None:
+    narrator.say("stopping the services")
+    stack.stop_all()
+    if zipkin_start is not None:
+        if zipkin_start.poll() is None:
+            zipkin_start.kill()
+            zipkin_start.wait()
+        stop_zipkin(env)
+    if started_broker:
+        stop_kafka(env)
+    narrator.say("stopped; no process left behind")
 
 
 class _DemoFailed(Exception):
@@ -145,19 +165,19 @@ class _DemoFailed(Exception):
 
 
 def _print_endpoints(config, tracing_url: str | None) -> None:
-    print("", flush=True)
-    print("  user-facing endpoints", flush=True)
-    print(f"    referral gRPC API      {config.referral_grpc_address}  (health + reflection: "
-          f"grpcurl -plaintext {config.referral_grpc_address} list)", flush=True)
-    print(f"    region health (HTTP)   http://127.0.0.1:{config.region_web_port}/health", flush=True)
-    print(f"    Kafka bootstrap        {config.kafka_bootstrap}", flush=True)
-    print(f"    notify gRPC API        {config.notify_grpc_address}  (alert stream, SealContact)", flush=True)
-    print(f"    {describe_dashboard(config)}", flush=True)
+    say_safely("")
+    say_safely("  user-facing endpoints")
+    say_safely(f"    referral gRPC API      {config.referral_grpc_address}  (health + reflection: "
+          f"grpcurl -plaintext {config.referral_grpc_address} list)")
+    say_safely(f"    region health (HTTP)   http://127.0.0.1:{config.region_web_port}/health")
+    say_safely(f"    Kafka bootstrap        {config.kafka_bootstrap}")
+    say_safely(f"    notify gRPC API        {config.notify_grpc_address}  (alert stream, SealContact)")
+    say_safely(f"    {describe_dashboard(config)}")
     if tracing_url:
-        print(f"    tracing UI (Zipkin)    {tracing_url}  (search by tag referralmesh.case_id)", flush=True)
-    print(f"    metrics (Prometheus)   http://127.0.0.1:{config.referral_metrics_port}/metrics, "
-          f":{config.region_metrics_port}/metrics, :{config.notify_metrics_port}/metrics", flush=True)
-    print("", flush=True)
+        say_safely(f"    tracing UI (Zipkin)    {tracing_url}  (search by tag referralmesh.case_id)")
+    say_safely(f"    metrics (Prometheus)   http://127.0.0.1:{config.referral_metrics_port}/metrics, "
+          f":{config.region_metrics_port}/metrics, :{config.notify_metrics_port}/metrics")
+    say_safely("")
 
 
 class _Timeline:
@@ -221,7 +241,7 @@ def _play(config, narrator: Narrator, stack: Stack, tracing_url: str | None) -> 
             narrator.say(f"client message ({message['language']}, {message['channel']} to {message['to']}), "
                          f"from the local outbox {client_outbox_path(config)}:")
             for line in message["text"].strip().splitlines():
-                print(f"          {line}", flush=True)
+                say_safely(f"          {line}")
 
         narrator.say(f"{RECEIVER} does not answer. The stall detector watches the deadlines "
                      "(the demo policy counts seconds where the real one counts hours).")

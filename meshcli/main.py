@@ -126,6 +126,12 @@ def _referral_command(options) -> int:
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     if options.command == "serve":
+        import os
+
+        from meshcli.supervisor import PARENT_PID_ENV, die_with_parent
+
+        if os.environ.get(PARENT_PID_ENV, "").isdigit():
+            die_with_parent(int(os.environ[PARENT_PID_ENV]))
         from pydantic import ValidationError
 
         from meshkernel.config import settings

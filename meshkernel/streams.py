@@ -6,6 +6,7 @@ decodes with meshkernel.envelope; what cannot be decoded goes to the dead-letter
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import faust
@@ -17,7 +18,7 @@ from meshkernel.envelope import MalformedEvent, decode
 from meshkernel.logs import logging_config
 from meshkernel.metrics import meter
 from meshkernel.private_files import private_folder
-from meshkernel.private_files import private_folder
+from meshkernel.shutdown import StopDeadline
 from referralmesh.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -125,14 +126,38 @@ async def decoded_events(stream, dead_letters: DeadLetters, *, expect: str):
         yield event, envelope
 
 
+class _BoundedStopWorker(faust.Worker):
+    """A Faust worker whose stop, once a signal asks for it, ends within the stop budget."""
+
+    stop_deadline: StopDeadline
+
+    def _schedule_shutdown(self, signal) -> None:
+        self.stop_deadline.arm()
+        super()._schedule_shutdown(signal)
+
+
+def _unfinished_stop(app: faust.App, config: MeshSettings) -> Callable[[], str]:
+    def describe() -> str:
+        try:
+            buffered = app.producer.buffer.size
+        except Exception:
+            buffered = "unknown"
+        return (f"flushing to Kafka at {config.kafka_bootstrap} ({buffered} record(s) in the producer "
+                "buffer) and committing offsets; records not committed are read again at the next "
+                "start, and every receiver deduplicates by event id")
+    return describe
+
+
 def run_worker(app: faust.App, config: MeshSettings, service: str | None = None) -> None:
-    """Run a Faust worker in the foreground until SIGINT/SIGTERM, logging JSON lines."""
+    """Run a Faust worker in the foreground until SIGINT/SIGTERM, logging JSON lines; the stop
+    ends within the stop budget (meshkernel.shutdown) even when the broker does not answer."""
     name = service or app.conf.id.removeprefix(config.topic_prefix).removeprefix("referral-mesh-")
-    worker = faust.Worker(
+    worker = _BoundedStopWorker(
         app,
         loglevel=config.log_level.lower(),
         quiet=True,
         redirect_stdouts=False,
         logging_config=logging_config(name, config.log_level),
     )
+    worker.stop_deadline = StopDeadline(name, _unfinished_stop(app, config))
     worker.execute_from_commandline()

@@ -18,6 +18,7 @@ from meshkernel.grpc_server import bind, new_server
 from meshkernel.kafka import prepare_kafka
 from meshkernel.logs import setup_logging
 from meshkernel.metrics import setup_metrics
+from meshkernel.shutdown import StopDeadline
 from meshkernel.safety import refuse_unsafe_start
 from meshkernel.tracing import setup_tracing
 from referralmesh.v1 import referral_service_pb2, referral_service_pb2_grpc
@@ -78,19 +79,35 @@ async def serve(config: MeshSettings) -> None:
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
 
+    # From here the stop ends within the stop budget, broker or not (meshkernel.shutdown).
+    deadline = StopDeadline(SERVICE, lambda: _outbox_left(store))
+    deadline.arm()
     log.info("referral service stopping")
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(grace=5)
+    await server.stop(grace=3)
     for task in (sweeper_task, relay_task):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    try:  # what committed before the stop leaves now, if the broker answers in time
+        await asyncio.wait_for(relay.publish_pending(), timeout=2.0)
+    except Exception as error:
+        log.warning("outbox not flushed at stop (%s): %s", type(error).__name__, _outbox_left(store))
     try:
-        await relay.publish_pending()  # what committed before the stop leaves now, if it can
-    except Exception:
-        pass
-    await relay.stop()
+        await asyncio.wait_for(relay.stop(), timeout=1.5)
+    except Exception as error:
+        log.warning("Kafka producer did not close cleanly (%s)", type(error).__name__)
     engine.dispose()
+    deadline.disarm()
+
+
+def _outbox_left(store: ReferralStore) -> str:
+    try:
+        backlog = store.outbox_backlog()
+    except Exception as error:
+        return f"outbox backlog unknown ({type(error).__name__})"
+    return (f"{backlog} outbox row(s) not yet published; they stay in the outbox and are published "
+            "at the next start")
 
 
 async def sweep_expired_consents(use_cases: ReferralUseCases, every_seconds: float) -> None:
