@@ -243,7 +243,8 @@ class Escalator:
 
     def on_alert_action(self, envelope: events_pb2.EventEnvelope, partition: int,
                         traceparent: str = "") -> Awaitable[Any] | None:
-        """ACKNOWLEDGED, TAKEN or RESOLVED: somebody acts on the alert, so it stops climbing."""
+        """ACKNOWLEDGED, TAKEN or RESOLVED: somebody acts on the alert, so it stops climbing;
+        RESOLVED also cancels a national alert's pending *unresolved* (dispute) deadline."""
         action = envelope.alert_action
         if not action.escalation_id.strip():
             raise Refused("alert_action.escalation_id: must not be empty")
@@ -254,7 +255,10 @@ class Escalator:
             log.info("alert action for a case without escalation state",
                      extra={"case_id": case_id, "escalation_id": action.escalation_id})
             return None
-        changes = self.engine.on_alert_acknowledged(case_id, action.escalation_id)
+        if action.action == "RESOLVED":  # settled: no dispute record will follow
+            changes = self.engine.on_alert_resolved(case_id, action.escalation_id)
+        else:
+            changes = self.engine.on_alert_acknowledged(case_id, action.escalation_id)
         self._noted(case_id, changes, traceparent)
         log.info("alert acted on", extra={
             "case_id": case_id, "escalation_id": action.escalation_id, "action": action.action,

@@ -295,6 +295,28 @@ def test_a_dispute_record_carries_the_regions_involved_and_the_decisions_so_far(
     assert [d.at.seconds for d in dispute.decisions] == sorted(d.at.seconds for d in dispute.decisions)
 
 
+def test_a_resolved_national_alert_never_becomes_a_dispute():
+    clock = FakeClock(START)
+    esc, _store, topic = escalator(clock)
+    request = referral("r", "ReferralRequested", 1, common_pb2.REQUESTED, clock, addressee="shelter-a")
+    esc.on_decided(request, assignment(request, responsible_region="GM0363", rule="bound_here"), 0)
+    clock.advance(hours=1)
+    decline = referral("r", "ReferralDeclined", 2, common_pb2.DECLINED, clock,
+                       decline_reason=common_pb2.NO_CAPACITY, holder="shelter-a")
+    esc.on_decided(decline, assignment(decline, responsible_region="GM0363", rule="bound_here"), 0)
+    for _hour in range(9):  # no next receiver: the national alert
+        clock.advance(hours=1)
+        run(esc.tick())
+    [national] = [e.escalation for e in topic.escalations() if e.escalation.level == events_pb2.NATIONAL_COORDINATOR]
+
+    esc.on_alert_action(alert_action("r", national.escalation_id, "RESOLVED"), 0)
+    for _hour in range(40):
+        clock.advance(hours=1)
+        run(esc.tick())
+
+    assert events_pb2.DISPUTE not in [e.escalation.level for e in topic.escalations()]
+
+
 def test_the_escalation_id_is_the_engines_derived_id():
     clock = FakeClock(START)
     esc, _store, topic = escalator(clock)

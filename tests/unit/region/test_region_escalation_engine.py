@@ -243,6 +243,32 @@ def test_acknowledged_national_alert_still_becomes_a_dispute_when_unresolved(eng
     kinds = [(kind, rule) for _, kind, rule, _ in dispute.decisions]
     assert ("assignment", "bound_here") in kinds
     assert ("escalation", "no_next_receiver") in kinds
+
+
+def test_resolved_national_alert_cancels_its_pending_dispute_deadline(engine, clock, case):
+    engine.on_assignment(case.assignment("GM0363"))
+    engine.on_referral_event(case.request())
+    engine.on_referral_event(case.event("DECLINED", decline_reason="NO_CAPACITY"))
+    [national] = fire_after(engine, clock, 8)
+    assert "unresolved" in {d.kind for d in engine.state(case.case_id).pending}
+
+    changes = engine.on_alert_resolved(case.case_id, national.escalation_id)
+
+    assert sorted(d.kind for d in changes.cancelled) == ["climb", "unresolved"]
+    assert not {d.parent for d in engine.state(case.case_id).pending} & {national.escalation_id}
+    assert "DISPUTE" not in [e.level for e in fire_after(engine, clock, 1000)]
+
+
+def test_resolving_one_alert_leaves_another_alerts_dispute_deadline(engine, clock, case):
+    engine.on_assignment(case.assignment("GM0363"))
+    engine.on_referral_event(case.request())
+    engine.on_referral_event(case.event("DECLINED", decline_reason="NO_CAPACITY"))
+    [national] = fire_after(engine, clock, 8)
+
+    changes = engine.on_alert_resolved(case.case_id, "another-alert")
+
+    assert changes.cancelled == ()
+    assert [e.level for e in fire_after(engine, clock, 1000)][-1] == "DISPUTE"
     assert fire_after(engine, clock, 1000) == []
 
 

@@ -17,6 +17,7 @@ from .engine import (
     escalation_id,
     fire,
     on_alert_acknowledged,
+    on_alert_resolved,
     on_assignment,
     on_referral_event,
 )
@@ -46,6 +47,6 @@ __all__ = [
     "AssignmentFacts", "CaseState", "Changes", "DEFAULT_POLICY_PATH", "Deadline", "DueIndex",
     "Escalation", "EscalationEngine", "EscalationPolicy", "LEVELS", "RULES", "ReferralFacts",
     "RuleSpec", "Timing", "Track", "WorkingHours", "build_escalation_policy", "escalation_id",
-    "fire", "load_escalation_policy", "on_alert_acknowledged", "on_assignment",
+    "fire", "load_escalation_policy", "on_alert_acknowledged", "on_alert_resolved", "on_assignment",
     "on_referral_event", "state_from_dict", "state_to_dict",
 ]

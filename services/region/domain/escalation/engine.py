@@ -30,7 +30,8 @@ COMPLETED, CANCELLED and FAILED end everything. An alert whose level climbs in t
 has an acknowledgement deadline gets a *climb* deadline: not acknowledged in time, the same
 alert fires one level up. An alert at NATIONAL_COORDINATOR level also gets an *unresolved*
 deadline: the situation still active then, a DISPUTE record fires (with the regions involved
-and the decisions so far). Follow-ups stop when their rule's situation ends. Of the follow-ups
+and the decisions so far). Acknowledging or taking an alert cancels its climb; resolving it
+cancels its climb and its *unresolved* deadline. Follow-ups stop when their rule's situation ends. Of the follow-ups
 of one alert, at most one DISPUTE fires.
 
 At most once: a deadline leaves ``pending`` when it fires and its key goes to ``fired``; keys
@@ -244,6 +245,19 @@ def on_alert_acknowledged(policy: EscalationPolicy, state: CaseState | None, esc
     return state, (), cancelled
 
 
+def on_alert_resolved(policy: EscalationPolicy, state: CaseState | None, escalation_id: str,
+                      now: float | None = None) -> Result:
+    """A coordinator resolved an alert: it stops climbing, and the pending *unresolved* dispute
+    deadline of a national alert is cancelled too, since the dispute it would open is settled.
+    (A later stall of the case is a new situation and schedules deadlines of its own.)"""
+    state, _scheduled, cancelled = on_alert_acknowledged(policy, state, escalation_id, now)
+    settled = tuple(d for d in state.pending if d.kind == "unresolved" and d.parent == escalation_id)
+    if not settled:
+        return state, (), cancelled
+    state = copy_with(state, pending=tuple(d for d in state.pending if d not in settled))
+    return state, (), cancelled + settled
+
+
 def escalation_id(case_id: str, deadline: Deadline) -> str:
     """``derived_id("escalation", case_id, rule, key)`` (meshkernel.envelope), computed without
     building a ``uuid.UUID`` object: firing is a hot path. A test checks both agree."""
@@ -400,6 +414,12 @@ class EscalationEngine:
         if state is None:
             return Changes((), ())
         return self._apply(case_id, on_alert_acknowledged(self.policy, state, escalation_id, self._now(now)))
+
+    def on_alert_resolved(self, case_id: str, escalation_id: str, now=None) -> Changes:
+        state = self.states.get(case_id)
+        if state is None:
+            return Changes((), ())
+        return self._apply(case_id, on_alert_resolved(self.policy, state, escalation_id, self._now(now)))
 
     # -- time
     def fire_due(self, now=None, limit: int | None = None) -> list[Escalation]:
