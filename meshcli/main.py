@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     region_commands = region.add_subparsers(dest="region_command", required=True)
     resolve = region_commands.add_parser("resolve", help="dry run: who is responsible, and where is help best?")
     resolve.add_argument("args", nargs=argparse.REMAINDER)
+    data = region_commands.add_parser("data", help="region data: `import FILE.csv` refreshes it from CBS")
+    data.add_argument("args", nargs=argparse.REMAINDER)
 
     notify = commands.add_parser("notify", help="notify service operations")
     notify_commands = notify.add_subparsers(dest="notify_command", required=True)
@@ -156,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         from meshcli.demo import run_demo
 
         return run_demo()
+    if options.command == "region" and options.region_command == "data":
+        from services.region.data_cli import run_data_command
+
+        return run_data_command(options.args, sys.stdout, sys.stderr)
     if options.command == "region":
         from services.region.cli import run_resolve
 
