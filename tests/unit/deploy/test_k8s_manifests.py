@@ -111,3 +111,16 @@ def test_every_container_runs_restricted():
         assert security["allowPrivilegeEscalation"] is False, container["name"]
         assert security["capabilities"]["drop"] == ["ALL"], container["name"]
         assert security["seccompProfile"]["type"] == "RuntimeDefault", container["name"]
+
+
+def test_the_image_holds_every_package_the_project_installs():
+    import tomllib
+
+    root = BASE.parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = {line.split()[1] for line in (root / "Containerfile").read_text(encoding="utf-8").splitlines()
+              if line.startswith("COPY ") and "--from" not in line}
+    # referralmesh is generated from proto/ inside the build stage.
+    assert packages - {"referralmesh"} <= copied
+    assert "proto" in copied
