@@ -1,6 +1,7 @@
 """A key-encryption key held in a local file: the KEK adapter for local mode and small set-ups.
 
-The file holds 32 random bytes, base64, and must be readable by the service's user only.
+The file holds 32 random bytes, base64. Others may have no access at all and the group may not
+write it (0600 as made here; 0400 or 0440 as a Kubernetes secret volume with an fsGroup mounts it).
 Outside MESH_MODE=local it is required (MESH_NOTIFY_KEK_PATH) and should be mounted from a
 secret store apart from keys.db and its backups; in local mode a missing file is created in the
 state folder. Wrapping is AES-256-GCM with a random 96-bit nonce and the caller's context as
@@ -12,17 +13,22 @@ import base64
 import binascii
 import hashlib
 import secrets
+import stat
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from meshkernel.private_files import is_private, private_file
+from meshkernel.private_files import private_file
 from services.notify.domain.key_wrapping import KeyUnwrapFailed
 
 KEK_BYTES = 32
 NONCE_BYTES = 12
 _AAD_PREFIX = b"referralmesh/kek/v1|"
+
+
+def _guarded(path: Path) -> bool:
+    return stat.S_IMODE(path.stat().st_mode) & 0o027 == 0
 
 
 class KeyFileError(Exception):
@@ -59,8 +65,8 @@ class LocalKeyFile:
     def load(cls, path: Path) -> "LocalKeyFile":
         path = Path(path)
         try:
-            if not is_private(path):
-                raise KeyFileError(f"{path}: readable by group or others; chmod 600 it")
+            if not _guarded(path):
+                raise KeyFileError(f"{path}: others may read it, or the group may write it; chmod 600 it")
             raw = path.read_bytes().strip()
         except OSError as problem:
             raise KeyFileError(f"{path}: {problem.strerror or problem}") from None

@@ -96,9 +96,12 @@ def test_the_kek_file_is_private_and_required_outside_local_mode(tmp_path):
     assert "file:" in repr(created) and path.read_text().strip() not in repr(created)
     with pytest.raises(KeyFileError):
         LocalKeyFile.create(path)  # never overwrites a key that wrapped keys depend on
-    os.chmod(path, 0o640)
-    with pytest.raises(KeyFileError, match="chmod 600"):
-        LocalKeyFile.load(path)
+    for loose in (0o644, 0o604, 0o660):
+        os.chmod(path, loose)
+        with pytest.raises(KeyFileError, match="chmod 600"):
+            LocalKeyFile.load(path)
+    os.chmod(path, 0o440)  # as a Kubernetes secret volume with an fsGroup mounts it
+    assert LocalKeyFile.load(path).kek_id == created.kek_id
     with pytest.raises(KeyFileError, match="MESH_NOTIFY_KEK_PATH"):
         kek_from_settings(None, local_mode=False)
     with pytest.raises(KeyFileError, match="no such file|No such file"):
