@@ -19,6 +19,7 @@ from typing import Any
 from meshkernel import envelope as envelopes
 from referralmesh.v1 import events_pb2
 from referencedata.agencies import load_directory
+from referencedata.need_domains import binding_service
 from services.region.adapters.facts_mapping import assignment_from_decision, request_document
 from services.region.decide import Resolver
 from services.region.domain import responsibility as r
@@ -184,9 +185,9 @@ class Assigner:
     # ------------------------------------------------------------------ helpers
 
     def _service(self, referral: events_pb2.ReferralEvent) -> str:
-        known = self.resolver.known_services
-        return next((d for d in referral.need_domains if d.lower() in known),
-                    (referral.need_domains or ["shelter"])[0]).lower()
+        # A referral about taxes or insurance is decided by the rules of the service its need
+        # domain maps to (shared reference data), so it gets a responsible region like any other.
+        return binding_service(tuple(referral.need_domains), self.resolver.known_services)
 
     @staticmethod
     def _wrap(cause: events_pb2.EventEnvelope, assignment: events_pb2.AssignmentEvent) -> events_pb2.EventEnvelope:
