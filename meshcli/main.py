@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
 
     add_pki_arguments(pki)
 
+    kafka = commands.add_parser("kafka", help="credentials, topics and ACLs of a secured Kafka")
+    from meshcli.kafka_ops import add_arguments as add_kafka_arguments
+
+    add_kafka_arguments(kafka)
+
     referral = commands.add_parser("referral", help="work with referrals as an agency")
     referral.add_argument("--address", default=None, help="referral service address (default from config)")
     referral.add_argument("--agency", required=True, help="acting agency id (development identity)")
@@ -152,7 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             from services.region.main import run
         else:
             from services.notify.main import run
-        run()
+        from meshkernel.kafka import KafkaAccessRefused
+        from meshkernel.kafka_security import KafkaSecurityError
+
+        try:
+            run()
+        except (KafkaSecurityError, KafkaAccessRefused) as refused:  # one line, no stack trace
+            print(f"mesh serve {options.service}: refusing to start: {refused}", file=sys.stderr, flush=True)
+            return 2
         return 0
     if options.command == "demo":
         from meshcli.demo import run_demo
@@ -192,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         from meshcli.pki import run as run_pki
 
         return run_pki(options)
+    if options.command == "kafka":
+        from meshcli.kafka_ops import run as run_kafka
+
+        return run_kafka(options)
     return 2
 
 

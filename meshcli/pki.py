@@ -119,7 +119,8 @@ def make_ca(common_name: str = "Referral Mesh Demo Root CA", organisation: str =
     return builder.sign(issuer_key, hashes.SHA256()), key
 
 
-def _leaf(ca_cert, ca_key, subject: x509.Name, *, server_names=(), client: bool, uri: str | None = None):
+def _leaf(ca_cert, ca_key, subject: x509.Name, *, server_names=(), client: bool, uri: str | None = None,
+          server_too: bool = False):
     key = new_key()
     now = _now()
     builder = (
@@ -140,7 +141,9 @@ def _leaf(ca_cert, ca_key, subject: x509.Name, *, server_names=(), client: bool,
             critical=True,
         )
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server_too
+                else [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
             critical=False,
         )
         .add_extension(
@@ -205,6 +208,17 @@ def issue_system(ca_cert, ca_key, service: str):
         x509.NameAttribute(NameOID.COMMON_NAME, f"{service}-service"),
     ])
     return _leaf(ca_cert, ca_key, subject, client=True, uri=f"urn:referralmesh:system:{service}")
+
+
+def issue_kafka_broker(ca_cert, ca_key, names=("127.0.0.1", "::1", "localhost")):
+    """A broker certificate for TLS listeners; it is a client too, of its own controller listener,
+    where Kafka maps the CN to the broker's principal (User:broker)."""
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "broker"),
+    ])
+    return _leaf(ca_cert, ca_key, subject, server_names=names, client=True, server_too=True)
 
 
 def make_crl(ca_cert, ca_key, revoked: list[dict]) -> x509.CertificateRevocationList:

@@ -10,6 +10,7 @@ from kafka import KafkaConsumer
 
 from meshkernel.config import MeshSettings
 from meshkernel.envelope import MalformedEvent, decode
+from meshkernel.kafka_security import kafka_python_options
 from meshkernel.topics import TopicSpec
 from referralmesh.v1 import events_pb2
 
@@ -19,11 +20,13 @@ class EventWatcher:
         self.names = {config.topic(spec.base_name): spec for spec in specs}
         self.consumer = KafkaConsumer(
             *self.names,
-            bootstrap_servers=config.kafka_bootstrap,
-            group_id=f"mesh-watch-{uuid.uuid4()}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            consumer_timeout_ms=200,
+            **kafka_python_options(
+                config,
+                group_id=f"mesh-watch-{uuid.uuid4()}",  # kafka_acl.OBSERVER_GROUP_PREFIXES
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                consumer_timeout_ms=200,
+            ),
         )
         self._pending: deque[tuple[str, events_pb2.EventEnvelope]] = deque()
 

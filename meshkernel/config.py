@@ -37,6 +37,16 @@ class MeshSettings(BaseSettings):
     topic_partitions: int = 6
     topic_replication: int = 1
 
+    # Kafka security (meshkernel/kafka_security.py; README "Kafka credentials and ACLs"): TLS to
+    # the brokers, and this service's principal, by SASL/SCRAM or by a client certificate.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] | None = None  # MESH_KAFKA_SECURITY_PROTOCOL
+    kafka_ca: Path | None = None  # MESH_KAFKA_CA: trust roots for the brokers' certificates (PEM)
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None  # MESH_KAFKA_USERNAME: this service's principal
+    kafka_password_file: Path | None = None  # MESH_KAFKA_PASSWORD_FILE: read at start, never logged
+    kafka_client_cert: Path | None = None  # MESH_KAFKA_CLIENT_CERT: SSL with a client certificate instead
+    kafka_client_key: Path | None = None  # MESH_KAFKA_CLIENT_KEY
+
     database_url: str = Field(
         default=f"sqlite:///{STATE_DIR / 'referral.db'}",
         validation_alias=AliasChoices("DATABASE_URL", "MESH_DATABASE_URL"),
@@ -123,6 +133,8 @@ class MeshSettings(BaseSettings):
     @field_validator(
         "tls_cert", "tls_key", "tls_ca", "tls_crl", "tls_client_cert", "tls_client_key", "tls_agency_dir",
         "notify_key_store_path", "notify_client_outbox_path", "notify_database_url", "notify_demo_password",
+        "kafka_security_protocol", "kafka_ca", "kafka_username", "kafka_password_file", "kafka_client_cert",
+        "kafka_client_key",
         mode="before",
     )
     @classmethod

@@ -15,6 +15,8 @@ from opentelemetry.metrics import Observation
 from meshkernel import topics as declared
 from meshkernel.config import MeshSettings
 from meshkernel.envelope import MalformedEvent, decode
+from meshkernel.kafka_acl import stream_app_id
+from meshkernel.kafka_security import kafka_security
 from meshkernel.logs import logging_config
 from meshkernel.metrics import meter
 from meshkernel.private_files import private_folder
@@ -29,8 +31,9 @@ def make_app(service: str, config: MeshSettings, *, web_port: int | None = None,
     private_folder(config.state_dir)
     private_folder(config.state_dir / f"{config.topic_prefix}{service}-data")
     return faust.App(
-        f"{config.topic_prefix}referral-mesh-{service}",
+        stream_app_id(config.topic_prefix, service),  # also its consumer group: see kafka_acl
         broker=f"kafka://{config.kafka_bootstrap}",
+        broker_credentials=kafka_security(config).faust_credentials(),
         store="memory://",  # tables are rebuilt from their changelog topics on start
         topic_partitions=config.topic_partitions,
         topic_replication_factor=config.topic_replication,

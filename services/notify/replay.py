@@ -16,6 +16,7 @@ from kafka import KafkaConsumer
 
 from meshkernel.config import MeshSettings
 from meshkernel.envelope import MalformedEvent, decode
+from meshkernel.kafka_security import kafka_python_options
 from meshkernel.topics import DEAD_LETTERS
 from referralmesh.v1 import events_pb2
 from services.notify.adapters.dispatch import CONSUMER_BY_CHANNEL
@@ -35,9 +36,9 @@ class ReplayReport:
 
 def read_dead_letters(config: MeshSettings, timeout_ms: int = 3000) -> list[events_pb2.DeadLetter]:
     consumer = KafkaConsumer(
-        config.topic(DEAD_LETTERS.base_name), bootstrap_servers=config.kafka_bootstrap,
-        group_id=f"mesh-notify-replay-{uuid.uuid4()}", auto_offset_reset="earliest", enable_auto_commit=False,
-        consumer_timeout_ms=timeout_ms,
+        config.topic(DEAD_LETTERS.base_name),
+        **kafka_python_options(config, group_id=f"mesh-notify-replay-{uuid.uuid4()}", auto_offset_reset="earliest",
+                               enable_auto_commit=False, consumer_timeout_ms=timeout_ms),
     )
     try:
         letters = []

@@ -16,6 +16,7 @@ from meshkernel.config import MeshSettings, settings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
 from meshkernel.grpc_server import bind, new_server
 from meshkernel.kafka import prepare_kafka
+from meshkernel.kafka_security import kafka_security
 from meshkernel.logs import setup_logging
 from meshkernel.metrics import setup_metrics
 from meshkernel.shutdown import StopDeadline
@@ -51,7 +52,7 @@ async def serve(config: MeshSettings) -> None:
     directory = load_directory(config.agency_directory_path)
     await asyncio.to_thread(prepare_kafka, config, SERVICE)
 
-    relay = OutboxRelay(store, config.kafka_bootstrap)
+    relay = OutboxRelay(store, config.kafka_bootstrap, client_options=kafka_security(config).client_options())
     await relay.start()
     use_cases = ReferralUseCases(store, config, directory)
     loop = asyncio.get_running_loop()

@@ -40,10 +40,12 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_poll: float = 0.5,
         start_delay: float | None = None,
+        client_options: dict | None = None,
     ):
         self.start_delay = start_delay_from_env() if start_delay is None else start_delay
         self.store = store
         self.bootstrap = bootstrap
+        self.client_options = client_options or {}  # TLS and credentials: KafkaSecurity.client_options()
         self.batch_size = batch_size
         self.idle_poll = idle_poll
         self._wake = asyncio.Event()
@@ -61,6 +63,7 @@ class OutboxRelay:
             acks="all",
             enable_idempotence=True,
             linger_ms=2,
+            **self.client_options,
         )
         await self._producer.start()
 
