@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from meshkernel.config import MeshSettings
+from meshkernel.kafka_security import production_problem as kafka_production_problem
 
 SERVICES = ("referral", "region", "notify")
 LOCAL_HINT = "or set MESH_MODE=local for a development mesh on loopback"
@@ -67,7 +68,7 @@ def _server_tls_problem(config: MeshSettings, service: str) -> str | None:
     return None
 
 
-PRODUCTION_NEEDS: list[Callable[[MeshSettings, str], str | None]] = [_server_tls_problem]
+PRODUCTION_NEEDS: list[Callable[[MeshSettings, str], str | None]] = [_server_tls_problem, kafka_production_problem]
 
 
 Need = Callable[[MeshSettings, str], str | None]

@@ -42,11 +42,30 @@ def test_kernel_safety_production_names_each_missing_file(tmp_path):
                               tls_ca=present, tls_crl=present), "notify")
 
 
+def _kafka_credentials(tmp_path) -> dict:
+    password = tmp_path / "referral.password"
+    password.write_text("secret\n")
+    return dict(kafka_security_protocol="SASL_SSL", kafka_username="referral", kafka_password_file=password)
+
+
 def test_kernel_safety_production_with_tls_material_may_start_on_any_address(tmp_path):
     present = tmp_path / "present.pem"
     present.write_text("x")
     check_start(_settings(mode="production", tls_cert=present, tls_key=present, tls_ca=present, tls_crl=present,
-                          referral_grpc_address="0.0.0.0:50051"), "referral")
+                          referral_grpc_address="0.0.0.0:50051", **_kafka_credentials(tmp_path)), "referral")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_kernel_safety_production_without_kafka_tls_and_credentials_names_the_setting(service, tmp_path):
+    present = tmp_path / "present.pem"
+    present.write_text("x")
+    grpc_tls = dict(tls_cert=present, tls_key=present, tls_ca=present, tls_crl=present)
+    with pytest.raises(StartRefused, match="^MESH_KAFKA_SECURITY_PROTOCOL is not set") as refused:
+        check_start(_settings(mode="production", **grpc_tls), service)
+    assert "\n" not in str(refused.value)
+    without_password = {**_kafka_credentials(tmp_path), "kafka_password_file": None}
+    with pytest.raises(StartRefused, match="^MESH_KAFKA_PASSWORD_FILE is not set"):
+        check_start(_settings(mode="production", **grpc_tls, **without_password), service)
 
 
 @pytest.mark.parametrize("setting, value, service", [

@@ -150,9 +150,13 @@ def test_an_existing_folder_of_ours_is_tightened(tmp_path):
 
 
 def _production(tmp_path, **values):
+    """Production settings with the kernel's needs met (gRPC mutual TLS, Kafka credentials)."""
     present = tmp_path / "present.pem"
     present.write_text("x")
+    password = tmp_path / "notify.password"
+    password.write_text("secret\n")
     return MeshSettings(mode="production", tls_cert=present, tls_key=present, tls_ca=present, tls_crl=present,
+                        kafka_security_protocol="SASL_SSL", kafka_username="notify", kafka_password_file=password,
                         **values)
 
 
