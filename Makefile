@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/referralmesh/v1/*.proto)
 GENERATED := generated/referralmesh/v1/.stamp
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test unit proto venv kafka-start kafka-stop pki clean bench-referral bench-region bench-e2e bench-escalation k8s-check
+.PHONY: run test unit proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-escalation k8s-check
 
 run: $(INSTALLED)
 	$(BIN)/mesh demo
@@ -79,6 +79,13 @@ kafka-start:
 
 kafka-stop:
 	scripts/kafka.sh stop
+
+# A second, secured broker (TLS, SASL/SCRAM, ACLs) on 9192: README "Kafka credentials and ACLs".
+kafka-secure-start: $(INSTALLED)
+	SECURE=1 scripts/kafka.sh start
+
+kafka-secure-stop:
+	SECURE=1 scripts/kafka.sh stop
 
 clean:
 	rm -rf $(VENV) generated var .pytest_cache
