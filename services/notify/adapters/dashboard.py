@@ -113,7 +113,8 @@ def security_headers(*, hsts: bool):
 class Dashboard:
     def __init__(self, desk: AlertDesk, store: NotifyStore, authenticator: Authenticator, regions: dict[str, str],
                  *, session_hours: float = 8.0, service: str = "notify", secure: bool = True,
-                 throttle: SignInThrottle | None = None, monotonic: Callable[[], float] = time.monotonic):
+                 throttle: SignInThrottle | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 behind_proxy: bool = False):
         self.desk = desk
         self.store = store
         self.auth = authenticator
@@ -125,6 +126,8 @@ class Dashboard:
         self.session_cookie = (SECURE_PREFIX if secure else "") + SESSION_COOKIE
         self.lang_cookie = (SECURE_PREFIX if secure else "") + LANG_COOKIE
         self.throttle = throttle or SignInThrottle()
+        # Behind a TLS proxy every request comes from the proxy: throttle on the address it saw.
+        self.behind_proxy = behind_proxy
         self.monotonic = monotonic
         self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
         self.closing = False  # set at shutdown: live streams end at once
@@ -163,6 +166,13 @@ class Dashboard:
         if row is None or row["disabled"]:
             return None
         return Coordinator(row["username"], row["scope"], row["display_name"]), token
+
+    def _client_address(self, request: web.Request) -> str:
+        """The address sign-in throttling counts: the peer, or behind the proxy (MESH_NOTIFY_WEB_TLS_PROXY)
+        the last X-Forwarded-For entry, the one the proxy itself appended (earlier ones are the client's word)."""
+        forwarded = request.headers.getall("X-Forwarded-For", []) if self.behind_proxy else []
+        hops = [hop.strip() for value in forwarded for hop in value.split(",") if hop.strip()]
+        return hops[-1] if hops else (request.remote or "-")
 
     @staticmethod
     def _csrf(token: str) -> str:
@@ -244,7 +254,7 @@ class Dashboard:
         form = await request.post()
         lang = form.get("lang") if form.get("lang") in UI_LANGUAGES else self._lang(request)
         username = str(form.get("username", ""))[:80]
-        address = request.remote or "-"
+        address = self._client_address(request)
         wait = self.throttle.retry_after(address, username, self.monotonic())
         if wait > 0:
             self.store.log_access(actor=username or "-", action="SIGN_IN", case_id="-", why="dashboard",

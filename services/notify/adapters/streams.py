@@ -246,7 +246,8 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
                                caused_by=envelope.event_id, responsible_region=escalation.region)
 
     dashboard = Dashboard(desk, store, LocalPasswords(store, allow_demo=config.local_mode), runtime.names.regions,
-                          session_hours=config.notify_session_hours, service=SERVICE, secure=not config.local_mode)
+                          session_hours=config.notify_session_hours, service=SERVICE, secure=not config.local_mode,
+                          behind_proxy=config.notify_web_tls_proxy)
     web_tls = dashboard_tls(config)
     web_host = config.notify_web_host
 

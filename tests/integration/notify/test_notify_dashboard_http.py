@@ -199,3 +199,25 @@ async def test_the_dashboard_serves_https_with_its_own_certificate_and_the_secur
                 await plain.get(f"http://127.0.0.1:{port}/health")  # no plaintext on the TLS port
     finally:
         await runner.cleanup()
+
+
+async def test_behind_the_tls_proxy_throttling_counts_the_address_the_proxy_saw(store):
+    policy = ThrottlePolicy(max_failures=2, window=600, lockout=60, max_lockout=600)
+    dashboard = Dashboard(AlertDesk(store, REGIONS), store, LocalPasswords(store, cost=CHEAP), REGIONS, secure=True,
+                          throttle=SignInThrottle(account=ThrottlePolicy(100, 600, 60, 600), address=policy),
+                          behind_proxy=True)
+    client = TestClient(TestServer(dashboard.app()))
+    await client.start_server()
+    try:
+        async def attempt(forwarded: str, password: str = "wrong"):
+            return await client.post("/login", data={"username": "coord-gm0518", "password": password},
+                                     headers={"X-Forwarded-For": forwarded}, allow_redirects=False)
+
+        # The client cannot pick its address: only the entry the proxy appended (the last) counts.
+        assert (await attempt("10.9.9.1, 192.0.2.7")).status == 401
+        assert (await attempt("10.9.9.2, 192.0.2.7")).status == 401
+        assert (await attempt("10.9.9.3, 192.0.2.7", PASSWORD)).status == 429
+        # Another client behind the same proxy is not locked out.
+        assert (await attempt("192.0.2.8", PASSWORD)).status == 303
+    finally:
+        await client.close()
