@@ -72,11 +72,10 @@ def test_partitions_agree_between_topics_settings_and_autoscaling():
 
 
 # Settings the manifests already pass, for work of issue 11 that is not on main yet (Kafka
-# credentials; the notify service's key-encryption key and TLS-ending proxy). Remove a name
-# here once MeshSettings reads it.
+# credentials). Remove a name here once MeshSettings reads it.
 AWAITED_SETTINGS = {
     "MESH_KAFKA_SECURITY_PROTOCOL", "MESH_KAFKA_SASL_MECHANISM", "MESH_KAFKA_USERNAME",
-    "MESH_KAFKA_PASSWORD_FILE", "MESH_KAFKA_CA", "MESH_NOTIFY_KEK_PATH", "MESH_NOTIFY_WEB_TLS_PROXY",
+    "MESH_KAFKA_PASSWORD_FILE", "MESH_KAFKA_CA",
 }
 
 
