@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-region-"))
     env = dict(os.environ)
     env.update({
+        "MESH_MODE": "local",  # a private worker on loopback, as every private mesh of tests and benchmarks
         "MESH_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}.",
         "MESH_STATE_DIR": str(workdir / "state"),
         "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
