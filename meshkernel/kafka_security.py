@@ -17,9 +17,12 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshkernel.config import MeshSettings
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
 
 ALTERNATIVES = ("SASL_SSL with MESH_KAFKA_USERNAME and MESH_KAFKA_PASSWORD_FILE, "
                 "or SSL with MESH_KAFKA_CLIENT_CERT and MESH_KAFKA_CLIENT_KEY")
@@ -108,7 +111,7 @@ class KafkaSecurity:
                            sasl_plain_password=self.password)
         return options
 
-    def faust_credentials(self):
+    def faust_credentials(self) -> CredentialsT | None:
         """The `broker_credentials` of a Faust app, or None for plaintext."""
         import faust
 
