@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/referralmesh/v1/*.proto)
 GENERATED := generated/referralmesh/v1/.stamp
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test unit proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-escalation k8s-check
+.PHONY: run test unit lint check proto-lint proto-breaking proto-image proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-escalation k8s-check
 
 run: $(INSTALLED)
 	$(BIN)/mesh demo
@@ -27,16 +27,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Python code is generated from proto/ at build time and never edited by hand.
+# Python code is generated from proto/ at build time and never edited by hand; mypy-protobuf's
+# plugins write the typed stubs (.pyi) for the messages and the gRPC stubs beside it.
 $(GENERATED): $(PROTOS) pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet "$$(grep -o '"grpcio-tools==[^"]*"' pyproject.toml | tr -d '"')"
+	$(BIN)/python -m pip install --quiet $$(grep -oE '"(grpcio-tools|mypy-protobuf)==[^"]*"' pyproject.toml | tr -d '"')
 	rm -rf generated && mkdir -p generated/referralmesh/v1
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=generated --pyi_out=generated \
-		--grpc_python_out=generated $(PROTOS)
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=generated --grpc_python_out=generated \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=generated \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=generated $(PROTOS)
 	touch generated/referralmesh/__init__.py generated/referralmesh/v1/__init__.py $@
 
 $(INSTALLED): pyproject.toml $(GENERATED)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,check]"
 	touch $@
 
 # Benchmarks print their figures and write them to bench-results/*.json.
@@ -73,6 +75,34 @@ $(K8S_CHECK_VENV)/.installed: deploy/k8s/check-requirements.txt
 	$(PYTHON) -m venv $(K8S_CHECK_VENV)
 	$(K8S_CHECK_VENV)/bin/python -m pip install --quiet -r deploy/k8s/check-requirements.txt
 	touch $@
+
+# `make lint`: ruff, mypy, buf lint and buf breaking. `make check`: lint, the formatting check
+# and k8s-check; CI runs it before the tests; .pre-commit-config.yaml runs the same on commit.
+BUF_VERSION := v1.75.0
+BUF := $(TOOLS)/buf-$(BUF_VERSION)/buf
+
+lint: $(INSTALLED) $(BUF)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(MAKE) --no-print-directory proto-lint proto-breaking
+
+check: lint k8s-check
+	$(BIN)/ruff format --check .
+
+proto-lint: $(BUF)
+	$(BUF) lint
+
+# A wire- or source-incompatible change to proto/ against the last released contract fails here
+# (proto/README.md: the versioning policy); a self-test shows that a changed tag number is caught.
+proto-breaking: $(BUF)
+	BUF=$(BUF) scripts/proto-breaking.sh
+
+# Only when a contract release is cut: the image proto-breaking falls back to without the tag.
+proto-image: $(BUF)
+	$(BUF) build proto -o proto/contracts-v1.binpb
+
+$(BUF):
+	GOBIN="$(abspath $(dir $@))" go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 
 kafka-start:
 	scripts/kafka.sh start
