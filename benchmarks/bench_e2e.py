@@ -120,8 +120,7 @@ def raw_kafka_latency(bootstrap: str, topic: str, size: int, rate: float, second
         while len(latencies) < total and not done.is_set():
             for records in consumer.poll(timeout_ms=50).values():
                 now = time.perf_counter()
-                for record in records:
-                    latencies.append((now - struct.unpack(">d", record.value[:8])[0]) * 1000)
+                latencies.extend((now - struct.unpack(">d", record.value[:8])[0]) * 1000 for record in records)
 
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()

@@ -34,14 +34,14 @@ import time
 from array import array
 from pathlib import Path
 
+import yaml
+
 from services.region.domain.escalation import (
     EscalationEngine,
     ReferralFacts,
     build_escalation_policy,
 )
 from services.region.domain.escalation.policy import DEFAULT_POLICY_PATH, RULES
-
-import yaml
 
 V0 = 1_900_000_000.0  # virtual start of the firing window (POSIX seconds, 2030)
 AFTER = 30.0  # not_acknowledged deadline in the benchmark policy

@@ -28,7 +28,8 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -36,11 +37,12 @@ import psycopg
 from sqlalchemy import func, select
 
 from meshcli.client import ReferralClient, consent_for
-from meshcli.supervisor import Stack, kafka_answers, start_kafka, wait_for
-from meshcli.supervisor import free_port
+from meshcli.supervisor import Stack, free_port, kafka_answers, start_kafka, wait_for
 from meshkernel.config import PROJECT_ROOT, MeshSettings
 from meshkernel.kafka import prepare_kafka
-from referralmesh.v1 import common_pb2, referral_service_pb2 as api, referral_service_pb2_grpc as api_grpc
+from referralmesh.v1 import common_pb2
+from referralmesh.v1 import referral_service_pb2 as api
+from referralmesh.v1 import referral_service_pb2_grpc as api_grpc
 from services.referral.adapters.identity import DEV_AGENCY_HEADER
 from services.referral.adapters.storage import make_engine
 from services.referral.adapters.tables import outbox
@@ -57,7 +59,7 @@ PAIRS = [
 LIFECYCLE = ("Acknowledge", "Accept", "Start", "Complete")
 
 
-def _database(backend: str, folder: Path) -> tuple[str, callable]:
+def _database(backend: str, folder: Path) -> tuple[str, Callable[[], None]]:
     if backend == "sqlite":
         return f"sqlite:///{folder / 'bench.db'}", lambda: None
     subprocess.run([str(POSTGRES_SCRIPT), "start"], check=True, capture_output=True)
@@ -98,6 +100,7 @@ async def _agency(address: str, pair: tuple[str, str], stop: asyncio.Event, late
                 latencies["CreateReferral"].append(clock() - began)
                 version = referral.version
                 for method in LIFECYCLE:
+                    request: api.CompleteRequest | api.TransitionRequest
                     if method == "Complete":
                         request = api.CompleteRequest(referral_id=referral.referral_id, expected_version=version,
                                                       outcome=common_pb2.HELPED)
@@ -124,7 +127,8 @@ async def _drive_async(address: str, agencies: int, warmup: float, seconds: floa
         return time.perf_counter() - began
 
     await phase(warmup, {"CreateReferral": [], **{m: [] for m in LIFECYCLE}}, [])
-    latencies, errors = {"CreateReferral": [], **{m: [] for m in LIFECYCLE}}, []
+    latencies: dict[str, list[float]] = {"CreateReferral": [], **{m: [] for m in LIFECYCLE}}
+    errors: list[int] = []
     print("GO", flush=True)
     cpu_before = time.process_time()
     elapsed = await phase(seconds, latencies, errors)
@@ -245,7 +249,7 @@ def run_backend(backend: str, seconds: float, agencies: int, kafka: str,
             profiler.wait()
         elapsed, results, errors = measured["elapsed"], measured["latencies"], measured["errors"]
         cpu = {name: round(end - begin, 2)
-               for name, begin, end in zip(("service", "client", "postgresql", "machine"), before, after)}
+               for name, begin, end in zip(("service", "client", "postgresql", "machine"), before, after, strict=False)}
         backlog_at_stop = _unpublished(engine)
         wait_for(lambda: _unpublished(engine) == 0, timeout=10)
         backlog_after = _unpublished(engine)
@@ -323,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "benchmark": "referral",
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
         "target": {"transitions_per_second": 1000, "p99_ms": 50, "backend": "postgresql"},
         "runs": runs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from meshcli.supervisor import private_mesh_env
@@ -42,7 +42,7 @@ def write_results(name: str, figures: dict) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     figures = {
         "benchmark": name,
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         **figures,
     }

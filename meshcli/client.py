@@ -1,12 +1,14 @@
 """A small client library for agencies' systems, used by the `mesh` command and the demo."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 
-from referralmesh.v1 import common_pb2, referral_service_pb2 as api, referral_service_pb2_grpc as api_grpc
+from referralmesh.v1 import common_pb2
+from referralmesh.v1 import referral_service_pb2 as api
+from referralmesh.v1 import referral_service_pb2_grpc as api_grpc
 from services.referral.adapters.identity import DEV_AGENCY_HEADER
 
 
@@ -39,7 +41,7 @@ class ReferralClient:
         self.stub = api_grpc.ReferralServiceStub(self.channel)
 
     @classmethod
-    def for_agency(cls, config, agency: str, address: str | None = None) -> "ReferralClient":
+    def for_agency(cls, config, agency: str, address: str | None = None) -> ReferralClient:
         """The client for `agency` as the configuration says: its certificate from
         MESH_TLS_AGENCY_DIR (<agency>.crt/.key), else MESH_TLS_CLIENT_CERT/KEY, else the
         development header. The CA is MESH_TLS_CA."""
@@ -62,7 +64,9 @@ class ReferralClient:
         return self.stub.CreateReferral(request, metadata=self.metadata, timeout=10)
 
     def get(self, referral_id: str) -> api.Referral:
-        return self.stub.GetReferral(api.GetReferralRequest(referral_id=referral_id), metadata=self.metadata, timeout=10)
+        return self.stub.GetReferral(
+            api.GetReferralRequest(referral_id=referral_id), metadata=self.metadata, timeout=10
+        )
 
     def transition(self, method: str, referral_id: str, expected_version: int, **fields) -> api.Referral:
         request_types = {
@@ -81,7 +85,7 @@ class ReferralClient:
 
 def consent_for(*organisations: str, days: int = 90) -> common_pb2.Consent:
     consent = common_pb2.Consent(organisations=list(organisations), purpose="referral")
-    consent.valid_until.FromDatetime(datetime.now(timezone.utc) + timedelta(days=days))
+    consent.valid_until.FromDatetime(datetime.now(UTC) + timedelta(days=days))
     return consent
 
 

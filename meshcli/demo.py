@@ -39,7 +39,8 @@ from meshcli.watch import EventWatcher
 from meshkernel.config import PROJECT_ROOT, settings
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import ASSIGNMENTS, ESCALATIONS, NOTIFICATIONS, OVERRIDES, REFERRAL_EVENTS
-from referralmesh.v1 import common_pb2, events_pb2, referral_service_pb2 as api
+from referralmesh.v1 import common_pb2, events_pb2
+from referralmesh.v1 import referral_service_pb2 as api
 from services.notify.demo import client_outbox_path, dashboard_login, describe_dashboard
 
 SENDER = "exit-the-hague"
@@ -297,9 +298,11 @@ def _describe(topic: str, envelope) -> str:
             f"Kafka {topic}: region service names {event.responsible_region} responsible "
             f"(rule {event.rule}, bound nowhere: {event.bound_nowhere}{handover})",
         ]
-        for language in ("en", "es"):
-            if language in event.explanation:
-                lines.append(f"          explanation for the client ({language}): {event.explanation[language]}")
+        lines.extend(
+            f"          explanation for the client ({language}): {event.explanation[language]}"
+            for language in ("en", "es")
+            if language in event.explanation
+        )
         return "\n".join(lines)
     if kind == "escalation":
         event = envelope.escalation

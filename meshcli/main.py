@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -85,7 +86,8 @@ def _referral_command(options) -> int:
 
     from meshcli.client import ReferralClient
     from meshkernel.config import settings
-    from referralmesh.v1 import common_pb2, referral_service_pb2 as api
+    from referralmesh.v1 import common_pb2
+    from referralmesh.v1 import referral_service_pb2 as api
 
     # With MESH_TLS_AGENCY_DIR or MESH_TLS_CLIENT_CERT/KEY (+ MESH_TLS_CA) this is mutual TLS.
     client = ReferralClient.for_agency(settings(), options.agency, options.address)
@@ -93,14 +95,15 @@ def _referral_command(options) -> int:
         if options.referral_command in referral_reads.HANDLED:
             return referral_reads.run(options, client)
         if options.referral_command == "create":
-            source = sys.stdin if options.file == "-" else open(options.file, encoding="utf-8")
-            request = json_format.Parse(source.read(), api.CreateReferralRequest())
+            source = sys.stdin if options.file == "-" else open(options.file, encoding="utf-8")  # noqa: SIM115
+            with source:
+                request = json_format.Parse(source.read(), api.CreateReferralRequest())
             result = client.create(request)
         elif options.referral_command == "get":
             result = client.get(options.referral_id)
         elif options.referral_command == "update-facts":
             try:
-                source = sys.stdin if options.file == "-" else open(options.file, encoding="utf-8")
+                source = sys.stdin if options.file == "-" else open(options.file, encoding="utf-8")  # noqa: SIM115
                 with source:
                     facts = json_format.Parse(source.read(), common_pb2.BindingFacts())
             except (OSError, json_format.ParseError) as problem:
@@ -108,15 +111,15 @@ def _referral_command(options) -> int:
                 return 2
             result = client.update_facts(options.referral_id, options.version, facts)
         else:
-            fields = {}
+            fields: dict[str, Any] = {}
             if options.referral_command == "decline":
                 name = options.reason.upper()
                 fields["reason"] = common_pb2.DeclineReason.Value(
-                    name if name in common_pb2.DeclineReason.keys() else f"DECLINE_{name}")
+                    name if name in common_pb2.DeclineReason.keys() else f"DECLINE_{name}")  # noqa: SIM118 - protobuf enums have no `in`
             if options.referral_command in ("complete", "fail"):
                 name = options.outcome.upper()
                 fields["outcome"] = common_pb2.Outcome.Value(
-                    name if name in common_pb2.Outcome.keys() else f"OUTCOME_{name}")
+                    name if name in common_pb2.Outcome.keys() else f"OUTCOME_{name}")  # noqa: SIM118 - protobuf enums have no `in`
             if options.referral_command == "forward":
                 fields["next_receiver"] = options.next_receiver
             result = client.transition(

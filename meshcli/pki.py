@@ -32,8 +32,10 @@ import ipaddress
 import json
 import os
 import sys
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -47,7 +49,7 @@ CRL_REFRESH_BEFORE = timedelta(days=7)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -249,7 +251,7 @@ def write_chain(path: Path, cert: x509.Certificate, *issuers: x509.Certificate) 
     write_atomic(path, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, *issuers)))
 
 
-def _ensure_ca(crt: Path, key_path: Path, make, log) -> tuple:
+def _ensure_ca(crt: Path, key_path: Path, make, log) -> tuple[Any, Any]:
     if crt.exists() and key_path.exists():
         return load_cert(crt), load_key(key_path)
     cert, key = make()
@@ -277,21 +279,21 @@ def init(
         for stale in ("ca.crt", "ca.key", "server.crt", "server.key", "crl.pem", "revoked.json"):
             (directory / stale).unlink(missing_ok=True)
         for folder in ("agencies",):
-            for stale in (directory / folder).glob("*") if (directory / folder).exists() else ():
-                stale.unlink()
+            for stale_file in (directory / folder).glob("*") if (directory / folder).exists() else ():
+                stale_file.unlink()
     for folder in ("agencies", "coordinators", "system", "intermediates"):
         (directory / folder).mkdir(exist_ok=True)
 
     # Who gets a certificate: name -> (folder, issuing CA, how to issue).
-    holders: dict[str, tuple[str, str, object]] = {}
+    holders: dict[str, tuple[str, str, Callable[..., Any]]] = {}
     for agency in agencies:
         holders[agency.agency_id] = ("agencies", AGENCIES_CA,
-                                     lambda ca, a=agency: issue_agency(*ca, a.agency_id, a.name, a.oin))
+                                     lambda ca, a=agency: issue_agency(ca[0], ca[1], a.agency_id, a.name, a.oin))
     for scope in (*regions, "NATIONAL"):
         name = coordinator_name(scope)
-        holders[name] = ("coordinators", MESH_CA, lambda ca, n=name, sc=scope: issue_coordinator(*ca, n, sc))
+        holders[name] = ("coordinators", MESH_CA, lambda ca, n=name, sc=scope: issue_coordinator(ca[0], ca[1], n, sc))
     for service in SYSTEM_SERVICES:
-        holders[service] = ("system", MESH_CA, lambda ca, sv=service: issue_system(*ca, sv))
+        holders[service] = ("system", MESH_CA, lambda ca, sv=service: issue_system(ca[0], ca[1], sv))
     for name in (*revoke, *renew):
         if name not in holders:
             raise SystemExit(f"error: {name!r} is not an agency, coordinator or service of this PKI")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf import json_format
 
-from referralmesh.v1 import common_pb2, referral_service_pb2 as api
+from referralmesh.v1 import common_pb2
+from referralmesh.v1 import referral_service_pb2 as api
 
 DIRECTIONS = {"any": api.DIRECTION_UNSPECIFIED, "sent": api.SENT, "received": api.RECEIVED_BY_ME}
 
@@ -80,7 +81,9 @@ def run(options, client) -> int:
             _print(entry)
         return 0
     if command == "withdraw-consent":
-        result = stub.WithdrawConsent(api.WithdrawConsentRequest(case_id=options.case_id), metadata=metadata, timeout=10)
+        result = stub.WithdrawConsent(
+            api.WithdrawConsentRequest(case_id=options.case_id), metadata=metadata, timeout=10
+        )
         for referral in result.cancelled:
             _print(referral)
         return 0
@@ -89,7 +92,7 @@ def run(options, client) -> int:
 
 def _aware(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _print(message) -> None:

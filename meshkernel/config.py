@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -127,7 +127,7 @@ class MeshSettings(BaseSettings):
 
     @field_validator("notify_web_tls_cert", "notify_web_tls_key", "notify_kek_path", mode="before")
     @classmethod
-    def _empty_notify_path_is_unset(cls, value):
+    def _empty_notify_path_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator(
@@ -138,7 +138,7 @@ class MeshSettings(BaseSettings):
         mode="before",
     )
     @classmethod
-    def _empty_is_unset(cls, value):
+    def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
     @property

@@ -6,7 +6,8 @@ input then yields the same output id, which is what lets every receiver deduplic
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -34,7 +35,7 @@ def new_envelope(
     producer: str,
     event_id: str,
     occurred_at: datetime | None = None,
-    **payload,
+    **payload: Any,
 ) -> events_pb2.EventEnvelope:
     """Wrap one payload (referral=..., assignment=..., ...) with the current trace context."""
     if len(payload) != 1 or next(iter(payload)) not in PAYLOAD_KINDS:
@@ -46,7 +47,7 @@ def new_envelope(
         producer=producer,
         **payload,
     )
-    envelope.occurred_at.FromDatetime(occurred_at or datetime.now(timezone.utc))
+    envelope.occurred_at.FromDatetime(occurred_at or datetime.now(UTC))
     carrier = tracing.inject_current()
     envelope.trace.traceparent = carrier.get("traceparent", "")
     envelope.trace.tracestate = carrier.get("tracestate", "")
@@ -63,19 +64,17 @@ def kafka_headers(
     """Headers for one record; trace_carrier (the sending span) overrides the stored context."""
     headers = [
         ("event-id", envelope.event_id.encode()),
-        ("payload", envelope.WhichOneof("payload").encode()),
+        ("payload", (envelope.WhichOneof("payload") or "").encode()),
         ("schema-version", str(envelope.schema_version).encode()),
     ]
     carrier = trace_carrier if trace_carrier is not None else {
         "traceparent": envelope.trace.traceparent, "tracestate": envelope.trace.tracestate,
     }
-    for name in ("traceparent", "tracestate"):
-        if carrier.get(name):
-            headers.append((name, carrier[name].encode()))
+    headers.extend((name, carrier[name].encode()) for name in ("traceparent", "tracestate") if carrier.get(name))
     return headers
 
 
-def trace_carrier_from_headers(headers) -> dict[str, str]:
+def trace_carrier_from_headers(headers: Any) -> dict[str, str]:
     """The W3C context of a consumed record's headers (Faust gives a dict, aiokafka a list)."""
     items = headers.items() if hasattr(headers, "items") else (headers or ())
     carrier = {}

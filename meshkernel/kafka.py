@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka.conn import create_conn
 from aiokafka.errors import SaslAuthenticationFailed
@@ -99,7 +100,7 @@ def connect_admin(
             delay = min(delay * 2, max_delay)
 
 
-def prepare_kafka(config: MeshSettings, service: str, **backoff) -> None:
+def prepare_kafka(config: MeshSettings, service: str, **backoff: Any) -> None:
     """Wait until Kafka answers and make sure every mesh topic exists."""
     admin = connect_admin(config, service, **backoff)
     try:

@@ -32,10 +32,11 @@ import logging
 import os
 import re
 import threading
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 from cryptography import x509
@@ -49,8 +50,13 @@ OIN_RE = re.compile(r"^\d{20}$")
 INFRASTRUCTURE_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
 
 
+# Per CRL file: path, mtime_ns, size, inode; a change in any means read it again.
+_Stamp = tuple[tuple[str, int, int, int], ...]
+
+
 class KnownAgency(Protocol):
-    agency_id: str
+    @property
+    def agency_id(self) -> str: ...
 
 
 class AgencyLookup(Protocol):
@@ -113,19 +119,19 @@ class RevocationList:
     """
 
     def __init__(self, path: Path, issuers: list[x509.Certificate], *, grace_seconds: float = 3600.0,
-                 clock=lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.path = Path(path)
         self.issuers = {issuer.subject: issuer for issuer in issuers}
         self.grace = timedelta(seconds=grace_seconds)
         self.clock = clock
         self._lock = threading.Lock()
-        self._stamp: tuple | None = None
+        self._stamp: _Stamp | None = None
         self._by_issuer: dict[x509.Name, IssuerRevocations] = {}
         problem = self._load()
         if problem:
             raise ValueError(f"cannot use the CRL {self.path}: {problem}")
 
-    def _file_stamp(self) -> tuple | None:
+    def _file_stamp(self) -> _Stamp | None:
         try:
             return tuple((str(p), os.stat(p).st_mtime_ns, os.stat(p).st_size, os.stat(p).st_ino)
                          for p in _crl_files(self.path))
@@ -143,7 +149,8 @@ class RevocationList:
             for file in files:
                 for crl in _read_crls(file.read_bytes()):
                     issuer = self.issuers.get(crl.issuer)
-                    if issuer is None or not crl.is_signature_valid(issuer.public_key()):
+                    issuer_key: Any = issuer.public_key() if issuer is not None else None  # any CA key kind
+                    if issuer is None or not crl.is_signature_valid(issuer_key):
                         raise ValueError("not signed by the trust root or an intermediate of the trust bundle")
                     loaded[crl.issuer] = IssuerRevocations(
                         issuer=crl.issuer.rfc4514_string(),
@@ -243,12 +250,13 @@ class PeerVerifier:
         certificate = _parse_certificate(bytes(pem))
         if self.crl is not None:
             self.crl.check(certificate)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             raise CertificateRefused("the client certificate is not valid at this time")
         try:
             usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            if ExtendedKeyUsageOID.CLIENT_AUTH not in usages and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages:
+            if (ExtendedKeyUsageOID.CLIENT_AUTH not in usages
+                    and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages):
                 raise CertificateRefused("the certificate is not meant for client authentication")
         except x509.ExtensionNotFound:
             pass
@@ -257,7 +265,7 @@ class PeerVerifier:
             raise CertificateRefused(f"a {identity.role or 'certificate without a role'} may not call this service")
         return identity
 
-    def _identity(self, certificate: x509.Certificate, roles) -> PeerIdentity:
+    def _identity(self, certificate: x509.Certificate, roles: frozenset[str] | None) -> PeerIdentity:
         serial = certificate.serial_number
         mesh_role = mesh_role_of(certificate)
         if mesh_role is not None:
@@ -276,7 +284,7 @@ class PeerVerifier:
             return PeerIdentity(agency_id=None, oin=oin, serial=serial)
         return PeerIdentity(agency_id=agency.agency_id, oin=oin, serial=serial, role=AGENCY, name=agency.agency_id)
 
-    def identify_context(self, context, *, require_agency: bool = True,
+    def identify_context(self, context: Any, *, require_agency: bool = True,
                          roles: frozenset[str] | None = None) -> PeerIdentity:
         auth = context.auth_context() or {}
         pems = auth.get("x509_pem_cert") or []
@@ -296,7 +304,7 @@ class ServerTls:
     crl_grace_seconds: float = 3600.0
 
 
-def server_tls_from(config) -> ServerTls | None:
+def server_tls_from(config: Any) -> ServerTls | None:
     """The configured server TLS files, None when none are set; a partial set is an error."""
     paths = {name: getattr(config, name, None) for name in ("tls_cert", "tls_key", "tls_ca")}
     if not any(paths.values()) and not getattr(config, "tls_crl", None):
@@ -347,7 +355,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self.verifier = verifier
         self.roles = roles
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -356,7 +364,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return _wrap(handler, self.verifier, None if infrastructure else self.roles)
 
 
-def _authenticate(verifier: PeerVerifier, context, roles: frozenset[str] | None) -> str | None:
+def _authenticate(verifier: PeerVerifier, context: Any, roles: frozenset[str] | None) -> str | None:
     """The refusal reason, or None after stashing the peer for the handler."""
     try:
         current_peer.set(verifier.identify_context(context, require_agency=False, roles=roles))
@@ -366,7 +374,9 @@ def _authenticate(verifier: PeerVerifier, context, roles: frozenset[str] | None)
         return str(refused)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, verifier: PeerVerifier, roles: frozenset[str] | None):
+def _wrap(handler: grpc.RpcMethodHandler[Any, Any], verifier: PeerVerifier, roles: frozenset[str] | None) -> Any:
+    behaviour: Any
+    factory: Any
     if handler.unary_unary:
         behaviour, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
     elif handler.unary_stream:
@@ -376,26 +386,33 @@ def _wrap(handler: grpc.RpcMethodHandler, verifier: PeerVerifier, roles: frozens
     else:
         behaviour, factory = handler.stream_stream, grpc.stream_stream_rpc_method_handler
 
-    if inspect.isasyncgenfunction(behaviour):
-        async def guarded(request_or_iterator, context):
-            refused = _authenticate(verifier, context, roles)
-            if refused:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
-            async for response in behaviour(request_or_iterator, context):
-                yield response
-    elif inspect.iscoroutinefunction(behaviour):
-        async def guarded(request_or_iterator, context):
-            refused = _authenticate(verifier, context, roles)
-            if refused:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
-            return await behaviour(request_or_iterator, context)
-    else:  # a synchronous handler (run by gRPC in its thread pool): the same check first
-        def guarded(request_or_iterator, context):
-            refused = _authenticate(verifier, context, roles)
-            if refused:
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
-            return behaviour(request_or_iterator, context)
+    async def guarded_stream(request_or_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        refused = _authenticate(verifier, context, roles)
+        if refused:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
+        async for response in behaviour(request_or_iterator, context):
+            yield response
 
+    async def guarded_call(request_or_iterator: Any, context: Any) -> Any:
+        refused = _authenticate(verifier, context, roles)
+        if refused:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
+        return await behaviour(request_or_iterator, context)
+
+    # a synchronous handler (run by gRPC in its thread pool): the same check first
+    def guarded_sync(request_or_iterator: Any, context: Any) -> Any:
+        refused = _authenticate(verifier, context, roles)
+        if refused:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, refused)
+        return behaviour(request_or_iterator, context)
+
+    guarded: Callable[[Any, Any], Any]
+    if inspect.isasyncgenfunction(behaviour):
+        guarded = guarded_stream
+    elif inspect.iscoroutinefunction(behaviour):
+        guarded = guarded_call
+    else:
+        guarded = guarded_sync
     return factory(
         guarded,
         request_deserializer=handler.request_deserializer,
@@ -424,7 +441,7 @@ class ClientIdentity:
         return channel_credentials(self.ca, self.cert, self.key)
 
 
-def client_identity_from(config, *, agency: str | None = None) -> ClientIdentity | None:
+def client_identity_from(config: Any, *, agency: str | None = None) -> ClientIdentity | None:
     """The configured client certificate: an agency's from MESH_TLS_AGENCY_DIR (<agency>.crt/.key)
     when `agency` is given and that folder is set, else MESH_TLS_CLIENT_CERT/KEY; None when neither."""
     if agency and config.tls_agency_dir:
@@ -439,7 +456,7 @@ def client_identity_from(config, *, agency: str | None = None) -> ClientIdentity
     return None
 
 
-def open_channel(address: str, identity: ClientIdentity | None, *, aio: bool = False):
+def open_channel(address: str, identity: ClientIdentity | None, *, aio: bool = False) -> Any:
     """A channel to a mesh server: mutual TLS with `identity`, plaintext without (local mode)."""
     module = grpc.aio if aio else grpc
     if identity is None:

@@ -44,7 +44,9 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
-def ensure_topics(admin: KafkaAdminClient, config: MeshSettings, specs=ALL_TOPICS) -> list[str]:
+def ensure_topics(
+    admin: KafkaAdminClient, config: MeshSettings, specs: tuple[TopicSpec, ...] = ALL_TOPICS
+) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
     existing = set(admin.list_topics())
     wanted = [

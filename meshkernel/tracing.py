@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+
+from referralmesh.v1 import events_pb2
 
 CONSUMER = trace.SpanKind.CONSUMER
 PRODUCER = trace.SpanKind.PRODUCER
@@ -90,7 +93,8 @@ def _instrument_grpc() -> None:
         return
     # The synchronous client instrumentation turns response streams into plain generators
     # without cancel(), which breaks resumable streams; the services only use grpc.aio.
-    for instrumentor in (GrpcAioInstrumentorServer(), GrpcAioInstrumentorClient()):
+    # The instrumentation package has no type hints.
+    for instrumentor in (GrpcAioInstrumentorServer(), GrpcAioInstrumentorClient()):  # type: ignore[no-untyped-call]
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
 
@@ -112,7 +116,7 @@ def context_from(traceparent: str, tracestate: str = "") -> context.Context:
     return propagate.extract(carrier)
 
 
-def _messaging_attributes(topic: str, operation: str, envelope) -> dict:
+def _messaging_attributes(topic: str, operation: str, envelope: events_pb2.EventEnvelope) -> dict[str, str]:
     return {
         "messaging.system": "kafka",
         "messaging.destination.name": topic,
@@ -125,7 +129,7 @@ def _messaging_attributes(topic: str, operation: str, envelope) -> dict:
 
 @contextlib.contextmanager
 def consuming(
-    topic: str, envelope, *, consumer_group: str, partition: int | None = None,
+    topic: str, envelope: events_pb2.EventEnvelope, *, consumer_group: str, partition: int | None = None,
     headers: dict[str, str] | None = None,
 ) -> Iterator[trace.Span]:
     """A 'process {topic}' span, child of the span that sent the record.
@@ -168,7 +172,7 @@ def publishing(topic: str, *, case_id: str, parent: context.Context | None = Non
 
 
 @contextlib.contextmanager
-def linked(name: str, traceparent: str, tracestate: str = "", **attributes) -> Iterator[trace.Span]:
+def linked(name: str, traceparent: str, tracestate: str = "", **attributes: Any) -> Iterator[trace.Span]:
     """A new trace that links to an earlier one (a timer firing long after its case was set)."""
     earlier = trace.get_current_span(context_from(traceparent, tracestate)).get_span_context()
     links = [trace.Link(earlier)] if earlier.is_valid else []

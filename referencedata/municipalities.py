@@ -155,7 +155,7 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, 
             continue
         if len(values) != len(columns):
             raise ReferenceDataError(f"{path.name}:{line}", f"expected {len(columns)} fields, found {len(values)}")
-        rows.append((line, {c: v.strip() for c, v in zip(columns, values)}))
+        rows.append((line, {c: v.strip() for c, v in zip(columns, values, strict=False)}))
     return rows
 
 
@@ -194,7 +194,9 @@ def _read_changes(path: Path, current: Mapping[str, Municipality]) -> dict[str, 
         try:
             since = date.fromisoformat(row["effective_date"])
         except ValueError:
-            raise ReferenceDataError(where, f"effective_date {row['effective_date']!r} is not a date (yyyy-mm-dd)") from None
+            raise ReferenceDataError(
+                where, f"effective_date {row['effective_date']!r} is not a date (yyyy-mm-dd)"
+            ) from None
         code = row["abolished_code"]
         if code in current:
             raise ReferenceDataError(where, f"{code} is abolished here but is also a current municipality")
@@ -206,11 +208,13 @@ def _read_changes(path: Path, current: Mapping[str, Municipality]) -> dict[str, 
         if code in current:
             return (code,)
         if code in seen or code not in raw:
-            raise ReferenceDataError(path.name, f"successor {code} of {seen[-1]} is neither current nor abolished later")
+            raise ReferenceDataError(
+                path.name, f"successor {code} of {seen[-1]} is neither current nor abolished later"
+            )
         return tuple(dict.fromkeys(c for s in raw[code][2] for c in follow(s, seen + (code,))))
 
     abolished: dict[str, Abolished] = {}
     for code, (name, since, _) in raw.items():
-        successors = follow(code, ())
-        abolished[code] = Abolished(code, name, since, tuple(current[c] for c in sorted(successors)))
+        current_successors = follow(code, ())
+        abolished[code] = Abolished(code, name, since, tuple(current[c] for c in sorted(current_successors)))
     return abolished

@@ -56,7 +56,9 @@ class RegionData:
         for row in rows:
             members.setdefault(row.central_code, []).append(register.current[row.code])
         self._by_code = MappingProxyType(by_code)
-        self._members = MappingProxyType({c: tuple(sorted(m, key=lambda x: x.code)) for c, m in sorted(members.items())})
+        self._members = MappingProxyType(
+            {c: tuple(sorted(m, key=lambda x: x.code)) for c, m in sorted(members.items())}
+        )
 
     @property
     def central_codes(self) -> tuple[str, ...]:
@@ -97,7 +99,9 @@ def check_region_data(rows: tuple[Membership, ...], register: MunicipalityRegist
             value = getattr(row, column)
             label = "" if column == "code" else f"{column} "
             if not MUNICIPALITY_CODE.match(value):
-                raise ReferenceDataError(where, f"{label}{value!r} is not a CBS municipality code (GM followed by four digits)")
+                raise ReferenceDataError(
+                    where, f"{label}{value!r} is not a CBS municipality code (GM followed by four digits)"
+                )
             gone = register.abolished.get(value)
             if gone is not None:
                 now = ", ".join(f"{m.name} {m.code}" for m in gone.successors)

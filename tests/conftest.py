@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from collections.abc import Iterator
 
 # Tests that are not about security run the mesh in local mode (plaintext on loopback); the
 # security tests set MESH_MODE themselves. Set before any settings are read.
 os.environ["MESH_MODE"] = "local"
 
-import pytest  # noqa: E402
+import pytest
 
-from meshcli.supervisor import (  # noqa: F401,E402 - settings_from is imported from here by the test folders
+from meshcli.supervisor import (
     Stack,
+    kafka_answers,
     private_mesh_env,
     settings_from,
-    kafka_answers,
     start_kafka,
     start_zipkin_in_background,
     stop_kafka,
@@ -28,12 +29,12 @@ from meshcli.supervisor import (  # noqa: F401,E402 - settings_from is imported 
     zipkin_answers,
     zipkin_url,
 )
-from meshkernel.config import MeshSettings  # noqa: E402
-from meshkernel.kafka import prepare_kafka  # noqa: E402
+from meshkernel.config import MeshSettings
+from meshkernel.kafka import prepare_kafka
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
+def kafka_bootstrap() -> Iterator[str]:
     external = os.environ.get("KAFKA_BOOTSTRAP")
     if external:
         yield external
@@ -103,7 +104,7 @@ def send_demo_referral(config: MeshSettings, case_id: str, notifications: int = 
     try:
         client.wait_until_ready(timeout=60)
         client.create(demo_request(case_id))
-        arrived = list(zip(range(notifications), watcher.events({case_id}, timeout=90)))
+        arrived = list(zip(range(notifications), watcher.events({case_id}, timeout=90), strict=False))
         assert len(arrived) == notifications, f"{len(arrived)} of {notifications} notifications arrived"
     finally:
         watcher.close()

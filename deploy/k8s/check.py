@@ -132,11 +132,13 @@ def checkov(checkov_bin: str, target: Path, framework: str) -> tuple[bool, str]:
         passed += summary.get("passed", 0)
         failed += summary.get("failed", 0)
         skipped += summary.get("skipped", 0)
-        for check in report.get("results", {}).get("failed_checks", []):
-            lines.append(f"  FAILED {check['check_id']} {check['check_name']}: {check.get('resource')}")
+        lines.extend(
+            f"  FAILED {check['check_id']} {check['check_name']}: {check.get('resource')}"
+            for check in report.get("results", {}).get("failed_checks", [])
+        )
     ok = failed == 0 and result.returncode == 0
-    return ok, "\n".join([f"checkov {framework}: {passed} passed, {failed} failed, {skipped} skipped (each justified where it is skipped)"]
-                         + lines)
+    counts = f"checkov {framework}: {passed} passed, {failed} failed, {skipped} skipped"
+    return ok, "\n".join([f"{counts} (each justified where it is skipped)", *lines])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from referralmesh.v1 import events_pb2
 from services.notify.adapters.store import NotifyStore, StoredAlert
@@ -25,9 +25,9 @@ _LADDER_ACTIONS = {"acknowledge": "ACKNOWLEDGED", "take": "TAKEN", "resolve": "R
 
 def alert_from_escalation(envelope: events_pb2.EventEnvelope, responsible_rule: str = "") -> Alert:
     escalation = envelope.escalation
-    fired_at = (escalation.fired_at.ToDatetime(tzinfo=timezone.utc) if escalation.HasField("fired_at")
-                else envelope.occurred_at.ToDatetime(tzinfo=timezone.utc))
-    started = [step.at.ToDatetime(tzinfo=timezone.utc) for step in escalation.history if step.HasField("at")]
+    fired_at = (escalation.fired_at.ToDatetime(tzinfo=UTC) if escalation.HasField("fired_at")
+                else envelope.occurred_at.ToDatetime(tzinfo=UTC))
+    started = [step.at.ToDatetime(tzinfo=UTC) for step in escalation.history if step.HasField("at")]
     return domain.raise_alert(Alert(
         escalation_id=escalation.escalation_id or envelope.event_id,
         case_id=envelope.case_id,
@@ -43,7 +43,7 @@ def alert_from_escalation(envelope: events_pb2.EventEnvelope, responsible_rule: 
 
 class AlertDesk:
     def __init__(self, store: NotifyStore, regions: dict[str, str], send_override: OverrideSender | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.store = store
         self.regions = regions
         self.send_override = send_override

@@ -17,7 +17,7 @@ class NotifyPaths:
     kek_file: Path | None
 
     @classmethod
-    def of(cls, config: MeshSettings) -> "NotifyPaths":
+    def of(cls, config: MeshSettings) -> NotifyPaths:
         base = Path(config.state_dir) / f"{config.topic_prefix}notify"
         return cls(
             database_url=config.notify_database_url or f"sqlite:///{base / 'notify.db'}",

@@ -83,10 +83,10 @@ def requeue_letters(store: NotifyStore, letters, channel_for, only: set[str] | N
 
 
 def run_replay(config: MeshSettings, *, now: bool = False, only: set[str] | None = None, out=print) -> int:
-    from services.notify.adapters.streams import NotifyRuntime
     from services.notify.adapters.channels import ChannelRouter, OutboxChannel
     from services.notify.adapters.client_messages import ClientMessages
     from services.notify.adapters.dispatch import Dispatcher
+    from services.notify.adapters.streams import NotifyRuntime
     from services.notify.adapters.webhooks import WebhookSender, load_webhooks
     from services.notify.paths import NotifyPaths
 
@@ -103,15 +103,17 @@ def run_replay(config: MeshSettings, *, now: bool = False, only: set[str] | None
             try:
                 for notification_id in report.requeued:
                     delivery = runtime.store.delivery(notification_id)
-                    if delivery and delivery.status == "pending":
-                        if await dispatcher.attempt(delivery) == "delivered":
-                            report.delivered_now.append(notification_id)
+                    if (delivery and delivery.status == "pending"
+                            and await dispatcher.attempt(delivery) == "delivered"):
+                        report.delivered_now.append(notification_id)
             finally:
                 await dispatcher.sender.close()
         asyncio.run(deliver())
     for notification_id in report.requeued:
+        requeued = runtime.store.delivery(notification_id)
+        assert requeued is not None  # requeued rows are never deleted
         runtime.store.log_access(actor="operator", action="REPLAY_NOTIFICATION",
-                                 case_id=runtime.store.delivery(notification_id).case_id,
+                                 case_id=requeued.case_id,
                                  subject=notification_id, why="dead_letter_replay", channel="cli")
     out(f"dead letters of notify deliveries: {report.letters}; requeued: {len(report.requeued)}; "
         f"already delivered: {len(report.already_delivered)}"

@@ -11,7 +11,8 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import cast
 
 from meshkernel.config import MeshSettings
 from referencedata.errors import InvalidQuery
@@ -153,7 +154,7 @@ class NoMatchingReceiver(Exception):
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class ReferralUseCases:
@@ -164,7 +165,7 @@ class ReferralUseCases:
         directory: Directory,
         *,
         clock: Callable[[], datetime] = _utcnow,
-        on_commit: Callable[[], None] = lambda: None,
+        on_commit: Callable[[], object] = lambda: None,
     ):
         self.store = store
         self.config = config
@@ -181,7 +182,7 @@ class ReferralUseCases:
         now = self.clock()
         consent = Consent(
             organisations=frozenset(command.consent_organisations),
-            purpose=command.consent_purpose or Purpose.REFERRAL.value,
+            purpose=cast(Purpose, command.consent_purpose or Purpose.REFERRAL.value),
             valid_until=command.consent_valid_until,
         )
         referral, event = open_referral(
@@ -372,9 +373,10 @@ class ReferralUseCases:
                     expected_version=current.version, now=now,
                 )
                 full = self.store.get(current.referral_id)
+                assert full is not None  # listed just above, in this transaction
                 facts = event_codec.facts_from_document(full.facts)
                 contact = (
-                    common_pb2.SealedContact(key_id=full.contact_key_id, ciphertext=full.contact_ciphertext)
+                    common_pb2.SealedContact(key_id=full.contact_key_id or "", ciphertext=full.contact_ciphertext)
                     if full.contact_ciphertext else None
                 )
                 changes.append((

@@ -46,7 +46,9 @@ def _parser() -> _Parser:
         add_help=False,
     )
     parser.add_argument("file", help="request as JSON; - reads standard input")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="region configuration (default: the shipped regions.yaml)")
+    parser.add_argument(
+        "--config", default=str(DEFAULT_CONFIG), help="region configuration (default: the shipped regions.yaml)"
+    )
     parser.add_argument("-h", "--help", action="store_true", help="show this help")
     return parser
 

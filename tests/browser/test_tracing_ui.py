@@ -22,7 +22,7 @@ def _page_text(browser) -> str:
 
 
 def test_an_operator_finds_the_referral_trace_by_case_id(traced_mesh, browser, artifacts):
-    stack, config, zipkin = traced_mesh
+    _stack, config, zipkin = traced_mesh
     case_id = f"case-{uuid.uuid4().hex[:12]}"
     send_demo_referral(config, case_id)
 

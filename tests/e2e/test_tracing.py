@@ -28,7 +28,7 @@ def find_case_traces(zipkin: str, case_id: str, want_services: set[str], timeout
 
 
 def test_one_referral_is_one_trace_through_all_three_services(traced_mesh):
-    stack, config, zipkin = traced_mesh
+    _stack, config, zipkin = traced_mesh
     case_id = f"case-{uuid.uuid4().hex[:12]}"
     send_demo_referral(config, case_id)
 

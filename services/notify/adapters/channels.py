@@ -13,6 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from meshkernel.private_files import private_folder
 from services.notify.domain.contact import Contact
@@ -59,7 +60,7 @@ class EmailChannel:
 class ChannelRouter:
     """Picks the adapter by the contact's channel; the embedded default sends everything to the outbox."""
 
-    def __init__(self, by_channel: dict[str, object] | None = None, default=None):
+    def __init__(self, by_channel: dict[str, Any] | None = None, default=None):
         self.by_channel = by_channel or {}
         self.default = default
 

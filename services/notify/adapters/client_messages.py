@@ -5,6 +5,7 @@ StrictUndefined: a template that uses a variable we do not pass fails loudly, in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import jinja2
 
@@ -29,6 +30,6 @@ class ClientMessages:
 
     def available(self) -> set[tuple[str, str]]:
         return {
-            tuple(name.removesuffix(".txt.j2").rsplit(".", 1))
+            cast(tuple[str, str], tuple(name.removesuffix(".txt.j2").rsplit(".", 1)))
             for name in self.env.list_templates() if name.endswith(".txt.j2")
         }

@@ -15,6 +15,7 @@ the session. Pages send a strict Content-Security-Policy (no inline script or st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -23,14 +24,15 @@ import secrets
 import ssl
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import jinja2
 from aiohttp import web
 
 from meshkernel.config import MeshSettings
+from referralmesh.v1 import common_pb2, events_pb2
 from services.notify.adapters import passwords
 from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.ui_text import TEXT, UI_LANGUAGES
@@ -38,7 +40,6 @@ from services.notify.application import AlertDesk
 from services.notify.domain import alerts as domain
 from services.notify.domain.alerts import AlertError, Coordinator
 from services.notify.domain.throttle import SignInThrottle
-from referralmesh.v1 import events_pb2, common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class LocalPasswords:
         if not usable:
             passwords.check_password(password, passwords.dummy_hash(self.cost))  # same time either way
             return None
+        assert row is not None  # usable implies a row
         if not passwords.check_password(password, row["password_hash"]):
             return None
         if passwords.needs_rehash(row["password_hash"], self.cost):
@@ -180,7 +182,7 @@ class Dashboard:
 
     def _render(self, name: str, lang: str, **context) -> str:
         text = TEXT[lang]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
 
         def age(alert) -> str:
             seconds = int(alert.age_seconds(now))
@@ -216,7 +218,7 @@ class Dashboard:
         for stored in self.desk.visible(who):
             escalation = events_pb2.EscalationEvent.FromString(stored.escalation)
             history = [
-                {"status": common_pb2.ReferralStatus.Name(step.status), "at": step.at.ToDatetime(tzinfo=timezone.utc)}
+                {"status": common_pb2.ReferralStatus.Name(step.status), "at": step.at.ToDatetime(tzinfo=UTC)}
                 for step in escalation.history
             ]
             items.append({"alert": stored.alert, "referral_history": history})
@@ -252,7 +254,7 @@ class Dashboard:
 
     async def login(self, request: web.Request) -> web.Response:
         form = await request.post()
-        lang = form.get("lang") if form.get("lang") in UI_LANGUAGES else self._lang(request)
+        lang = cast(str, form.get("lang")) if form.get("lang") in UI_LANGUAGES else self._lang(request)
         username = str(form.get("username", ""))[:80]
         address = self._client_address(request)
         wait = self.throttle.retry_after(address, username, self.monotonic())
@@ -340,10 +342,8 @@ class Dashboard:
                     last_write = time.monotonic()
                 if self._user(request) is None:  # signed out or expired: stop streaming
                     break
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.desk.changed.wait(), SSE_POLL_SECONDS)
-                except TimeoutError:
-                    pass
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return response

@@ -9,10 +9,11 @@ gives it a fresh set of tries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf import json_format
 
@@ -88,10 +89,8 @@ class Dispatcher:
                 raise
             except Exception:
                 log.exception("delivery loop failed; trying again")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
             self.wake.clear()
 
     async def run_due(self) -> int:
@@ -114,7 +113,9 @@ class Dispatcher:
                 endpoint = self.webhooks.get(delivery.recipient)
                 if endpoint is None:
                     return self._finish(delivery, "skipped", "no webhook configured", started)
-                ok, result = await self.sender.post(endpoint, delivery.notification_id, webhook_payload(envelope), attempt)
+                ok, result = await self.sender.post(
+                    endpoint, delivery.notification_id, webhook_payload(envelope), attempt
+                )
             elif delivery.channel == "client":
                 ok, result = await self._client_message(delivery, envelope)
                 if result == "contact_unavailable":
@@ -148,14 +149,14 @@ class Dispatcher:
         return status
 
     async def _dead_letter(self, delivery: Delivery, result: str, attempts: int) -> None:
+        recipient = delivery.recipient if delivery.channel == "webhook" else "client"
         letter = events_pb2.DeadLetter(
             source_topic=self.notifications_topic, partition=-1, offset=-1,
-            reason=f"{delivery.channel} delivery to {delivery.recipient if delivery.channel == 'webhook' else 'client'} "
-                   f"failed after {attempts} attempts: {result}",
+            reason=f"{delivery.channel} delivery to {recipient} failed after {attempts} attempts: {result}",
             consumer=CONSUMER_BY_CHANNEL.get(delivery.channel, "notify"),
             key=delivery.case_id.encode(), value=delivery.envelope,
         )
-        letter.failed_at.FromDatetime(datetime.now(timezone.utc))
+        letter.failed_at.FromDatetime(datetime.now(UTC))
         log.warning("delivery dead-lettered", extra={"notification_id": delivery.notification_id,
                                                      "channel": delivery.channel, "attempts": attempts})
         await self.dead_letters(delivery.case_id.encode(), letter)

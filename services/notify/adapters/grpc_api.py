@@ -8,6 +8,7 @@ access log of SealContact/EraseClient. Otherwise these headers are ignored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -16,7 +17,8 @@ from google.protobuf import timestamp_pb2
 
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
 from meshkernel.tls import ServerTls, server_credentials
-from referralmesh.v1 import events_pb2, notify_service_pb2 as api, notify_service_pb2_grpc
+from referralmesh.v1 import events_pb2, notify_service_pb2_grpc
+from referralmesh.v1 import notify_service_pb2 as api
 from services.notify.adapters.keystore import KeyStore
 from services.notify.adapters.store import NotifyStore, StoredAlert
 from services.notify.application import AlertDesk
@@ -72,7 +74,7 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
     def _metadata(self, context) -> dict[str, str]:
         if not self.development_identities:
             return {}
-        return {key: value for key, value in (context.invocation_metadata() or ())}
+        return dict(context.invocation_metadata() or ())
 
     async def WatchAlerts(self, request, context):
         regions = {code for code in request.regions if code}
@@ -98,16 +100,15 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
                 if domain.matches(stored.alert, regions, levels):
                     yield alert_message(stored, stored.seq)
             if not batch:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), POLL_SECONDS)
-                except TimeoutError:
-                    pass
 
     async def AcknowledgeAlert(self, request, context):
         username = self._metadata(context).get(COORDINATOR_HEADER, "")
         row = self.store.coordinator(username) if username else None
         if row is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{COORDINATOR_HEADER}: unknown coordinator")
+        assert row is not None  # abort raises
         who = Coordinator(row["username"], row["scope"], row["display_name"])
         try:
             await self.desk.act(who, request.escalation_id, "acknowledge", channel="grpc")
@@ -117,6 +118,7 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
             code = grpc.StatusCode.NOT_FOUND if "no such" in str(problem) else grpc.StatusCode.FAILED_PRECONDITION
             await context.abort(code, str(problem))
         stored = self.store.get_alert(request.escalation_id)
+        assert stored is not None  # acted on just above
         return alert_message(stored, self.store.last_cursor())
 
     async def SealContact(self, request, context):

@@ -62,7 +62,7 @@ class LocalKeyFile:
         return f"LocalKeyFile({self._kek_id})"
 
     @classmethod
-    def load(cls, path: Path) -> "LocalKeyFile":
+    def load(cls, path: Path) -> LocalKeyFile:
         path = Path(path)
         try:
             if not _guarded(path):
@@ -77,7 +77,7 @@ class LocalKeyFile:
         return cls(key)
 
     @classmethod
-    def create(cls, path: Path) -> "LocalKeyFile":
+    def create(cls, path: Path) -> LocalKeyFile:
         """Write a new random key to `path` (0600, folder 0700); refuses to overwrite one."""
         path = Path(path)
         if path.exists() and path.stat().st_size:
@@ -88,7 +88,7 @@ class LocalKeyFile:
         return cls(key)
 
     @classmethod
-    def load_or_create(cls, path: Path) -> "LocalKeyFile":
+    def load_or_create(cls, path: Path) -> LocalKeyFile:
         path = Path(path)
         return cls.load(path) if path.exists() and path.stat().st_size else cls.create(path)
 

@@ -14,11 +14,25 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
-    Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, create_engine, insert, select,
-    inspect, text, update,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
 )
 from sqlalchemy.engine import Engine
 
@@ -153,7 +167,8 @@ def _add_missing_columns(engine: Engine, table: Table) -> None:
         for column in table.columns:
             if column.name not in present:
                 kind = column.type.compile(dialect=engine.dialect)
-                default = f" DEFAULT {column.server_default.arg.text}" if column.server_default is not None else ""
+                server_default: Any = column.server_default  # a DefaultClause: its text is the SQL
+                default = f" DEFAULT {server_default.arg.text}" if server_default is not None else ""
                 connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} NOT NULL{default}"))
 
 
@@ -162,7 +177,7 @@ def _ts(moment: datetime) -> float:
 
 
 def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, timezone.utc)
+    return datetime.fromtimestamp(value, UTC)
 
 
 def _history_json(history: tuple[Change, ...]) -> str:
@@ -230,7 +245,7 @@ class NotifyStore:
                     connection.execute(text(statement))
 
     @classmethod
-    def open(cls, url: str) -> "NotifyStore":
+    def open(cls, url: str) -> NotifyStore:
         return cls(make_engine(url))
 
     def close(self) -> None:
@@ -278,7 +293,9 @@ class NotifyStore:
                 .where(alert_changes.c.seq > cursor).order_by(alert_changes.c.seq).limit(limit)).all()
             result = []
             for seq, escalation_id in rows:
-                row = connection.execute(select(alerts).where(alerts.c.escalation_id == escalation_id)).mappings().first()
+                row = connection.execute(
+                    select(alerts).where(alerts.c.escalation_id == escalation_id)
+                ).mappings().first()
                 if row:
                     result.append(self._stored(row, seq))
             return result
@@ -345,10 +362,14 @@ class NotifyStore:
         with self._lock, self.engine.begin() as connection:
             exists = connection.execute(select(cases.c.case_id).where(cases.c.case_id == case_id)).first()
             if exists:
-                connection.execute(update(cases).where(cases.c.case_id == case_id).values(**values, updated_at=time.time()))
+                connection.execute(
+                    update(cases).where(cases.c.case_id == case_id).values(**values, updated_at=time.time())
+                )
             else:
                 connection.execute(insert(cases).values(case_id=case_id, **values, updated_at=time.time()))
-        return self.case(case_id)
+        stored = self.case(case_id)
+        assert stored is not None  # written just above
+        return stored
 
     def forget_contact(self, case_id: str) -> None:
         with self._lock, self.engine.begin() as connection:
@@ -381,7 +402,9 @@ class NotifyStore:
 
     def delivery(self, notification_id: str) -> Delivery | None:
         with self.engine.connect() as connection:
-            row = connection.execute(select(deliveries).where(deliveries.c.notification_id == notification_id)).mappings().first()
+            row = connection.execute(
+                select(deliveries).where(deliveries.c.notification_id == notification_id)
+            ).mappings().first()
         return self._delivery(row) if row else None
 
     def deliveries(self, case_id: str | None = None) -> list[Delivery]:
@@ -412,7 +435,9 @@ class NotifyStore:
                 values["next_attempt_at"] = next_attempt_at or now
             else:
                 values["finished_at"] = now
-            connection.execute(update(deliveries).where(deliveries.c.notification_id == notification_id).values(**values))
+            connection.execute(
+                update(deliveries).where(deliveries.c.notification_id == notification_id).values(**values)
+            )
             return attempt
 
     def requeue(self, notification_id: str) -> bool:

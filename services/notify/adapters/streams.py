@@ -18,6 +18,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 import mode
@@ -77,7 +78,7 @@ class NotifyRuntime:
     dispatcher: Dispatcher | None = None
 
     @classmethod
-    def create(cls, config: MeshSettings) -> "NotifyRuntime":
+    def create(cls, config: MeshSettings) -> NotifyRuntime:
         paths = NotifyPaths.of(config)
         store = NotifyStore.open(paths.database_url)
         names = load_names(config)
@@ -111,7 +112,7 @@ def seed_demo_coordinators(store: NotifyStore, regions: dict[str, str], password
 
 def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> faust.App:
     runtime = runtime or NotifyRuntime.create(config)
-    store, desk = runtime.store, runtime.desk
+    store, desk, keys = runtime.store, runtime.desk, runtime.keys
     app = make_app(SERVICE, config, web_port=None)  # our own aiohttp server serves HTTP
     observe_consumer_lag(app)
     assignments = topic(app, config, declared.ASSIGNMENTS)
@@ -255,14 +256,14 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
     class NotifyServers(mode.Service):
         runner = None
         grpc_server = None
-        health = None
+        health: Any = None
         delivery_task = None
 
         async def on_start(self) -> None:
             self.runner = await start_http(dashboard.app(), web_host, config.notify_web_port, web_tls)
             address = f"{'https' if web_tls else 'http'}://{web_host}:{config.notify_web_port}/"
             log.info("notify dashboard listening", extra={"address": address})
-            servicer = NotifyApi(desk, store, runtime.keys, development_identities=config.development_identities)
+            servicer = NotifyApi(desk, store, keys, development_identities=config.development_identities)
             servicer.announce_erasure = send_erasure
             self.grpc_server, self.health = build_server(servicer, config.notify_grpc_address, server_tls_from(config))
             await self.grpc_server.start()

@@ -71,7 +71,9 @@ class WebhookSender:
         if self._session is not None:
             await self._session.close()
 
-    async def post(self, endpoint: WebhookEndpoint, notification_id: str, payload: dict, attempt: int) -> tuple[bool, str]:
+    async def post(
+        self, endpoint: WebhookEndpoint, notification_id: str, payload: dict, attempt: int
+    ) -> tuple[bool, str]:
         body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         stamp = int(self.clock())
         headers = {

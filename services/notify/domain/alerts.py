@@ -7,6 +7,7 @@ an outcome code. Every action is one `Change` in the alert's history; codes only
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
@@ -193,7 +194,7 @@ def _step(alert: Alert, action: Action, who: Coordinator, at: datetime, state: A
     )
 
 
-def visible(alerts, who: Coordinator, *, include_resolved: bool = False) -> list[Alert]:
+def visible(alerts: Iterable[Alert], who: Coordinator, *, include_resolved: bool = False) -> list[Alert]:
     """The alerts in a coordinator's scope, most pressing level first, newest first within a level."""
     chosen = [a for a in alerts if who.may_see(a.region) and (include_resolved or a.open)]
     return sorted(chosen, key=lambda a: (-LEVEL_RANK.get(a.level, 0), -a.fired_at.timestamp(), a.escalation_id))

@@ -20,7 +20,7 @@ class Contact:
     channel: str  # "sms" or "email"
     address: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.channel not in CHANNELS:
             raise InvalidContact(f"channel must be one of {CHANNELS}")
         if not self.address.strip() or len(self.address) > 254:
@@ -34,7 +34,7 @@ class Contact:
         return json.dumps({"channel": self.channel, "address": self.address}).encode()
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Contact":
+    def from_bytes(cls, raw: bytes) -> Contact:
         data = json.loads(raw)
         return cls(channel=data["channel"], address=data["address"])
 

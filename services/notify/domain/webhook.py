@@ -37,7 +37,9 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str, now: floa
     return hmac.compare_digest(sign(secret, stamp, body), signature)
 
 
-def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[float, float], float] = random.uniform) -> float:
+def backoff_delay(
+    attempt: int, base: float, cap: float, rand: Callable[[float, float], float] = random.uniform
+) -> float:
     """Delay before try number `attempt + 1` after `attempt` failed tries (attempt >= 1).
 
     Exponential (base, 2*base, 4*base, ...) up to `cap`, with "equal jitter": a random point in

@@ -1,6 +1,8 @@
 """Domain events of the referral service -> protobuf envelopes for the outbox."""
 from __future__ import annotations
 
+from typing import Any
+
 from meshkernel import envelope as envelopes
 from meshkernel.config import MeshSettings
 from meshkernel.topics import REFERRAL_EVENTS
@@ -11,13 +13,13 @@ from services.referral.domain import DomainEvent
 SERVICE = "referral"
 
 
-def proto_enum(enum_type, value, prefix: str = "") -> int:
+def proto_enum(enum_type: Any, value: Any, prefix: str = "") -> Any:
     """Map a domain code onto the proto enum of the same name (prefixed where proto must)."""
     if value is None:
         return 0
     name = getattr(value, "value", value)
     for candidate in (name, f"{prefix}{name}"):
-        if candidate in enum_type.keys():
+        if candidate in enum_type.keys():  # noqa: SIM118 - protobuf enums have no `in`
             return enum_type.Value(candidate)
     raise ValueError(f"{name!r} has no counterpart in {enum_type.DESCRIPTOR.name}")
 

@@ -2,27 +2,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import threading
-from datetime import timezone
+from datetime import UTC
 
 import grpc
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from referralmesh.v1 import common_pb2, referral_service_pb2 as api, referral_service_pb2_grpc as api_grpc
+from referralmesh.v1 import common_pb2
+from referralmesh.v1 import referral_service_pb2 as api
+from referralmesh.v1 import referral_service_pb2_grpc as api_grpc
 from services.referral.adapters.event_codec import proto_enum
 from services.referral.adapters.identity import Unauthenticated, caller_from
 from services.referral.adapters.storage import RequestKeyReused
 from services.referral.application import (
     ListFilter,
     NewReferral,
-    decode_cursor,
     NoMatchingReceiver,
     NotFound,
     ReferralUseCases,
+    decode_cursor,
 )
 from services.referral.domain import (
     Action,
@@ -118,10 +121,8 @@ class ChangeSignal:
         with self._lock:
             waiters = list(self._waiters)
         for loop, woken in waiters:
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
                 loop.call_soon_threadsafe(woken.set)
-            except RuntimeError:  # that loop has closed
-                pass
 
 
 def _domain_code(proto_enum_type, number: int, prefix: str = "") -> str | None:
@@ -188,7 +189,7 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
     async def CreateReferral(self, request: api.CreateReferralRequest, context):
         if not request.HasField("consent"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "consent: a recorded consent is required")
-        valid_until = request.consent.valid_until.ToDatetime(tzinfo=timezone.utc)
+        valid_until = request.consent.valid_until.ToDatetime(tzinfo=UTC)
         command = NewReferral(
             request_key=request.request_key,
             case_id=request.case_id,
@@ -287,7 +288,7 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
                            and status != common_pb2.REFERRAL_STATUS_UNSPECIFIED),
             direction=_DIRECTIONS[request.direction],
             need_domain=request.need_domain or None,
-            updated_since=(request.updated_since.ToDatetime(tzinfo=timezone.utc)
+            updated_since=(request.updated_since.ToDatetime(tzinfo=UTC)
                            if request.HasField("updated_since") else None),
             page_size=request.page_size,
             page_token=request.page_token,
@@ -324,10 +325,8 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
                     position = decode_cursor(batch[-1].cursor)
                     if len(batch) == STREAM_BATCH:
                         continue
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(waiter[1].wait(), timeout=STREAM_POLL_SECONDS)
-                except TimeoutError:
-                    pass
         finally:
             self.changes.unregister(waiter)
 
@@ -359,7 +358,7 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
                 purpose=entry["purpose"], outcome=entry["outcome"],
             )
             at = entry["at"]
-            item.at.FromDatetime(at if at.tzinfo else at.replace(tzinfo=timezone.utc))
+            item.at.FromDatetime(at if at.tzinfo else at.replace(tzinfo=UTC))
         return response
 
 

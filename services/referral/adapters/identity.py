@@ -15,6 +15,8 @@ The user and on-behalf-of headers are what the agency's own system declares abou
 """
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 
 from meshkernel import tls
@@ -44,11 +46,10 @@ def certificate_identity_enabled() -> bool:
 
 
 def caller_from(context: grpc.aio.ServicerContext, *, allow_dev_identity: bool) -> Caller:
-    metadata = {key: value for key, value in (context.invocation_metadata() or ())}
+    metadata = dict(context.invocation_metadata() or ())
     agency = _agency_from_certificate(context)
-    if agency is None and _verifier is None:
-        if allow_dev_identity and context.peer().startswith(LOOPBACK_PEERS):
-            agency = metadata.get(DEV_AGENCY_HEADER)
+    if agency is None and _verifier is None and allow_dev_identity and context.peer().startswith(LOOPBACK_PEERS):
+        agency = cast(str | None, metadata.get(DEV_AGENCY_HEADER))
     if not agency:
         raise Unauthenticated("no agency identity on this connection")
     return Caller(

@@ -7,6 +7,7 @@ inside one run neither duplicate nor reorder a partition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -85,10 +86,8 @@ class OutboxRelay:
                 published = 0
                 await asyncio.sleep(1.0)
             if published < self.batch_size:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
 
     async def publish_pending(self) -> int:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -154,7 +155,7 @@ class RequestKeyReused(Exception):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class ReferralStore:
@@ -382,7 +383,7 @@ class ReferralStore:
             rows = connection.execute(
                 select(referrals.c.status, func.count()).group_by(referrals.c.status)
             ).all()
-        return {status: count for status, count in rows}
+        return dict(rows)
 
     def outbox_backlog(self) -> int:
         with self.engine.connect() as connection:
@@ -426,7 +427,7 @@ class ReferralStore:
         """A pooled psycopg connection in autocommit: each statement is its own transaction."""
         pooled = self.engine.raw_connection()
         try:
-            driver = pooled.driver_connection
+            driver: Any = pooled.driver_connection
             driver.autocommit = True
             try:
                 with driver.cursor() as cursor:
@@ -487,12 +488,13 @@ class ReferralStore:
 # transaction, so the change, its access entry and its outbox rows commit together or not at all.
 
 try:
-    from psycopg import IntegrityError as _PgIntegrityError, OperationalError as _PgOperationalError
+    from psycopg import IntegrityError as _PgIntegrityError
+    from psycopg import OperationalError as _PgOperationalError
 except ImportError:  # SQLite-only installation
-    class _PgIntegrityError(Exception):
+    class _PgIntegrityError(Exception):  # type: ignore[no-redef]
         pass
 
-    class _PgOperationalError(Exception):
+    class _PgOperationalError(Exception):  # type: ignore[no-redef]
         pass
 
 _PG_GET = (

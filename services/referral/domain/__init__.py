@@ -4,6 +4,8 @@ Start with ``lifecycle`` (lifecycle table, warm handover model, order of checks)
 ``model`` (the Referral record and who is responsible).
 """
 
+from referencedata.agencies import Agency, AgencyKind, Directory, load_directory, parse_directory
+
 from .codes import (
     NEED_DOMAINS,
     SUCCESS_OUTCOMES,
@@ -19,8 +21,6 @@ from .codes import (
     Urgency,
 )
 from .consent import Consent
-from referencedata.agencies import Agency, AgencyKind, Directory, load_directory, parse_directory
-
 from .errors import (
     ConsentMissing,
     DirectoryError,

@@ -8,6 +8,7 @@ All enums are ``str`` enums whose values equal their names, so they serialise as
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 from typing import TypeVar
@@ -29,7 +30,7 @@ class _Code(str, Enum):
     """str-valued enum whose ``str()`` is the bare code (Python 3.11 would print 'Cls.NAME')."""
 
     def __str__(self) -> str:
-        return self.value
+        return str(self.value)
 
 
 class Status(_Code):
@@ -122,14 +123,14 @@ OPAQUE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 E = TypeVar("E", bound=Enum)
 
 
-def coerce(enum: type[E], value: object, field: str, error: type[DomainError]) -> E:
+def coerce(enum: type[E], value: object, field: str, error: Callable[[str, str], DomainError]) -> E:
     """Accept an enum member or its string value (adapters pass strings); refuse anything else."""
     if isinstance(value, enum):
         return value
     try:
-        return enum(value)  # type: ignore[call-arg]
+        return enum(value)
     except ValueError:
-        allowed = ", ".join(m.value for m in enum)  # type: ignore[attr-defined]
+        allowed = ", ".join(m.value for m in enum)
         # The refused value is not repeated: errors reach logs and spans, and a caller may have
         # typed anything into the field.
         raise error(field, f"unknown code; expected one of: {allowed}") from None

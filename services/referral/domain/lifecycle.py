@@ -65,6 +65,7 @@ from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 
+from .binding import FactPeriod, check_binding_facts
 from .codes import (
     ISO_639_1,
     OPAQUE_ID_RE,
@@ -91,7 +92,6 @@ from .errors import (
     NotPermitted,
     StaleVersion,
 )
-from .binding import FactPeriod, check_binding_facts
 from .events import EVENT_TYPES, FACTS_CHANGED_EVENT, REQUESTED_EVENT, DomainEvent
 from .model import OPEN_STATUSES, Referral, StatusChange
 from .permissions import ROLE_ACTIONS, role_of, situational_refusal

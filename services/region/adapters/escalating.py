@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -54,6 +55,7 @@ from services.region.adapters.assigning import SERVICE, Refused
 from services.region.domain.escalation import (
     AssignmentFacts,
     Changes,
+    Deadline,
     Escalation,
     EscalationEngine,
     EscalationPolicy,
@@ -100,7 +102,7 @@ def seconds_of(timestamp: Timestamp) -> float:
 
 def timestamp_of(seconds: float) -> Timestamp:
     whole = int(seconds // 1)
-    return Timestamp(seconds=whole, nanos=int(round((seconds - whole) * 1e9)) % 1_000_000_000)
+    return Timestamp(seconds=whole, nanos=round((seconds - whole) * 1e9) % 1_000_000_000)
 
 
 def _enum_name(enum, value: int, default: str = "") -> str:
@@ -146,7 +148,10 @@ def escalation_event(e: Escalation) -> events_pb2.EscalationEvent:
         escalation_id=e.escalation_id, referral_id=e.referral_id, region=e.region,
         level=events_pb2.EscalationLevel.Value(e.level), rule=e.rule, late_seconds=e.late_seconds,
         late=e.late, cause=e.cause, agency=e.agency, regions_involved=list(e.regions_involved),
-        climbed_from=events_pb2.EscalationLevel.Value(e.climbed_from) if e.climbed_from else 0,
+        climbed_from=(
+            events_pb2.EscalationLevel.Value(e.climbed_from) if e.climbed_from
+            else events_pb2.ESCALATION_LEVEL_UNSPECIFIED
+        ),
     )
     event.deadline.CopyFrom(timestamp_of(e.deadline_ts))
     event.fired_at.CopyFrom(timestamp_of(e.fired_at_ts))
@@ -163,7 +168,7 @@ def escalation_event(e: Escalation) -> events_pb2.EscalationEvent:
     return event
 
 
-def _enum_name_value(enum, name: str) -> int:
+def _enum_name_value(enum: Any, name: str) -> Any:
     try:
         return enum.Value(name)
     except ValueError:
@@ -392,7 +397,7 @@ class Escalator:
     def _build(self, e: Escalation) -> tuple[bytes, list]:
         """The envelope of one escalation, made inside a new trace linked to the scheduling event."""
         traceparent = self._scheduling_trace(e)
-        attributes = {
+        attributes: dict[str, Any] = {
             tracing.CASE_ID: e.case_id, tracing.REFERRAL_ID: e.referral_id,
             "referralmesh.escalation.id": e.escalation_id, "referralmesh.escalation.level": e.level,
             "referralmesh.escalation.rule": e.rule, "referralmesh.escalation.late": e.late,
@@ -417,7 +422,7 @@ class Escalator:
     def _scheduling_trace(self, e: Escalation) -> str:
         """The traceparent of the event that scheduled the deadline that fired as `e`."""
         for key, traceparent in self.traces.get(e.case_id, {}).items():
-            if escalation_id(e.case_id, _Probe(e.rule, key)) == e.escalation_id:
+            if escalation_id(e.case_id, cast(Deadline, _Probe(e.rule, key))) == e.escalation_id:
                 return traceparent
         return ""
 
@@ -457,10 +462,8 @@ class Escalator:
             due = self.engine.next_due() if self.ready else None
             if due is not None:
                 delay = max(0.001, min(delay, due - self.clock()))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
 
 
 class _Probe(NamedTuple):

@@ -5,7 +5,7 @@ from referralmesh.v1 import common_pb2, events_pb2
 
 
 def _period(period: common_pb2.Period, *, with_registration: bool) -> dict:
-    entry = {
+    entry: dict[str, str | bool | None] = {
         "municipality": period.municipality,
         "from": period.from_date,
         "to": period.to_date or None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
+from typing import Any
 
 import faust
 import grpc
@@ -51,7 +52,7 @@ class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
         document = request_document(
             asked_in=request.asked_in,
             service=service,
-            decision_date=request.decision_date or date.today().isoformat(),
+            decision_date=request.decision_date or date.today().isoformat(),  # noqa: DTZ011 - the service's calendar day
             current_region=request.current_region or None,
             facts=request.facts,
         )
@@ -71,6 +72,7 @@ class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
             if problem:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, problem)
             await context.abort(grpc.StatusCode.NOT_FOUND, f"case_id: no assignment known for case {case_id}")
+        assert record is not None  # abort raises
         history = record.get("history", [])
         if not history:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"case_id: no assignment known for case {case_id}")
@@ -158,7 +160,7 @@ def attach_grpc_server(app: faust.App, config: MeshSettings, resolver: Resolver,
     @app.service
     class RegionGrpcServer(mode.Service):
         server: grpc.aio.Server | None = None
-        health_servicer = None
+        health_servicer: Any = None
 
         async def on_start(self) -> None:
             servicer = RegionApi(resolver, cases, app=app, source_topic=incoming_topic,

@@ -54,7 +54,7 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
     assigner = Assigner(resolver, agency_regions)
     escalator = _escalator(app, config, escalation_policy or load_escalation_policy(config.escalation_policy_path),
                            clock, source_topic=config.topic(declared.REFERRAL_EVENTS.base_name))
-    app.escalator = escalator  # for tests and the gRPC server
+    app.escalator = escalator  # type: ignore[attr-defined]  # for tests and the gRPC server
     observe_consumer_lag(app)
     assignments_made = meter(__name__).create_counter(
         "referralmesh.assignments", unit="{assignment}",
@@ -109,7 +109,9 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
                             headers=envelopes.kafka_headers(sent, tracing.inject_current()),
                         )
                     decided = outcome.assignment.assignment
-                    assignments_made.add(1, {"referralmesh.rule": decided.rule, "referralmesh.trigger": decided.trigger})
+                    assignments_made.add(
+                        1, {"referralmesh.rule": decided.rule, "referralmesh.trigger": decided.trigger}
+                    )
                     log.info("assignment emitted", extra={
                         "case_id": envelope.case_id, "region": decided.responsible_region,
                         "rule": decided.rule, "handover_to": decided.handover_to, "trigger": decided.trigger,
@@ -168,7 +170,9 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
     if grpc:
         from services.region.adapters.grpc_api import attach_grpc_server
 
-        attach_grpc_server(app, config, resolver, cases, incoming_topic=config.topic(declared.REFERRAL_EVENTS.base_name))
+        attach_grpc_server(
+            app, config, resolver, cases, incoming_topic=config.topic(declared.REFERRAL_EVENTS.base_name)
+        )
     return app
 
 
@@ -200,7 +204,9 @@ async def tombstone(table, case_id: str, partition: int) -> None:
     await _tombstone_send(table, case_id, partition)
 
 
-def _escalator(app: faust.App, config: MeshSettings, policy: EscalationPolicy, clock, *, source_topic: str) -> Escalator:
+def _escalator(
+    app: faust.App, config: MeshSettings, policy: EscalationPolicy, clock, *, source_topic: str
+) -> Escalator:
     table = app.Table(ESCALATION_TABLE, default=dict, partitions=config.topic_partitions)
     escalations = topic(app, config, declared.ESCALATIONS)
 
@@ -220,7 +226,7 @@ def _escalator(app: faust.App, config: MeshSettings, policy: EscalationPolicy, c
         partitions = {tp.partition for tp in actives if tp.topic == source_topic}
         escalator.load(list(table.data.values()), partitions)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust's signature types miss **kwargs
     async def drop_escalation_state(sender, revoked, **kwargs) -> None:
         escalator.drop({tp.partition for tp in revoked if tp.topic == source_topic})
 

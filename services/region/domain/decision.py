@@ -103,5 +103,5 @@ class Decision:
     explanation: Explanation
     renamed: tuple[Renamed, ...] = ()  # abolished codes in the request and what they count as
 
-    def candidate(self, region: str) -> Candidate | None:
+    def candidate(self, region: str | None) -> Candidate | None:
         return next((c for c in self.candidates if c.region == region), None)

@@ -45,13 +45,18 @@ class _Writer:
         responsible = d.candidate(d.region)
         if d.rule == HANDOVER_TO_BETTER_BOUND_REGION:
             target = d.candidate(d.handover_to)
+            assert target is not None  # a handover target is always a candidate
             parts.append(self.t("why.handover", target=target.name, because=self.because(target), service=service))
             parts.append(self.t("next.handover", region=region, target=target.name))
         elif d.rule == BOUND_HERE:
+            assert responsible is not None  # the responsible region is always a candidate
             parts.append(self.t("why.bound_here", region=region, because=self.because(responsible)))
             parts.append(self.t("next.bound_here", region=region, service=service))
         elif d.rule == NO_PROGRAMME_ACCEPTS:
-            parts.append(self.t("why.no_programme_accepts", region=region, service=service, requirement=self.requirements(responsible)))
+            assert responsible is not None
+            parts.append(self.t(
+                "why.no_programme_accepts", region=region, service=service, requirement=self.requirements(responsible)
+            ))
             parts.append(self.t("next.no_programme_accepts", region=region))
         elif d.rule == BOUND_NOWHERE:
             parts.append(self.t("why.bound_nowhere"))
@@ -65,7 +70,9 @@ class _Writer:
             names = {c.region: c.name for c in d.candidates}
             tie = d.tie_broken
             if tie.by == TIE_LOWEST_REGION_CODE:
-                parts.append(self.t("tie.lowest_code", regions=self.join([names[c] for c in tie.between]), target=names[tie.chosen]))
+                parts.append(self.t(
+                    "tie.lowest_code", regions=self.join([names[c] for c in tie.between]), target=names[tie.chosen]
+                ))
             else:
                 others = [names[c] for c in tie.between if c != tie.chosen]
                 key = _counted("tie.responsible_stays", others)

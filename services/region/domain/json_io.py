@@ -70,7 +70,9 @@ def _facts(data: Any) -> BindingFacts:
     return BindingFacts(residence=tuple(residence), work=tuple(work), **places)
 
 
-def _object(data: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+def _object(
+    data: Any, where: str, allowed: set[str], required: set[str] | frozenset[str] = frozenset()
+) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput(where or "input", "must be a JSON object")
     prefix = f"{where}." if where else ""
@@ -83,7 +85,7 @@ def _object(data: Any, where: str, allowed: set[str], required: set[str] = froze
     return data
 
 
-def _list(data: Any, where: str) -> list:
+def _list(data: Any, where: str) -> list[Any]:
     if not isinstance(data, list):
         raise InvalidInput(where, "must be a list")
     return data
@@ -124,7 +126,10 @@ def request_to_dict(request: ResolutionRequest) -> dict[str, Any]:
         "current_region": request.current_region,
         "facts": {
             "residence": [
-                {"municipality": p.municipality, "from": p.start.isoformat(), "to": _iso(p.end), "registered": p.registered}
+                {
+                    "municipality": p.municipality, "from": p.start.isoformat(), "to": _iso(p.end),
+                    "registered": p.registered,
+                }
                 for p in f.residence
             ],
             "grew_up_in": list(f.grew_up_in),

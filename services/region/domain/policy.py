@@ -16,9 +16,10 @@ with one successor count as that successor (`successions`); split ones are refus
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -104,7 +105,7 @@ class _StrictLoader(yaml.SafeLoader):
     region listed twice under `services` would lose half its rules without a word."""
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
@@ -125,7 +126,7 @@ def read_policy_file(path: str | Path) -> Any:
     except OSError as exc:
         raise PolicyError("file", f"cannot read: {exc.strerror or exc}", source) from None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)
     except PolicyError as exc:
         raise PolicyError(exc.where, exc.problem, source) from None
     except yaml.YAMLError as exc:
@@ -261,12 +262,14 @@ class _Builder:
             municipalities = tuple(Municipality(m.code, m.name) for m in members)
             return Region(code=code, name=_text(entry["name"], f"{where}.name"), municipalities=municipalities,
                           services=self.services(entry, where, defaults))
-        entry = _mapping(data, where, {"code", "name", "municipalities", "services"}, required={"code", "name", "municipalities"})
+        entry = _mapping(
+            data, where, {"code", "name", "municipalities", "services"}, required={"code", "name", "municipalities"}
+        )
         name = _text(entry["name"], f"{where}.name")
         raw_munis = entry["municipalities"]
         if not isinstance(raw_munis, list) or not raw_munis:
             raise PolicyError(f"{where}.municipalities", "must be a non-empty list of {code, name}")
-        municipalities = []
+        listed: list[Municipality] = []
         for j, raw in enumerate(raw_munis):
             m_where = f"{where}.municipalities[{j}]"
             m = _mapping(raw, m_where, {"code", "name"}, required={"code", "name"})
@@ -277,18 +280,20 @@ class _Builder:
                     f"{code} is already listed at {owner[code]}; a municipality belongs to exactly one region",
                 )
             owner[code] = m_where
-            municipalities.append(Municipality(code, _text(m["name"], f"{m_where}.name")))
+            listed.append(Municipality(code, _text(m["name"], f"{m_where}.name")))
         code = _code(entry["code"], f"{where}.code")
-        if code not in {m.code for m in municipalities}:
+        if code not in {m.code for m in listed}:
             raise PolicyError(
                 f"{where}.code",
                 f"unknown municipality {code}: a region is named by its central municipality, "
                 "which must be one of its own municipalities",
             )
-        return Region(code=code, name=name, municipalities=tuple(municipalities),
+        return Region(code=code, name=name, municipalities=tuple(listed),
                       services=self.services(entry, where, defaults))
 
-    def services(self, entry: dict, where: str, defaults: dict[str, ServiceRules]) -> dict[str, ServiceRules]:
+    def services(
+        self, entry: dict[str, Any], where: str, defaults: dict[str, ServiceRules]
+    ) -> dict[str, ServiceRules]:
         services = dict(defaults)
         raw_services = entry.get("services", {}) or {}
         if not isinstance(raw_services, dict):
@@ -303,8 +308,14 @@ class _Builder:
             override = _mapping(raw, s_where, {"rules", "requires"})
             base = defaults[kind]
             services[kind] = ServiceRules(
-                rules=self.rules(override["rules"], f"{s_where}.rules", weighted=True) if "rules" in override else base.rules,
-                requires=self.rules(override["requires"], f"{s_where}.requires", weighted=False) if "requires" in override else base.requires,
+                rules=(
+                    self.rules(override["rules"], f"{s_where}.rules", weighted=True)
+                    if "rules" in override else base.rules
+                ),
+                requires=(
+                    self.rules(override["requires"], f"{s_where}.requires", weighted=False)
+                    if "requires" in override else base.requires
+                ),
             )
         return services
 
@@ -339,21 +350,28 @@ class _Builder:
         return GrewUpRule() if kind == "grew_up" else FamilyRule()
 
     @staticmethod
-    def within(params: dict, where: str, minimum_days: int) -> int | None:
+    def within(params: dict[str, Any], where: str, minimum_days: int) -> int | None:
         if params.get("within_years") is None:
             return None
         within = _positive_int(params["within_years"], f"{where}.within_years")
         if within * 365 < minimum_days:
-            raise PolicyError(f"{where}.within_years", "is shorter than the period it must contain; no one could meet this rule")
+            raise PolicyError(
+                f"{where}.within_years", "is shorter than the period it must contain; no one could meet this rule"
+            )
         return within
 
 
-def _mapping(data: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+def _mapping(
+    data: Any, where: str, allowed: set[str], required: set[str] | frozenset[str] = frozenset()
+) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PolicyError(where, "must be a mapping")
     for key in data:
         if key not in allowed:
-            raise PolicyError(f"{where}.{key}" if where != "top level" else str(key), f"unknown key; allowed here: {', '.join(sorted(allowed))}")
+            raise PolicyError(
+                f"{where}.{key}" if where != "top level" else str(key),
+                f"unknown key; allowed here: {', '.join(sorted(allowed))}",
+            )
     for key in sorted(required):
         if key not in data:
             raise PolicyError(f"{where}.{key}" if where != "top level" else key, "is required")

@@ -35,7 +35,10 @@ def resolve(request: ResolutionRequest, policy: RegionPolicy) -> Decision:
         responsible, because = asked_region.code, d.HELP_ASKED_HERE
 
     candidates = _rank(
-        [_evaluate_region(policy.region(code), request, policy) for code in _involved_regions(request, policy, responsible)]
+        [
+            _evaluate_region(policy.region(code), request, policy)
+            for code in _involved_regions(request, policy, responsible)
+        ]
     )
     resp = next(c for c in candidates if c.region == responsible)
     qualifying = [c for c in candidates if c.qualifies]
@@ -127,17 +130,24 @@ def _involved_regions(request: ResolutionRequest, policy: RegionPolicy, responsi
     facts = request.facts
     places = [p.municipality for p in facts.residence] + [w.municipality for w in facts.work]
     places += list(facts.grew_up_in) + list(facts.family_in)
-    codes = {responsible, policy.region_of(request.asked_in).code}
-    codes.update(policy.region_of(m).code for m in places)
+    codes = {responsible, _region_code_of(request.asked_in, policy)}
+    codes.update(_region_code_of(m, policy) for m in places)
     return sorted(codes)
+
+
+def _region_code_of(municipality: str, policy: RegionPolicy) -> str:
+    region = policy.region_of(municipality)
+    assert region is not None  # validated before: every known municipality lies in a region
+    return region.code
 
 
 def _evaluate_region(region: Region | None, request: ResolutionRequest, policy: RegionPolicy) -> Candidate:
     assert region is not None
     service = region.services[request.service]
     members = region.municipality_codes
-    binding = [evaluate(r, BINDING, i, request.facts, members, request.decision_date) for i, r in enumerate(service.rules)]
-    required = [evaluate(r, REQUIREMENT, i, request.facts, members, request.decision_date) for i, r in enumerate(service.requires)]
+    facts, on = request.facts, request.decision_date
+    binding = [evaluate(r, BINDING, i, facts, members, on) for i, r in enumerate(service.rules)]
+    required = [evaluate(r, REQUIREMENT, i, facts, members, on) for i, r in enumerate(service.requires)]
     bound = any(o.met for o in binding)
     accepts = all(o.met for o in required)
     kinds_met = {o.kind for o in binding if o.met}
@@ -180,10 +190,10 @@ def validate_request(request: ResolutionRequest, policy: RegionPolicy) -> None:
         _period(period.start, period.end, where, request.decision_date)
         if not isinstance(period.registered, bool):
             raise InvalidInput(f"{where}.registered", "must be true or false")
-    for i, period in enumerate(facts.work):
+    for i, worked in enumerate(facts.work):
         where = f"facts.work[{i}]"
-        _municipality(period.municipality, f"{where}.municipality", policy)
-        _period(period.start, period.end, where, request.decision_date)
+        _municipality(worked.municipality, f"{where}.municipality", policy)
+        _period(worked.start, worked.end, where, request.decision_date)
     for name in ("grew_up_in", "family_in"):
         for i, code in enumerate(getattr(facts, name)):
             _municipality(code, f"facts.{name}[{i}]", policy)
@@ -213,6 +223,7 @@ def _region_code(code: object, policy: RegionPolicy) -> None:
     _municipality(code, "current_region", policy)
     if policy.region(code) is None:  # type: ignore[arg-type]
         central = policy.region_of(code)  # type: ignore[arg-type]
+        assert central is not None  # a known municipality (checked above) lies in a region
         raise InvalidInput(
             "current_region",
             f"{code} is not a region code; regions are named by their central municipality ({central.code})",
@@ -227,7 +238,9 @@ def _period(start: object, end: object, where: str, decision_date: date) -> None
     if start > decision_date:
         raise InvalidInput(f"{where}.from", f"is in the future: after decision_date {decision_date.isoformat()}")
     if end is not None and end > decision_date:
-        raise InvalidInput(f"{where}.to", f"is in the future: after decision_date {decision_date.isoformat()} (use null for ongoing)")
+        raise InvalidInput(
+            f"{where}.to", f"is in the future: after decision_date {decision_date.isoformat()} (use null for ongoing)"
+        )
     if end is not None and end < start:
         raise InvalidInput(f"{where}.to", "period ends before it starts")
 

@@ -16,9 +16,10 @@ a simple and slightly lenient measure, which is intended: doubt should favour th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import ClassVar, Iterable, Union
+from typing import ClassVar
 
 from .facts import BindingFacts
 
@@ -51,7 +52,7 @@ class WorkRule:
     within_years: int | None = None
 
 
-Rule = Union[ResidenceRule, GrewUpRule, FamilyRule, WorkRule]
+Rule = ResidenceRule | GrewUpRule | FamilyRule | WorkRule
 RULE_TYPES: dict[str, type] = {t.kind: t for t in (ResidenceRule, GrewUpRule, FamilyRule, WorkRule)}
 RULE_KINDS: tuple[str, ...] = tuple(RULE_TYPES)
 

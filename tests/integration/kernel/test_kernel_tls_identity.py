@@ -1,7 +1,7 @@
 """Who is behind a certificate, and revocation per issuing CA, with the PKI of `mesh pki init`."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -83,8 +83,8 @@ def test_kernel_tls_a_certificate_whose_issuer_has_no_crl_is_refused(ca, directo
 
 def test_kernel_tls_a_crl_past_its_next_update_beyond_the_grace_fails_closed(ca, directory):
     crl_days = pki.CRL_DAYS
-    within = datetime.now(timezone.utc) + timedelta(days=crl_days, minutes=30)
-    beyond = datetime.now(timezone.utc) + timedelta(days=crl_days, hours=2)
+    within = datetime.now(UTC) + timedelta(days=crl_days, minutes=30)
+    beyond = datetime.now(UTC) + timedelta(days=crl_days, hours=2)
     in_grace = _verifier(ca, directory, grace_seconds=3600, clock=lambda: within)
     in_grace.crl.check(pki.load_cert(ca / "agencies" / f"{AGENCY}.crt"))
     stale = _verifier(ca, directory, grace_seconds=3600, clock=lambda: beyond)

@@ -5,7 +5,7 @@ import json
 import time
 import urllib.request
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kafka import KafkaProducer
@@ -35,7 +35,7 @@ class NotifyProcess:
         self.log_file = log_dir / "notify.log"
         self.base_url = f"http://127.0.0.1:{self.config.notify_web_port}"
 
-    def start(self, timeout: float = 60.0) -> "NotifyProcess":
+    def start(self, timeout: float = 60.0) -> NotifyProcess:
         prepare_kafka(self.config, "notify-test", give_up_after=60)
         self.stack.start("notify")
         deadline = time.monotonic() + timeout
@@ -72,9 +72,10 @@ def new_case() -> str:
     return f"case-{uuid.uuid4().hex[:12]}"
 
 
-def escalation(case_id: str, *, region: str = "GM0518", level: int = events_pb2.REGION_COORDINATOR,
+def escalation(case_id: str, *, region: str = "GM0518",
+               level: events_pb2.EscalationLevel.ValueType = events_pb2.REGION_COORDINATOR,
                rule: str = "not_accepted_in_time", age: timedelta = timedelta(hours=30)) -> events_pb2.EventEnvelope:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     started = now - age
     payload = events_pb2.EscalationEvent(
         escalation_id=envelopes.derived_id("escalation", case_id, rule, str(level)),
@@ -90,7 +91,8 @@ def escalation(case_id: str, *, region: str = "GM0518", level: int = events_pb2.
 
 
 def assignment(case_id: str, *, region: str = "GM0518", receiver: str = "shelter-utrecht",
-               sender: str = "exit-the-hague", languages=("pl", "en"), handover_to: str = "") -> events_pb2.EventEnvelope:
+               sender: str = "exit-the-hague", languages=("pl", "en"),
+               handover_to: str = "") -> events_pb2.EventEnvelope:
     payload = events_pb2.AssignmentEvent(
         referral_id=f"ref-{case_id}", responsible_region=region, rule="asked_here_bound_nowhere",
         bound_nowhere=True, sender=sender, receiver=receiver, languages=list(languages), handover_to=handover_to,

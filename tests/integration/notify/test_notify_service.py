@@ -3,11 +3,13 @@ on them changes their state (and is logged), a reassignment becomes an override 
 client message goes out in the client's language with contact details that stay sealed."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import aiohttp
 import grpc
@@ -16,10 +18,18 @@ from kafka import KafkaConsumer
 
 from meshkernel.envelope import decode
 from meshkernel.topics import ALL_TOPICS, ASSIGNMENTS, ESCALATIONS, NOTIFICATIONS, OVERRIDES, REFERRAL_EVENTS
-from referralmesh.v1 import events_pb2, notify_service_pb2 as api, notify_service_pb2_grpc
+from referralmesh.v1 import events_pb2, notify_service_pb2_grpc
+from referralmesh.v1 import notify_service_pb2 as api
 from services.notify.adapters.store import NotifyStore
 from services.notify.paths import NotifyPaths
-from tests.integration.notify.notify_kit import DEMO_PASSWORD, assignment, escalation, new_case, referral_with_contact, wait_until
+from tests.integration.notify.notify_kit import (
+    DEMO_PASSWORD,
+    assignment,
+    escalation,
+    new_case,
+    referral_with_contact,
+    wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -78,7 +88,7 @@ def test_an_escalation_appears_on_the_filtered_stream_and_acknowledging_changes_
         acked = stub.AcknowledgeAlert(api.AcknowledgeAlertRequest(escalation_id=raised.escalation.escalation_id),
                                       metadata=[("x-mesh-coordinator", "coord-gm0518")])
         assert acked.state == api.ACKNOWLEDGED and acked.history[-1].actor == "coord-gm0518"
-        [update] = stream.wait_for(lambda a: a.case_id == case_id and a.state == api.ACKNOWLEDGED)
+        [_update] = stream.wait_for(lambda a: a.case_id == case_id and a.state == api.ACKNOWLEDGED)
         assert not [a for a in stream.alerts if a.case_id == other_case]
     finally:
         stream.close()
@@ -162,9 +172,11 @@ def test_the_client_message_arrives_in_their_language_and_contact_details_never_
 
     outbox = NotifyPaths.of(notify.config).client_outbox
     store = _store(notify)
-    [client] = wait_until(lambda: [d for d in store.deliveries(case_id) if d.audience == "CLIENT" and d.status == "delivered"])
-    [message] = [json.loads(l) for l in outbox.read_text().splitlines()
-                 if json.loads(l)["notification_id"] == client.notification_id]
+    [client] = wait_until(lambda: [
+        d for d in store.deliveries(case_id) if d.audience == "CLIENT" and d.status == "delivered"
+    ])
+    [message] = [json.loads(line) for line in outbox.read_text().splitlines()
+                 if json.loads(line)["notification_id"] == client.notification_id]
     assert message["language"] == "pl" and message["template"] == "client_responsible_region"
     # Places by their Dutch name; the receiving agency by its neutral client display name.
     assert "Den Haag" in message["text"] and "The Hague" not in message["text"]
@@ -175,10 +187,8 @@ def test_the_client_message_arrives_in_their_language_and_contact_details_never_
     haystacks = {"log": notify.log_file.read_bytes(), "database": b""}
     db_path = NotifyPaths.of(notify.config).database_url.split("///", 1)[1]
     for suffix in ("", "-wal"):
-        try:
-            haystacks["database"] += open(db_path + suffix, "rb").read()
-        except FileNotFoundError:
-            pass
+        with contextlib.suppress(FileNotFoundError):
+            haystacks["database"] += Path(db_path + suffix).read_bytes()
     consumer = KafkaConsumer(*[notify.config.topic(spec.base_name) for spec in ALL_TOPICS],
                              bootstrap_servers=notify.config.kafka_bootstrap, auto_offset_reset="earliest",
                              group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=3000)
@@ -190,7 +200,9 @@ def test_the_client_message_arrives_in_their_language_and_contact_details_never_
             assert needle not in data, f"contact details leaked into the {where}"
 
     # Erasure: the key is destroyed; nothing can open the contact any more.
-    erased = stub.EraseClient(api.EraseClientRequest(case_id=case_id), metadata=[("x-mesh-dev-agency", "exit-the-hague")])
+    erased = stub.EraseClient(
+        api.EraseClientRequest(case_id=case_id), metadata=[("x-mesh-dev-agency", "exit-the-hague")]
+    )
     assert erased.key_destroyed is True
     assert store.case(case_id).contact_ciphertext is None
     assert [e["action"] for e in store.access_entries(case_id)][:1] == ["SEAL_CONTACT"]
@@ -219,8 +231,9 @@ def test_agency_notifications_are_emitted_and_recorded_once(notify, producer):
     assert sorted(d.template for d in store.deliveries(case_id)) == expected
     # No webhook configured for these agencies, coordinators read the dashboard: recorded, not sent.
     assert {d.status for d in store.deliveries(case_id)} == {"skipped"}
-    consumer = KafkaConsumer(notify.config.topic(NOTIFICATIONS.base_name), bootstrap_servers=notify.config.kafka_bootstrap,
-                             auto_offset_reset="earliest", group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(notify.config.topic(NOTIFICATIONS.base_name),
+                             bootstrap_servers=notify.config.kafka_bootstrap, auto_offset_reset="earliest",
+                             group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=3000)
     emitted = [decode(r.value) for r in consumer if r.key == case_id.encode()]
     consumer.close()
     assert sorted(e.notification.template for e in emitted) == expected

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from kafka import KafkaProducer
 
+from meshcli.supervisor import free_port
 from meshkernel import envelope as envelopes
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import DEAD_LETTERS
@@ -25,7 +26,6 @@ from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.webhooks import WebhookEndpoint, WebhookSender
 from services.notify.domain import webhook
 from services.notify.replay import read_dead_letters, requeue_letters
-from meshcli.supervisor import free_port
 from tests.conftest import settings_from
 from tests.integration.notify.notify_kit import notify_env
 
@@ -43,7 +43,7 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        ok = webhook.verify(SECRET, request.headers.get(webhook.TIMESTAMP_HEADER), body,
+        ok = webhook.verify(SECRET, request.headers.get(webhook.TIMESTAMP_HEADER, ""), body,
                             request.headers.get(webhook.SIGNATURE_HEADER, ""), now=time.time())
         notification_id = request.headers[webhook.ID_HEADER]
         self.requests.append({"id": notification_id, "signed": ok, "attempt": request.headers[webhook.ATTEMPT_HEADER]})
@@ -106,15 +106,21 @@ def _record(dispatcher: Dispatcher, case_id="case-1") -> str:
     return notification_id
 
 
-async def _drain(dispatcher: Dispatcher, notification_id: str, timeout=10.0) -> str:
-    deadline = time.monotonic() + timeout
+async def _drain(dispatcher: Dispatcher, notification_id: str, within_seconds: float = 10.0) -> str:
+    deadline = time.monotonic() + within_seconds
     while time.monotonic() < deadline:
         await dispatcher.run_due()
-        status = dispatcher.store.delivery(notification_id).status
+        status = _status(dispatcher, notification_id)
         if status != "pending":
             return status
         await asyncio.sleep(0.02)
-    return dispatcher.store.delivery(notification_id).status
+    return _status(dispatcher, notification_id)
+
+
+def _status(dispatcher: Dispatcher, notification_id: str) -> str:
+    delivery = dispatcher.store.delivery(notification_id)
+    assert delivery is not None
+    return delivery.status
 
 
 async def test_a_failing_receiver_gets_signed_retries_with_the_same_id_until_it_accepts(tmp_path, receiver_url):
@@ -166,7 +172,7 @@ async def test_after_the_last_try_the_delivery_is_dead_lettered_on_kafka_and_rep
         assert len(broken.requests) == 3
 
         letters = read_dead_letters(config)
-        assert [envelopes.decode(l.value).notification.notification_id for l in letters] == [notification_id]
+        assert [envelopes.decode(letter.value).notification.notification_id for letter in letters] == [notification_id]
         assert letters[0].consumer == "notify-webhook" and "after 3 attempts: http:503" in letters[0].reason
 
         # The agency fixed its endpoint: replay requeues, the next run delivers, with the same id.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+
 import pytest
 
 from meshkernel.config import PROJECT_ROOT, MeshSettings

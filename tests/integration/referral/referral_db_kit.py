@@ -3,7 +3,7 @@ fresh database of either backend (the fixtures in conftest.py use them too)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -56,6 +56,6 @@ def new_referral(case_id: str | None = None, *, key: str | None = None, receiver
         facts=facts,
         consent_organisations=(SENDER, RECEIVER, NEXT),
         consent_purpose="REFERRAL",
-        consent_valid_until=datetime.now(timezone.utc) + timedelta(days=90),
+        consent_valid_until=datetime.now(UTC) + timedelta(days=90),
         fingerprint_source=fingerprint,
     )

@@ -18,13 +18,13 @@ from meshcli.supervisor import Stack, free_port
 from meshkernel import envelope as envelopes
 from meshkernel.config import PROJECT_ROOT
 from meshkernel.kafka import prepare_kafka
-from referralmesh.v1 import common_pb2, referral_service_pb2 as api
+from referralmesh.v1 import common_pb2
+from referralmesh.v1 import referral_service_pb2 as api
 from services.referral.adapters import event_codec
 from services.referral.adapters.grpc_api import ERROR_CODE_HEADER
 from services.referral.adapters.storage import ReferralStore, make_engine
 from services.referral.adapters.tables import outbox
 from tests.conftest import settings_from
-
 from tests.integration.referral.referral_db_kit import BACKENDS, NEXT, RECEIVER, SENDER, STRANGER, fresh_database
 
 pytestmark = pytest.mark.kafka

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from typing import Any
 
 import grpc
 import pytest
@@ -14,11 +15,11 @@ import pytest
 from meshcli.client import ReferralClient, consent_for
 from meshcli.supervisor import Stack, private_mesh_env
 from meshkernel.kafka import prepare_kafka
-from referralmesh.v1 import common_pb2, referral_service_pb2 as api
+from referralmesh.v1 import common_pb2
+from referralmesh.v1 import referral_service_pb2 as api
 from services.referral.adapters.grpc_api import ERROR_CODE_HEADER, ERROR_DETAIL_HEADER
 from services.referral.application import encode_cursor
 from tests.conftest import settings_from
-
 from tests.integration.referral.referral_db_kit import BACKENDS, NEXT, RECEIVER, SENDER, STRANGER, fresh_database
 
 pytestmark = pytest.mark.kafka
@@ -78,7 +79,8 @@ def refused(call, *args, **kwargs) -> grpc.RpcError:
 
 
 def trailing(error: grpc.RpcError) -> dict[str, str]:
-    return dict(error.trailing_metadata() or ())
+    metadata: Any = error.trailing_metadata() or ()
+    return dict(metadata)
 
 
 def test_authorization_matrix(clients):
@@ -128,7 +130,7 @@ def test_racing_transitions_exactly_one_wins(clients, service):
         results: list[str] = []
         barrier = threading.Barrier(len(contenders))
 
-        def go(client, method):
+        def go(client, method, barrier=barrier, rid=rid, results=results):
             barrier.wait()
             try:
                 client.transition(method, rid, 1)

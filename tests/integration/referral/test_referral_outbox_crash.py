@@ -11,22 +11,21 @@ import asyncio
 import os
 import time
 import uuid
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
 from sqlalchemy import select, update
 
 from meshcli.client import ReferralClient
-from meshcli.supervisor import Stack, wait_for
+from meshcli.supervisor import Stack, free_port, wait_for
 from meshkernel.envelope import decode
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import REFERRAL_EVENTS
 from services.referral.adapters.outbox_relay import OutboxRelay
 from services.referral.adapters.storage import ReferralStore, make_engine
 from services.referral.adapters.tables import outbox
-from meshcli.supervisor import free_port
 from tests.conftest import settings_from
-
 from tests.integration.referral.referral_db_kit import SENDER, fresh_database
 from tests.integration.referral.test_referral_grpc import request_for
 
@@ -39,7 +38,8 @@ def _records(config, case_id: str, wanted: int, timeout: float = 60.0) -> list:
         auto_offset_reset="earliest", enable_auto_commit=False, group_id=f"crash-{uuid.uuid4()}",
         consumer_timeout_ms=500,
     )
-    found, deadline = [], time.monotonic() + timeout
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and len(found) < wanted:
             for records in consumer.poll(timeout_ms=500).values():

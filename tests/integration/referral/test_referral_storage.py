@@ -3,11 +3,11 @@ optimistic concurrency, the transactional outbox and the append-only access log.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic.script import ScriptDirectory
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError
 
@@ -15,9 +15,7 @@ from services.referral.adapters import storage
 from services.referral.adapters.storage import MIGRATIONS, RequestKeyReused, make_engine, migrate
 from services.referral.adapters.tables import access_log, outbox, outbox_parties, referrals
 from services.referral.application import ListFilter, NewReferral, ReferralUseCases
-from services.referral.domain import load_directory
-from services.referral.domain import Action, IllegalTransition, NotPermitted, StaleVersion
-
+from services.referral.domain import Action, IllegalTransition, NotPermitted, StaleVersion, load_directory
 from tests.integration.referral.referral_db_kit import NEXT, RECEIVER, SENDER, STRANGER, caller, new_referral
 
 
@@ -220,19 +218,17 @@ def test_access_log_records_reads_writes_and_denials(use_cases, store):
 
 def test_access_log_is_append_only_in_the_database(use_cases, store):
     use_cases.create(caller(SENDER), new_referral())
-    with pytest.raises(DBAPIError, match="append-only"):
-        with store.engine.begin() as connection:
-            connection.execute(update(access_log).values(outcome="forged"))
-    with pytest.raises(DBAPIError, match="append-only"):
-        with store.engine.begin() as connection:
-            connection.execute(delete(access_log))
+    with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as connection:
+        connection.execute(update(access_log).values(outcome="forged"))
+    with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as connection:
+        connection.execute(delete(access_log))
     assert _count(store.engine, access_log) == 1
     with store.engine.connect() as connection:
         assert connection.execute(select(access_log.c.outcome)).scalar_one() == "created"
 
 
 def test_purge_removes_only_entries_past_retention(use_cases, store, monkeypatch):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     use_cases.create(caller(SENDER), new_referral())
     with store.engine.begin() as connection:
         for age_days in (4000, 3700, 400, 10):
@@ -250,10 +246,9 @@ def test_purge_removes_only_entries_past_retention(use_cases, store, monkeypatch
     with pytest.raises(ValueError, match="at least 365"):
         store.purge_expired_access_entries(now)
     # Even the purge's own mechanism cannot remove a young entry: the trigger has a floor.
-    with pytest.raises(DBAPIError, match="append-only"):
-        with store.engine.begin() as connection:
-            connection.execute(insert(storage.access_log_purge_horizon).values(horizon=now))
-            connection.execute(delete(access_log))
+    with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as connection:
+        connection.execute(insert(storage.access_log_purge_horizon).values(horizon=now))
+        connection.execute(delete(access_log))
 
 
 def test_list_filters_and_pages_only_the_callers_referrals(use_cases, store):
@@ -367,7 +362,7 @@ def test_commit_order_cursor_under_concurrent_writers(use_cases, store):
 
 
 def test_referrals_whose_consent_ran_out_are_closed_and_both_agencies_hear_it(store, config):
-    clock = {"now": datetime.now(timezone.utc)}
+    clock = {"now": datetime.now(UTC)}
     use_cases = ReferralUseCases(store, config, load_directory(config.agency_directory_path),
                                  clock=lambda: clock["now"])
     short = new_referral("case-expiring")

@@ -21,13 +21,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from meshcli import pki
 from meshcli.client import ReferralClient
 from meshcli.demo import RECEIVER, SENDER, demo_request
-from meshcli.supervisor import Stack
+from meshcli.supervisor import Stack, free_port
 from meshkernel.config import settings as current_settings
 from meshkernel.kafka import prepare_kafka
-from referralmesh.v1 import common_pb2, referral_service_pb2 as api, referral_service_pb2_grpc as api_grpc
+from referralmesh.v1 import common_pb2
+from referralmesh.v1 import referral_service_pb2 as api
+from referralmesh.v1 import referral_service_pb2_grpc as api_grpc
 from services.referral.adapters.identity import DEV_AGENCY_HEADER
 from services.referral.domain import load_directory
-from meshcli.supervisor import free_port
 from tests.conftest import settings_from
 
 pytestmark = pytest.mark.kafka
@@ -260,9 +261,11 @@ def _handshake(address: str, pki_dir, version: ssl.TLSVersion) -> str:
     context.load_cert_chain(folder / f"{SENDER}.crt", folder / f"{SENDER}.key")
     context.set_alpn_protocols(["h2"])
     host, port = address.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname=host) as tls:
-            return tls.version()
+    with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(
+            raw, server_hostname=host) as tls:
+        negotiated = tls.version()
+    assert negotiated is not None  # the handshake completed
+    return negotiated
 
 
 @contextlib.contextmanager

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from meshcli import pki
-from meshkernel.config import MeshSettings
 from meshkernel import tls
+from meshkernel.config import MeshSettings
 from services.referral.adapters import identity
 from services.referral.domain import load_directory
 
@@ -87,7 +87,7 @@ def test_referral_mtls_crl_reload_and_a_broken_crl_keeps_the_last_good_list(ca, 
 def test_referral_mtls_crl_of_another_ca_is_refused_at_start(ca, directory, tmp_path_factory):
     other = tmp_path_factory.mktemp("other-ca")
     pki.init(other, list(directory)[:1], log=lambda *_: None)
-    with pytest.raises(ValueError, match="cannot use the CRL .*not signed by the trust root"):
+    with pytest.raises(ValueError, match=r"cannot use the CRL .*not signed by the trust root"):
         tls.make_verifier(tls.ServerTls(ca / "server.crt", ca / "server.key", ca / "ca.crt", other / "crl.pem"),
                           directory)
 

@@ -7,8 +7,8 @@ import pytest
 
 from meshcli.supervisor import Stack, private_mesh_env
 from meshkernel.kafka import prepare_kafka
-from tests.integration.region.region_stream_kit import Mesh, wait_for_health
 from tests.conftest import settings_from
+from tests.integration.region.region_stream_kit import Mesh, wait_for_health
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,7 +36,7 @@ def new_case() -> str:
 def wait_for_health(address: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs of grpcio-health-checking lack Check
         while True:
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
@@ -137,7 +138,7 @@ class Mesh:
                 if predicate(letter):
                     return letter
             self.poll()
-        raise AssertionError(f"no matching dead letter; got {[l.reason for l in self.dead_letters]}")
+        raise AssertionError(f"no matching dead letter; got {[letter.reason for letter in self.dead_letters]}")
 
 
 def summary(envelope: events_pb2.EventEnvelope) -> tuple[str, str, str, str]:
@@ -146,4 +147,4 @@ def summary(envelope: events_pb2.EventEnvelope) -> tuple[str, str, str, str]:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -19,9 +19,9 @@ from meshkernel import envelope as envelopes
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import ESCALATIONS, OVERRIDES
 from referralmesh.v1 import common_pb2, events_pb2
-from tests.integration.region.region_stream_kit import Mesh, new_case, wait_for_health
 from services.region.domain.escalation import DEFAULT_POLICY_PATH, load_escalation_policy
 from tests.conftest import settings_from
+from tests.integration.region.region_stream_kit import Mesh, new_case, wait_for_health
 
 pytestmark = pytest.mark.kafka
 
@@ -131,7 +131,7 @@ def test_a_request_nobody_answers_gets_a_reminder_then_the_region_coordinator_th
         ("NATIONAL_COORDINATOR", "not_answered"),  # the coordinator alert, not acknowledged, climbed
     ]
     asked = sent.occurred_at.ToDatetime().timestamp()
-    reminder, coordinator, climbed = found[:3]
+    reminder, coordinator, _climbed = found[:3]
     assert reminder.deadline.ToDatetime().timestamp() == pytest.approx(asked + NOT_ACKNOWLEDGED_S, abs=0.01)
     assert coordinator.deadline.ToDatetime().timestamp() == pytest.approx(asked + NOT_ANSWERED_S, abs=0.01)
     for e in found[:3]:
@@ -202,11 +202,11 @@ def test_a_bad_alert_action_is_dead_lettered_not_a_good_one(worker):
     _stack, _config, mesh = worker
     case = new_case()
     mesh.alert_action(case, "", "ACKNOWLEDGED")
-    letter = mesh.wait_dead_letter(lambda l: "alert_action.escalation_id" in l.reason, timeout=15)
+    letter = mesh.wait_dead_letter(lambda letter: "alert_action.escalation_id" in letter.reason, timeout=15)
     assert letter.consumer == "region"
     mesh.alert_action(case, str(uuid.uuid4()), "SHRUGGED")
-    mesh.wait_dead_letter(lambda l: "alert_action.action" in l.reason, timeout=15)
-    assert not [l for l in mesh.dead_letters if "unexpected payload" in l.reason]
+    mesh.wait_dead_letter(lambda letter: "alert_action.action" in letter.reason, timeout=15)
+    assert not [letter for letter in mesh.dead_letters if "unexpected payload" in letter.reason]
 
 
 def test_deadlines_pending_when_the_worker_is_killed_fire_exactly_once_after_restart_marked_late(worker):

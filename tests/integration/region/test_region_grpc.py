@@ -5,7 +5,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from referralmesh.v1 import common_pb2, region_service_pb2 as api, region_service_pb2_grpc as api_grpc
+from referralmesh.v1 import common_pb2
+from referralmesh.v1 import region_service_pb2 as api
+from referralmesh.v1 import region_service_pb2_grpc as api_grpc
 from tests.integration.region.region_stream_kit import AMSTERDAM, GRONINGEN, GRONINGEN_BOUND, new_case
 
 pytestmark = pytest.mark.kafka

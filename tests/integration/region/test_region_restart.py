@@ -4,7 +4,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from referralmesh.v1 import region_service_pb2 as api, region_service_pb2_grpc as api_grpc
+from referralmesh.v1 import region_service_pb2 as api
+from referralmesh.v1 import region_service_pb2_grpc as api_grpc
 from tests.integration.region.region_stream_kit import AMSTERDAM, GRONINGEN, new_case, summary, wait_for_health
 
 pytestmark = pytest.mark.kafka
@@ -49,7 +50,9 @@ def test_a_restarted_worker_knows_current_and_proposed_regions_and_re_emits_noth
         assert len(by_id) == 3
 
     with grpc.insecure_channel(config.region_grpc_address) as channel:
-        reply = api_grpc.RegionServiceStub(channel).GetAssignment(api.GetAssignmentRequest(case_id=cases[0]), timeout=10)
+        reply = api_grpc.RegionServiceStub(channel).GetAssignment(
+            api.GetAssignmentRequest(case_id=cases[0]), timeout=10
+        )
     assert reply.current.responsible_region == GRONINGEN and len(reply.history) == 3
     assert not stack.crashed()
 

@@ -95,7 +95,7 @@ def test_bad_events_are_dead_lettered_with_the_reason_and_the_worker_goes_on(mes
                                                                              reason_part):
     case = new_case()
     produce(mesh, case)
-    letter = mesh.wait_dead_letter(lambda l: l.key == case.encode())
+    letter = mesh.wait_dead_letter(lambda letter: letter.key == case.encode())
     assert reason_part in letter.reason and letter.consumer == "region"
     assert letter.source_topic in {mesh.config.topic(REFERRAL_EVENTS.base_name), mesh.config.topic(OVERRIDES.base_name)}
     # ...and the next good event of another case is decided as usual.

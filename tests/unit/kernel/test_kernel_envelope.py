@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from opentelemetry import trace
@@ -18,12 +18,12 @@ def _assignment_envelope(**overrides):
 
 
 def test_an_envelope_survives_encoding_and_keeps_its_identity():
-    occurred = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    occurred = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     original = _assignment_envelope(occurred_at=occurred)
     decoded = envelopes.decode(envelopes.encode(original), expect="assignment")
     assert decoded == original
     assert decoded.schema_version == envelopes.SCHEMA_VERSION
-    assert decoded.occurred_at.ToDatetime(tzinfo=timezone.utc) == occurred
+    assert decoded.occurred_at.ToDatetime(tzinfo=UTC) == occurred
     assert decoded.assignment.responsible_region == "GM0363"
 
 

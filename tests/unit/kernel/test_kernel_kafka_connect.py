@@ -25,7 +25,7 @@ def test_an_unreachable_broker_gives_one_clear_line_per_try_and_backs_off(caplog
     assert delays == [1, 2, 4]
     lines = [record for record in caplog.records if record.name == "meshkernel.kafka"]
     assert len(lines) == len(delays)
-    for record, delay in zip(lines, delays):
+    for record, delay in zip(lines, delays, strict=False):
         message = record.getMessage()
         assert message.startswith(f"referral: cannot reach Kafka at {address}")
         assert f"retrying in {delay}s" in message

@@ -10,7 +10,7 @@ from meshkernel.safety import SERVICES, StartRefused, check_start, is_loopback
 
 
 def _settings(**values) -> MeshSettings:
-    return MeshSettings(_env_file=None, **values)
+    return MeshSettings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings' own option
 
 
 def test_kernel_safety_mode_is_production_when_unset(monkeypatch):
@@ -37,7 +37,7 @@ def test_kernel_safety_production_names_each_missing_file(tmp_path):
     present.write_text("x")
     with pytest.raises(StartRefused, match="MESH_TLS_CRL is not set"):
         check_start(_settings(mode="production", tls_cert=present, tls_key=present, tls_ca=present), "region")
-    with pytest.raises(StartRefused, match="MESH_TLS_KEY=.*no such file"):
+    with pytest.raises(StartRefused, match=r"MESH_TLS_KEY=.*no such file"):
         check_start(_settings(mode="production", tls_cert=present, tls_key=tmp_path / "gone.key",
                               tls_ca=present, tls_crl=present), "notify")
 

@@ -1,10 +1,10 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.notify.domain import alerts as a
 
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 HAGUE = a.Coordinator("coord-gm0518", "GM0518")
 UTRECHT = a.Coordinator("coord-gm0344", "GM0344")
 NATIONAL = a.Coordinator("coord-national", a.NATIONAL)

@@ -11,7 +11,7 @@ from services.notify.adapters.directory import Names, load_names
 from services.notify.domain.messages import CLIENT_TEMPLATES, LANGUAGES, MessageFacts
 
 DEN_HAAG, AMSTERDAM = "GM0518", "GM0363"
-SETTINGS = MeshSettings(_env_file=None)
+SETTINGS = MeshSettings(_env_file=None)  # type: ignore[call-arg]  # pydantic-settings' own option
 NAMES = load_names(SETTINGS)
 DIRECTORY = load_directory(SETTINGS.agency_directory_path)
 OUTING = re.compile(r"sex|seks|prostitu|escort|peer support|exit|uitstap", re.IGNORECASE)

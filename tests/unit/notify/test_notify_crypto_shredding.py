@@ -2,13 +2,14 @@
 import secrets
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from referralmesh.v1 import common_pb2
+from services.notify.adapters.grpc_api import erase_client
 from services.notify.adapters.kek_file import LocalKeyFile
 from services.notify.adapters.keystore import ContactUnavailable, KeyStore
 from services.notify.adapters.store import NotifyStore
-from services.notify.adapters.grpc_api import erase_client
 from services.notify.domain.contact import Contact, InvalidContact
 
 MARKER = "+31 6 1234 MARKER 5678"
@@ -51,7 +52,7 @@ def test_erasing_a_client_destroys_the_key_and_every_copy_becomes_unreadable(tmp
     nonce, body = sealed.ciphertext[:12], sealed.ciphertext[12:]
     for case_id, key_id, _kek, wrapped, _at in reopened._db.execute("SELECT * FROM wrapped_case_keys"):
         key = KEK.unwrap(wrapped, f"{case_id}|{key_id}".encode())
-        with pytest.raises(Exception):
+        with pytest.raises(InvalidTag):
             AESGCM(key).decrypt(nonce, body, f"referralmesh/contact/v1|case-a|{sealed.key_id}".encode())
     assert reopened.open("case-b", other).address == "+31 6 0000 0000"
 

@@ -7,6 +7,7 @@ import sqlite3
 import stat
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from meshkernel.config import MeshSettings
@@ -51,7 +52,7 @@ def test_a_copy_of_keys_db_without_the_kek_opens_nothing(tmp_path):
     for case, seal in sealed.items():
         nonce, body = seal.ciphertext[:12], seal.ciphertext[12:]
         for start in range(len(raw) - 31):
-            with pytest.raises(Exception):
+            with pytest.raises(InvalidTag):
                 AESGCM(raw[start:start + 32]).decrypt(nonce, body, _aad(case, seal.key_id))
     # With the KEK the copy opens (it is the same key store): the KEK is what was missing.
     restored = KeyStore(stolen, LocalKeyFile.load(tmp_path / "secret" / "kek.key"))
@@ -104,7 +105,7 @@ def test_the_kek_file_is_private_and_required_outside_local_mode(tmp_path):
     assert LocalKeyFile.load(path).kek_id == created.kek_id
     with pytest.raises(KeyFileError, match="MESH_NOTIFY_KEK_PATH"):
         kek_from_settings(None, local_mode=False)
-    with pytest.raises(KeyFileError, match="no such file|No such file"):
+    with pytest.raises(KeyFileError, match=r"no such file|No such file"):
         kek_from_settings(tmp_path / "missing.key", local_mode=False)
     made = kek_from_settings(tmp_path / "local" / "kek.key", local_mode=True)
     assert kek_from_settings(tmp_path / "local" / "kek.key", local_mode=True).kek_id == made.kek_id
@@ -123,7 +124,7 @@ def test_state_files_are_0600_in_0700_folders_whatever_the_umask(tmp_path):
         referral = sqlite_engine(f"sqlite:///{tmp_path / 'var' / 'referral.db'}")
         with referral.begin() as connection:
             connection.exec_driver_sql("CREATE TABLE t (x)")
-        files = [p for p in (folder.iterdir())] + list((tmp_path / "var").iterdir())
+        files = list(folder.iterdir()) + list((tmp_path / "var").iterdir())
         assert {p.name for p in files} >= {"notify.db", "notify.db-wal", "keys.db", "kek.key",
                                             "client-outbox.jsonl", "referral.db"}
         for path in files:
@@ -162,7 +163,7 @@ def _production(tmp_path, **values):
 
 def test_a_production_start_of_notify_needs_a_private_kek_file_and_https_for_the_dashboard(tmp_path):
     needs = (key_encryption_key_problem, web_tls_problem)
-    with pytest.raises(StartRefused, match="^MESH_NOTIFY_KEK_PATH is not set"):
+    with pytest.raises(StartRefused, match=r"^MESH_NOTIFY_KEK_PATH is not set"):
         check_start(_production(tmp_path), "notify", needs)
     loose = tmp_path / "loose.key"
     loose.write_text("AAAA")
@@ -171,7 +172,7 @@ def test_a_production_start_of_notify_needs_a_private_kek_file_and_https_for_the
         check_start(_production(tmp_path, notify_kek_path=loose), "notify", needs)
     kek = tmp_path / "secret" / "kek.key"
     LocalKeyFile.create(kek)
-    with pytest.raises(StartRefused, match="^MESH_NOTIFY_WEB_TLS_CERT is not set"):
+    with pytest.raises(StartRefused, match=r"^MESH_NOTIFY_WEB_TLS_CERT is not set"):
         check_start(_production(tmp_path, notify_kek_path=kek), "notify", needs)
     check_start(_production(tmp_path, notify_kek_path=kek, notify_web_tls_proxy=True), "notify", needs)
     present = tmp_path / "present.pem"

@@ -1,9 +1,11 @@
+from typing import Any
+
 from services.notify.domain.messages import choose_language
 from services.notify.domain.routing import Assignment, Audience, Escalation, route, route_client, route_escalation
 
 
 def _assignment(**overrides) -> Assignment:
-    values = dict(
+    values: dict[str, Any] = dict(
         event_id="evt-1", case_id="case-1", referral_id="ref-1", responsible_region="GM0518",
         previous_region="", handover_to="", rule="bound_nowhere", bound_nowhere=False,
         sender="exit-the-hague", receiver="shelter-utrecht", languages=("ro", "en"), has_contact=True,

@@ -1,5 +1,5 @@
-import sqlalchemy
 import pytest
+import sqlalchemy
 
 from services.notify.adapters import passwords
 from services.notify.adapters.store import NotifyStore

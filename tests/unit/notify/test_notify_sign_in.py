@@ -10,7 +10,7 @@ CHEAP = passwords.ScryptCost(n=2 ** 4, r=8, p=1)  # for tests that are not about
 
 
 def test_new_hashes_use_owasps_scrypt_cost():
-    assert passwords.OWASP_COST == passwords.ScryptCost(n=2 ** 17, r=8, p=1)
+    assert passwords.ScryptCost(n=2 ** 17, r=8, p=1) == passwords.OWASP_COST
     stored = passwords.hash_password("correct horse battery")
     kind, n, r, p, salt, digest = stored.split("$")
     assert (kind, int(n), int(r), int(p)) == ("scrypt", 2 ** 17, 8, 1)

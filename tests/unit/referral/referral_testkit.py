@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from services.referral.domain import (
     SYSTEM_ACTOR,
@@ -16,7 +17,7 @@ from services.referral.domain import (
     open_referral,
 )
 
-T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 SENDER = "central-amsterdam"
 RECEIVER = "shelter-amsterdam"
 NEXT = "exit-amsterdam"  # warm-handover target
@@ -27,7 +28,7 @@ CONSENTED = frozenset({RECEIVER, NEXT, THIRD, STRANGER})
 
 
 def consent(**overrides) -> Consent:
-    values = dict(
+    values: dict[str, Any] = dict(
         organisations=CONSENTED, purpose=Purpose.REFERRAL, valid_until=T0 + timedelta(days=90)
     )
     values.update(overrides)
@@ -35,7 +36,7 @@ def consent(**overrides) -> Consent:
 
 
 def open_(**overrides) -> Referral:
-    values = dict(
+    values: dict[str, Any] = dict(
         referral_id="ref-0001",
         case_id="case-7f3a",
         sender=SENDER,

@@ -7,7 +7,6 @@ import json
 from datetime import datetime
 
 import pytest
-from tests.unit.referral.referral_testkit import RECEIVER, SENDER, act, open_, scenarios
 
 from services.referral.domain import (
     ALL_EVENT_TYPES,
@@ -21,6 +20,7 @@ from services.referral.domain import (
     referral_to_dict,
 )
 from services.referral.domain.codes import _Code
+from tests.unit.referral.referral_testkit import RECEIVER, SENDER, act, open_, scenarios
 
 # Every field an event may have. Adding one must be a deliberate privacy decision.
 EVENT_FIELDS = {

@@ -5,7 +5,6 @@ import json
 from datetime import timedelta
 
 import pytest
-from tests.unit.referral.referral_testkit import NEXT, RECEIVER, SENDER, STRANGER, T0, act, scenarios
 
 from services.referral.domain import (
     ALL_EVENT_TYPES,
@@ -21,6 +20,7 @@ from services.referral.domain import (
     referral_to_dict,
 )
 from services.referral.domain.binding import FactPeriod
+from tests.unit.referral.referral_testkit import NEXT, RECEIVER, SENDER, STRANGER, T0, act, scenarios
 
 GRONINGEN_HOME = [FactPeriod("GM0014", "2015-01-01", "2024-10-01")]
 

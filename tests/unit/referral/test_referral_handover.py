@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.unit.referral.referral_testkit import NEXT, RECEIVER, SENDER, THIRD, act, scenarios
 
 from services.referral.domain import (
     SYSTEM_ACTOR,
@@ -19,6 +18,7 @@ from services.referral.domain import (
     can_read,
     check_invariants,
 )
+from tests.unit.referral.referral_testkit import NEXT, RECEIVER, SENDER, THIRD, act, scenarios
 
 A = Action
 

@@ -5,22 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.unit.referral.referral_testkit import (
-    CONSENTED,
-    NEXT,
-    NOT_CONSENTED,
-    RECEIVER,
-    SENDER,
-    STRANGER,
-    T0,
-    THIRD,
-    act,
-    args_for,
-    canonical_actor,
-    consent,
-    open_,
-    scenarios,
-)
 
 from services.referral.domain import (
     OPEN_STATUSES,
@@ -46,6 +30,22 @@ from services.referral.domain import (
     check_invariants,
     open_referral,
 )
+from tests.unit.referral.referral_testkit import (
+    CONSENTED,
+    NEXT,
+    NOT_CONSENTED,
+    RECEIVER,
+    SENDER,
+    STRANGER,
+    T0,
+    THIRD,
+    act,
+    args_for,
+    canonical_actor,
+    consent,
+    open_,
+    scenarios,
+)
 
 SCENARIOS = scenarios()
 A = Action
@@ -63,17 +63,20 @@ def _now_for(referral, action):
 
 def test_table_shape():
     assert all(s in OPEN_STATUSES for s, _ in TRANSITIONS), "terminal states accept nothing"
-    assert TERMINAL_STATUSES == {
+    assert {
         Status.COMPLETED, Status.CANCELLED, Status.CONTACT_LOST, Status.FAILED
-    }
+    } == TERMINAL_STATUSES
     reachable = {Status.REQUESTED, *TRANSITIONS.values()}
     assert reachable == set(Status)
     with pytest.raises(TypeError):
         TRANSITIONS[(Status.COMPLETED, A.START)] = Status.IN_PROGRESS  # read-only
 
 
+LEGAL_TRANSITIONS = sorted(TRANSITIONS, key=lambda k: (k[0].value, k[1].value))
+
+
 @pytest.mark.parametrize(
-    "status,action", sorted(TRANSITIONS, key=lambda k: (k[0].value, k[1].value)),
+    "status,action", LEGAL_TRANSITIONS,
     ids=lambda v: v.value,
 )
 def test_every_legal_transition(status, action):
@@ -267,7 +270,7 @@ def test_two_concurrent_writers_one_wins():
 def test_version_must_be_an_integer():
     r = SCENARIOS["requested"]
     with pytest.raises(InvalidCommand):
-        apply(r, action=A.ACCEPT, actor=RECEIVER, expected_version="1", now=T0)  # type: ignore
+        apply(r, action=A.ACCEPT, actor=RECEIVER, expected_version="1", now=T0)
 
 
 # ----------------------------------------------------------------------------- codes

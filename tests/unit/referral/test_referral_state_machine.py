@@ -8,18 +8,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from tests.unit.referral.referral_testkit import (
-    NEXT,
-    NOT_CONSENTED,
-    RECEIVER,
-    SENDER,
-    STRANGER,
-    T0,
-    THIRD,
-    args_for,
-    consent,
-    open_,
-)
 
 from services.referral.domain import (
     ROLE_ACTIONS,
@@ -37,6 +25,18 @@ from services.referral.domain import (
     can_read,
     check_invariants,
     role_of,
+)
+from tests.unit.referral.referral_testkit import (
+    NEXT,
+    NOT_CONSENTED,
+    RECEIVER,
+    SENDER,
+    STRANGER,
+    T0,
+    THIRD,
+    args_for,
+    consent,
+    open_,
 )
 
 ACTORS = [SENDER, RECEIVER, NEXT, THIRD, STRANGER, NOT_CONSENTED, SYSTEM_ACTOR]
@@ -144,7 +144,7 @@ class ReferralLifecycle(RuleBasedStateMachine):
         r = self.referral
         check_invariants(r)
         assert r.version == len(r.history)
-        assert all(a.at <= b.at for a, b in zip(r.history, r.history[1:]))
+        assert all(a.at <= b.at for a, b in zip(r.history, r.history[1:], strict=False))
 
     @invariant()
     def exactly_one_responsible_holder_who_is_never_stranded(self):

@@ -37,7 +37,9 @@ def inline_data() -> dict:
     data = shipped_data()
     del data["membership"]
     for entry in data["regions"]:
-        entry["municipalities"] = [{"code": m.code, "name": m.name} for m in SHIPPED.region(entry["code"]).municipalities]
+        region = SHIPPED.region(entry["code"])
+        assert region is not None
+        entry["municipalities"] = [{"code": m.code, "name": m.name} for m in region.municipalities]
     return data
 
 
@@ -46,7 +48,9 @@ def region_index(data: dict, code: str) -> int:
 
 
 def lived(municipality: str, start: str, end: str | None = None, registered: bool = True) -> ResidencePeriod:
-    return ResidencePeriod(municipality, date.fromisoformat(start), date.fromisoformat(end) if end else None, registered)
+    return ResidencePeriod(
+        municipality, date.fromisoformat(start), date.fromisoformat(end) if end else None, registered
+    )
 
 
 def worked(municipality: str, start: str, end: str | None = None) -> WorkPeriod:
@@ -69,7 +73,9 @@ def request(
         service=service,
         decision_date=decision_date,
         current_region=current_region,
-        facts=BindingFacts(residence=tuple(residence), grew_up_in=tuple(grew_up_in), family_in=tuple(family_in), work=tuple(work)),
+        facts=BindingFacts(
+            residence=tuple(residence), grew_up_in=tuple(grew_up_in), family_in=tuple(family_in), work=tuple(work)
+        ),
     )
 
 

@@ -57,7 +57,7 @@ def test_the_handover_flow():
         ("ReferralAccepted", "GM0014", "handover_accepted", ""),
     ]
     assert [entry["region"] for entry in record["history"]] == ["GM0363"] * 3 + ["GM0014"]
-    assert "facts" not in str(record) and "GM0014" == record["state"]["base_region"]
+    assert "facts" not in str(record) and record["state"]["base_region"] == "GM0014"
 
 
 def test_the_same_event_and_state_give_the_same_assignment():

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import yaml
-from tests.unit.region.region_testkit import EXAMPLE_INPUT, shipped_data
 
 from services.region.cli import run_resolve
+from tests.unit.region.region_testkit import EXAMPLE_INPUT, shipped_data
 
 
 def run(argv, stdin_text=""):

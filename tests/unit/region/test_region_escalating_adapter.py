@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import yaml
@@ -28,7 +28,7 @@ from services.region.domain.escalation import build_escalation_policy, escalatio
 from services.region.domain.escalation.policy import DEFAULT_POLICY_PATH
 from services.region.domain.escalation.testing import FakeClock
 
-START = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)  # a Monday
+START = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)  # a Monday
 
 
 def policy():
@@ -80,7 +80,7 @@ def referral(case_id, event_type, version, status, clock, **fields):
     payload = events_pb2.ReferralEvent(referral_id=f"ref-{case_id}", event_type=event_type, version=version,
                                        to_status=status, **fields)
     return envelopes.new_envelope(case_id=case_id, producer="t", event_id=str(uuid.uuid4()),
-                                  occurred_at=datetime.fromtimestamp(clock.now, timezone.utc), referral=payload)
+                                  occurred_at=datetime.fromtimestamp(clock.now, UTC), referral=payload)
 
 
 def assignment(cause, **fields):
@@ -139,7 +139,7 @@ def test_a_request_escalates_on_the_fake_clock_and_each_input_writes_the_record(
 
 def test_progress_cancels_and_an_acknowledged_alert_stops_climbing():
     clock = FakeClock(START)
-    esc, store, topic = escalator(clock)
+    esc, _store, topic = escalator(clock)
     for case in ("acked", "ignored"):
         esc.on_decided(referral(case, "ReferralRequested", 1, common_pb2.REQUESTED, clock), None, 0)
         esc.on_decided(referral(case, "ReferralAcknowledged", 2, common_pb2.RECEIVED, clock), None, 0)
@@ -157,9 +157,9 @@ def test_progress_cancels_and_an_acknowledged_alert_stops_climbing():
 
 def test_bad_alert_actions_are_refused():
     esc, _store, _topic = escalator(FakeClock(START))
-    with pytest.raises(Refused, match="alert_action.escalation_id"):
+    with pytest.raises(Refused, match=r"alert_action\.escalation_id"):
         esc.on_alert_action(alert_action("c", ""), 0)
-    with pytest.raises(Refused, match="alert_action.action"):
+    with pytest.raises(Refused, match=r"alert_action\.action"):
         esc.on_alert_action(alert_action("c", "x", "SHRUGGED"), 0)
     assert esc.on_alert_action(alert_action("unknown-case", "x"), 0) is None
 
@@ -201,7 +201,7 @@ def test_a_crash_after_the_outbox_was_written_resends_the_same_bytes_and_a_down_
 
 def test_load_takes_only_the_owned_partitions_and_drop_forgets_them():
     clock = FakeClock(START)
-    esc, store, topic = escalator(clock)
+    esc, store, _topic = escalator(clock)
     esc.on_decided(referral("p1", "ReferralRequested", 1, common_pb2.REQUESTED, clock), None, 1)
     esc.on_decided(referral("p2", "ReferralRequested", 1, common_pb2.REQUESTED, clock), None, 2)
     other = Escalator(policy(), store=store, publish=Topic().publish, clock=clock)
@@ -356,7 +356,7 @@ def test_the_timer_sleeps_when_idle_and_wakes_for_an_immediate_deadline():
         clock = FakeClock(real_time.time())
         started = real_time.monotonic()
         esc.on_decided(referral("c", "ReferralContactLost", 1, common_pb2.CONTACT_LOST, clock), None, 0)
-        while not topic.sent and real_time.monotonic() - started < 2:
+        while not topic.sent and real_time.monotonic() - started < 2:  # noqa: ASYNC110 - a fake topic has no event
             await asyncio.sleep(0.005)
         woke_after = real_time.monotonic() - started
         stop = True

@@ -290,7 +290,7 @@ def test_progress_cancels_pending_climbs(engine, clock, case):
 def test_contact_lost_alert_climbs_when_nobody_acknowledges(engine, clock, case):
     engine.on_referral_event(case.request())
     engine.on_referral_event(case.event("CONTACT_LOST"))
-    [alert] = engine.fire_due()
+    [_alert] = engine.fire_due()
     [climbed] = fire_after(engine, clock, 2)
     assert climbed.level == "NATIONAL_COORDINATOR" and climbed.rule == "contact_lost"
 

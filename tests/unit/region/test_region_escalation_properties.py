@@ -160,7 +160,7 @@ def test_down_time_fires_everything_due_once_on_recovery(offsets, down_for):
     first = [e for e in batch if e.cause == "deadline"]
     got = sorted(e.deadline.timestamp() for e in first)
     assert len(got) == len(expected)
-    assert all(abs(a - b) < US for a, b in zip(got, expected))
+    assert all(abs(a - b) < US for a, b in zip(got, expected, strict=False))
     assert all(e.late == (e.late_seconds > POLICY.late_tolerance) for e in batch)
     assert len({e.escalation_id for e in batch}) == len(batch)
     assert restart(recovered, clock).fire_due() == []

@@ -28,7 +28,9 @@ CASES = {
     "no_programme_accepts": request(AMSTERDAM, "exit_programme", residence=[lived("GM0363", "2023-01-01")]),
     "no_better_bound_region": request(ROTTERDAM, "exit_programme", residence=[lived("GM0363", "2023-01-01")]),
     "already_responsible": request(AMSTERDAM, "legal", current_region=ROTTERDAM),
-    "tie": request(AMSTERDAM, "income", work=[worked("GM0599", "2024-01-01", "2025-06-30"), worked("GM0518", "2025-07-01")]),
+    "tie": request(
+        AMSTERDAM, "income", work=[worked("GM0599", "2024-01-01", "2025-06-30"), worked("GM0518", "2025-07-01")]
+    ),
 }
 
 

@@ -10,13 +10,13 @@ from datetime import date
 
 import pytest
 import yaml
-from tests.unit.region.region_testkit import SHIPPED, lived, request, shipped_data
 
 from referencedata.municipalities import load_register
 from referencedata.regions import REGIONS_PATH
 from services.region.adapters.assigning import Refused
 from services.region.cli import run_resolve
 from services.region.domain import LANGUAGES, InvalidInput, PolicyError, decision_to_dict, load_policy, resolve
+from tests.unit.region.region_testkit import SHIPPED, lived, request, shipped_data
 
 REGISTER = load_register()
 CENTRALS = [region.code for region in SHIPPED.regions]

@@ -2,9 +2,9 @@
 
 import pytest
 import yaml
-from tests.unit.region.region_testkit import SHIPPED, SHIPPED_CONFIG, inline_data, region_index, shipped_data
 
 from services.region.domain import PolicyError, ResidenceRule, load_policy
+from tests.unit.region.region_testkit import SHIPPED, SHIPPED_CONFIG, inline_data, region_index, shipped_data
 
 REQUIRED_REGIONS = {
     "GM0363": {"GM0362", "GM0384"},  # Amsterdam with Amstelveen, Diemen

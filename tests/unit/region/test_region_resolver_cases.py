@@ -1,9 +1,19 @@
 """Realistic cases against the shipped region table."""
 
 import pytest
-from tests.unit.region.region_testkit import AMSTERDAM, DEN_HAAG, GRONINGEN, ROTTERDAM, SHIPPED, UTRECHT, lived, request, worked
 
 from services.region.domain import InvalidInput, resolve
+from tests.unit.region.region_testkit import (
+    AMSTERDAM,
+    DEN_HAAG,
+    GRONINGEN,
+    ROTTERDAM,
+    SHIPPED,
+    UTRECHT,
+    lived,
+    request,
+    worked,
+)
 
 
 def test_example_help_asked_in_amsterdam_handover_to_groningen():

@@ -13,7 +13,6 @@ from datetime import date, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.unit.region.region_testkit import SHIPPED
 
 from services.region.domain import (
     DECISION_RULES,
@@ -29,6 +28,7 @@ from services.region.domain import (
     request_to_dict,
     resolve,
 )
+from tests.unit.region.region_testkit import SHIPPED
 
 POOL = [f"GM{n:04d}" for n in range(1, 13)]
 SERVICES = ["shelter", "exit_programme"]
@@ -81,7 +81,10 @@ def policies(draw):
         "version": f"test-{draw(st.integers(1, 99))}",
         "ranking": {kind: draw(st.integers(1, 3)) for kind in RULE_KINDS},
         "defaults": {"services": {
-            s: {"rules": draw(st.lists(rule_data(), min_size=1, max_size=3)), "requires": draw(st.lists(rule_data(), max_size=1))}
+            s: {
+                "rules": draw(st.lists(rule_data(), min_size=1, max_size=3)),
+                "requires": draw(st.lists(rule_data(), max_size=1)),
+            }
             for s in SERVICES
         }},
         "regions": regions,
@@ -154,7 +157,9 @@ def test_same_input_same_decision_whatever_the_order_of_the_facts(case, rnd):
     shuffled = [list(facts.residence), list(facts.work), list(facts.grew_up_in), list(facts.family_in)]
     for items in shuffled:
         rnd.shuffle(items)
-    reordered = replace(req, facts=BindingFacts(residence=shuffled[0], work=shuffled[1], grew_up_in=shuffled[2], family_in=shuffled[3]))
+    reordered = replace(req, facts=BindingFacts(
+        residence=shuffled[0], work=shuffled[1], grew_up_in=shuffled[2], family_in=shuffled[3]
+    ))
     assert resolve(reordered, policy) == first
 
 

@@ -2,10 +2,9 @@
 
 from datetime import date
 
-from tests.unit.region.region_testkit import DECIDED, lived, worked
-
 from services.region.domain import BindingFacts, FamilyRule, GrewUpRule, ResidenceRule, WorkRule
 from services.region.domain.rules import BINDING, covered_days, evaluate, shift_years, window_start
+from tests.unit.region.region_testkit import DECIDED, lived, worked
 
 D = date.fromisoformat
 REGION = frozenset({"GM0599", "GM0606"})
@@ -28,7 +27,9 @@ def test_window_holds_exactly_the_last_n_calendar_years():
 
 
 def test_residence_in_two_municipalities_of_one_region_adds_up():
-    facts = BindingFacts(residence=(lived("GM0599", "2024-01-01", "2024-12-31"), lived("GM0606", "2025-01-01", "2025-12-31")))
+    facts = BindingFacts(
+        residence=(lived("GM0599", "2024-01-01", "2024-12-31"), lived("GM0606", "2025-01-01", "2025-12-31"))
+    )
     outcome = evaluate(ResidenceRule(years=2, within_years=3), BINDING, 0, facts, REGION, DECIDED)
     assert outcome.days == 731 and outcome.needed_days == 730 and outcome.met
 

@@ -15,7 +15,7 @@ and then ``exclude: ["Good Friday"]`` would silently do nothing on a server set 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -117,7 +117,7 @@ class WorkingHours:
                 if begin < window[1]:
                     available = window[1] - begin
                     if remaining <= available:
-                        return begin + remaining
+                        return float(begin + remaining)
                     remaining -= available
             day += timedelta(days=1)
         raise ValueError("the working-hours calendar has no working time in 20 years")
@@ -150,4 +150,4 @@ def _known_names(country: str, subdivision: str | None) -> frozenset[str]:
 
 
 def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc)
+    return datetime.fromtimestamp(ts, UTC)

@@ -44,22 +44,22 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
-
+from datetime import datetime
 from hashlib import sha1 as _sha1
+from typing import Any, NamedTuple
 
 from meshkernel.envelope import _ID_NAMESPACE
 
 from . import policy as P
 from .model import (
     CLOSED,
-    copy_with,
     AssignmentFacts,
     CaseState,
     Deadline,
     Escalation,
     ReferralFacts,
     Track,
+    copy_with,
     state_from_dict,
     state_to_dict,
     to_ts,
@@ -173,7 +173,7 @@ def on_referral_event(policy: EscalationPolicy, state: CaseState | None, facts: 
         passes = 1 if old.last_asked else 0
         track = copy_with(track, last_asked=addressee, agency_passes=old.agency_passes + passes)
 
-    new: list[Deadline] = []
+    new: list[Deadline | None] = []
     rid, urgency, add = facts.referral_id, track.urgency, new.append
     if changed:
         if status == "REQUESTED":
@@ -261,7 +261,8 @@ def on_alert_resolved(policy: EscalationPolicy, state: CaseState | None, escalat
 def escalation_id(case_id: str, deadline: Deadline) -> str:
     """``derived_id("escalation", case_id, rule, key)`` (meshkernel.envelope), computed without
     building a ``uuid.UUID`` object: firing is a hot path. A test checks both agree."""
-    digest = bytearray(_sha1(_NAMESPACE + f"escalation/{case_id}/{deadline.rule}/{deadline.key}".encode()).digest()[:16])
+    name = f"escalation/{case_id}/{deadline.rule}/{deadline.key}"
+    digest = bytearray(_sha1(_NAMESPACE + name.encode()).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
@@ -371,7 +372,7 @@ class EscalationEngine:
     Not thread-safe; one engine per worker (per set of assigned partitions).
     """
 
-    __slots__ = ("policy", "clock", "states", "index")
+    __slots__ = ("clock", "index", "policy", "states")
 
     def __init__(self, policy: EscalationPolicy, clock: Callable[[], float] = time.time) -> None:
         self.policy = policy
@@ -383,12 +384,9 @@ class EscalationEngine:
         state = self.states.get(case_id)
         if state is None:
             return False
-        for d in state.pending:
-            if d is deadline:
-                return True
-        return False
+        return any(d is deadline for d in state.pending)
 
-    def _now(self, now) -> float:
+    def _now(self, now: datetime | float | None) -> float:
         return self.clock() if now is None else to_ts(now)
 
     def _apply(self, case_id: str, result: Result) -> Changes:
@@ -401,15 +399,17 @@ class EscalationEngine:
         return Changes(scheduled, cancelled)
 
     # -- inputs
-    def on_referral_event(self, facts: ReferralFacts, now=None) -> Changes:
+    def on_referral_event(self, facts: ReferralFacts, now: datetime | float | None = None) -> Changes:
         return self._apply(facts.case_id, on_referral_event(
             self.policy, self.states.get(facts.case_id), facts, self._now(now)))
 
-    def on_assignment(self, facts: AssignmentFacts, now=None) -> Changes:
+    def on_assignment(self, facts: AssignmentFacts, now: datetime | float | None = None) -> Changes:
         return self._apply(facts.case_id, on_assignment(
             self.policy, self.states.get(facts.case_id), facts, self._now(now)))
 
-    def on_alert_acknowledged(self, case_id: str, escalation_id: str, now=None) -> Changes:
+    def on_alert_acknowledged(
+        self, case_id: str, escalation_id: str, now: datetime | float | None = None
+    ) -> Changes:
         state = self.states.get(case_id)
         if state is None:
             return Changes((), ())
@@ -422,7 +422,7 @@ class EscalationEngine:
         return self._apply(case_id, on_alert_resolved(self.policy, state, escalation_id, self._now(now)))
 
     # -- time
-    def fire_due(self, now=None, limit: int | None = None) -> list[Escalation]:
+    def fire_due(self, now: datetime | float | None = None, limit: int | None = None) -> list[Escalation]:
         """Fire every deadline due at ``now`` (and follow-ups already due), earliest first."""
         now = self._now(now)
         fired: list[Escalation] = []
@@ -444,11 +444,11 @@ class EscalationEngine:
     def state(self, case_id: str) -> CaseState | None:
         return self.states.get(case_id)
 
-    def dump(self, case_id: str) -> dict | None:
+    def dump(self, case_id: str) -> dict[str, Any] | None:
         state = self.states.get(case_id)
         return None if state is None else state_to_dict(state)
 
-    def load(self, states: Iterable[CaseState | dict]) -> int:
+    def load(self, states: Iterable[CaseState | dict[str, Any]]) -> int:
         """Add states (e.g. read from a Faust table on partition assignment); rebuild the index
         once, O(n log n) at most. Returns the number of pending deadlines indexed."""
         for s in states:

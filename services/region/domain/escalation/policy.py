@@ -14,13 +14,14 @@ and whether it is enabled. A duration is ``"<number><unit>"`` with unit ``s``, `
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as _holidays
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import PolicyError
 from ..policy import read_policy_file
@@ -138,8 +139,10 @@ def _build(data: Any, source: str) -> EscalationPolicy:
         if raw is None:
             continue  # this level does not climb
         if level not in ladder:
-            raise PolicyError(f"acknowledge.{level}",
-                              f"{level} does not climb (it is not a step in `ladder`); remove it or add it to the ladder")
+            raise PolicyError(
+                f"acknowledge.{level}",
+                f"{level} does not climb (it is not a step in `ladder`); remove it or add it to the ladder",
+            )
         acknowledge[level] = _timing(raw, f"acknowledge.{level}", calendar)
     raw_rules = _mapping(top["rules"], "rules", set(RULES), required=set(RULES))
     rules = {name: _rule(name, raw_rules[name], f"rules.{name}", calendar) for name in RULES}
@@ -182,7 +185,9 @@ def _working_hours(data: Any) -> WorkingHours:
         raise PolicyError(f"{where}.timezone", f"unknown time zone {zone!r}, e.g. Europe/Amsterdam") from None
     country = hol["country"]
     if not isinstance(country, str) or country not in _holidays.list_supported_countries():
-        raise PolicyError(f"{where}.holidays.country", f"{country!r} is not a country the holidays library knows (e.g. NL)")
+        raise PolicyError(
+            f"{where}.holidays.country", f"{country!r} is not a country the holidays library knows (e.g. NL)"
+        )
     subdivision = hol.get("subdivision")
     try:
         calendar = WorkingHours(
@@ -242,7 +247,7 @@ def _timing(data: Any, where: str, calendar: WorkingHours) -> Timing:
     return Timing(seconds=seconds, working=working)
 
 
-def _per_urgency(value: Any, where: str, parse) -> dict[str, Any]:
+def _per_urgency(value: Any, where: str, parse: Callable[[Any, str, str], Any]) -> dict[str, Any]:
     if isinstance(value, dict):
         _mapping(value, where, set(URGENCIES), required=set(URGENCIES))
         return {u: parse(value[u], f"{where}.{u}", u) for u in URGENCIES}
@@ -274,7 +279,9 @@ def _clock(value: Any, where: str) -> time:
     return time(hour, minute)
 
 
-def _mapping(data: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+def _mapping(
+    data: Any, where: str, allowed: set[str], required: set[str] | frozenset[str] = frozenset()
+) -> dict[str, Any]:
     def at(key: str) -> str:
         return f"{where}.{key}" if where else str(key)
 

@@ -25,7 +25,7 @@ _COMPACT_MIN = 4096
 
 
 class DueIndex:
-    __slots__ = ("_heap", "_stale", "_is_live")
+    __slots__ = ("_heap", "_is_live", "_stale")
 
     def __init__(self, is_live: Callable[[str, Any], bool]) -> None:
         self._heap: list[Entry] = []

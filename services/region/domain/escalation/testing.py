@@ -56,7 +56,7 @@ class CaseScript:
     version: int = 0
     assignments: int = 0
     holder: str = "agency-sender"
-    _seen: list = field(default_factory=list)
+    _seen: list[str] = field(default_factory=list)
 
     def event(self, to_status: str, *, addressee: str = "", handover: bool = False,
               event_type: str | None = None, decline_reason: str = "",
