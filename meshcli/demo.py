@@ -16,8 +16,8 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from meshcli.client import NotifyClient, ReferralClient, consent_for
 from meshcli import ports
+from meshcli.client import NotifyClient, ReferralClient, consent_for
 from meshcli.supervisor import (
     KAFKA_SCRIPT,
     ZIPKIN_SCRIPT,

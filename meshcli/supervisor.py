@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,6 +185,7 @@ class Watchdog:
             )
 
     def _tell(self, line: str) -> None:
+        assert self.process.stdin is not None  # started with stdin=PIPE
         try:
             self.process.stdin.write(f"{line}\n".encode())
             self.process.stdin.flush()
@@ -206,10 +207,8 @@ class Watchdog:
     def done(self) -> None:
         """Everything is stopped: the watchdog leaves without touching anything."""
         self._tell("done")
-        try:
-            self.process.stdin.close()
-        except OSError:
-            pass
+        with suppress(OSError):
+            self.process.stdin.close()  # type: ignore[union-attr]  # started with stdin=PIPE
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -248,7 +247,7 @@ class Stack:
 
     def start(self, service: str) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_file = open(self.log_dir / f"{service}.log", "ab")
+        log_file = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - the child writes to it for life
         # Its own session: terminal signals reach it only through the supervisor. It dies with
         # the supervisor (the child sets PR_SET_PDEATHSIG, see meshcli.main).
         process = subprocess.Popen(
@@ -301,10 +300,8 @@ class Stack:
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:

@@ -10,6 +10,7 @@ Protocol, one line each: `group PID` (a process group to stop), `forget PID`, `s
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,10 +65,8 @@ def _signal(group: int, signum: int) -> bool:
 
 
 def log(text: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         print(f"watchdog: {text}", file=sys.stderr, flush=True)
-    except OSError:
-        pass
 
 
 if __name__ == "__main__":

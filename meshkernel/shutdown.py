@@ -8,6 +8,7 @@ says what was left unfinished and why nothing is lost by it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -78,7 +79,5 @@ def _flush_telemetry(timeout_millis: int = 500) -> None:
     except Exception:  # telemetry must never hold the exit
         pass
     for handler in logging.getLogger().handlers:
-        try:
+        with contextlib.suppress(Exception):
             handler.flush()
-        except Exception:
-            pass

@@ -6,8 +6,9 @@ decodes with meshkernel.envelope; what cannot be decoded goes to the dead-letter
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import faust
 from opentelemetry.metrics import Observation
@@ -70,7 +71,7 @@ def topic(app: faust.App, config: MeshSettings, spec: declared.TopicSpec) -> fau
 def observe_consumer_lag(app: faust.App) -> None:
     """A gauge of how far this worker's consumers are behind, per input topic."""
 
-    def measure(_options):
+    def measure(_options: Any) -> list[Observation]:
         monitor = app.monitor
         behind: dict[str, int] = {}
         for partition, end in dict(monitor.tp_end_offsets or {}).items():
@@ -96,7 +97,7 @@ class DeadLetters:
             "referralmesh.dead_letters", unit="{record}", description="records sent to the dead-letter topic",
         )
 
-    async def send(self, event: faust.types.EventT, reason: str) -> None:
+    async def send(self, event: faust.types.EventT[Any], reason: str) -> None:
         message = event.message
         letter = events_pb2.DeadLetter(
             source_topic=message.topic,
@@ -107,7 +108,7 @@ class DeadLetters:
             key=event.key or b"",
             value=event.value or b"",
         )
-        letter.failed_at.FromDatetime(datetime.now(timezone.utc))
+        letter.failed_at.FromDatetime(datetime.now(UTC))
         # Never log the payload: it may be anything, including what should not be there.
         log.warning(
             "dead-lettered a record",
@@ -118,7 +119,9 @@ class DeadLetters:
         self.counter.add(1, {"messaging.destination.name": message.topic, "referralmesh.consumer": self.consumer})
 
 
-async def decoded_events(stream, dead_letters: DeadLetters, *, expect: str):
+async def decoded_events(
+    stream: Any, dead_letters: DeadLetters, *, expect: str | None
+) -> AsyncIterator[tuple[Any, events_pb2.EventEnvelope]]:
     """Yield (faust event, envelope) for every valid record; dead-letter the rest and go on."""
     async for event in stream.events():
         try:
@@ -134,13 +137,14 @@ class _BoundedStopWorker(faust.Worker):
 
     stop_deadline: StopDeadline
 
-    def _schedule_shutdown(self, signal) -> None:
+    def _schedule_shutdown(self, signal: Any) -> None:
         self.stop_deadline.arm()
         super()._schedule_shutdown(signal)
 
 
 def _unfinished_stop(app: faust.App, config: MeshSettings) -> Callable[[], str]:
     def describe() -> str:
+        buffered: int | str
         try:
             buffered = app.producer.buffer.size
         except Exception:

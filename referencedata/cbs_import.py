@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .errors import ReferenceDataError
 from .municipalities import MUNICIPALITY_CODE, MunicipalityRegister
@@ -102,8 +103,8 @@ def import_centrals(current: RegionData, centrals: dict[str, tuple[int, str]], s
             rows.append(old)
             continue
         central = given[1]
-        cbs = dict(confidence="confirmed", source=label, central_code=central,
-                   central_name=register.current[central].name)
+        cbs: dict[str, Any] = dict(confidence="confirmed", source=label, central_code=central,
+                                   central_name=register.current[central].name)
         if old is None or old.central_code != central:
             before = "" if old is None else f"moved from {old.central_code} by the CBS import; before: {old.source}"
             report.moved.append((municipality.code, old.central_code if old else "", central))

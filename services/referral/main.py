@@ -11,7 +11,6 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-
 from meshkernel.config import MeshSettings, settings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
 from meshkernel.grpc_server import bind, new_server
@@ -19,8 +18,9 @@ from meshkernel.kafka import prepare_kafka
 from meshkernel.kafka_security import kafka_security
 from meshkernel.logs import setup_logging
 from meshkernel.metrics import setup_metrics
-from meshkernel.shutdown import StopDeadline
 from meshkernel.safety import refuse_unsafe_start
+from meshkernel.shutdown import StopDeadline
+from meshkernel.tls import AGENCY, make_verifier, server_tls_from
 from meshkernel.tracing import setup_tracing
 from referralmesh.v1 import referral_service_pb2, referral_service_pb2_grpc
 from services.referral.adapters import identity
@@ -28,7 +28,6 @@ from services.referral.adapters.grpc_api import ReferralApi
 from services.referral.adapters.metrics import ReferralMetrics
 from services.referral.adapters.outbox_relay import OutboxRelay
 from services.referral.adapters.storage import ReferralStore, make_engine, migrate
-from meshkernel.tls import AGENCY, make_verifier, server_tls_from
 from services.referral.application import ReferralUseCases
 from services.referral.domain import load_directory
 

@@ -45,7 +45,8 @@ def _parser() -> _Parser:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="region policy naming the region data file")
     parser.add_argument("--output", default=None, help="file to write (default: the policy's membership file)")
     parser.add_argument("--source", default=None,
-                        help="source recorded per changed row (default: 'CBS Gebieden in Nederland, FILE, imported DATE')")
+                        help="source recorded per changed row "
+                             "(default: 'CBS Gebieden in Nederland, FILE, imported DATE')")
     parser.add_argument("--dry-run", action="store_true", help="report the changes, write nothing")
     parser.add_argument("-h", "--help", action="store_true")
     return parser
@@ -79,7 +80,8 @@ def run_data_command(argv: list[str], stdout: IO[str], stderr: IO[str], today: d
         stderr.write(f"error: {problem}\n")
         return 1
     output = Path(args.output) if args.output else reference_path(data["membership"], "membership", Path(args.config))
-    label = args.source or f"CBS Gebieden in Nederland, {cbs_path.name}, imported {(today or date.today()).isoformat()}"
+    imported = (today or date.today()).isoformat()  # noqa: DTZ011 - the operator's calendar day
+    label = args.source or f"CBS Gebieden in Nederland, {cbs_path.name}, imported {imported}"
     try:
         centrals = read_cbs_centrals(text, cbs_path.name, args.code_column, args.central_column, current.register)
     except ImportRefused as problem:

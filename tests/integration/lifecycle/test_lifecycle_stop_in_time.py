@@ -3,10 +3,10 @@
 of its own on free ports; the shared broker is never touched."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -46,17 +46,15 @@ def mesh_on_private_broker(kafka_bootstrap, tmp_path):
 
 
 def _resume(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGCONT)
-    except ProcessLookupError:
-        pass
 
 
 def _stop_all_and_time_each(stack: Stack) -> dict[str, int | None]:
     processes = dict(stack.processes)
     for process in processes.values():
         process.send_signal(signal.SIGTERM)
-    codes = {}
+    codes: dict[str, int | None] = {}
     for service, process in processes.items():
         try:
             codes[service] = process.wait(timeout=PROMISED_SECONDS)
@@ -78,7 +76,7 @@ def test_each_service_exits_within_10s_of_sigterm_with_the_broker_hung(mesh_on_p
 
 
 def test_each_service_exits_within_10s_of_sigterm_with_the_broker_dead(mesh_on_private_broker):
-    stack, broker, logs = mesh_on_private_broker
+    stack, broker, _logs = mesh_on_private_broker
     os.kill(broker, signal.SIGKILL)
 
     codes = _stop_all_and_time_each(stack)

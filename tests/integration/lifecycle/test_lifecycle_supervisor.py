@@ -7,6 +7,7 @@ start their own broker and Zipkin use free ports of their own.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -140,8 +141,6 @@ def _drain(fd: int) -> None:
 
 def _kill_group(process: subprocess.Popen) -> None:
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait()

@@ -263,7 +263,7 @@ def test_resolving_one_alert_leaves_another_alerts_dispute_deadline(engine, cloc
     engine.on_assignment(case.assignment("GM0363"))
     engine.on_referral_event(case.request())
     engine.on_referral_event(case.event("DECLINED", decline_reason="NO_CAPACITY"))
-    [national] = fire_after(engine, clock, 8)
+    [_national] = fire_after(engine, clock, 8)
 
     changes = engine.on_alert_resolved(case.case_id, "another-alert")
 

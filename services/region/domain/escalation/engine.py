@@ -415,7 +415,7 @@ class EscalationEngine:
             return Changes((), ())
         return self._apply(case_id, on_alert_acknowledged(self.policy, state, escalation_id, self._now(now)))
 
-    def on_alert_resolved(self, case_id: str, escalation_id: str, now=None) -> Changes:
+    def on_alert_resolved(self, case_id: str, escalation_id: str, now: datetime | float | None = None) -> Changes:
         state = self.states.get(case_id)
         if state is None:
             return Changes((), ())
