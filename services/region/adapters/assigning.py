@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from meshkernel import envelope as envelopes
-from referralmesh.v1 import events_pb2
 from referencedata.agencies import load_directory
 from referencedata.need_domains import binding_service
+from referralmesh.v1 import events_pb2
 from services.region.adapters.facts_mapping import assignment_from_decision, request_document
 from services.region.decide import Resolver
 from services.region.domain import responsibility as r
@@ -132,6 +132,7 @@ class Assigner:
             trigger=referral.event_type,
             reason_code=entry["reason_code"],
         )
+        assert after.responsible is not None and rule is not None  # a decision always names both
         assignment.responsible_region = after.responsible
         assignment.rule = rule
         return Outcome(new_record, self._wrap(envelope, assignment))
@@ -168,9 +169,9 @@ class Assigner:
                             referral_id=referral_id, reason_code=override.reason_code)
         assignment = events_pb2.AssignmentEvent(
             referral_id=referral_id,
-            responsible_region=s.after.responsible,
+            responsible_region=s.after.responsible or "",
             handover_to=handover_to,
-            rule=s.rule,
+            rule=s.rule or "",
             previous_region=state.responsible or "",
             policy_version=self.resolver.policy.version,
             sender=record.get("sender", ""),
@@ -200,7 +201,7 @@ class Assigner:
     @staticmethod
     def _entry(envelope, *, trigger, region, previous, handover_to, rule, decision, referral_id, reason_code) -> dict:
         return {
-            "at": envelope.occurred_at.ToDatetime().replace(tzinfo=timezone.utc).isoformat(),
+            "at": envelope.occurred_at.ToDatetime().replace(tzinfo=UTC).isoformat(),
             "event_id": envelopes.derived_id("assignment", envelope.event_id),
             "caused_by": envelope.event_id,
             "trigger": trigger,
@@ -231,7 +232,7 @@ class Assigner:
             "seen": seen,
             "history": history,
             "resolved": record.get("resolved"),
-            "updated_at": datetime.now(timezone.utc).isoformat(),
+            "updated_at": datetime.now(UTC).isoformat(),
         }
 
 

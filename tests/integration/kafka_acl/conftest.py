@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class SecureKafka:
 
 
 @pytest.fixture(scope="session")
-def secure_kafka(tmp_path_factory) -> SecureKafka:
+def secure_kafka(tmp_path_factory) -> Iterator[SecureKafka]:
     state = tmp_path_factory.mktemp("secure-kafka")
     port, controller_port = free_port(), free_port()
     prefix = f"s{uuid.uuid4().hex[:8]}."

@@ -60,11 +60,11 @@ def test_kernel_safety_production_without_kafka_tls_and_credentials_names_the_se
     present = tmp_path / "present.pem"
     present.write_text("x")
     grpc_tls = dict(tls_cert=present, tls_key=present, tls_ca=present, tls_crl=present)
-    with pytest.raises(StartRefused, match="^MESH_KAFKA_SECURITY_PROTOCOL is not set") as refused:
+    with pytest.raises(StartRefused, match=r"^MESH_KAFKA_SECURITY_PROTOCOL is not set") as refused:
         check_start(_settings(mode="production", **grpc_tls), service)
     assert "\n" not in str(refused.value)
     without_password = {**_kafka_credentials(tmp_path), "kafka_password_file": None}
-    with pytest.raises(StartRefused, match="^MESH_KAFKA_PASSWORD_FILE is not set"):
+    with pytest.raises(StartRefused, match=r"^MESH_KAFKA_PASSWORD_FILE is not set"):
         check_start(_settings(mode="production", **grpc_tls, **without_password), service)
 
 
