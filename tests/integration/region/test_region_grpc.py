@@ -33,6 +33,9 @@ def test_resolve_is_a_dry_run_of_the_resolver(stub):
 
 @pytest.mark.parametrize("request_fields, field", [
     ({"asked_in": "GM9999", "service": "shelter"}, "asked_in"),
+    ({"asked_in": "GM0788", "service": "shelter"}, "asked_in"),  # Haaren: divided in 2021
+    ({"asked_in": "GM0363", "service": "shelter", "facts": common_pb2.BindingFacts(grew_up_in=["GM0140"])},
+     "facts.grew_up_in[0]"),  # Littenseradiel: divided in 2018
     ({"asked_in": "", "service": "shelter"}, "asked_in"),
     ({"asked_in": "GM0363", "service": "haircut"}, "service"),
     ({"asked_in": "GM0363", "service": "shelter", "decision_date": "01-11-2026"}, "decision_date"),
