@@ -10,6 +10,8 @@ from datetime import date
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from referencedata.municipalities import load_register
 from referencedata.regions import REGIONS_PATH
@@ -141,3 +143,24 @@ def test_a_region_entry_may_not_list_municipalities_when_membership_is_shared(tm
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     with pytest.raises(PolicyError, match=r"regions\[0\]\.municipalities: unknown key"):
         load_policy(path)
+
+
+MERGED = sorted(code for code, gone in SHIPPED.abolished.items() if not gone.split)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(MERGED), st.sampled_from(["grew_up_in", "family_in"])), min_size=1, max_size=4),
+       st.sampled_from(CENTRALS))
+def test_abolished_codes_decide_exactly_as_their_successors(named, asked_in):
+    """Property: replacing every merged code by its successor changes nothing but the note."""
+    old = {"grew_up_in": [], "family_in": []}
+    new = {"grew_up_in": [], "family_in": []}
+    for code, kind in named:
+        old[kind].append(code)
+        new[kind].append(SHIPPED.abolished[code].successors[0].code)
+    with_old = resolve(request(asked_in, **old), SHIPPED)
+    with_new = resolve(request(asked_in, **new), SHIPPED)
+    assert with_old.region == with_new.region == asked_in
+    assert (with_old.handover_to, with_old.rule, with_old.candidates) == (with_new.handover_to, with_new.rule,
+                                                                          with_new.candidates)
+    assert {r.code for r in with_old.renamed} == {code for code, _ in named} and with_new.renamed == ()
