@@ -65,3 +65,34 @@ def test_grants_stay_under_the_topic_prefix():
         if grant.resource == "topic":
             assert grant.name.startswith(PREFIX)
     assert not allowed(PLAN, "referral", "topic", REFERRAL_EVENTS.base_name, "WRITE")  # another mesh's topic
+
+
+def _without_implied_describe(grants: set[tuple]) -> set[tuple]:
+    """Drop DESCRIBE where READ or WRITE on the same resource implies it (Kafka's rule)."""
+    stronger = {grant[:3] for grant in grants if grant[3] in ("READ", "WRITE")}
+    return {grant for grant in grants if not (grant[3] == "DESCRIBE" and grant[:3] in stronger)}
+
+
+def test_the_kubernetes_kafka_users_grant_exactly_the_plan():
+    """deploy/k8s declares the same ACLs as Strimzi KafkaUsers; the two must not drift apart."""
+    import yaml
+
+    from meshkernel.config import PROJECT_ROOT
+
+    users = PROJECT_ROOT / "deploy" / "k8s" / "base" / "kafka" / "users.yaml"
+    declared: dict[str, set[tuple]] = {}
+    for document in yaml.safe_load_all(users.read_text()):
+        if not document or document.get("kind") != "KafkaUser":
+            continue
+        grants = declared.setdefault(document["metadata"]["name"], set())
+        for acl in document["spec"]["authorization"]["acls"]:
+            resource = acl["resource"]
+            pattern = "prefixed" if resource.get("patternType") == "prefix" else "literal"
+            for operation in acl["operations"]:
+                name = "DESCRIBE_CONFIGS" if operation == "DescribeConfigs" else operation.upper()
+                grants.add((resource["type"], resource["name"], pattern, name))
+    planned: dict[str, set[tuple]] = {}
+    for grant in acl_plan(""):
+        planned.setdefault(grant.principal, set()).add((grant.resource, grant.name, grant.pattern, grant.operation))
+    for principal, grants in planned.items():
+        assert _without_implied_describe(declared.get(principal, set())) == _without_implied_describe(grants), principal
