@@ -12,6 +12,7 @@
 
 Runs with the tool virtualenv of the Makefile (.cache/tools), not with the project's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,15 +49,21 @@ def _structural_to_jsonschema(node):
         return [_structural_to_jsonschema(item) for item in node]
     if not isinstance(node, dict):
         return node
-    schema = {key: _structural_to_jsonschema(value) for key, value in node.items()
-              if not key.startswith("x-kubernetes-") and key != "nullable"}
+    schema = {
+        key: _structural_to_jsonschema(value)
+        for key, value in node.items()
+        if not key.startswith("x-kubernetes-") and key != "nullable"
+    }
     if node.get("nullable") and "type" in schema:
         schema["type"] = [schema["type"], "null"]
     if node.get("x-kubernetes-int-or-string"):
         schema.pop("type", None)
         schema.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
-    closed = ("properties" in node and "additionalProperties" not in node
-              and not node.get("x-kubernetes-preserve-unknown-fields"))
+    closed = (
+        "properties" in node
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    )
     if closed:
         schema["additionalProperties"] = False
     return schema
@@ -76,7 +83,9 @@ def load_crd_schemas() -> dict[tuple[str, str], dict]:
                 schema = _structural_to_jsonschema(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
                 # apiVersion/kind/metadata are the API server's: checked here, not by the CRD.
                 schema.setdefault("properties", {})["metadata"] = {
-                    "type": "object", "required": ["name"], "properties": {"name": {"type": "string"}},
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}},
                 }
                 schema["additionalProperties"] = False
                 schemas[(f"{group}/{version['name']}", kind)] = schema
@@ -97,16 +106,19 @@ def validate(docs: list[dict], crd_schemas: dict) -> tuple[list[str], dict[str, 
         if key in crd_schemas:
             validator = jsonschema.Draft7Validator(crd_schemas[key])
             errors = sorted(validator.iter_errors(doc), key=lambda error: list(error.absolute_path))
-            problems += [f"{describe(doc)}: {'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-                         for e in errors]
+            problems += [
+                f"{describe(doc)}: {'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors
+            ]
             counts["custom"] += 1
             continue
         for version in KUBERNETES_VERSIONS:
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.SchemaNotFoundError:
-                problems.append(f"{describe(doc)}: {doc.get('apiVersion')} is neither a Kubernetes {version} "
-                                "API nor a vendored CRD (deploy/k8s/crds)")
+                problems.append(
+                    f"{describe(doc)}: {doc.get('apiVersion')} is neither a Kubernetes {version} "
+                    "API nor a vendored CRD (deploy/k8s/crds)"
+                )
             except kubernetes_validate.ValidationError as error:
                 where = ".".join(map(str, error.path)) or "(root)"
                 problems.append(f"{describe(doc)}: Kubernetes {version}: {where}: {error.message}")
@@ -116,9 +128,20 @@ def validate(docs: list[dict], crd_schemas: dict) -> tuple[list[str], dict[str, 
 
 def checkov(checkov_bin: str, target: Path, framework: str) -> tuple[bool, str]:
     result = subprocess.run(
-        [checkov_bin, "--config-file", str(CHECKOV_CONFIG), "--framework", framework, "--file", str(target),
-         "--output", "json", "--quiet"],
-        capture_output=True, text=True,
+        [
+            checkov_bin,
+            "--config-file",
+            str(CHECKOV_CONFIG),
+            "--framework",
+            framework,
+            "--file",
+            str(target),
+            "--output",
+            "json",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
     )
     try:
         reports = json.loads(result.stdout or "[]")
@@ -159,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         rendered = out / f"{overlay.name}.yaml"
         rendered.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
         problems, counts = validate(docs, crd_schemas)
-        print(f"{overlay.name}: {len(docs)} objects rendered; {counts['kubernetes']} checked against "
-              f"Kubernetes {' and '.join(KUBERNETES_VERSIONS)}, {counts['custom']} against operator CRDs: "
-              f"{len(problems)} problems")
+        print(
+            f"{overlay.name}: {len(docs)} objects rendered; {counts['kubernetes']} checked against "
+            f"Kubernetes {' and '.join(KUBERNETES_VERSIONS)}, {counts['custom']} against operator CRDs: "
+            f"{len(problems)} problems"
+        )
         for problem in problems:
             print(f"  {problem}")
         ok, report = checkov(options.checkov, rendered, "kubernetes")

@@ -4,6 +4,7 @@
 tests catch what a schema cannot: a topic, retention or setting name that drifted from the
 services' own declarations.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from meshkernel.config import MeshSettings
+from meshkernel.kafka_acl import OBSERVER, SERVICES, acl_plan, allowed
 from meshkernel.topics import ALL_TOPICS
 
 BASE = Path(__file__).resolve().parents[3] / "deploy" / "k8s" / "base"
@@ -31,13 +33,21 @@ def kafka_topics() -> dict[str, dict]:
 
 
 def workloads() -> list[dict]:
-    return (documents("referral", "deployment.yaml") + documents("referral", "migrate-job.yaml")
-            + documents("region", "statefulset.yaml") + documents("notify", "statefulset.yaml"))
+    return (
+        documents("referral", "deployment.yaml")
+        + documents("referral", "migrate-job.yaml")
+        + documents("region", "statefulset.yaml")
+        + documents("notify", "statefulset.yaml")
+    )
 
 
 def containers() -> list[dict]:
-    return [container for doc in workloads() if "template" in doc.get("spec", {})
-            for container in doc["spec"]["template"]["spec"]["containers"]]
+    return [
+        container
+        for doc in workloads()
+        if "template" in doc.get("spec", {})
+        for container in doc["spec"]["template"]["spec"]["containers"]
+    ]
 
 
 def setting_names() -> set[str]:
@@ -71,35 +81,47 @@ def test_partitions_agree_between_topics_settings_and_autoscaling():
     assert scaled["spec"]["triggers"][0]["metadata"]["topic"] in kafka_topics()
 
 
-# Settings the manifests already pass, for work of issue 11 that is not on main yet (Kafka
-# credentials). Remove a name here once MeshSettings reads it.
-AWAITED_SETTINGS = {
-    "MESH_KAFKA_SECURITY_PROTOCOL", "MESH_KAFKA_SASL_MECHANISM", "MESH_KAFKA_USERNAME",
-    "MESH_KAFKA_PASSWORD_FILE", "MESH_KAFKA_CA",
-}
-
-
 def test_every_mesh_setting_in_the_manifests_is_one_the_services_read():
     configured = set(mesh_config())
     configured |= {env["name"] for container in containers() for env in container.get("env", [])}
     mesh_settings = {name for name in configured if name.startswith("MESH_")} | (
-        configured & {"KAFKA_BOOTSTRAP", "DATABASE_URL"})
-    unknown = sorted(mesh_settings - setting_names() - AWAITED_SETTINGS)
+        configured & {"KAFKA_BOOTSTRAP", "DATABASE_URL"}
+    )
+    unknown = sorted(mesh_settings - setting_names())
     assert not unknown, f"settings no service reads: {unknown}"
 
 
-@pytest.mark.parametrize("service", ["referral", "region", "notify"])
-def test_a_service_writes_only_the_topics_it_produces(service):
-    (user,) = [doc for doc in documents("kafka", "users.yaml") if doc["metadata"]["name"] == service]
-    written = {acl["resource"]["name"] for acl in user["spec"]["authorization"]["acls"]
-               if acl["resource"]["type"] == "topic" and acl["resource"]["patternType"] == "literal"
-               and "Write" in acl["operations"]}
-    produces = {
-        "referral": {"referral.events.v1"},
-        "region": {"region.assignments.v1", "region.escalations.v1", "mesh.deadletter.v1"},
-        "notify": {"notify.notifications.v1", "region.overrides.v1", "mesh.deadletter.v1"},
+def strimzi_grants(user: dict) -> set[tuple[str, str, str, str, str]]:
+    """A KafkaUser's ACLs as (principal, resource, name, pattern, OPERATION), as in kafka_acl."""
+    operation = {"DescribeConfigs": "DESCRIBE_CONFIGS"}
+    pattern = {"literal": "literal", "prefix": "prefixed"}
+    return {
+        (
+            user["metadata"]["name"],
+            acl["resource"]["type"],
+            acl["resource"]["name"],
+            pattern[acl["resource"]["patternType"]],
+            operation.get(op, op.upper()),
+        )
+        for acl in user["spec"]["authorization"]["acls"]
+        for op in acl["operations"]
     }
-    assert written == produces[service]
+
+
+@pytest.mark.parametrize("principal", [*SERVICES, OBSERVER])
+def test_each_kafka_user_has_exactly_the_grants_of_the_acl_plan(principal):
+    """The cluster's ACLs are the local broker's (meshkernel/kafka_acl.py): what a service may
+    read and write does not depend on where it runs."""
+    (user,) = [doc for doc in documents("kafka", "users.yaml") if doc["metadata"]["name"] == principal]
+    granted = strimzi_grants(user)
+    plan = acl_plan(topic_prefix="")
+    planned = {(g.principal, g.resource, g.name, g.pattern, g.operation) for g in plan if g.principal == principal}
+    # The manifests spell out DESCRIBE beside READ and WRITE; Kafka implies it, the plan leaves it out.
+    granted_beyond_plan = {
+        grant for grant in granted - planned if not allowed(plan, grant[0], grant[1], grant[2], grant[4])
+    }
+    assert not granted_beyond_plan
+    assert planned <= granted
 
 
 def test_every_container_runs_restricted():
@@ -118,8 +140,11 @@ def test_the_image_holds_every_package_the_project_installs():
     root = BASE.parents[2]
     project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     packages = {pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]}
-    copied = {line.split()[1] for line in (root / "Containerfile").read_text(encoding="utf-8").splitlines()
-              if line.startswith("COPY ") and "--from" not in line}
+    copied = {
+        line.split()[1]
+        for line in (root / "Containerfile").read_text(encoding="utf-8").splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+    }
     # referralmesh is generated from proto/ inside the build stage.
     assert packages - {"referralmesh"} <= copied
     assert "proto" in copied
