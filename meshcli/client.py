@@ -83,9 +83,11 @@ class ReferralClient:
         return self.stub.UpdateBindingFacts(request, metadata=self.metadata, timeout=10)
 
 
-def consent_for(*organisations: str, days: int = 90) -> common_pb2.Consent:
+def consent_for(*organisations: str, days: int = 90, recorded_at: datetime | None = None) -> common_pb2.Consent:
     consent = common_pb2.Consent(organisations=list(organisations), purpose="referral")
     consent.valid_until.FromDatetime(datetime.now(UTC) + timedelta(days=days))
+    if recorded_at is not None:  # needed after a withdrawal: consent the client gave again
+        consent.recorded_at.FromDatetime(recorded_at)
     return consent
 
 

@@ -45,6 +45,7 @@ from services.referral.domain import (
     referral_to_dict,
 )
 from services.referral.domain.binding import FactPeriod, check_binding_facts
+from services.referral.domain.consent import check_fresh_consent, last_withdrawal
 from services.referral.domain.errors import InvalidCommand, InvalidReferral
 
 DEFAULT_PAGE_SIZE = 50
@@ -84,6 +85,8 @@ class NewReferral:
     consent_valid_until: datetime
     contact: common_pb2.SealedContact | None = None
     fingerprint_source: bytes = field(default=b"", repr=False)
+    # When the client gave this consent; after a withdrawal only later consent opens a referral.
+    consent_recorded_at: datetime | None = None
 
 
 class NotFound(Exception):
@@ -205,6 +208,7 @@ class ReferralUseCases:
             family_in=command.facts.family_in,
             today=now.date(),
         )
+        check_fresh_consent(self._consent_withdrawn_at(command.case_id), command.consent_recorded_at, now)
         fingerprint = hashlib.sha256(command.fingerprint_source).hexdigest()
         existing_id = self.store.create(
             row=self._row(referral, command.asked_in, command.facts, command.contact),
@@ -220,6 +224,10 @@ class ReferralUseCases:
             return self.get(caller, existing_id)
         self.on_commit()
         return referral
+
+    def _consent_withdrawn_at(self, case_id: str) -> datetime | None:
+        return last_withdrawal(referral_from_dict(document).consent.withdrawn_at
+                               for document in self.store.of_case(case_id))
 
     def _match_receiver(self, command: NewReferral) -> str:
         found = self._search(
@@ -346,10 +354,13 @@ class ReferralUseCases:
         return expired
 
     def withdraw_consent(self, caller: Caller, case_id: str) -> list[Referral]:
-        """The client withdrew consent: cancel every open referral of the case the caller is party to.
+        """The client withdrew consent: cancel every open referral of the case, whichever agency
+        recorded the withdrawal, since consent is the client's. The caller must be a party to
+        the case; referrals it is no party to are closed by the system on the client's behalf.
 
         All of them change in one transaction (CONSENT_WITHDRAWN); each change reaches both
         agencies through Kafka and the change stream. A concurrent change retries the whole.
+        Until consent recorded after this moment arrives, the case takes no new referral.
         """
         if not case_id:
             raise InvalidCommand("case_id", "name the case whose consent was withdrawn")
@@ -365,11 +376,12 @@ class ReferralUseCases:
                 raise NotPermitted(f"{caller.agency_id} is not a party to case {case_id}", party=False)
             now = self.clock()
             changes, cancelled = [], []
-            for current in mine:
+            for current in stored:
                 if current.status not in OPEN_STATUSES:
                     continue
+                party = can_read(current, caller.agency_id)
                 updated, event = apply(
-                    current, action=Action.WITHDRAW_CONSENT, actor=caller.agency_id,
+                    current, action=Action.WITHDRAW_CONSENT, actor=caller.agency_id if party else SYSTEM_ACTOR,
                     expected_version=current.version, now=now,
                 )
                 full = self.store.get(current.referral_id)
@@ -387,7 +399,8 @@ class ReferralUseCases:
                                            parties=current.parties | updated.parties)],
                     self._access(caller, "referral.withdraw_consent", updated, "changed"),
                 ))
-                cancelled.append(updated)
+                if party:  # the caller hears only of referrals it may read
+                    cancelled.append(updated)
             if not changes:
                 self.store.record_accesses(
                     self._access(caller, "referral.withdraw_consent", referral, "unchanged") for referral in mine

@@ -20,7 +20,7 @@ from .codes import (
     Status,
     Urgency,
 )
-from .consent import Consent
+from .consent import Consent, check_fresh_consent, last_withdrawal
 from .errors import (
     ConsentMissing,
     DirectoryError,
@@ -47,7 +47,7 @@ __all__ = [
     "ALL_EVENT_TYPES", "Action", "Agency", "AgencyKind", "CancelReason", "Consent",
     "ConsentMissing", "DeclineReason", "Directory", "DirectoryError", "DomainError",
     "DomainEvent", "EVENT_TYPES", "FACTS_CHANGED_EVENT", "IllegalTransition", "InvalidCommand", "InvalidReferral",
-    "NEED_DOMAINS", "NeedDomain", "NotPermitted", "OPEN_STATUSES", "Outcome", "Purpose",
+    "check_fresh_consent", "last_withdrawal", "NEED_DOMAINS", "NeedDomain", "NotPermitted", "OPEN_STATUSES", "Outcome", "Purpose",
     "REQUESTED_EVENT", "ROLE_ACTIONS", "Referral", "Role", "SUCCESS_OUTCOMES", "SYSTEM_ACTOR",
     "StaleVersion", "Status", "StatusChange", "TERMINAL_STATUSES", "TRANSITIONS", "Urgency",
     "allowed_actions", "apply", "can_read", "change_facts", "check_invariants", "load_directory",

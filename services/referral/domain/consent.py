@@ -3,15 +3,23 @@
 Consent names which organisations may receive the referral, for which purpose (a fixed code)
 and until when. It is checked when a referral is opened and whenever the referral reaches a new
 organisation or new processing starts (see ``lifecycle``); withdrawal closes the referral.
+
+A withdrawal is the client's, not one agency's: it closes every open referral of the case, and
+the case takes no new referral until the client gives consent again, i.e. until a referral
+arrives whose consent was recorded after the withdrawal (``check_fresh_consent``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .codes import Purpose, coerce, is_agency_id, is_aware
-from .errors import InvalidReferral
+from .errors import ConsentMissing, InvalidReferral
+
+# A consent recorded "later than now" by more than clock drift is a mistake, not fresh consent.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -59,3 +67,24 @@ class Consent:
 
     def withdrawn(self, at: datetime) -> Consent:
         return Consent(self.organisations, self.purpose, self.valid_until, at)
+
+
+def last_withdrawal(withdrawals: Iterable[datetime | None]) -> datetime | None:
+    """The latest withdrawal among a case's referrals, if the client ever withdrew consent."""
+    return max((at for at in withdrawals if at is not None), default=None)
+
+
+def check_fresh_consent(withdrawn_at: datetime | None, recorded_at: datetime | None, now: datetime) -> None:
+    """After a withdrawal, only consent recorded later (and not in the future) opens a referral."""
+    if recorded_at is not None:
+        if not is_aware(recorded_at):
+            raise InvalidReferral("consent.recorded_at", "must be a timezone-aware datetime")
+        if recorded_at > now + CLOCK_SKEW:
+            raise InvalidReferral("consent.recorded_at", "lies in the future")
+    if withdrawn_at is None:
+        return
+    if recorded_at is None or recorded_at <= withdrawn_at:
+        raise ConsentMissing(
+            "the client withdrew consent for this case; record the client's fresh consent "
+            "(consent.recorded_at after the withdrawal) before referring again"
+        )

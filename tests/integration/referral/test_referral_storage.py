@@ -3,6 +3,7 @@ optimistic concurrency, the transactional outbox and the append-only access log.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +16,14 @@ from services.referral.adapters import storage
 from services.referral.adapters.storage import MIGRATIONS, RequestKeyReused, make_engine, migrate
 from services.referral.adapters.tables import access_log, outbox, outbox_parties, referrals
 from services.referral.application import ListFilter, NewReferral, ReferralUseCases
-from services.referral.domain import Action, IllegalTransition, NotPermitted, StaleVersion, load_directory
+from services.referral.domain import (
+    Action,
+    ConsentMissing,
+    IllegalTransition,
+    NotPermitted,
+    StaleVersion,
+    load_directory,
+)
 from tests.integration.referral.referral_db_kit import NEXT, RECEIVER, SENDER, STRANGER, caller, new_referral
 
 
@@ -281,7 +289,7 @@ def test_list_filters_and_pages_only_the_callers_referrals(use_cases, store):
     assert stranger == []
 
 
-def test_withdrawing_consent_cancels_open_referrals_of_the_case(use_cases, store):
+def test_withdrawing_consent_cancels_every_open_referral_of_the_case_whoever_records_it(use_cases, store):
     first = use_cases.create(caller(SENDER), new_referral("case-w"))
     second = use_cases.create(caller(SENDER), new_referral("case-w", receiver=NEXT))
     done = use_cases.create(caller(SENDER), new_referral("case-w"))
@@ -289,13 +297,13 @@ def test_withdrawing_consent_cancels_open_referrals_of_the_case(use_cases, store
     start = store.latest_position() - 10
 
     cancelled = use_cases.withdraw_consent(caller(RECEIVER), "case-w")
-    assert [referral.referral_id for referral in cancelled] == [first.referral_id]  # RECEIVER's only
+
+    # RECEIVER is no party to the second referral: it is closed all the same, but not shown.
+    assert [referral.referral_id for referral in cancelled] == [first.referral_id]
     assert cancelled[0].status.value == "CANCELLED"
     assert cancelled[0].cancel_reason.value == "CONSENT_WITHDRAWN"
-    assert use_cases.get(caller(NEXT), second.referral_id).status.value == "REQUESTED"
-
-    cancelled = use_cases.withdraw_consent(caller(SENDER), "case-w")
-    assert [referral.referral_id for referral in cancelled] == [second.referral_id]
+    closed_for_next = use_cases.get(caller(NEXT), second.referral_id)
+    assert (closed_for_next.status.value, closed_for_next.cancel_reason.value) == ("CANCELLED", "CONSENT_WITHDRAWN")
     assert use_cases.withdraw_consent(caller(SENDER), "case-w") == []
     with pytest.raises(NotPermitted):
         use_cases.withdraw_consent(caller(STRANGER), "case-w")
@@ -305,6 +313,23 @@ def test_withdrawing_consent_cancels_open_referrals_of_the_case(use_cases, store
         changes = use_cases.changes_after(caller(agency), max(start, 0))
         assert ("ReferralConsentWithdrawn", referral.referral_id) in {
             (change.event_type, change.referral.referral_id) for change in changes}
+
+
+def test_after_a_withdrawal_the_case_takes_no_referral_until_fresh_consent_is_recorded(use_cases):
+    first = use_cases.create(caller(SENDER), new_referral("case-f"))
+    use_cases.withdraw_consent(caller(RECEIVER), "case-f")
+    withdrawn_at = use_cases.get(caller(SENDER), first.referral_id).consent.withdrawn_at
+
+    with pytest.raises(ConsentMissing, match="withdrew consent"):
+        use_cases.create(caller(NEXT), new_referral("case-f", receiver=RECEIVER))
+    with pytest.raises(ConsentMissing):  # consent given before the withdrawal is not fresh
+        use_cases.create(caller(NEXT), replace(new_referral("case-f", receiver=RECEIVER),
+                                               consent_recorded_at=withdrawn_at - timedelta(minutes=1)))
+
+    again = use_cases.create(caller(NEXT), replace(new_referral("case-f", receiver=RECEIVER),
+                                                   consent_recorded_at=withdrawn_at + timedelta(seconds=1)))
+    assert again.status.value == "REQUESTED"
+    assert use_cases.create(caller(SENDER), new_referral("case-other")).status.value == "REQUESTED"
 
 
 def test_change_feed_is_per_agency_in_commit_order(use_cases, store):

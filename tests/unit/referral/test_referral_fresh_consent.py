@@ -1,0 +1,36 @@
+"""After the client withdrew consent, only consent recorded later opens a referral of the case."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.referral.domain import ConsentMissing, check_fresh_consent, last_withdrawal
+from services.referral.domain.errors import InvalidReferral
+
+NOW = datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)
+WITHDRAWN = NOW - timedelta(days=2)
+
+
+def test_a_case_never_withdrawn_needs_no_recorded_moment():
+    check_fresh_consent(None, None, NOW)
+
+
+@pytest.mark.parametrize("recorded_at", [None, WITHDRAWN - timedelta(days=1), WITHDRAWN])
+def test_consent_not_recorded_after_the_withdrawal_is_refused(recorded_at):
+    with pytest.raises(ConsentMissing, match="withdrew consent"):
+        check_fresh_consent(WITHDRAWN, recorded_at, NOW)
+
+
+def test_consent_recorded_after_the_withdrawal_opens_the_case_again():
+    check_fresh_consent(WITHDRAWN, WITHDRAWN + timedelta(seconds=1), NOW)
+
+
+def test_consent_recorded_in_the_future_is_refused_as_invalid():
+    with pytest.raises(InvalidReferral, match="consent.recorded_at"):
+        check_fresh_consent(None, NOW + timedelta(hours=1), NOW)
+
+
+def test_the_latest_withdrawal_of_the_case_counts():
+    assert last_withdrawal([None, WITHDRAWN, WITHDRAWN - timedelta(days=3), None]) == WITHDRAWN
+    assert last_withdrawal([None, None]) is None
