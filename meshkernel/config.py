@@ -77,6 +77,8 @@ class MeshSettings(BaseSettings):
     notify_watch_stream_seconds: float = Field(default=3600.0, gt=0)
     # How often the referral service closes referrals whose consent ran out.
     consent_sweep_seconds: float = Field(default=60.0, gt=0)
+    # How often retention runs by itself (referral access log, notify dead deliveries).
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)
     # Prometheus scrape endpoints on MESH_METRICS_HOST; a port of 0 turns one off.
     metrics_host: str = "127.0.0.1"
     referral_metrics_port: int = 9464
@@ -109,6 +111,9 @@ class MeshSettings(BaseSettings):
     notify_webhook_base_delay: float = 1.0  # seconds before the 2nd try; doubles, with jitter
     notify_webhook_max_delay: float = 300.0
     notify_webhook_timeout: float = 10.0
+    # Deliveries that gave up (status dead) are kept this long for `mesh notify replay`, as long
+    # as the dead-letter topic keeps records; the retention run removes them after that.
+    notify_dead_letter_retention_days: float = Field(default=30.0, gt=0)
     # Demo coordinators (one per region, one national) are created at start when true; their
     # password is MESH_NOTIFY_DEMO_PASSWORD, or a random one written to state_dir/notify/.
     notify_demo_coordinators: bool = True

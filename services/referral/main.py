@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 from meshkernel.config import MeshSettings, settings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
@@ -18,6 +19,7 @@ from meshkernel.kafka import prepare_kafka
 from meshkernel.kafka_security import kafka_security
 from meshkernel.logs import setup_logging
 from meshkernel.metrics import setup_metrics
+from meshkernel.retention import run_periodically
 from meshkernel.safety import refuse_unsafe_start
 from meshkernel.shutdown import StopDeadline
 from meshkernel.tls import AGENCY, make_verifier, server_tls_from
@@ -74,6 +76,10 @@ async def serve(config: MeshSettings) -> None:
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
     sweeper_task = asyncio.create_task(
         sweep_expired_consents(use_cases, config.consent_sweep_seconds), name="consent-expiry")
+    # The access log's retention purge runs by itself (ACCESS_LOG_RETENTION_DAYS, ten years).
+    retention_task = asyncio.create_task(run_periodically(
+        "access_log", lambda: store.purge_expired_access_entries(datetime.now(UTC)),
+        config.retention_sweep_seconds), name="access-log-retention")
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
@@ -85,7 +91,7 @@ async def serve(config: MeshSettings) -> None:
     log.info("referral service stopping")
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=3)
-    for task in (sweeper_task, relay_task):
+    for task in (retention_task, sweeper_task, relay_task):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     insert,
     inspect,
     select,
@@ -439,6 +440,16 @@ class NotifyStore:
                 update(deliveries).where(deliveries.c.notification_id == notification_id).values(**values)
             )
             return attempt
+
+    def purge_dead_deliveries(self, finished_before: float) -> int:
+        """Remove deliveries that gave up (dead) before the given time, with their attempts.
+        The retention run calls it; returns how many deliveries it removed."""
+        with self._lock, self.engine.begin() as connection:
+            expired = select(deliveries.c.notification_id).where(
+                deliveries.c.status == "dead", deliveries.c.finished_at < finished_before)
+            connection.execute(delete(delivery_attempts).where(delivery_attempts.c.notification_id.in_(expired)))
+            return connection.execute(delete(deliveries).where(
+                deliveries.c.status == "dead", deliveries.c.finished_at < finished_before)).rowcount
 
     def requeue(self, notification_id: str) -> bool:
         """Give a dead delivery a fresh set of tries (replay); False if delivered or unknown."""

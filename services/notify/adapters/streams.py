@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from meshkernel import envelope as envelopes
 from meshkernel import topics as declared
 from meshkernel import tracing
 from meshkernel.config import MeshSettings
+from meshkernel.retention import run_periodically
 from meshkernel.streams import DeadLetters, decoded_events, make_app, observe_consumer_lag, topic
 from meshkernel.tls import server_tls_from
 from referralmesh.v1 import events_pb2
@@ -258,6 +260,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         grpc_server = None
         health: Any = None
         delivery_task = None
+        retention_task = None
 
         async def on_start(self) -> None:
             self.runner = await start_http(dashboard.app(), web_host, config.notify_web_port, web_tls)
@@ -270,13 +273,18 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             await serving(self.health)
             log.info("notify gRPC listening", extra={"address": config.notify_grpc_address})
             self.delivery_task = asyncio.ensure_future(dispatcher.run())
+            keep_seconds = config.notify_dead_letter_retention_days * 86400
+            self.retention_task = asyncio.ensure_future(run_periodically(
+                "dead_deliveries", lambda: store.purge_dead_deliveries(time.time() - keep_seconds),
+                config.retention_sweep_seconds))
 
         async def on_stop(self) -> None:
             dashboard.closing = True
-            if self.delivery_task is not None:
-                self.delivery_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.delivery_task
+            for task in (self.retention_task, self.delivery_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if self.grpc_server is not None:
                 await self.health.enter_graceful_shutdown()
                 await self.grpc_server.stop(grace=2)
