@@ -83,24 +83,28 @@ class Assigner:
             except InvalidInput as problem:
                 raise Refused(f"resolver refused the facts: {problem}") from None
 
-        first = decide(state.responsible)
-        redecide = r.Redecide(referral.event_type, first["region"], first.get("handover_to"))
+        # The state follows the ordinary rules only (never the override), so that it does not
+        # depend on whether an override on the other topic was read before or after this event.
+        known = state.ordinary_region is not None
+        ordinary = decide(state.ordinary_region)
+        redecide = r.Redecide(referral.event_type, ordinary["region"], ordinary.get("handover_to"))
         s = None
         if referral.event_type == "ReferralAccepted" and (referral.handover or referral.previous_holder):
             acceptor = referral.holder or referral.receiver
             accepted = r.step(state, r.HandoverAccepted(self.agency_regions.get(acceptor, frozenset()))) \
-                if state.known else None
+                if known else None
             if accepted is not None and accepted.emit:
                 s = accepted
-        elif referral.event_type == "ReferralDeclined" and referral.handover and state.known:
+        elif referral.event_type == "ReferralDeclined" and referral.handover and known:
             s = r.step(state, r.HandoverRefused())
         if s is None:
             s = r.step(state, redecide)
 
-        decision = first
-        if s.after.responsible != state.responsible and state.known:
-            decision = decide(s.after.responsible)  # explain the region responsible now
-        after = r.propose(s.after, decision.get("handover_to"))
+        if known and s.after.base_region != state.base_region:
+            ordinary = decide(s.after.base_region)  # a handover moved it: decide from there
+        after = r.propose(s.after, ordinary.get("handover_to"))
+        # What the assignment explains: the region responsible now, the override's if one is in force.
+        decision = ordinary if after.override is None else decide(after.responsible)
         rule = s.rule or decision["rule"]
         history = list(record.get("history", []))
         entry = self._entry(

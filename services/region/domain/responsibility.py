@@ -5,7 +5,8 @@ proposes a better-bound region for a warm handover. This module holds the other 
 rule (DESIGN.md section 4): per case, which region is responsible, which region is proposed,
 whether a coordinator override is in force, and what an incoming trigger does to that.
 
-Responsibility moves in exactly three ways, and in no other:
+Responsibility moves in exactly three ways, and in no other (a fourth, technical one: a case
+first seen through an override learns its ordinary region from its first referral event):
 
 * ``HandoverAccepted`` by an agency that serves the proposed handover region: the proposed
   region becomes responsible (rule ``handover_accepted``). While an override is in force the
@@ -18,6 +19,8 @@ Everything else (a new referral, a decline, a forward, changed facts (ReferralFa
 refused handover, an accepted handover by an agency that does not serve the proposed region)
 leaves responsibility where it is. The first trigger of a case makes the region where help was asked responsible
 (``help_asked_here``), so a case has exactly one responsible region from its first event on.
+A case first seen through an override holds the override's region underneath provisionally,
+until its first referral event: the outcome does not depend on which topic was read first.
 """
 
 from __future__ import annotations
@@ -88,15 +91,25 @@ class CaseState:
 
     `base_region`: responsible by the ordinary rules (help asked here, accepted handovers).
     `override`: a coordinator override in force, which wins over `base_region`.
-    `proposed`: the handover target the resolver proposed last, or None."""
+    `proposed`: the handover target the resolver proposed last, or None.
+    `provisional`: the case was first seen through an override (overrides and referral events
+    travel on two topics, so either may come first); `base_region` is then the override's region
+    until the first referral event names the region where help was asked. So the state after
+    both streams is the same whichever order they were read in."""
 
     base_region: str | None = None
     override: Override | None = None
     proposed: str | None = None
+    provisional: bool = False
 
     @property
     def responsible(self) -> str | None:
         return self.override.region if self.override is not None else self.base_region
+
+    @property
+    def ordinary_region(self) -> str | None:
+        """The region responsible by the ordinary rules, as far as referral events have told."""
+        return None if self.provisional else self.base_region
 
     @property
     def known(self) -> bool:
@@ -108,6 +121,7 @@ class CaseState:
             "override": None if self.override is None else {
                 "region": self.override.region, "reason_code": self.override.reason_code},
             "proposed": self.proposed,
+            "provisional": self.provisional,
         }
 
     @classmethod
@@ -118,6 +132,7 @@ class CaseState:
             base_region=data.get("base_region"),
             override=None if not override else Override(override["region"], override.get("reason_code", "")),
             proposed=data.get("proposed"),
+            provisional=bool(data.get("provisional", False)),
         )
 
 
@@ -147,8 +162,8 @@ def step(state: CaseState, trigger: Trigger) -> Step:
     """Apply one trigger to a case. Pure and total for every (state, trigger) pair, except that
     a case with no region yet can only be opened by `Redecide` or `OverrideSet`."""
     if isinstance(trigger, Redecide):
-        if state.base_region is None:
-            after = replace(state, base_region=trigger.first_region, proposed=trigger.proposed)
+        if state.base_region is None or state.provisional:
+            after = replace(state, base_region=trigger.first_region, proposed=trigger.proposed, provisional=False)
         else:
             after = replace(state, proposed=trigger.proposed)
         return Step(state, after, COORDINATOR_OVERRIDE if state.override is not None else None)
@@ -157,8 +172,10 @@ def step(state: CaseState, trigger: Trigger) -> Step:
         override = Override(trigger.region, trigger.reason_code)
         # A case first seen through an override keeps the override's region underneath too,
         # so lifting it later still leaves exactly one responsible region.
-        base = state.base_region if state.base_region is not None else trigger.region
-        return Step(state, replace(state, base_region=base, override=override), COORDINATOR_OVERRIDE)
+        if state.base_region is None:
+            return Step(state, replace(state, base_region=trigger.region, override=override, provisional=True),
+                        COORDINATOR_OVERRIDE)
+        return Step(state, replace(state, override=override), COORDINATOR_OVERRIDE)
 
     if state.base_region is None:
         raise NotYetResponsible(f"{type(trigger).__name__} before the case had a responsible region")

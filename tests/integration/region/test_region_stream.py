@@ -56,30 +56,28 @@ def test_decline_forward_and_accepted_handover_move_responsibility_only_on_accep
     assert not stack.crashed()
 
 
-def test_a_coordinator_override_wins_until_lifted(mesh):
+def test_a_coordinator_override_wins_until_lifted_in_whatever_order_the_topics_are_read(mesh):
+    # Overrides and referral events travel on two topics, so the worker may read them in either
+    # order: everything is sent at once, and the outcome must not depend on the interleaving.
     case = new_case()
     mesh.referral(case, "ReferralRequested", version=1, asked_in="GM0599", facts=common_pb2.BindingFacts(),
                   sender="central-rotterdam", receiver="care-rotterdam", holder="central-rotterdam")
-    assert summary(mesh.wait_assignments(case, 1)[0])[1] == ROTTERDAM
-    # Overrides and referral events travel on different topics, so the worker may read them in
-    # either order; each step waits for the decision before the next event is sent.
     mesh.override(case, region=UTRECHT, reason_code="dispute_settled")
-    mesh.wait_assignments(case, 2)
     mesh.referral(case, "ReferralDeclined", version=2, asked_in="GM0599", facts=common_pb2.BindingFacts(),
                   sender="central-rotterdam", receiver="care-rotterdam", holder="central-rotterdam",
                   decline_reason=common_pb2.NO_CAPACITY)
-    mesh.wait_assignments(case, 3)
     mesh.override(case, lift=True, reason_code="dispute_closed")
+
     found = mesh.wait_assignments(case, 4)
-    assert [summary(a)[:3] for a in found] == [
-        ("ReferralRequested", ROTTERDAM, "bound_nowhere"),
-        ("CoordinatorOverride", UTRECHT, "coordinator_override"),
-        ("ReferralDeclined", UTRECHT, "coordinator_override"),
-        ("CoordinatorOverrideLifted", ROTTERDAM, "override_lifted"),
-    ]
-    assert found[1].assignment.reason_code == "dispute_settled"
-    assert found[1].assignment.previous_region == ROTTERDAM
-    assert found[3].assignment.previous_region == UTRECHT
+
+    assert sorted(a.assignment.trigger for a in found) == [
+        "CoordinatorOverride", "CoordinatorOverrideLifted", "ReferralDeclined", "ReferralRequested"]
+    [overridden] = [a.assignment for a in found if a.assignment.trigger == "CoordinatorOverride"]
+    assert (overridden.responsible_region, overridden.rule, overridden.reason_code) == (
+        UTRECHT, "coordinator_override", "dispute_settled")
+    [lifted] = [a.assignment for a in found if a.assignment.trigger == "CoordinatorOverrideLifted"]
+    assert lifted.previous_region == UTRECHT
+    assert found[-1].assignment.responsible_region == ROTTERDAM  # help was asked there; the override is gone
 
 
 @pytest.mark.parametrize("produce, reason_part", [

@@ -79,6 +79,28 @@ def test_override_and_lift():
         ("GM0344", "coordinator_override"), ("GM0014", "override_lifted")]
 
 
+def _interleavings(first: list, second: list):
+    """Every merge of two streams that keeps each stream's own order."""
+    if not first or not second:
+        yield first + second
+        return
+    for rest in _interleavings(first[1:], second):
+        yield [first[0], *rest]
+    for rest in _interleavings(first, second[1:]):
+        yield [second[0], *rest]
+
+
+def test_override_and_referral_events_give_one_outcome_in_any_interleaving():
+    referral_events = [referral("ReferralRequested", 1), referral("ReferralDeclined", 2, decline_reason=2)]
+    overrides = [override(region="GM0344", reason_code="dispute_settled"), override(lift=True, reason_code="closed")]
+    outcomes = set()
+    for order in _interleavings(referral_events, overrides):
+        record, out = run(order)
+        outcomes.add((str(record["state"]), out[-1][1]))
+    assert outcomes == {(str({"base_region": "GM0363", "override": None, "proposed": "GM0014",
+                              "provisional": False}), "GM0363")}
+
+
 @pytest.mark.parametrize("envelope, field", [
     (override(region="GM0344"), "override.reason_code"),
     (override(region="GM9999", reason_code="x"), "override.region"),
