@@ -205,7 +205,7 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
             consent_organisations=tuple(request.consent.organisations),
             consent_purpose=request.consent.purpose.upper(),
             consent_valid_until=valid_until,
-            consent_recorded_at=(request.consent.recorded_at.ToDatetime(tzinfo=timezone.utc)
+            consent_recorded_at=(request.consent.recorded_at.ToDatetime(tzinfo=UTC)
                                  if request.consent.HasField("recorded_at") else None),
             contact=request.contact if request.HasField("contact") else None,
             fingerprint_source=_without_key(request),

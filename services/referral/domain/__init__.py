@@ -47,9 +47,10 @@ __all__ = [
     "ALL_EVENT_TYPES", "Action", "Agency", "AgencyKind", "CancelReason", "Consent",
     "ConsentMissing", "DeclineReason", "Directory", "DirectoryError", "DomainError",
     "DomainEvent", "EVENT_TYPES", "FACTS_CHANGED_EVENT", "IllegalTransition", "InvalidCommand", "InvalidReferral",
-    "check_fresh_consent", "last_withdrawal", "NEED_DOMAINS", "NeedDomain", "NotPermitted", "OPEN_STATUSES", "Outcome", "Purpose",
+    "NEED_DOMAINS", "NeedDomain", "NotPermitted", "OPEN_STATUSES", "Outcome", "Purpose",
     "REQUESTED_EVENT", "ROLE_ACTIONS", "Referral", "Role", "SUCCESS_OUTCOMES", "SYSTEM_ACTOR",
     "StaleVersion", "Status", "StatusChange", "TERMINAL_STATUSES", "TRANSITIONS", "Urgency",
-    "allowed_actions", "apply", "can_read", "change_facts", "check_invariants", "load_directory",
+    "allowed_actions", "apply", "can_read", "change_facts", "check_fresh_consent", "check_invariants",
+    "last_withdrawal", "load_directory",
     "open_referral", "parse_directory", "referral_from_dict", "referral_to_dict", "role_of",
 ]

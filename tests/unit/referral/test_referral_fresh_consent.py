@@ -1,14 +1,14 @@
 """After the client withdrew consent, only consent recorded later opens a referral of the case."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.referral.domain import ConsentMissing, check_fresh_consent, last_withdrawal
 from services.referral.domain.errors import InvalidReferral
 
-NOW = datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 WITHDRAWN = NOW - timedelta(days=2)
 
 
@@ -27,7 +27,7 @@ def test_consent_recorded_after_the_withdrawal_opens_the_case_again():
 
 
 def test_consent_recorded_in_the_future_is_refused_as_invalid():
-    with pytest.raises(InvalidReferral, match="consent.recorded_at"):
+    with pytest.raises(InvalidReferral, match=r"consent\.recorded_at"):
         check_fresh_consent(None, NOW + timedelta(hours=1), NOW)
 
 
