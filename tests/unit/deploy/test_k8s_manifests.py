@@ -7,6 +7,7 @@ services' own declarations.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,41 @@ def test_the_image_holds_every_package_the_project_installs():
     # referralmesh is generated from proto/ inside the build stage.
     assert packages - {"referralmesh"} <= copied
     assert "proto" in copied
+
+
+def workload_environment(service: str, files: Path) -> dict[str, str]:
+    """The service container's environment, with every mounted file made under `files`."""
+    (workload,) = [
+        doc
+        for doc in workloads()
+        if doc["kind"] in ("Deployment", "StatefulSet") and doc["metadata"]["name"] == service
+    ]
+    (container,) = [c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == service]
+    environment = dict(mesh_config())
+    environment.update({env["name"]: env.get("value", "secret") for env in container.get("env", [])})
+    for name, value in environment.items():
+        if value.startswith(("/etc/mesh/", "/run/mesh/")):
+            path = files / value.lstrip("/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("present\n")
+            environment[name] = str(path)
+    environment["MESH_STATE_DIR"] = str(files / "state")
+    return environment
+
+
+@pytest.mark.parametrize("service", ["referral", "region", "notify"])
+def test_each_service_passes_its_production_start_checks_with_the_manifests(service, tmp_path, monkeypatch):
+    from meshkernel.safety import check_start
+    from services.notify.adapters.dashboard import web_tls_problem
+
+    for name in list(os.environ):
+        if name.startswith(("MESH_", "KAFKA_")) or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+    for name, value in workload_environment(service, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    config = MeshSettings()
+    assert config.mode == "production"
+    # notify's key-encryption-key check reads the key itself; the mount is in the manifest.
+    check_start(config, service, service_needs=(web_tls_problem,) if service == "notify" else ())
+    if service == "notify":
+        assert str(config.notify_kek_path).endswith("/run/mesh/kek/kek")
