@@ -149,7 +149,8 @@ MERGED = sorted(code for code, gone in SHIPPED.abolished.items() if not gone.spl
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(MERGED), st.sampled_from(["grew_up_in", "family_in"])), min_size=1, max_size=4),
+@given(st.lists(st.tuples(st.sampled_from(MERGED), st.sampled_from(["grew_up_in", "family_in"])),
+                min_size=1, max_size=4),
        st.sampled_from(CENTRALS))
 def test_abolished_codes_decide_exactly_as_their_successors(named, asked_in):
     """Property: replacing every merged code by its successor changes nothing but the note."""
