@@ -33,8 +33,8 @@ $(GENERATED): $(PROTOS) pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $$(grep -oE '"(grpcio-tools|mypy-protobuf)==[^"]*"' pyproject.toml | tr -d '"')
 	rm -rf generated && mkdir -p generated/referralmesh/v1
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=generated --grpc_python_out=generated \
-		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=generated \
-		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=generated $(PROTOS)
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=quiet:generated \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=quiet:generated $(PROTOS)
 	touch generated/referralmesh/__init__.py generated/referralmesh/v1/__init__.py $@
 
 $(INSTALLED): pyproject.toml $(GENERATED)
