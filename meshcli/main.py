@@ -114,12 +114,12 @@ def _referral_command(options) -> int:
             fields: dict[str, Any] = {}
             if options.referral_command == "decline":
                 name = options.reason.upper()
-                fields["reason"] = common_pb2.DeclineReason.Value(
-                    name if name in common_pb2.DeclineReason.keys() else f"DECLINE_{name}")  # noqa: SIM118 - protobuf enums have no `in`
+                known = name in common_pb2.DeclineReason.keys()  # noqa: SIM118 - protobuf enums have no `in`
+                fields["reason"] = common_pb2.DeclineReason.Value(name if known else f"DECLINE_{name}")
             if options.referral_command in ("complete", "fail"):
                 name = options.outcome.upper()
-                fields["outcome"] = common_pb2.Outcome.Value(
-                    name if name in common_pb2.Outcome.keys() else f"OUTCOME_{name}")  # noqa: SIM118 - protobuf enums have no `in`
+                known = name in common_pb2.Outcome.keys()  # noqa: SIM118 - protobuf enums have no `in`
+                fields["outcome"] = common_pb2.Outcome.Value(name if known else f"OUTCOME_{name}")
             if options.referral_command == "forward":
                 fields["next_receiver"] = options.next_receiver
             result = client.transition(
