@@ -6,10 +6,14 @@ from pathlib import Path
 
 import grpc
 
+from meshkernel.callers import DEV_AGENCY_HEADER, DEV_COORDINATOR_HEADER
+from meshkernel.tls import ClientIdentity, client_identity_from, open_channel
 from referralmesh.v1 import common_pb2
 from referralmesh.v1 import referral_service_pb2 as api
 from referralmesh.v1 import referral_service_pb2_grpc as api_grpc
-from services.referral.adapters.identity import DEV_AGENCY_HEADER
+
+# Every call has a deadline: a service that does not answer must not hang an agency's system.
+CALL_TIMEOUT = 10.0
 
 
 class ReferralClient:
@@ -25,12 +29,7 @@ class ReferralClient:
         if cert or key:
             if not (cert and key and ca):
                 raise ValueError("mutual TLS needs a client certificate, its key and the CA certificate")
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=Path(ca).read_bytes(),
-                private_key=Path(key).read_bytes(),
-                certificate_chain=Path(cert).read_bytes(),
-            )
-            self.channel = grpc.secure_channel(address, credentials)
+            self.channel = open_channel(address, ClientIdentity(Path(cert), Path(key), Path(ca)))
             self.metadata: tuple = ()
         else:
             if not agency:
@@ -46,12 +45,9 @@ class ReferralClient:
         MESH_TLS_AGENCY_DIR (<agency>.crt/.key), else MESH_TLS_CLIENT_CERT/KEY, else the
         development header. The CA is MESH_TLS_CA."""
         address = address or config.referral_grpc_address
-        if config.tls_agency_dir:
-            folder = Path(config.tls_agency_dir)
-            return cls(address, agency, cert=folder / f"{agency}.crt", key=folder / f"{agency}.key",
-                       ca=config.tls_ca)
-        if config.tls_client_cert:
-            return cls(address, agency, cert=config.tls_client_cert, key=config.tls_client_key, ca=config.tls_ca)
+        identity = client_identity_from(config, agency=agency)
+        if identity is not None:
+            return cls(address, agency, cert=identity.cert, key=identity.key, ca=identity.ca)
         return cls(address, agency)
 
     def close(self) -> None:
@@ -61,11 +57,11 @@ class ReferralClient:
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
 
     def create(self, request: api.CreateReferralRequest) -> api.Referral:
-        return self.stub.CreateReferral(request, metadata=self.metadata, timeout=10)
+        return self.stub.CreateReferral(request, metadata=self.metadata, timeout=CALL_TIMEOUT)
 
     def get(self, referral_id: str) -> api.Referral:
         return self.stub.GetReferral(
-            api.GetReferralRequest(referral_id=referral_id), metadata=self.metadata, timeout=10
+            api.GetReferralRequest(referral_id=referral_id), metadata=self.metadata, timeout=CALL_TIMEOUT
         )
 
     def transition(self, method: str, referral_id: str, expected_version: int, **fields) -> api.Referral:
@@ -76,11 +72,11 @@ class ReferralClient:
         request = request_types.get(method, api.TransitionRequest)(
             referral_id=referral_id, expected_version=expected_version, **fields
         )
-        return getattr(self.stub, method)(request, metadata=self.metadata, timeout=10)
+        return getattr(self.stub, method)(request, metadata=self.metadata, timeout=CALL_TIMEOUT)
 
     def update_facts(self, referral_id: str, expected_version: int, facts: common_pb2.BindingFacts) -> api.Referral:
         request = api.UpdateBindingFactsRequest(referral_id=referral_id, expected_version=expected_version, facts=facts)
-        return self.stub.UpdateBindingFacts(request, metadata=self.metadata, timeout=10)
+        return self.stub.UpdateBindingFacts(request, metadata=self.metadata, timeout=CALL_TIMEOUT)
 
 
 def consent_for(*organisations: str, days: int = 90, recorded_at: datetime | None = None) -> common_pb2.Consent:
@@ -92,19 +88,29 @@ def consent_for(*organisations: str, days: int = 90, recorded_at: datetime | Non
 
 
 class NotifyClient:
-    """The notify service's gRPC API: seal a client's contact, watch and acknowledge alerts."""
+    """The notify service's gRPC API: seal a client's contact, watch and acknowledge alerts.
 
-    def __init__(self, address: str, *, agency: str | None = None, coordinator: str | None = None):
+    With `identity` (a client certificate) the service knows the caller from it; without, the
+    development headers name the agency or coordinator (honoured in MESH_MODE=local only).
+    """
+
+    def __init__(self, address: str, *, agency: str | None = None, coordinator: str | None = None,
+                 identity: ClientIdentity | None = None):
         from referralmesh.v1 import notify_service_pb2_grpc
 
-        self.channel = grpc.insecure_channel(address)
+        self.channel = open_channel(address, identity)
         self.stub = notify_service_pb2_grpc.NotifyServiceStub(self.channel)
         metadata = []
-        if agency:
+        if identity is None and agency:
             metadata.append((DEV_AGENCY_HEADER, agency))
-        if coordinator:
-            metadata.append(("x-mesh-coordinator", coordinator))
+        if identity is None and coordinator:
+            metadata.append((DEV_COORDINATOR_HEADER, coordinator))
         self.metadata = tuple(metadata)
+
+    @classmethod
+    def for_agency(cls, config, agency: str, address: str | None = None) -> "NotifyClient":
+        return cls(address or config.notify_grpc_address, agency=agency,
+                   identity=client_identity_from(config, agency=agency))
 
     def close(self) -> None:
         self.channel.close()
@@ -117,10 +123,10 @@ class NotifyClient:
 
         request = notify_api.SealContactRequest(
             case_id=case_id, channel=notify_api.ContactChannel.Value(channel), address=address)
-        return self.stub.SealContact(request, metadata=self.metadata, timeout=10)
+        return self.stub.SealContact(request, metadata=self.metadata, timeout=CALL_TIMEOUT)
 
     def acknowledge(self, escalation_id: str):
         from referralmesh.v1 import notify_service_pb2 as notify_api
 
         return self.stub.AcknowledgeAlert(
-            notify_api.AcknowledgeAlertRequest(escalation_id=escalation_id), metadata=self.metadata, timeout=10)
+            notify_api.AcknowledgeAlertRequest(escalation_id=escalation_id), metadata=self.metadata, timeout=CALL_TIMEOUT)

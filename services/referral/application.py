@@ -45,6 +45,7 @@ from services.referral.domain import (
     referral_to_dict,
 )
 from services.referral.domain.binding import FactPeriod, check_binding_facts
+from services.referral.domain.case_binding import check_may_refer_on_case
 from services.referral.domain.consent import check_fresh_consent, last_withdrawal
 from services.referral.domain.errors import InvalidCommand, InvalidReferral
 
@@ -181,6 +182,7 @@ class ReferralUseCases:
     def create(self, caller: Caller, command: NewReferral) -> Referral:
         if not command.request_key:
             raise InvalidReferral("request_key", "a request key is required for safe retries")
+        self._check_case_binding(caller, command.case_id)
         receiver = command.receiver_agency or self._match_receiver(command)
         now = self.clock()
         consent = Consent(
@@ -228,6 +230,18 @@ class ReferralUseCases:
     def _consent_withdrawn_at(self, case_id: str) -> datetime | None:
         return last_withdrawal(referral_from_dict(document).consent.withdrawn_at
                                for document in self.store.of_case(case_id))
+
+    def _check_case_binding(self, caller: Caller, case_id: str) -> None:
+        """Another referral on an existing case only from a current party (domain/case_binding.py)."""
+        try:
+            check_may_refer_on_case(caller.agency_id, case_id,
+                                    [referral_from_dict(document) for document in self.store.of_case(case_id)])
+        except NotPermitted:
+            self.store.record_access(AccessEntry(
+                action="referral.create", organisation=caller.agency_id, user=caller.user,
+                on_behalf_of=caller.on_behalf_of, purpose=caller.purpose, outcome="denied", case_id=case_id,
+            ))
+            raise
 
     def _match_receiver(self, command: NewReferral) -> str:
         found = self._search(

@@ -1,36 +1,46 @@
 """NotifyService over gRPC: the alert stream, acknowledge, and sealing/erasing contact details.
 
-Development identities (MESH_MODE=local without TLS only, like the referral service's header):
-`x-mesh-coordinator: <username>` names the acting coordinator for AcknowledgeAlert; the
-coordinator's scope applies. `x-mesh-dev-agency: <agency id>` names the calling agency for the
-access log of SealContact/EraseClient. Otherwise these headers are ignored.
+Who calls comes from the verified client certificate (meshkernel/callers.py): a coordinator
+(with a region or national scope), an agency, or a mesh service. In MESH_MODE=local without
+TLS only, development headers name the caller (`x-mesh-coordinator`, whose scope comes from the
+coordinator accounts; `x-mesh-dev-agency`). What each may do is decided by the pure policy in
+services/notify/domain/authorisation.py; every refusal and every erasure is access-logged.
+
+Limits: at most `notify_watch_streams_per_caller` open alert streams per caller, each ended
+after `notify_watch_stream_seconds` (the client resumes from its last cursor).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import grpc
 from google.protobuf import timestamp_pb2
 
+from meshkernel.callers import NoIdentity, principal_of
+from meshkernel.config import MeshSettings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
-from meshkernel.tls import ServerTls, server_credentials
+from meshkernel.grpc_server import bind, new_server
+from meshkernel.principal import Denied, Principal
+from meshkernel.tls import ROLES, PeerVerifier, ServerTls
 from referralmesh.v1 import events_pb2, notify_service_pb2_grpc
 from referralmesh.v1 import notify_service_pb2 as api
 from services.notify.adapters.keystore import KeyStore
 from services.notify.adapters.store import NotifyStore, StoredAlert
 from services.notify.application import AlertDesk
 from services.notify.domain import alerts as domain
-from services.notify.domain.alerts import AlertError, Coordinator
+from services.notify.domain import authorisation as policy
+from services.notify.domain.alerts import AlertError
 from services.notify.domain.contact import Contact, InvalidContact
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["NotifyService"].full_name
-COORDINATOR_HEADER = "x-mesh-coordinator"
-AGENCY_HEADER = "x-mesh-dev-agency"
 POLL_SECONDS = 1.0
+MAX_MESSAGE_BYTES = 64 * 1024
 CHANNELS = {api.SMS: "sms", api.EMAIL: "email"}
 
 
@@ -65,22 +75,56 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
     # Tells the region service to forget the case (set by the worker; None in bare API tests).
     announce_erasure: ErasureAnnouncer | None = None
 
-    def __init__(self, desk: AlertDesk, store: NotifyStore, keys: KeyStore, *, development_identities: bool):
+    def __init__(self, desk: AlertDesk, store: NotifyStore, keys: KeyStore, *, development_identities: bool,
+                 streams_per_caller: int = 4, stream_seconds: float = 3600.0):
         self.desk = desk
         self.store = store
         self.keys = keys
         self.development_identities = development_identities
+        self.streams_per_caller = streams_per_caller
+        self.stream_seconds = stream_seconds
+        self.open_streams: Counter[str] = Counter()
 
-    def _metadata(self, context) -> dict[str, str]:
-        if not self.development_identities:
-            return {}
-        return dict(context.invocation_metadata() or ())
+    def _coordinator_scope(self, username: str) -> str | None:
+        row = self.store.coordinator(username)
+        return row["scope"] if row else None
+
+    async def _principal(self, context) -> Principal:
+        try:
+            return principal_of(context, development_identities=self.development_identities,
+                                coordinator_scope=self._coordinator_scope)
+        except NoIdentity as problem:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(problem))
+            raise  # abort raises; this line is for the type checker
+
+    async def _refuse(self, context, who: Principal, action: str, case_id: str, problem: Denied) -> None:
+        self.store.log_access(actor=who.name, action=action, case_id=case_id, why="authorisation",
+                              channel="grpc", organisation=who.name if who.is_agency else (who.scope or who.role),
+                              result="refused:not_allowed")
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(problem))
 
     async def WatchAlerts(self, request, context):
-        regions = {code for code in request.regions if code}
+        who = await self._principal(context)
+        requested = {code for code in request.regions if code}
+        try:
+            regions = policy.watch_regions(who, requested)
+        except Denied as problem:
+            await self._refuse(context, who, "WATCH_ALERTS", "*", problem)
+        if self.open_streams[str(who)] >= self.streams_per_caller:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"at most {self.streams_per_caller} open alert streams per caller")
+        self.open_streams[str(who)] += 1
+        try:
+            async for alert in self._alerts(request, context, who, regions or set()):
+                yield alert
+        finally:
+            self.open_streams[str(who)] -= 1
+
+    async def _alerts(self, request, context, who: Principal, regions: set[str]):
         levels = {events_pb2.EscalationLevel.Name(level) for level in request.levels if level}
-        caller = self._metadata(context).get(COORDINATOR_HEADER) or self._metadata(context).get(AGENCY_HEADER) or "-"
-        self.store.log_access(actor=caller, action="WATCH_ALERTS", case_id="*", why="coordination", channel="grpc")
+        self.store.log_access(actor=who.name, action="WATCH_ALERTS", case_id="*", why="coordination", channel="grpc",
+                              organisation=who.scope or "")
+        ends_at = time.monotonic() + self.stream_seconds
         if request.cursor:
             try:
                 cursor = int(request.cursor)
@@ -92,7 +136,7 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
             for stored in sorted(self.store.alerts(), key=lambda s: s.alert.fired_at):
                 if domain.matches(stored.alert, regions, levels):
                     yield alert_message(stored, cursor)
-        while True:
+        while time.monotonic() < ends_at:
             changed = self.desk.changed
             batch = self.store.changes_after(cursor)
             for stored in batch:
@@ -101,17 +145,18 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
                     yield alert_message(stored, stored.seq)
             if not batch:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), POLL_SECONDS)
+                    await asyncio.wait_for(changed.wait(), min(POLL_SECONDS, max(0.0, ends_at - time.monotonic())))
+        # The stream's lifetime is over; the client resumes with its last cursor.
 
     async def AcknowledgeAlert(self, request, context):
-        username = self._metadata(context).get(COORDINATOR_HEADER, "")
-        row = self.store.coordinator(username) if username else None
-        if row is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{COORDINATOR_HEADER}: unknown coordinator")
-        assert row is not None  # abort raises
-        who = Coordinator(row["username"], row["scope"], row["display_name"])
+        who = await self._principal(context)
         try:
-            await self.desk.act(who, request.escalation_id, "acknowledge", channel="grpc")
+            coordinator = policy.acting_coordinator(who)
+        except Denied as problem:
+            stored = self.store.get_alert(request.escalation_id)
+            await self._refuse(context, who, "ACKNOWLEDGE", stored.alert.case_id if stored else "unknown", problem)
+        try:
+            await self.desk.act(coordinator, request.escalation_id, "acknowledge", channel="grpc")
         except domain.OutOfScope as problem:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(problem))
         except AlertError as problem:
@@ -122,31 +167,40 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
         return alert_message(stored, self.store.last_cursor())
 
     async def SealContact(self, request, context):
-        agency = self._metadata(context).get(AGENCY_HEADER, "-")
+        who = await self._principal(context)
         if not request.case_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id: required")
+        try:
+            policy.may_seal_contact(who, self.store.case_parties(request.case_id))
+        except Denied as problem:
+            await self._refuse(context, who, "SEAL_CONTACT", request.case_id, problem)
         if request.channel not in CHANNELS:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "channel: SMS or EMAIL")
         try:
             contact = Contact(CHANNELS[request.channel], request.address)
         except InvalidContact as problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"address: {problem}")
+        self.store.record_sealer(request.case_id, who.name)
         sealed = await asyncio.to_thread(self.keys.seal, request.case_id, contact)
-        self.store.log_access(actor=agency, action="SEAL_CONTACT", case_id=request.case_id, why="client_messages",
-                              channel="grpc", organisation=agency)
+        self.store.log_access(actor=who.name, action="SEAL_CONTACT", case_id=request.case_id, why="client_messages",
+                              channel="grpc", organisation=who.name)
         return sealed
 
     async def EraseClient(self, request, context):
-        agency = self._metadata(context).get(AGENCY_HEADER, "-")
+        who = await self._principal(context)
         if not request.case_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id: required")
+        try:
+            policy.may_erase_client(who, self.store.case_parties(request.case_id))
+        except Denied as problem:
+            await self._refuse(context, who, "ERASE_CLIENT", request.case_id, problem)
         destroyed = await asyncio.to_thread(erase_client, self.keys, self.store, request.case_id)
         if self.announce_erasure is not None:
             # Every time, not only when a key existed: the region service may hold the case anyway.
             # A failure here fails the call, so the agency asks again (erasure is idempotent).
-            await self.announce_erasure(request.case_id, agency)
-        self.store.log_access(actor=agency, action="ERASE_CLIENT", case_id=request.case_id, why="erasure_request",
-                              channel="grpc", organisation=agency)
+            await self.announce_erasure(request.case_id, who.name)
+        self.store.log_access(actor=who.name, action="ERASE_CLIENT", case_id=request.case_id, why="erasure_request",
+                              channel="grpc", organisation=who.name)
         return api.EraseClientResponse(key_destroyed=destroyed)
 
 
@@ -157,14 +211,12 @@ def erase_client(keys: KeyStore, store: NotifyStore, case_id: str) -> bool:
     return destroyed
 
 
-def build_server(servicer: NotifyApi, address: str, tls: ServerTls | None = None):
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024)])
+def build_server(servicer: NotifyApi, config: MeshSettings, tls: ServerTls | None = None,
+                 verifier: PeerVerifier | None = None):
+    server = new_server(config, max_receive_bytes=MAX_MESSAGE_BYTES, verifier=verifier, roles=ROLES)
     notify_service_pb2_grpc.add_NotifyServiceServicer_to_server(servicer, server)
     health_servicer = add_health_and_reflection(server, SERVICE_NAME)
-    if tls is not None:
-        server.add_secure_port(address, server_credentials(tls))
-    else:
-        server.add_insecure_port(address)
+    bind(server, config.notify_grpc_address, tls)
     return server, health_servicer
 
 

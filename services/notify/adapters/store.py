@@ -101,6 +101,13 @@ cases = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# The agency that sealed a case's contact before the mesh knew the case: a party to it.
+case_sealers = Table(
+    "case_sealers", metadata,
+    Column("case_id", String(128), primary_key=True),
+    Column("agency_id", String(80), nullable=False),
+)
+
 deliveries = Table(
     "deliveries", metadata,
     Column("notification_id", String(64), primary_key=True),
@@ -344,6 +351,23 @@ class NotifyStore:
             return [dict(row) for row in connection.execute(query).mappings()]
 
     # --- cases --------------------------------------------------------------------------
+    def case_parties(self, case_id: str) -> frozenset[str]:
+        """The agencies party to a case as far as notify knows: sender, receiver, the sealing agency."""
+        with self.engine.connect() as connection:
+            known = connection.execute(select(cases.c.sender, cases.c.receiver)
+                                       .where(cases.c.case_id == case_id)).first()
+            sealer = connection.execute(select(case_sealers.c.agency_id)
+                                        .where(case_sealers.c.case_id == case_id)).scalar()
+        return frozenset(agency for agency in (*(known or ()), sealer) if agency)
+
+    def record_sealer(self, case_id: str, agency_id: str) -> None:
+        """The first agency to seal a contact for a case; later seals change nothing."""
+        with self._lock, self.engine.begin() as connection:
+            present = connection.execute(select(case_sealers.c.agency_id)
+                                         .where(case_sealers.c.case_id == case_id)).scalar()
+            if present is None:
+                connection.execute(insert(case_sealers).values(case_id=case_id, agency_id=agency_id))
+
     def case(self, case_id: str) -> CaseInfo | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(cases).where(cases.c.case_id == case_id)).mappings().first()

@@ -30,7 +30,8 @@ from meshkernel import tracing
 from meshkernel.config import MeshSettings
 from meshkernel.retention import run_periodically
 from meshkernel.streams import DeadLetters, decoded_events, make_app, observe_consumer_lag, topic
-from meshkernel.tls import server_tls_from
+from meshkernel.tls import make_verifier, server_tls_from
+from referencedata.agencies import load_directory
 from referralmesh.v1 import events_pb2
 from services.notify.adapters import passwords
 from services.notify.adapters.channels import ChannelRouter, OutboxChannel
@@ -266,9 +267,13 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             self.runner = await start_http(dashboard.app(), web_host, config.notify_web_port, web_tls)
             address = f"{'https' if web_tls else 'http'}://{web_host}:{config.notify_web_port}/"
             log.info("notify dashboard listening", extra={"address": address})
-            servicer = NotifyApi(desk, store, keys, development_identities=config.development_identities)
+            servicer = NotifyApi(desk, store, keys, development_identities=config.development_identities,
+                                 streams_per_caller=config.notify_watch_streams_per_caller,
+                                 stream_seconds=config.notify_watch_stream_seconds)
             servicer.announce_erasure = send_erasure
-            self.grpc_server, self.health = build_server(servicer, config.notify_grpc_address, server_tls_from(config))
+            tls = server_tls_from(config)
+            verifier = make_verifier(tls, load_directory(config.agency_directory_path)) if tls else None
+            self.grpc_server, self.health = build_server(servicer, config, tls, verifier)
             await self.grpc_server.start()
             await serving(self.health)
             log.info("notify gRPC listening", extra={"address": config.notify_grpc_address})

@@ -20,9 +20,9 @@ from typing import cast
 import grpc
 
 from meshkernel import tls
+from meshkernel.callers import DEV_AGENCY_HEADER
 from services.referral.application import Caller
 
-DEV_AGENCY_HEADER = "x-mesh-dev-agency"
 USER_HEADER = "x-mesh-user"
 ON_BEHALF_HEADER = "x-mesh-on-behalf-of"
 LOOPBACK_PEERS = ("ipv4:127.", "ipv6:[::1]", "unix:")

@@ -227,12 +227,15 @@ class Assigner:
         referral_ids = set(record.get("referral_ids", []))
         if referral_id:
             referral_ids.add(referral_id)
+        # Every agency that sent or received a referral of the case (who may read its assignment).
+        parties = set(record.get("parties", [])) | {agency for agency in (sender, receiver) if agency}
         return {
             "state": state.to_dict(),
             "referral_id": referral_id or record.get("referral_id", ""),
             "referral_ids": sorted(referral_ids),
             "sender": sender if sender is not None else record.get("sender", ""),
             "receiver": receiver if receiver is not None else record.get("receiver", ""),
+            "parties": sorted(parties),
             "seen": seen,
             "history": history,
             "resolved": record.get("resolved"),

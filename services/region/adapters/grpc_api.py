@@ -19,12 +19,17 @@ from kafka.partitioner.default import murmur2
 
 from meshkernel.config import MeshSettings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
-from meshkernel.tls import ServerTls, server_credentials, server_tls_from
+from meshkernel.callers import NoIdentity, principal_of
+from meshkernel.grpc_server import bind, new_server
+from meshkernel.principal import Denied, Principal
+from meshkernel.tls import ROLES, PeerVerifier, ServerTls, make_verifier, server_tls_from
+from referencedata.agencies import load_directory
 from referralmesh.v1 import region_service_pb2 as api
 from referralmesh.v1 import region_service_pb2_grpc
 from services.region.adapters.assigning import assignment_from_entry
 from services.region.adapters.facts_mapping import assignment_from_decision, request_document
 from services.region.decide import Resolver
+from services.region.domain.authorisation import may_read_assignment
 from services.region.domain.errors import InvalidInput
 from services.region.domain.policy import ServiceRules
 from services.region.domain.rules import GrewUpRule, ResidenceRule, Rule, WorkRule
@@ -40,14 +45,24 @@ def partition_of(case_id: str, partitions: int) -> int:
 
 
 class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
-    def __init__(self, resolver: Resolver, cases, *, app: faust.App | None, source_topic: str, partitions: int):
+    def __init__(self, resolver: Resolver, cases, *, app: faust.App | None, source_topic: str, partitions: int,
+                 development_identities: bool = False):
         self.resolver = resolver
         self.cases = cases
         self.app = app
         self.source_topic = source_topic
         self.partitions = partitions
+        self.development_identities = development_identities
+
+    async def _principal(self, context) -> Principal:
+        try:
+            return principal_of(context, development_identities=self.development_identities)
+        except NoIdentity as problem:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(problem))
+            raise
 
     async def Resolve(self, request: api.ResolveRequest, context) -> api.ResolveResponse:
+        await self._principal(context)  # any authenticated caller: no case data involved
         service = request.service
         document = request_document(
             asked_in=request.asked_in,
@@ -63,6 +78,7 @@ class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
         return api.ResolveResponse(decision=assignment_from_decision(decision, service=service, trigger="Resolve"))
 
     async def GetAssignment(self, request: api.GetAssignmentRequest, context) -> api.GetAssignmentResponse:
+        who = await self._principal(context)
         case_id = request.case_id.strip()
         if not case_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id: must not be empty")
@@ -75,6 +91,14 @@ class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
         assert record is not None  # abort raises
         history = record.get("history", [])
         if not history:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"case_id: no assignment known for case {case_id}")
+        try:
+            may_read_assignment(who, parties=(record.get("sender", ""), record.get("receiver", ""),
+                                              *record.get("parties", ())),
+                                regions=(history[-1].get("region", ""), history[-1].get("handover_to", "")))
+        except Denied:
+            log.warning("assignment read refused", extra={"case_id": case_id, "caller": str(who)})
+            # The same answer as for an unknown case, so strangers learn nothing of its existence.
             await context.abort(grpc.StatusCode.NOT_FOUND, f"case_id: no assignment known for case {case_id}")
         response = api.GetAssignmentResponse(current=assignment_from_entry(history[-1], record))
         for entry in history:
@@ -100,6 +124,7 @@ class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
         return None
 
     async def ListRegions(self, request: api.ListRegionsRequest, context) -> api.ListRegionsResponse:
+        await self._principal(context)  # any authenticated caller: the published policy
         policy = self.resolver.policy
         response = api.ListRegionsResponse(policy_version=policy.version, ranking=dict(policy.ranking))
         for region in policy.regions:
@@ -140,17 +165,12 @@ def service_policy(kind: str, rules: ServiceRules) -> api.ServicePolicy:
     )
 
 
-def build_server(api_servicer: RegionApi, address: str, tls: ServerTls | None = None) -> tuple[grpc.aio.Server, object]:
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", 4 * 1024 * 1024),
-    ])
+def build_server(api_servicer: RegionApi, config: MeshSettings, tls: ServerTls | None = None,
+                 verifier: PeerVerifier | None = None) -> tuple[grpc.aio.Server, object]:
+    server = new_server(config, max_receive_bytes=MAX_MESSAGE_BYTES, verifier=verifier, roles=ROLES)
     region_service_pb2_grpc.add_RegionServiceServicer_to_server(api_servicer, server)
     health_servicer = add_health_and_reflection(server, SERVICE_NAME)
-    if tls is not None:
-        server.add_secure_port(address, server_credentials(tls))
-    else:
-        server.add_insecure_port(address)
+    bind(server, config.region_grpc_address, tls)
     return server, health_servicer
 
 
@@ -164,9 +184,11 @@ def attach_grpc_server(app: faust.App, config: MeshSettings, resolver: Resolver,
 
         async def on_start(self) -> None:
             servicer = RegionApi(resolver, cases, app=app, source_topic=incoming_topic,
-                                 partitions=config.topic_partitions)
-            self.server, self.health_servicer = build_server(servicer, config.region_grpc_address,
-                                                             server_tls_from(config))
+                                 partitions=config.topic_partitions,
+                                 development_identities=config.development_identities)
+            tls = server_tls_from(config)
+            verifier = make_verifier(tls, load_directory(config.agency_directory_path)) if tls else None
+            self.server, self.health_servicer = build_server(servicer, config, tls, verifier)
             await self.server.start()
             await mark_serving(self.health_servicer, SERVICE_NAME)
             log.info("region gRPC listening", extra={"address": config.region_grpc_address})

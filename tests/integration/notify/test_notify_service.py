@@ -37,8 +37,8 @@ pytestmark = pytest.mark.kafka
 class Stream:
     """Reads a WatchAlerts stream on a thread, so the test can produce and wait."""
 
-    def __init__(self, stub, request):
-        self.call = stub.WatchAlerts(request)
+    def __init__(self, stub, request, coordinator: str = "coord-national"):
+        self.call = stub.WatchAlerts(request, metadata=[("x-mesh-coordinator", coordinator)])
         self.alerts: list[api.Alert] = []
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
