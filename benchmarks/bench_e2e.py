@@ -31,7 +31,8 @@ from meshkernel.envelope import MalformedEvent, decode
 from meshkernel.kafka import connect_admin, prepare_kafka
 from meshkernel.topics import ASSIGNMENTS, NOTIFICATIONS, REFERRAL_EVENTS
 from referralmesh.v1 import referral_service_pb2_grpc as api_grpc
-from services.referral.adapters.identity import DEV_AGENCY_HEADER
+from meshkernel.callers import DEV_AGENCY_HEADER
+from meshkernel.tls import open_channel
 
 MAX_IN_FLIGHT = 512
 
@@ -76,7 +77,7 @@ async def drive(address: str, rate: float, seconds: float, prefix: str) -> dict[
     started: dict[str, float] = {}
     errors = 0
     in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, None, aio=True) as channel:  # a local-mode mesh
         await asyncio.wait_for(channel.channel_ready(), timeout=60)
         stub = api_grpc.ReferralServiceStub(channel)
         metadata = ((DEV_AGENCY_HEADER, SENDER),)

@@ -38,12 +38,13 @@ from sqlalchemy import func, select
 
 from meshcli.client import ReferralClient, consent_for
 from meshcli.supervisor import Stack, free_port, kafka_answers, start_kafka, wait_for
+from meshkernel.callers import DEV_AGENCY_HEADER
 from meshkernel.config import PROJECT_ROOT, MeshSettings
 from meshkernel.kafka import prepare_kafka
+from meshkernel.tls import open_channel
 from referralmesh.v1 import common_pb2
 from referralmesh.v1 import referral_service_pb2 as api
 from referralmesh.v1 import referral_service_pb2_grpc as api_grpc
-from services.referral.adapters.identity import DEV_AGENCY_HEADER
 from services.referral.adapters.storage import make_engine
 from services.referral.adapters.tables import outbox
 
@@ -88,7 +89,7 @@ def _request(sender: str, receiver: str) -> api.CreateReferralRequest:
 async def _agency(address: str, pair: tuple[str, str], stop: asyncio.Event, latencies: dict, errors: list):
     """One agency pair on its own channel: create, then walk the lifecycle, until told to stop."""
     sender_id, receiver_id = pair
-    channel = grpc.aio.insecure_channel(address)
+    channel = open_channel(address, None, aio=True)  # a local-mode mesh
     stub = api_grpc.ReferralServiceStub(channel)
     as_sender, as_receiver = ((DEV_AGENCY_HEADER, sender_id),), ((DEV_AGENCY_HEADER, receiver_id),)
     clock = time.perf_counter

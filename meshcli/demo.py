@@ -179,6 +179,19 @@ def _print_endpoints(config, tracing_url: str | None) -> None:
     say_safely(f"    metrics (Prometheus)   http://127.0.0.1:{config.referral_metrics_port}/metrics, "
           f":{config.region_metrics_port}/metrics, :{config.notify_metrics_port}/metrics")
     say_safely("")
+    say_safely(TLS_HOWTO)
+
+
+TLS_HOWTO = """  this demo runs in MESH_MODE=local: plaintext gRPC and development identities, on loopback only.
+  With mutual TLS (production mode, the default when MESH_MODE is unset):
+    mesh pki init var/pki     # local CA with intermediates: servers, agencies, coordinators, services, CRLs
+    export MESH_TLS_CERT=var/pki/server.crt MESH_TLS_KEY=var/pki/server.key \\
+           MESH_TLS_CA=var/pki/ca.crt MESH_TLS_CRL=var/pki/crl.pem
+    mesh serve referral & mesh serve region & mesh serve notify &
+    MESH_TLS_AGENCY_DIR=var/pki/agencies mesh referral --agency exit-the-hague list
+  (README.md, "Certificates and revocation"; notify also needs its key-encryption key and
+  dashboard TLS, and Kafka its credentials: README.md, "Operating it")
+"""
 
 
 class _Timeline:

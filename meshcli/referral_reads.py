@@ -7,6 +7,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
+import grpc
 from google.protobuf import json_format
 
 from referralmesh.v1 import common_pb2
@@ -26,6 +27,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
     watch = commands.add_parser("watch", help="stream every change relevant to me (Ctrl-C stops)")
     watch.add_argument("--cursor", default="", help="resume after this cursor; empty: from now on")
+    watch.add_argument("--for-seconds", type=float, default=3600.0,
+                       help="stop after this long (every call has a deadline; resume with --cursor)")
 
     agencies = commands.add_parser("agencies", help="search the agency directory")
     agencies.add_argument("--domain", default="")
@@ -63,10 +66,14 @@ def run(options, client) -> int:
             request.page_token = page.next_page_token
     if command == "watch":
         try:
-            for change in stub.WatchReferrals(api.WatchReferralsRequest(cursor=options.cursor), metadata=metadata):
+            for change in stub.WatchReferrals(api.WatchReferralsRequest(cursor=options.cursor), metadata=metadata,
+                                              timeout=options.for_seconds):
                 _print(change)
         except KeyboardInterrupt:
             pass
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
         return 0
     if command == "agencies":
         found = stub.SearchAgencies(api.SearchAgenciesRequest(

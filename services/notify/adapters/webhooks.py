@@ -54,6 +54,11 @@ def load_webhooks(path: Path | None, environ=os.environ) -> dict[str, WebhookEnd
     return endpoints
 
 
+# We need only the status of an agency's answer; at most this much of its body is read, so a
+# misbehaving endpoint cannot make the notify service buffer an endless response.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
 class WebhookSender:
     """One signed POST per call; the caller decides about retries."""
 
@@ -86,7 +91,7 @@ class WebhookSender:
         try:
             session = await self._client()
             async with session.post(endpoint.url, data=body, headers=headers, allow_redirects=False) as response:
-                await response.read()
+                await response.content.read(MAX_RESPONSE_BYTES)  # bounded; the rest is dropped with the connection
                 status = response.status
         except TimeoutError:
             return False, "timeout"

@@ -203,3 +203,30 @@ async def test_a_replay_into_an_empty_store_records_the_notification_from_the_le
     finally:
         await dispatcher.sender.close()
     assert receiver.processed[notification_id]["case_id"] == "case-9"
+
+
+async def test_an_endless_answer_is_read_only_up_to_the_bound():
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        try:
+            for _chunk in range(100_000):  # ~6 GB if anyone read it all
+                await response.write(b"x" * 65536)
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return response
+
+    app = web.Application()
+    app.router.add_post("/hook", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sender = WebhookSender(timeout=5.0)
+    try:
+        endpoint = WebhookEndpoint("exit-the-hague", f"http://127.0.0.1:{port}/hook", b"s" * 32)
+        delivered, outcome = await sender.post(endpoint, "n-1", {"id": "n-1"}, attempt=1)
+    finally:
+        await sender.close()
+        await runner.cleanup()
+    assert (delivered, outcome) == (True, "http:200")
