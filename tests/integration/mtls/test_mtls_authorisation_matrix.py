@@ -38,6 +38,7 @@ from referralmesh.v1 import (
     region_service_pb2 as region_api,
     region_service_pb2_grpc as region_grpc,
 )
+from services.notify.adapters.kek_file import LocalKeyFile
 from services.notify.adapters.store import NotifyStore
 from services.notify.paths import NotifyPaths
 from services.region.domain.policy import load_policy
@@ -121,7 +122,10 @@ def mesh(kafka_bootstrap, tmp_path_factory):
         "MESH_TLS_CA": str(pki_dir / "ca.crt"), "MESH_TLS_CRL": str(pki_dir / "crl.pem"),
         "MESH_ESCALATION_POLICY_PATH": str(DEMO_ESCALATION_POLICY),
         "MESH_REFERRAL_METRICS_PORT": "0", "MESH_REGION_METRICS_PORT": "0", "MESH_NOTIFY_METRICS_PORT": "0",
+        # Production needs of the notify service beside mutual TLS (not what this test is about).
+        "MESH_NOTIFY_KEK_PATH": str(folder / "kek.key"), "MESH_NOTIFY_WEB_TLS_PROXY": "true",
     })
+    LocalKeyFile.create(folder / "kek.key")
     config = settings_from(env)
     prepare_kafka(config, "matrix-test", give_up_after=60)
     stack = Stack(env=env, log_dir=folder / "logs")
