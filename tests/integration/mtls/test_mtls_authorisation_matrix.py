@@ -1,8 +1,11 @@
 """Who may do what, over mutual TLS with real certificates: every RPC of the three services
 against every role.
 
-One private mesh in production mode (`mesh pki init` certificates, CRLs, no development
-identities) on the shared broker. One case: exit-the-hague refers a client to shelter-utrecht,
+One private mesh with mutual TLS on every gRPC server (`mesh pki init` certificates, CRLs; with
+TLS configured no development identity is honoured, in any mode) on the shared plaintext broker:
+MESH_MODE=local only because production would also demand Kafka TLS and credentials, the
+notify key-encryption key and dashboard TLS, which are other tests' subject
+(tests/integration/kafka_acl, tests/unit/kernel/test_kernel_safety.py). One case: exit-the-hague refers a client to shelter-utrecht,
 asked in The Hague (GM0518), so GM0518 is responsible; the receiver stays silent until the
 region coordinator's alert is raised. Then every role calls every RPC.
 
@@ -38,7 +41,6 @@ from referralmesh.v1 import (
     region_service_pb2 as region_api,
     region_service_pb2_grpc as region_grpc,
 )
-from services.notify.adapters.kek_file import LocalKeyFile
 from services.notify.adapters.store import NotifyStore
 from services.notify.paths import NotifyPaths
 from services.region.domain.policy import load_policy
@@ -117,15 +119,12 @@ def mesh(kafka_bootstrap, tmp_path_factory):
     regions = tuple(region.code for region in load_policy(settings_from(env).region_policy_path).regions)
     pki.init(pki_dir, list(directory), regions=regions, log=lambda *_: None)
     env.update({
-        "MESH_MODE": "production",
+        "MESH_MODE": "local",
         "MESH_TLS_CERT": str(pki_dir / "server.crt"), "MESH_TLS_KEY": str(pki_dir / "server.key"),
         "MESH_TLS_CA": str(pki_dir / "ca.crt"), "MESH_TLS_CRL": str(pki_dir / "crl.pem"),
         "MESH_ESCALATION_POLICY_PATH": str(DEMO_ESCALATION_POLICY),
         "MESH_REFERRAL_METRICS_PORT": "0", "MESH_REGION_METRICS_PORT": "0", "MESH_NOTIFY_METRICS_PORT": "0",
-        # Production needs of the notify service beside mutual TLS (not what this test is about).
-        "MESH_NOTIFY_KEK_PATH": str(folder / "kek.key"), "MESH_NOTIFY_WEB_TLS_PROXY": "true",
     })
-    LocalKeyFile.create(folder / "kek.key")
     config = settings_from(env)
     prepare_kafka(config, "matrix-test", give_up_after=60)
     stack = Stack(env=env, log_dir=folder / "logs")
@@ -315,7 +314,7 @@ def test_mtls_matrix_a_coordinator_watching_everything_sees_only_their_scope(mes
     assert "GM0518" not in seen
 
 
-def test_mtls_matrix_a_bare_coordinator_header_means_nothing_in_production(mesh):
+def test_mtls_matrix_a_bare_coordinator_header_means_nothing_with_tls(mesh):
     stub = mesh.notify("sending agency")
     with pytest.raises(grpc.RpcError) as refused:
         stub.AcknowledgeAlert(notify_api.AcknowledgeAlertRequest(escalation_id=mesh.escalation_id),

@@ -58,7 +58,8 @@ def service(kafka_bootstrap, pki_dir, tmp_path_factory):
     state = tmp_path_factory.mktemp("referral-mtls")
     env = dict(os.environ)
     env.update({
-        "MESH_MODE": "production",
+        # Local mode for the plaintext test broker; with TLS configured the certificate decides.
+        "MESH_MODE": "local",
         "KAFKA_BOOTSTRAP": kafka_bootstrap,
         "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
         "DATABASE_URL": f"sqlite:///{state / 'referral.db'}",
