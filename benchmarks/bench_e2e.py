@@ -27,12 +27,12 @@ from kafka.admin import NewTopic
 from benchmarks.common import isolated_env, latency_summary, write_results
 from meshcli.demo import RECEIVER, SENDER, demo_request
 from meshcli.supervisor import Stack, kafka_answers, settings_from, start_kafka
+from meshkernel.callers import DEV_AGENCY_HEADER
 from meshkernel.envelope import MalformedEvent, decode
 from meshkernel.kafka import connect_admin, prepare_kafka
+from meshkernel.tls import open_channel
 from meshkernel.topics import ASSIGNMENTS, NOTIFICATIONS, REFERRAL_EVENTS
 from referralmesh.v1 import referral_service_pb2_grpc as api_grpc
-from meshkernel.callers import DEV_AGENCY_HEADER
-from meshkernel.tls import open_channel
 
 MAX_IN_FLIGHT = 512
 

@@ -108,7 +108,7 @@ class NotifyClient:
         self.metadata = tuple(metadata)
 
     @classmethod
-    def for_agency(cls, config, agency: str, address: str | None = None) -> "NotifyClient":
+    def for_agency(cls, config, agency: str, address: str | None = None) -> NotifyClient:
         return cls(address or config.notify_grpc_address, agency=agency,
                    identity=client_identity_from(config, agency=agency))
 
@@ -129,4 +129,5 @@ class NotifyClient:
         from referralmesh.v1 import notify_service_pb2 as notify_api
 
         return self.stub.AcknowledgeAlert(
-            notify_api.AcknowledgeAlertRequest(escalation_id=escalation_id), metadata=self.metadata, timeout=CALL_TIMEOUT)
+            notify_api.AcknowledgeAlertRequest(escalation_id=escalation_id), metadata=self.metadata,
+            timeout=CALL_TIMEOUT)

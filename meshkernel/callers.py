@@ -10,6 +10,7 @@ coordinator list), and a call naming nobody acts as the development system ident
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from meshkernel import tls
 from meshkernel.principal import AGENCY, COORDINATOR, SYSTEM, Principal
@@ -25,7 +26,7 @@ class NoIdentity(Exception):
     """The call carries no identity this server accepts."""
 
 
-def principal_of(context, *, development_identities: bool,
+def principal_of(context: Any, *, development_identities: bool,
                  coordinator_scope: Callable[[str], str | None] = lambda _name: None) -> Principal:
     peer = tls.current_peer.get()
     if peer is not None and peer.role:
@@ -36,7 +37,7 @@ def principal_of(context, *, development_identities: bool,
         raise NoIdentity("no verified client certificate on this call")
     if not str(context.peer()).startswith(LOOPBACK_PEERS):
         raise NoIdentity("development identities are honoured from loopback only")
-    metadata = {key: value for key, value in (context.invocation_metadata() or ())}
+    metadata = dict(context.invocation_metadata() or ())
     if metadata.get(DEV_COORDINATOR_HEADER):
         name = metadata[DEV_COORDINATOR_HEADER][:64]
         scope = metadata.get(DEV_SCOPE_HEADER) or coordinator_scope(name)

@@ -17,9 +17,9 @@ import grpc
 import mode
 from kafka.partitioner.default import murmur2
 
+from meshkernel.callers import NoIdentity, principal_of
 from meshkernel.config import MeshSettings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
-from meshkernel.callers import NoIdentity, principal_of
 from meshkernel.grpc_server import bind, new_server
 from meshkernel.principal import Denied, Principal
 from meshkernel.tls import ROLES, PeerVerifier, ServerTls, make_verifier, server_tls_from

@@ -5,8 +5,9 @@ One private mesh with mutual TLS on every gRPC server (`mesh pki init` certifica
 TLS configured no development identity is honoured, in any mode) on the shared plaintext broker:
 MESH_MODE=local only because production would also demand Kafka TLS and credentials, the
 notify key-encryption key and dashboard TLS, which are other tests' subject
-(tests/integration/kafka_acl, tests/unit/kernel/test_kernel_safety.py). One case: exit-the-hague refers a client to shelter-utrecht,
-asked in The Hague (GM0518), so GM0518 is responsible; the receiver stays silent until the
+(tests/integration/kafka_acl, tests/unit/kernel/test_kernel_safety.py). One case:
+exit-the-hague refers a client to shelter-utrecht, asked in The Hague (GM0518), so GM0518 is
+responsible; the receiver stays silent until the
 region coordinator's alert is raised. Then every role calls every RPC.
 
 "allowed" means the call got past authentication and authorisation: it succeeded, or the
@@ -34,11 +35,23 @@ from referencedata.agencies import load_directory
 from referralmesh.v1 import (
     common_pb2,
     events_pb2,
+)
+from referralmesh.v1 import (
     notify_service_pb2 as notify_api,
+)
+from referralmesh.v1 import (
     notify_service_pb2_grpc as notify_grpc,
+)
+from referralmesh.v1 import (
     referral_service_pb2 as referral_api,
+)
+from referralmesh.v1 import (
     referral_service_pb2_grpc as referral_grpc,
+)
+from referralmesh.v1 import (
     region_service_pb2 as region_api,
+)
+from referralmesh.v1 import (
     region_service_pb2_grpc as region_grpc,
 )
 from services.notify.adapters.store import NotifyStore
@@ -66,6 +79,8 @@ DENIED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, gr
 
 
 class Mesh:
+    case_id = spare_case_id = referral_id = escalation_id = ""
+
     def __init__(self, pki_dir: Path, config):
         self.pki_dir, self.config = pki_dir, config
         self.channels: dict[tuple[str, str], grpc.Channel] = {}
@@ -303,11 +318,10 @@ def test_mtls_matrix_notify_service(mesh, rpc, role):
 
 
 def test_mtls_matrix_a_coordinator_watching_everything_sees_only_their_scope(mesh):
-    seen = []
+    seen: list[str] = []
     stream = mesh.notify("other region's coordinator").WatchAlerts(notify_api.WatchAlertsRequest(), timeout=3)
     try:
-        for alert in stream:
-            seen.append(alert.responsible_region or alert.escalation.region)
+        seen.extend(alert.responsible_region or alert.escalation.region for alert in stream)
     except grpc.RpcError as error:
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert all(region == "GM0344" for region in seen)
