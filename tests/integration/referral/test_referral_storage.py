@@ -316,18 +316,19 @@ def test_withdrawing_consent_cancels_every_open_referral_of_the_case_whoever_rec
 
 
 def test_after_a_withdrawal_the_case_takes_no_referral_until_fresh_consent_is_recorded(use_cases):
+    # The case's own parties refer again (a stranger may not: services/referral/domain/case_binding.py).
     first = use_cases.create(caller(SENDER), new_referral("case-f"))
     use_cases.withdraw_consent(caller(RECEIVER), "case-f")
     withdrawn_at = use_cases.get(caller(SENDER), first.referral_id).consent.withdrawn_at
 
     with pytest.raises(ConsentMissing, match="withdrew consent"):
-        use_cases.create(caller(NEXT), new_referral("case-f", receiver=RECEIVER))
+        use_cases.create(caller(SENDER), new_referral("case-f", receiver=NEXT))
     with pytest.raises(ConsentMissing):  # consent given before the withdrawal is not fresh
-        use_cases.create(caller(NEXT), replace(new_referral("case-f", receiver=RECEIVER),
-                                               consent_recorded_at=withdrawn_at - timedelta(minutes=1)))
+        use_cases.create(caller(SENDER), replace(new_referral("case-f", receiver=NEXT),
+                                                 consent_recorded_at=withdrawn_at - timedelta(minutes=1)))
 
-    again = use_cases.create(caller(NEXT), replace(new_referral("case-f", receiver=RECEIVER),
-                                                   consent_recorded_at=withdrawn_at + timedelta(seconds=1)))
+    again = use_cases.create(caller(SENDER), replace(new_referral("case-f", receiver=NEXT),
+                                                     consent_recorded_at=withdrawn_at + timedelta(seconds=1)))
     assert again.status.value == "REQUESTED"
     assert use_cases.create(caller(SENDER), new_referral("case-other")).status.value == "REQUESTED"
 
