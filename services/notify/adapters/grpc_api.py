@@ -87,7 +87,7 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
 
     def _coordinator_scope(self, username: str) -> str | None:
         row = self.store.coordinator(username)
-        return row["scope"] if row else None
+        return row["scope"] if row and not row["disabled"] else None  # a disabled account acts nowhere
 
     async def _principal(self, context) -> Principal:
         try:
