@@ -46,7 +46,7 @@ from services.referral.domain import (
 )
 from services.referral.domain.binding import FactPeriod, check_binding_facts
 from services.referral.domain.case_binding import check_may_refer_on_case
-from services.referral.domain.consent import check_fresh_consent, last_withdrawal
+from services.referral.domain.consent import check_fresh_consent
 from services.referral.domain.errors import InvalidCommand, InvalidReferral
 
 DEFAULT_PAGE_SIZE = 50
@@ -228,8 +228,7 @@ class ReferralUseCases:
         return referral
 
     def _consent_withdrawn_at(self, case_id: str) -> datetime | None:
-        return last_withdrawal(referral_from_dict(document).consent.withdrawn_at
-                               for document in self.store.of_case(case_id))
+        return self.store.consent_withdrawn_at(case_id)
 
     def _check_case_binding(self, caller: Caller, case_id: str) -> None:
         """Another referral on an existing case only from a current party (domain/case_binding.py)."""
@@ -389,6 +388,9 @@ class ReferralUseCases:
                 ))
                 raise NotPermitted(f"{caller.agency_id} is not a party to case {case_id}", party=False)
             now = self.clock()
+            # Recorded first, so even a case with no open referral takes no new one until fresh
+            # consent; should the closing below fail, a retry of the withdrawal finishes it.
+            self.store.record_consent_withdrawal(case_id, now)
             changes, cancelled = [], []
             for current in stored:
                 if current.status not in OPEN_STATUSES:

@@ -40,6 +40,7 @@ from meshkernel.sqlite import sqlite_engine
 from services.referral.adapters.tables import (
     access_log,
     access_log_purge_horizon,
+    consent_withdrawals,
     outbox,
     outbox_parties,
     referrals,
@@ -238,6 +239,31 @@ class ReferralStore:
             for change in changes:
                 self._append_access(connection, change[3])
             self._append_events(connection, [outgoing for change in changes for outgoing in change[2]])
+
+    def record_consent_withdrawal(self, case_id: str, at: datetime) -> None:
+        """Remember the client's latest withdrawal for the case (an earlier one never wins)."""
+        with self._writing() as connection:
+            updated = connection.execute(
+                update(consent_withdrawals)
+                .where(consent_withdrawals.c.case_id == case_id, consent_withdrawals.c.withdrawn_at < at)
+                .values(withdrawn_at=at)
+            ).rowcount
+            if updated:
+                return
+            exists = connection.execute(
+                select(consent_withdrawals.c.case_id).where(consent_withdrawals.c.case_id == case_id)
+            ).first()
+            if exists is None:
+                connection.execute(insert(consent_withdrawals).values(case_id=case_id, withdrawn_at=at))
+
+    def consent_withdrawn_at(self, case_id: str) -> datetime | None:
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(consent_withdrawals.c.withdrawn_at).where(consent_withdrawals.c.case_id == case_id)
+            ).scalar_one_or_none()
+        if found is not None and found.tzinfo is None:  # SQLite keeps no zone: stored as UTC
+            found = found.replace(tzinfo=UTC)
+        return found
 
     def record_access(self, access: AccessEntry) -> None:
         self.record_accesses([access])

@@ -104,4 +104,14 @@ access_log_purge_horizon = Table(
     Column("horizon", DateTime(timezone=True), nullable=False),
 )
 
-ALL_TABLES = (referrals, request_keys, outbox, outbox_parties, access_log, access_log_purge_horizon)
+# The latest consent withdrawal per case (0005): after it, only fresh consent opens a referral.
+consent_withdrawals = Table(
+    "consent_withdrawals",
+    metadata,
+    Column("case_id", String(128), primary_key=True),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=False),
+)
+
+ALL_TABLES = (
+    referrals, request_keys, outbox, outbox_parties, access_log, access_log_purge_horizon, consent_withdrawals,
+)

@@ -20,7 +20,7 @@ from .codes import (
     Status,
     Urgency,
 )
-from .consent import Consent, check_fresh_consent, last_withdrawal
+from .consent import Consent, check_fresh_consent
 from .errors import (
     ConsentMissing,
     DirectoryError,
@@ -51,6 +51,6 @@ __all__ = [
     "REQUESTED_EVENT", "ROLE_ACTIONS", "Referral", "Role", "SUCCESS_OUTCOMES", "SYSTEM_ACTOR",
     "StaleVersion", "Status", "StatusChange", "TERMINAL_STATUSES", "TRANSITIONS", "Urgency",
     "allowed_actions", "apply", "can_read", "change_facts", "check_fresh_consent", "check_invariants",
-    "last_withdrawal", "load_directory",
+    "load_directory",
     "open_referral", "parse_directory", "referral_from_dict", "referral_to_dict", "role_of",
 ]

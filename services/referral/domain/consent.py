@@ -11,7 +11,6 @@ arrives whose consent was recorded after the withdrawal (``check_fresh_consent``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -67,11 +66,6 @@ class Consent:
 
     def withdrawn(self, at: datetime) -> Consent:
         return Consent(self.organisations, self.purpose, self.valid_until, at)
-
-
-def last_withdrawal(withdrawals: Iterable[datetime | None]) -> datetime | None:
-    """The latest withdrawal among a case's referrals, if the client ever withdrew consent."""
-    return max((at for at in withdrawals if at is not None), default=None)
 
 
 def check_fresh_consent(withdrawn_at: datetime | None, recorded_at: datetime | None, now: datetime) -> None:

@@ -14,7 +14,7 @@ from meshcli.supervisor import KAFKA_SCRIPT, free_port, private_mesh_env
 from meshkernel.config import PROJECT_ROOT
 
 RUN_MARKER = "MESH_LIFECYCLE_TEST_RUN"
-KAFKA_CACHE = Path(os.environ.get("MESH_CACHE_DIR", PROJECT_ROOT / ".cache")) / "kafka"
+ZIPKIN_CACHE = Path(os.environ.get("MESH_CACHE_DIR", PROJECT_ROOT / ".cache")) / "zipkin"
 
 
 def tagged_env(state_dir: Path, kafka_bootstrap: str | None) -> dict[str, str]:
@@ -31,20 +31,22 @@ def with_private_infrastructure(env: dict[str, str], *, zipkin: bool) -> dict[st
     env = dict(env)
     env.pop("KAFKA_BOOTSTRAP", None)
     env.update({"KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()),
-                "ZIPKIN_PORT": str(free_port())})
+                "ZIPKIN_PORT": str(free_port()),
+                # The broker's data and pid file stay in the test's folder, not in .cache.
+                "KAFKA_STATE_DIR": str(Path(env["MESH_STATE_DIR"]).parent / "kafka")})
     if zipkin:
         env["MESH_TRACING_UI"] = "zipkin"
     return env
 
 
 def forget_private_infrastructure(env: dict[str, str]) -> None:
-    """Stop (if anything is left) and remove the private broker's and Zipkin's state folders."""
+    """Stop what is left of the private broker and Zipkin; remove Zipkin's state folder (the
+    broker's lives in the test's temporary folder)."""
     if "KAFKA_PORT" in env:
         subprocess.run([str(KAFKA_SCRIPT), "stop"], env=env, capture_output=True, check=False)
-        shutil.rmtree(KAFKA_CACHE / f"node-{env['KAFKA_PORT']}", ignore_errors=True)
     if "ZIPKIN_PORT" in env:
         subprocess.run([str(PROJECT_ROOT / "scripts" / "zipkin.sh"), "stop"], env=env, capture_output=True)
-        shutil.rmtree(KAFKA_CACHE.parent / "zipkin" / f"node-{env['ZIPKIN_PORT']}", ignore_errors=True)
+        shutil.rmtree(ZIPKIN_CACHE / f"node-{env['ZIPKIN_PORT']}", ignore_errors=True)
 
 
 def left_behind(env: dict[str, str]) -> list[str]:

@@ -7,13 +7,13 @@ import contextlib
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from meshcli.supervisor import KAFKA_SCRIPT, Stack, settings_from
 from meshkernel.kafka import prepare_kafka
 from tests.integration.lifecycle.lifecycle_kit import (
-    KAFKA_CACHE,
     forget_private_infrastructure,
     services_listening,
     tagged_env,
@@ -30,7 +30,7 @@ def mesh_on_private_broker(kafka_bootstrap, tmp_path):
     env = with_private_infrastructure(tagged_env(tmp_path, None), zipkin=False)
     env.pop("ZIPKIN_PORT")
     subprocess.run([str(KAFKA_SCRIPT), "start"], env=env, check=True, capture_output=True)
-    broker = int((KAFKA_CACHE / f"node-{env['KAFKA_PORT']}" / "broker.pid").read_text())
+    broker = int((Path(env["KAFKA_STATE_DIR"]) / "broker.pid").read_text())
     env["KAFKA_BOOTSTRAP"] = f"127.0.0.1:{env['KAFKA_PORT']}"
     prepare_kafka(settings_from(env), "lifecycle-test", give_up_after=60)
     stack = Stack(env=env, log_dir=tmp_path / "logs")

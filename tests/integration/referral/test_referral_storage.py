@@ -45,7 +45,7 @@ def test_migrations_run_from_empty_to_head_and_again(database_url):
         head = ScriptDirectory.from_config(config).get_current_head()
         with engine.connect() as connection:
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head
-        assert head == "0004"
+        assert head == "0005"
     finally:
         engine.dispose()
 
@@ -331,6 +331,16 @@ def test_after_a_withdrawal_the_case_takes_no_referral_until_fresh_consent_is_re
                                                      consent_recorded_at=withdrawn_at + timedelta(seconds=1)))
     assert again.status.value == "REQUESTED"
     assert use_cases.create(caller(SENDER), new_referral("case-other")).status.value == "REQUESTED"
+
+
+def test_a_withdrawal_when_nothing_is_open_still_holds_new_referrals_back(use_cases):
+    done = use_cases.create(caller(SENDER), new_referral("case-n"))
+    use_cases.transition(caller(SENDER), done.referral_id, Action.CANCEL, 1)
+
+    assert use_cases.withdraw_consent(caller(SENDER), "case-n") == []
+
+    with pytest.raises(ConsentMissing):
+        use_cases.create(caller(SENDER), new_referral("case-n"))
 
 
 def test_change_feed_is_per_agency_in_commit_order(use_cases, store):

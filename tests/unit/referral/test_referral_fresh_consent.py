@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.referral.domain import ConsentMissing, check_fresh_consent, last_withdrawal
+from services.referral.domain import ConsentMissing, check_fresh_consent
 from services.referral.domain.errors import InvalidReferral
 
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
@@ -29,8 +29,3 @@ def test_consent_recorded_after_the_withdrawal_opens_the_case_again():
 def test_consent_recorded_in_the_future_is_refused_as_invalid():
     with pytest.raises(InvalidReferral, match=r"consent\.recorded_at"):
         check_fresh_consent(None, NOW + timedelta(hours=1), NOW)
-
-
-def test_the_latest_withdrawal_of_the_case_counts():
-    assert last_withdrawal([None, WITHDRAWN, WITHDRAWN - timedelta(days=3), None]) == WITHDRAWN
-    assert last_withdrawal([None, None]) is None
