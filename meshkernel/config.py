@@ -71,10 +71,11 @@ class MeshSettings(BaseSettings):
     notify_web_host: str = "127.0.0.1"  # MESH_NOTIFY_WEB_HOST: the dashboard
     notify_web_port: int = 6066
     # Resource limits of every gRPC server: calls served at once (more are refused with
-    # RESOURCE_EXHAUSTED); the notify alert stream per caller and how long one stream may live.
+    # RESOURCE_EXHAUSTED); open watch streams (referral changes, notify alerts) per caller, and how
+    # long one stream may live before the client resumes it from its last cursor.
     grpc_max_concurrent_rpcs: int = Field(default=200, gt=0)
-    notify_watch_streams_per_caller: int = Field(default=4, gt=0)
-    notify_watch_stream_seconds: float = Field(default=3600.0, gt=0)
+    watch_streams_per_caller: int = Field(default=4, gt=0)
+    watch_stream_seconds: float = Field(default=3600.0, gt=0)
     # How often the referral service closes referrals whose consent ran out.
     consent_sweep_seconds: float = Field(default=60.0, gt=0)
     # How often retention runs by itself (referral access log, notify dead deliveries).

@@ -64,7 +64,10 @@ async def serve(config: MeshSettings) -> None:
     identity.configure(verifier)
     server = new_server(config, max_receive_bytes=MAX_MESSAGE_BYTES, verifier=verifier, roles=frozenset({AGENCY}))
     referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
-        ReferralApi(use_cases, allow_dev_identity=config.development_identities, metrics=ReferralMetrics(store)), server
+        ReferralApi(use_cases, allow_dev_identity=config.development_identities, metrics=ReferralMetrics(store),
+                    streams_per_agency=config.watch_streams_per_caller,
+                    stream_seconds=config.watch_stream_seconds),
+        server,
     )
     service_name = referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name
     health_servicer = add_health_and_reflection(server, service_name)

@@ -6,8 +6,8 @@ TLS only, development headers name the caller (`x-mesh-coordinator`, whose scope
 coordinator accounts; `x-mesh-dev-agency`). What each may do is decided by the pure policy in
 services/notify/domain/authorisation.py; every refusal and every erasure is access-logged.
 
-Limits: at most `notify_watch_streams_per_caller` open alert streams per caller, each ended
-after `notify_watch_stream_seconds` (the client resumes from its last cursor).
+Limits: at most `watch_streams_per_caller` open alert streams per caller, each ended
+after `watch_stream_seconds` (the client resumes from its last cursor).
 """
 from __future__ import annotations
 

@@ -268,8 +268,8 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             address = f"{'https' if web_tls else 'http'}://{web_host}:{config.notify_web_port}/"
             log.info("notify dashboard listening", extra={"address": address})
             servicer = NotifyApi(desk, store, keys, development_identities=config.development_identities,
-                                 streams_per_caller=config.notify_watch_streams_per_caller,
-                                 stream_seconds=config.notify_watch_stream_seconds)
+                                 streams_per_caller=config.watch_streams_per_caller,
+                                 stream_seconds=config.watch_stream_seconds)
             servicer.announce_erasure = send_erasure
             tls = server_tls_from(config)
             verifier = make_verifier(tls, load_directory(config.agency_directory_path)) if tls else None

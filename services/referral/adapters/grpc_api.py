@@ -7,6 +7,8 @@ import functools
 import json
 import logging
 import threading
+import time
+from collections import Counter
 from datetime import UTC
 
 import grpc
@@ -158,10 +160,15 @@ def referral_to_proto(referral: Referral, asked_in: str = "") -> api.Referral:
 
 
 class ReferralApi(api_grpc.ReferralServiceServicer):
-    def __init__(self, use_cases: ReferralUseCases, *, allow_dev_identity: bool, metrics=None):
+    def __init__(self, use_cases: ReferralUseCases, *, allow_dev_identity: bool, metrics=None,
+                 streams_per_agency: int = 4, stream_seconds: float = 3600.0):
         self.use_cases = use_cases
         self.allow_dev_identity = allow_dev_identity
         self.metrics = metrics
+        # Resource limits of WatchReferrals: open streams per agency, and each stream's lifetime.
+        self.streams_per_agency = streams_per_agency
+        self.stream_seconds = stream_seconds
+        self.open_streams: Counter[str] = Counter()
         # Open change streams wake on every commit of this process, besides what was set before.
         self.changes = ChangeSignal()
         previous = use_cases.on_commit
@@ -313,9 +320,16 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
             position = await asyncio.to_thread(self.use_cases.stream_start, request.cursor)
         except _KNOWN_ERRORS as error:
             await _abort_for(context, error)
+        if self.open_streams[caller.agency_id] >= self.streams_per_agency:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"at most {self.streams_per_agency} open change streams per agency")
+        self.open_streams[caller.agency_id] += 1
+        ends_at = time.monotonic() + self.stream_seconds
         waiter = self.changes.register()
         try:
-            while True:
+            await context.send_initial_metadata(())  # the client sees the stream is open at once
+            # When the lifetime is over the stream ends; the client resumes with its last cursor.
+            while time.monotonic() < ends_at:
                 waiter[1].clear()
                 batch = await asyncio.to_thread(self.use_cases.changes_after, caller, position, STREAM_BATCH)
                 for change in batch:
@@ -328,8 +342,10 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
                     if len(batch) == STREAM_BATCH:
                         continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter[1].wait(), timeout=STREAM_POLL_SECONDS)
+                    await asyncio.wait_for(waiter[1].wait(),
+                                           timeout=min(STREAM_POLL_SECONDS, max(0.0, ends_at - time.monotonic())))
         finally:
+            self.open_streams[caller.agency_id] -= 1
             self.changes.unregister(waiter)
 
     @_refuse_unknown_fields
