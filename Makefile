@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/referralmesh/v1/*.proto)
 GENERATED := generated/referralmesh/v1/.stamp
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test unit lint check proto-lint proto-breaking proto-image proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-escalation k8s-check
+.PHONY: run test unit lint check proto-lint proto-breaking proto-image proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-escalation k8s-check chaos fuzz
 
 run: $(INSTALLED)
 	$(BIN)/mesh demo
@@ -53,6 +53,14 @@ bench-e2e: $(INSTALLED)
 
 bench-referral: $(INSTALLED)
 	$(BIN)/python -m benchmarks.bench_referral
+
+# Faults under load and hostile input, each on a private broker (and PostgreSQL) of its own;
+# both print one summary line and write bench-results/{chaos,fuzz}.json (README.md, "Faults and hostile input").
+chaos: $(INSTALLED)
+	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
+
+fuzz: $(INSTALLED)
+	$(BIN)/python -m benchmarks.fuzz $(FUZZ_ARGS)
 
 # A local certificate authority, CRL and one certificate per agency, for demo and tests.
 pki: $(INSTALLED)

@@ -25,6 +25,7 @@ from meshkernel.shutdown import StopDeadline
 from referralmesh.v1 import events_pb2
 
 log = logging.getLogger(__name__)
+SESSION_TIMEOUT_SECONDS = 10.0
 
 
 def make_app(service: str, config: MeshSettings, *, web_port: int | None = None,
@@ -55,6 +56,9 @@ def make_app(service: str, config: MeshSettings, *, web_port: int | None = None,
         broker_commit_every=100,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
+        # A worker that died without leaving its group (SIGKILL, a lost node) holds its
+        # partitions until its session times out; Faust's 60 s default stalls every case so long.
+        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
         loghandlers=[],
     )
 

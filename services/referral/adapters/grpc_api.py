@@ -14,6 +14,7 @@ from datetime import UTC
 import grpc
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
+from sqlalchemy.exc import OperationalError
 
 from referralmesh.v1 import common_pb2
 from referralmesh.v1 import referral_service_pb2 as api
@@ -88,6 +89,14 @@ def unknown_field_path(message: Message, path: str = "") -> str | None:
             if found:
                 return found
     return None
+
+
+async def _timestamp(context, value, field: str):
+    """A request's Timestamp as a datetime; one outside protobuf's range is refused, not raised."""
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: not a valid timestamp")
 
 
 def _refuse_unknown_fields(handler):
@@ -188,6 +197,11 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
             return await asyncio.to_thread(call, caller, *args, **kwargs)
         except _KNOWN_ERRORS as error:
             refusal = error
+        except OperationalError:
+            # The database is down or restarting. UNAVAILABLE tells the caller to retry (a create
+            # with the same request key, which is idempotent); UNKNOWN would suggest a bug.
+            log.warning("database not reachable; call refused as unavailable")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the referral database is not reachable; retry")
         # Aborting outside the except block keeps the refusal out of the abort's exception
         # chain, which the tracing instrumentation would otherwise copy into the span.
         await _abort_for(context, refusal)
@@ -196,7 +210,7 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
     async def CreateReferral(self, request: api.CreateReferralRequest, context):
         if not request.HasField("consent"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "consent: a recorded consent is required")
-        valid_until = request.consent.valid_until.ToDatetime(tzinfo=UTC)
+        valid_until = await _timestamp(context, request.consent.valid_until, "consent.valid_until")
         command = NewReferral(
             request_key=request.request_key,
             case_id=request.case_id,
@@ -297,7 +311,7 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
                            and status != common_pb2.REFERRAL_STATUS_UNSPECIFIED),
             direction=_DIRECTIONS[request.direction],
             need_domain=request.need_domain or None,
-            updated_since=(request.updated_since.ToDatetime(tzinfo=UTC)
+            updated_since=(await _timestamp(context, request.updated_since, "updated_since")
                            if request.HasField("updated_since") else None),
             page_size=request.page_size,
             page_token=request.page_token,

@@ -1,0 +1,51 @@
+"""Refusals the fault runs found ending in UNKNOWN: a call while the referral database is down
+(`make chaos`, PostgreSQL killed under load) ends in UNAVAILABLE; a Timestamp outside
+protobuf's range (`make fuzz`) in INVALID_ARGUMENT."""
+from __future__ import annotations
+
+import grpc
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from meshcli.demo import demo_request
+from services.referral.adapters.grpc_api import ReferralApi
+
+
+class Aborted(Exception):
+    pass
+
+
+class Context:
+    def __init__(self):
+        self.status = None
+
+    async def abort(self, code, details, trailing_metadata=()):
+        self.status = (code, details)
+        raise Aborted
+
+
+async def test_a_database_outage_is_refused_as_unavailable():
+    api = ReferralApi.__new__(ReferralApi)
+    api._caller = lambda context: "exit-the-hague"
+    context = Context()
+
+    def create(_caller):
+        raise OperationalError("INSERT", {}, Exception("the database system is starting up"))
+
+    with pytest.raises(Aborted):
+        await api._run(context, create)
+
+    assert context.status[0] == grpc.StatusCode.UNAVAILABLE
+    assert "starting up" not in context.status[1]
+
+
+async def test_a_timestamp_out_of_range_is_an_invalid_argument():
+    api = ReferralApi.__new__(ReferralApi)
+    request = demo_request("case-1")
+    request.consent.valid_until.seconds = 85778089901586048
+    context = Context()
+
+    with pytest.raises(Aborted):
+        await api.CreateReferral(request, context)
+
+    assert context.status == (grpc.StatusCode.INVALID_ARGUMENT, "consent.valid_until: not a valid timestamp")
