@@ -137,7 +137,7 @@ class NotificationWatch(threading.Thread):
             return
         templates = self.seen.setdefault(envelope.case_id, set())
         templates.add(envelope.notification.template)
-        if ASSIGNMENT_TEMPLATES <= templates:
+        if templates >= ASSIGNMENT_TEMPLATES:
             self.complete_at.setdefault(envelope.case_id, time.time())
 
 
@@ -168,7 +168,7 @@ class Keeper(threading.Thread):
 
 
 def inject(fault: str, keeper: Keeper, kafka: PrivateKafka, postgres: PrivatePostgres, pause: float) -> None:
-    action, target = fault.split()
+    target = fault.split()[1]
     if target in SERVICES:
         keeper.restart(target)
     elif fault == "kill broker":
@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     kafka, postgres = PrivateKafka(), PrivatePostgres()
     with tempfile.TemporaryDirectory(prefix="chaos-") as folder:
+        stack: Stack | None = None
         try:
             say(f"private Kafka on {kafka.bootstrap}, private PostgreSQL on 127.0.0.1:{postgres.port}")
             kafka.start()
@@ -233,10 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"  {service}: {line[:300]}")
             return result
         finally:
-            try:
+            if stack is not None:
                 stack.stop_all()
-            except NameError:
-                pass
             kafka.remove()
             postgres.remove()
 

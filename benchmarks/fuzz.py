@@ -59,7 +59,7 @@ def _broken_envelope(rng: random.Random) -> bytes | None:
     elif damage == "case_id":
         envelope.case_id = ""
     elif damage == "payload":
-        envelope.ClearField(envelope.WhichOneof("payload"))
+        envelope.ClearField("payload")
     raw = envelope.SerializeToString()
     if damage == "truncate":
         raw = raw[:rng.randrange(1, len(raw))]
@@ -113,7 +113,7 @@ def dead_letters(config, timeout: float = 120.0) -> list[events_pb2.DeadLetter]:
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
-        letters = []
+        letters: list[events_pb2.DeadLetter] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in partitions):
             for batch in consumer.poll(timeout_ms=500, max_records=5000).values():
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             for service, address in addresses.items():
                 say(f"gRPC {service}: {options.grpc_examples} requests per method")
                 fuzz_service(address, service, options.grpc_examples, grpc_tally)
-            for crash in grpc_tally.crashes:
-                say(f"  {crash}")
+            for problem in grpc_tally.crashes:
+                say(f"  {problem}")
             flood_figures = _flood_and_drain(config, stack, options)
             stopped = stack.crashed()
         finally:

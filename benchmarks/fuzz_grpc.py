@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor as pb_descriptor
@@ -52,7 +53,8 @@ def _scalar(field_descriptor: F):
     if kind == F.TYPE_BOOL:
         return st.booleans()
     if kind == F.TYPE_ENUM:
-        numbers = [value.number for value in field_descriptor.enum_type.values]
+        enum = field_descriptor.enum_type
+        numbers = [value.number for value in enum.values] if enum is not None else [0]
         return st.sampled_from(numbers) | st.integers(-5, 1000)
     if kind in (F.TYPE_DOUBLE, F.TYPE_FLOAT):
         return st.floats(allow_nan=True, allow_infinity=True, width=32 if kind == F.TYPE_FLOAT else 64)
@@ -67,8 +69,9 @@ def _scalar(field_descriptor: F):
 
 def message_dicts(descriptor, depth: int = 0):
     """A strategy of {field: value} for one message type (nested messages up to depth 3)."""
-    fields = {}
+    fields: dict[str, Any] = {}
     for field_descriptor in descriptor.fields:
+        value: Any
         if field_descriptor.message_type is not None:
             if depth >= 3:
                 continue
@@ -135,7 +138,7 @@ class GrpcTally:
 
 def _call(channel: grpc.Channel, name: str, streaming: bool, payload: bytes, metadata) -> tuple:
     if streaming:
-        call = channel.unary_stream(name)(payload, metadata=metadata, timeout=STREAM_SECONDS)
+        call: Any = channel.unary_stream(name)(payload, metadata=metadata, timeout=STREAM_SECONDS)  # type: ignore[arg-type]
         try:
             for _ in call:
                 pass
@@ -143,7 +146,7 @@ def _call(channel: grpc.Channel, name: str, streaming: bool, payload: bytes, met
             pass
         return call.code(), call.details() or "", None
     try:
-        channel.unary_unary(name)(payload, metadata=metadata, timeout=CALL_SECONDS)
+        channel.unary_unary(name)(payload, metadata=metadata, timeout=CALL_SECONDS)  # type: ignore[arg-type]
         return grpc.StatusCode.OK, "", None
     except grpc.RpcError as error:
         code = error.code()
@@ -163,13 +166,13 @@ def fuzz_service(address: str, service: str, examples: int, tally: GrpcTally) ->
     with grpc.insecure_channel(address) as channel:
         grpc.channel_ready_future(channel).result(timeout=60)
         for method in descriptor.methods:
-            name = f"/{descriptor.full_name}/{method.name}"
-            streaming = method.server_streaming
+            _fuzz_method(channel, f"/{descriptor.full_name}/{method.name}", method, examples, tally)
 
-            @settings(max_examples=examples, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
-            @given(request_bytes(method), metadata_choices)
-            def property_(payload, metadata):
-                code, detail, problem = _call(channel, name, streaming, payload, metadata)
-                tally.note(name, code, detail, problem)
-            property_()
+
+def _fuzz_method(channel: grpc.Channel, name: str, method, examples: int, tally: GrpcTally) -> None:
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(request_bytes(method), metadata_choices)
+    def property_(payload, metadata):
+        code, detail, problem = _call(channel, name, method.server_streaming, payload, metadata)
+        tally.note(name, code, detail, problem)
+    property_()

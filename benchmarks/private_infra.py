@@ -6,6 +6,7 @@ shared PostgreSQL (55432). Both are removed, data and all, when the run ends.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -50,10 +51,8 @@ def _kill_tree(pid: int, signum: int) -> None:
     only once they notice; sending SIGKILL to all of them is what a machine crash does)."""
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     for target in [pid, *map(int, children)]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(target, signum)
-        except ProcessLookupError:
-            pass
 
 
 def _gone(pid: int) -> bool:

@@ -2,13 +2,13 @@
 with its own error type and never crashes; the flood's records are malformed for every consumer."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.fuzz import malformed_records
 from benchmarks.fuzz_parsers import run_all
 from meshkernel.envelope import PAYLOAD_KINDS, MalformedEvent, decode
-import pytest
 
 
 def test_no_parser_crashes_on_generated_and_mutated_input():
