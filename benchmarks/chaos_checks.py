@@ -61,8 +61,18 @@ def _envelopes(records, expect: str):
             continue
 
 
-def consumer_lag(config: MeshSettings, groups: list[str]) -> dict[str, int]:
-    """Records not yet committed per consumer group, over the partitions it has committed."""
+def consumer_lag(config: MeshSettings, groups: list[str], attempts: int = 5) -> dict[str, int]:
+    """Records not yet committed per consumer group, over the partitions it has committed
+    (-1 for a group whose lag could not be read, e.g. while partition leaders move)."""
+    for attempt in range(attempts):
+        try:
+            return _consumer_lag(config, groups)
+        except Exception:  # a broker that has just come back may answer partially
+            time.sleep(2 + attempt)
+    return dict.fromkeys(groups, -1)
+
+
+def _consumer_lag(config: MeshSettings, groups: list[str]) -> dict[str, int]:
     admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, request_timeout_ms=30000)
     consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, group_id=None)
     try:
@@ -71,6 +81,9 @@ def consumer_lag(config: MeshSettings, groups: list[str]) -> dict[str, int]:
             committed = admin.list_group_offsets({group: None}).get(group, {})
             mine = {tp: meta.offset for tp, meta in committed.items()
                     if tp.topic.startswith(config.topic_prefix) and meta.offset >= 0}
+            # A consumer without a subscription knows no topic's leaders until asked.
+            for name in {tp.topic for tp in mine}:
+                consumer.partitions_for_topic(name)
             ends = consumer.end_offsets(list(mine)) if mine else {}
             lag[group] = sum(max(0, ends[tp] - offset) for tp, offset in mine.items())
         return lag

@@ -104,6 +104,8 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(problem))
 
     async def WatchAlerts(self, request, context):
+        if any(level not in events_pb2.EscalationLevel.values() for level in request.levels):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "levels: unknown value")
         who = await self._principal(context)
         requested = {code for code in request.regions if code}
         try:

@@ -136,10 +136,17 @@ class ChangeSignal:
                 loop.call_soon_threadsafe(woken.set)
 
 
-def _domain_code(proto_enum_type, number: int, prefix: str = "") -> str | None:
+async def _enum_name(context, proto_enum_type, number: int, field: str) -> str:
+    """The name of a request's enum value; a number the contract does not define is refused."""
+    if number not in proto_enum_type.values():
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: unknown value {number}")
+    return proto_enum_type.Name(number)
+
+
+async def _domain_code(context, proto_enum_type, number: int, field: str, prefix: str = "") -> str | None:
     if number == 0:
         return None
-    return proto_enum_type.Name(number).removeprefix(prefix)
+    return (await _enum_name(context, proto_enum_type, number, field)).removeprefix(prefix)
 
 
 def referral_to_proto(referral: Referral, asked_in: str = "") -> api.Referral:
@@ -219,7 +226,8 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
             match_region=request.match.region if request.HasField("match") else None,
             match_language=request.match.language if request.HasField("match") else None,
             need_domains=tuple(request.need_domains),
-            urgency=common_pb2.Urgency.Name(request.urgency) if request.urgency else "NORMAL",
+            urgency=(await _enum_name(context, common_pb2.Urgency, request.urgency, "urgency")
+                     if request.urgency else "NORMAL"),
             languages=tuple(request.languages),
             asked_in=request.asked_in,
             facts=request.facts,
@@ -259,7 +267,7 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
 
     @_refuse_unknown_fields
     async def Decline(self, request, context):
-        reason = _domain_code(common_pb2.DeclineReason, request.reason, "DECLINE_")
+        reason = await _domain_code(context, common_pb2.DeclineReason, request.reason, "reason", "DECLINE_")
         return await self._transition(context, request, Action.DECLINE, decline_reason=reason)
 
     @_refuse_unknown_fields
@@ -268,7 +276,7 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
 
     @_refuse_unknown_fields
     async def Complete(self, request, context):
-        outcome = _domain_code(common_pb2.Outcome, request.outcome, "OUTCOME_")
+        outcome = await _domain_code(context, common_pb2.Outcome, request.outcome, "outcome", "OUTCOME_")
         return await self._transition(context, request, Action.COMPLETE, outcome=outcome)
 
     @_refuse_unknown_fields
@@ -281,7 +289,7 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
 
     @_refuse_unknown_fields
     async def Fail(self, request, context):
-        outcome = _domain_code(common_pb2.Outcome, request.outcome, "OUTCOME_")
+        outcome = await _domain_code(context, common_pb2.Outcome, request.outcome, "outcome", "OUTCOME_")
         return await self._transition(context, request, Action.FAIL, outcome=outcome)
 
     @_refuse_unknown_fields

@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from meshcli.demo import demo_request
+from referralmesh.v1 import common_pb2
+from referralmesh.v1 import referral_service_pb2 as api
 from services.referral.adapters.grpc_api import ReferralApi
 
 
@@ -49,3 +51,35 @@ async def test_a_timestamp_out_of_range_is_an_invalid_argument():
         await api.CreateReferral(request, context)
 
     assert context.status == (grpc.StatusCode.INVALID_ARGUMENT, "consent.valid_until: not a valid timestamp")
+
+
+UNDEFINED_REASON = common_pb2.DeclineReason.ValueType(974)
+UNDEFINED_OUTCOME = common_pb2.Outcome.ValueType(201)
+
+
+@pytest.mark.parametrize(("method", "request_"), [
+    ("Decline", api.DeclineRequest(referral_id="r-1", expected_version=1, reason=UNDEFINED_REASON)),
+    ("Complete", api.CompleteRequest(referral_id="r-1", expected_version=1, outcome=UNDEFINED_OUTCOME)),
+    ("Fail", api.CompleteRequest(referral_id="r-1", expected_version=1, outcome=UNDEFINED_OUTCOME)),
+])
+async def test_an_enum_value_the_contract_does_not_define_is_an_invalid_argument(method, request_):
+    referral_api = ReferralApi.__new__(ReferralApi)
+    context = Context()
+
+    with pytest.raises(Aborted):
+        await getattr(referral_api, method)(request_, context)
+
+    assert context.status[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown value" in context.status[1]
+
+
+async def test_an_unknown_urgency_is_an_invalid_argument():
+    referral_api = ReferralApi.__new__(ReferralApi)
+    request = demo_request("case-1")
+    request.urgency = common_pb2.Urgency.ValueType(77)
+    context = Context()
+
+    with pytest.raises(Aborted):
+        await referral_api.CreateReferral(request, context)
+
+    assert context.status == (grpc.StatusCode.INVALID_ARGUMENT, "urgency: unknown value 77")
