@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from benchmarks.fuzz_parsers import mutated_bytes
 from meshcli.demo import RECEIVER, SENDER, demo_request
+from meshkernel.callers import DEV_COORDINATOR_HEADER as COORDINATOR_HEADER
+from meshkernel.callers import DEV_SCOPE_HEADER
 from referralmesh.v1 import notify_service_pb2, referral_service_pb2, region_service_pb2
-from services.notify.adapters.grpc_api import COORDINATOR_HEADER
 from services.referral.adapters.identity import DEV_AGENCY_HEADER, ON_BEHALF_HEADER, USER_HEADER
 
 F = pb_descriptor.FieldDescriptor
@@ -39,7 +40,8 @@ known_text = st.sampled_from((
 texts = known_text | st.text(max_size=40)
 metadata_choices = st.sampled_from((
     (), ((DEV_AGENCY_HEADER, SENDER),), ((DEV_AGENCY_HEADER, RECEIVER), (USER_HEADER, "u-1"), (ON_BEHALF_HEADER, "c")),
-    ((COORDINATOR_HEADER, "GM0518"),), ((COORDINATOR_HEADER, "national"),), ((DEV_AGENCY_HEADER, "nobody"),),
+    ((COORDINATOR_HEADER, "coord-haaglanden"), (DEV_SCOPE_HEADER, "GM0518")), ((COORDINATOR_HEADER, "national"),),
+    ((DEV_AGENCY_HEADER, "nobody"),), ((DEV_SCOPE_HEADER, "x" * 300),),
     ((DEV_AGENCY_HEADER, ""),), ((COORDINATOR_HEADER, "x" * 300),),
 ))
 

@@ -234,7 +234,7 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
             consent_organisations=tuple(request.consent.organisations),
             consent_purpose=request.consent.purpose.upper(),
             consent_valid_until=valid_until,
-            consent_recorded_at=(request.consent.recorded_at.ToDatetime(tzinfo=UTC)
+            consent_recorded_at=(await _timestamp(context, request.consent.recorded_at, "consent.recorded_at")
                                  if request.consent.HasField("recorded_at") else None),
             contact=request.contact if request.HasField("contact") else None,
             fingerprint_source=_without_key(request),
