@@ -256,13 +256,15 @@ def _run(options, config, stack: Stack, kafka: PrivateKafka, postgres: PrivatePo
         return 1
 
     recovered: dict[str, float | None] = {}
+    fault_ended: dict[str, float] = {}
     for fault in FAULTS:
         time.sleep(options.between)
         say(f"fault: {fault}")
         inject(fault, keeper, kafka, postgres, options.pause)
-        recovered[fault] = recovery_seconds(load, watch, time.time(), options.recover_within)
+        fault_ended[fault] = time.time()
+        recovered[fault] = recovery_seconds(load, watch, fault_ended[fault], options.recover_within)
         say(f"  recovered in {recovered[fault]} s" if recovered[fault] is not None
-            else f"  not recovered within {options.recover_within:g} s")
+            else f"  not yet recovered after {options.recover_within:g} s; going on (measured again at the end)")
     time.sleep(options.between)
     load.finish()
     say(f"load stopped: {load.offered} offered, {len(load.accepted)} accepted, "
@@ -282,6 +284,9 @@ def _run(options, config, stack: Stack, kafka: PrivateKafka, postgres: PrivatePo
             return False
     wait_for(settled, timeout=options.settle_within, interval=2.0)
     settle_seconds = round(time.monotonic() - settle_start, 1)
+    for fault, seconds in recovered.items():
+        if seconds is None:  # slower than the window (a busy machine): how long it did take
+            recovered[fault] = recovery_seconds(load, watch, fault_ended[fault], timeout=0.1)
     keeper.stopping.set()
     watch.stopping.set()
 
