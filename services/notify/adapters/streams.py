@@ -180,7 +180,10 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
                                           event_id=notification.notification_id, notification=payload)
         raw = envelopes.encode(outgoing)
         # Event first, record second: a crash in between re-emits the same id (receivers dedupe).
-        await notifications.send(key=case_id.encode(), value=raw, headers=envelopes.kafka_headers(outgoing))
+        # Faust's send only queues the record; recording the delivery before the broker has it
+        # would make a redelivered input skip a notification that a SIGKILL then lost.
+        sent = await notifications.send(key=case_id.encode(), value=raw, headers=envelopes.kafka_headers(outgoing))
+        await sent
         store.record_notification(
             notification_id=notification.notification_id, case_id=case_id, audience=notification.audience.value,
             recipient=notification.recipient, template=notification.template, language=notification.language,
@@ -238,7 +241,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
                     continue
                 if alert is not None:
                     log.info("alert raised", extra={"case_id": alert.case_id, "escalation_id": alert.escalation_id,
-                                                    "level": alert.level, "region": alert.region})
+                                                    "escalation_level": alert.level, "region": alert.region})
                 case = store.case(envelope.case_id)
                 escalation = envelope.escalation
                 for notification in route_escalation(Escalation(
