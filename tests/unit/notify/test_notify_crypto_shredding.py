@@ -24,7 +24,8 @@ def test_a_sealed_contact_opens_only_for_its_own_case(tmp_path):
     keys.seal("case-b", Contact("email", "b@example.org"))
     with pytest.raises(ContactUnavailable):
         keys.open("case-b", sealed)  # another case's key, and bound to case-a as associated data
-    tampered = common_pb2.SealedContact(key_id=sealed.key_id, ciphertext=sealed.ciphertext[:-1] + bytes([sealed.ciphertext[-1] ^ 0x01]))
+    flipped = sealed.ciphertext[:-1] + bytes([sealed.ciphertext[-1] ^ 0x01])
+    tampered = common_pb2.SealedContact(key_id=sealed.key_id, ciphertext=flipped)
     with pytest.raises(ContactUnavailable):
         keys.open("case-a", tampered)
 
