@@ -14,7 +14,7 @@ ENVELOPE = Path("proto/referralmesh/v1/events.proto")
 
 
 def _buf() -> Path:
-    built = sorted(REPO.glob(".cache/tools/buf-*/buf"))
+    built = sorted(REPO.glob(".cache/tools/buf-*/node_modules/.bin/buf"))
     if not built:
         pytest.skip("buf is not built yet; `make lint` builds it")
     return built[-1]
