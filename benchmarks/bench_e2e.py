@@ -7,6 +7,7 @@ from Kafka. In the same run it measures the raw Kafka produce-to-consume latency
 of the same size at the same rate: the floor the mesh figures stand on. Figures go to
 bench-results/e2e.json. Needs Java and Maven for the local broker, or KAFKA_BOOTSTRAP.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,12 @@ class Arrivals(threading.Thread):
         self.first_seen: dict[str, dict[str, float]] = {label: {} for label in topics.values()}
         self.sizes: list[int] = []
         self.consumer = KafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4()}",
-            auto_offset_reset="latest", enable_auto_commit=False, fetch_max_wait_ms=5,
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=f"bench-{uuid.uuid4()}",
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=5,
         )
         self.stopping = threading.Event()
 
@@ -108,8 +113,12 @@ async def drive(address: str, rate: float, seconds: float, prefix: str) -> dict[
 def raw_kafka_latency(bootstrap: str, topic: str, size: int, rate: float, seconds: float) -> dict:
     """Produce records of `size` bytes at `rate` and time each from send to consume."""
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4()}",
-        auto_offset_reset="latest", enable_auto_commit=False, fetch_max_wait_ms=5,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-raw-{uuid.uuid4()}",
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=5,
     )
     while not consumer.assignment():
         consumer.poll(timeout_ms=100)
@@ -206,16 +215,23 @@ def _measure(config, stack: Stack, options) -> int:
     admin.create_topics([NewTopic(raw_topic, config.topic_partitions, config.topic_replication)])
     admin.close()
     results["raw_kafka_produce_to_consume"] = raw_kafka_latency(
-        config.kafka_bootstrap, raw_topic, size, options.rate, options.raw_seconds)
+        config.kafka_bootstrap, raw_topic, size, options.rate, options.raw_seconds
+    )
     results["raw_kafka_produce_to_consume"]["record_bytes"] = size
 
     print()
-    for key in ("create_to_referral_event", "create_to_assignment", "create_to_notification",
-                "raw_kafka_produce_to_consume"):
+    for key in (
+        "create_to_referral_event",
+        "create_to_assignment",
+        "create_to_notification",
+        "raw_kafka_produce_to_consume",
+    ):
         figures = results[key]
-        print(f"  {key:32s} p50 {figures['p50_ms']:8.1f} ms   p99 {figures['p99_ms']:8.1f} ms   "
-              f"max {figures['max_ms']:8.1f} ms   n={figures['count']}"
-              + (f"   missing {figures['missing']}" if figures.get("missing") else ""))
+        print(
+            f"  {key:32s} p50 {figures['p50_ms']:8.1f} ms   p99 {figures['p99_ms']:8.1f} ms   "
+            f"max {figures['max_ms']:8.1f} ms   n={figures['count']}"
+            + (f"   missing {figures['missing']}" if figures.get("missing") else "")
+        )
     path = write_results("e2e", results)
     print(f"\nwrote {path}")
     return 0

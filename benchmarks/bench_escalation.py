@@ -102,20 +102,30 @@ def main(argv: list[str] | None = None) -> dict:
     on_event = engine.on_referral_event
     for i in range(args.count):
         due = start_of_window + rng.random() * args.window
-        on_event(ReferralFacts(
-            case_id=f"case-{i:08d}", referral_id=f"ref-{i:08d}", event_type="ReferralRequested",
-            to_status="REQUESTED", version=1, occurred_at=due - AFTER,
-            urgency="URGENT" if i % 4 == 0 else "NORMAL", addressee=f"agency-{i % 500:03d}",
-            holder=f"agency-{(i + 1) % 500:03d}",
-        ), now=V0)
+        on_event(
+            ReferralFacts(
+                case_id=f"case-{i:08d}",
+                referral_id=f"ref-{i:08d}",
+                event_type="ReferralRequested",
+                to_status="REQUESTED",
+                version=1,
+                occurred_at=due - AFTER,
+                urgency="URGENT" if i % 4 == 0 else "NORMAL",
+                addressee=f"agency-{i % 500:03d}",
+                holder=f"agency-{(i + 1) % 500:03d}",
+            ),
+            now=V0,
+        )
     load_s = time.perf_counter() - t0
     load_cpu = cpu() - c0
     pending = engine.pending_count
     gc.collect()
     gc.freeze()  # the long-lived states are never garbage: keep the collector off them
     rss_loaded = current_rss_mib()
-    print(f"  {pending:,} deadlines in {load_s:.1f} s = {pending / load_s:,.0f} deadlines/s; "
-          f"RSS {rss_loaded:,.0f} MiB", flush=True)
+    print(
+        f"  {pending:,} deadlines in {load_s:.1f} s = {pending / load_s:,.0f} deadlines/s; RSS {rss_loaded:,.0f} MiB",
+        flush=True,
+    )
 
     # -- 2. restart: rebuild the index from per-case state
     t0 = time.perf_counter()
@@ -138,8 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         now = engine.clock()
         if idle_cpu_pct is None and now >= idle_end:
             idle_cpu_pct = 100.0 * (cpu() - c_idle0) / (time.perf_counter() - w_idle0)
-            print(f"  idle with {engine.pending_count:,} open deadlines: {idle_cpu_pct:.2f}% of a core",
-                  flush=True)
+            print(f"  idle with {engine.pending_count:,} open deadlines: {idle_cpu_pct:.2f}% of a core", flush=True)
             c_fire0, w_fire0 = cpu(), time.perf_counter()
         batch = engine.fire_due(now)
         if batch:
@@ -211,7 +220,8 @@ def main(argv: list[str] | None = None) -> dict:
         },
     }
     result["targets_met"] = bool(
-        values and result["firing"]["lateness_s"]["p99"] < 1.0
+        values
+        and result["firing"]["lateness_s"]["p99"] < 1.0
         and result["memory"]["peak_rss_mib"] < 1536
         and result["idle_cpu_pct_of_core"]["with_open_deadlines"] < 5.0
         and fired == pending

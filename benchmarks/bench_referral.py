@@ -15,6 +15,7 @@ the client and PostgreSQL during the measured window, and whether the outbox rel
 (rows still unpublished when the load stopped, and after 10 s). With --profile DIR a
 py-spy profile of the service (if py-spy is installed) is written there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,10 +53,14 @@ RESULTS = PROJECT_ROOT / "bench-results" / "referral.json"
 POSTGRES_SCRIPT = PROJECT_ROOT / "scripts" / "postgres.sh"
 # (sender, receiver) pairs from the agency directory; consent covers both.
 PAIRS = [
-    ("central-amsterdam", "shelter-amsterdam"), ("exit-the-hague", "shelter-utrecht"),
-    ("central-rotterdam", "care-rotterdam"), ("central-the-hague", "legal-the-hague"),
-    ("central-utrecht", "shelter-utrecht"), ("exit-amsterdam", "advocacy-amsterdam"),
-    ("municipality-westerdijk", "shelter-amsterdam"), ("health-rotterdam", "care-rotterdam"),
+    ("central-amsterdam", "shelter-amsterdam"),
+    ("exit-the-hague", "shelter-utrecht"),
+    ("central-rotterdam", "care-rotterdam"),
+    ("central-the-hague", "legal-the-hague"),
+    ("central-utrecht", "shelter-utrecht"),
+    ("exit-amsterdam", "advocacy-amsterdam"),
+    ("municipality-westerdijk", "shelter-amsterdam"),
+    ("health-rotterdam", "care-rotterdam"),
 ]
 LIFECYCLE = ("Acknowledge", "Accept", "Start", "Complete")
 
@@ -80,9 +85,15 @@ def _database(backend: str, folder: Path) -> tuple[str, Callable[[], None]]:
 def _request(sender: str, receiver: str) -> api.CreateReferralRequest:
     case_id = f"bench-{uuid.uuid4().hex[:12]}"
     return api.CreateReferralRequest(
-        request_key=uuid.uuid4().hex, case_id=case_id, receiver_agency=receiver,
-        need_domains=["shelter"], urgency=common_pb2.NORMAL, languages=["nl"], asked_in="GM0363",
-        facts=common_pb2.BindingFacts(grew_up_in=["GM0363"]), consent=consent_for(sender, receiver),
+        request_key=uuid.uuid4().hex,
+        case_id=case_id,
+        receiver_agency=receiver,
+        need_domains=["shelter"],
+        urgency=common_pb2.NORMAL,
+        languages=["nl"],
+        asked_in="GM0363",
+        facts=common_pb2.BindingFacts(grew_up_in=["GM0363"]),
+        consent=consent_for(sender, receiver),
     )
 
 
@@ -103,8 +114,9 @@ async def _agency(address: str, pair: tuple[str, str], stop: asyncio.Event, late
                 for method in LIFECYCLE:
                     request: api.CompleteRequest | api.TransitionRequest
                     if method == "Complete":
-                        request = api.CompleteRequest(referral_id=referral.referral_id, expected_version=version,
-                                                      outcome=common_pb2.HELPED)
+                        request = api.CompleteRequest(
+                            referral_id=referral.referral_id, expected_version=version, outcome=common_pb2.HELPED
+                        )
                     else:
                         request = api.TransitionRequest(referral_id=referral.referral_id, expected_version=version)
                     began = clock()
@@ -119,8 +131,10 @@ async def _agency(address: str, pair: tuple[str, str], stop: asyncio.Event, late
 async def _drive_async(address: str, agencies: int, warmup: float, seconds: float) -> dict:
     async def phase(duration: float, latencies: dict, errors: list) -> float:
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(_agency(address, PAIRS[i % len(PAIRS)], stop, latencies, errors))
-                 for i in range(agencies)]
+        tasks = [
+            asyncio.create_task(_agency(address, PAIRS[i % len(PAIRS)], stop, latencies, errors))
+            for i in range(agencies)
+        ]
         began = time.perf_counter()
         await asyncio.sleep(duration)
         stop.set()
@@ -182,9 +196,23 @@ def _start_profiler(pid: int, seconds: float, folder: Path | None, backend: str)
         return None
     folder.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [str(py_spy), "record", "-p", str(pid), "-d", str(max(1, int(seconds) - 1)), "-r", "200",
-         "--nonblocking", "-f", "raw", "-o", str(folder / f"referral-{backend}.folded")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(py_spy),
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(max(1, int(seconds) - 1)),
+            "-r",
+            "200",
+            "--nonblocking",
+            "-f",
+            "raw",
+            "-o",
+            str(folder / f"referral-{backend}.folded"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -198,21 +226,28 @@ def _percentile(values: list[float], fraction: float) -> float:
 def _unpublished(engine) -> int:
     with engine.connect() as connection:
         return connection.execute(
-            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))).scalar_one()
+            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        ).scalar_one()
 
 
-def run_backend(backend: str, seconds: float, agencies: int, kafka: str,
-                profile: Path | None = None) -> dict:
+def run_backend(backend: str, seconds: float, agencies: int, kafka: str, profile: Path | None = None) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-referral-{backend}-"))
     database_url, drop = _database(backend, folder)
     env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP": kafka, "MESH_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}.",
-        "DATABASE_URL": database_url, "MESH_STATE_DIR": str(folder / "state"),
-        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}", "MESH_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP": kafka,
+            "MESH_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}.",
+            "DATABASE_URL": database_url,
+            "MESH_STATE_DIR": str(folder / "state"),
+            "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+            "MESH_LOG_LEVEL": "WARNING",
+        }
+    )
     config = MeshSettings(
-        kafka_bootstrap=kafka, topic_prefix=env["MESH_TOPIC_PREFIX"], database_url=database_url,
+        kafka_bootstrap=kafka,
+        topic_prefix=env["MESH_TOPIC_PREFIX"],
+        database_url=database_url,
         referral_grpc_address=env["MESH_REFERRAL_GRPC_ADDRESS"],
     )
     prepare_kafka(config, "bench-referral", give_up_after=60)
@@ -229,28 +264,41 @@ def run_backend(backend: str, seconds: float, agencies: int, kafka: str,
         # the first Kafka batches and are not measured.
         warmup = min(3.0, seconds / 5)
         driver = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.bench_referral", "--drive", config.referral_grpc_address,
-             "--agencies", str(agencies), "--seconds", str(seconds), "--warmup", str(warmup)],
-            stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_referral",
+                "--drive",
+                config.referral_grpc_address,
+                "--agencies",
+                str(agencies),
+                "--seconds",
+                str(seconds),
+                "--warmup",
+                str(warmup),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=PROJECT_ROOT,
         )
         server_pid = stack.processes["referral"].pid
         assert driver.stdout is not None
         while (line := driver.stdout.readline()) and line.strip() != "GO":
             pass
-        before = (_cpu_seconds(server_pid), _cpu_seconds(driver.pid), _postgres_cpu_seconds(),
-                  _machine_busy_seconds())
+        before = (_cpu_seconds(server_pid), _cpu_seconds(driver.pid), _postgres_cpu_seconds(), _machine_busy_seconds())
         profiler = _start_profiler(server_pid, seconds, profile, backend)
         while (line := driver.stdout.readline()) and line.strip() != "END":
             pass
-        after = (_cpu_seconds(server_pid), _cpu_seconds(driver.pid), _postgres_cpu_seconds(),
-                 _machine_busy_seconds())
+        after = (_cpu_seconds(server_pid), _cpu_seconds(driver.pid), _postgres_cpu_seconds(), _machine_busy_seconds())
         measured = json.loads(driver.stdout.read())
         driver.wait()
         if profiler is not None:
             profiler.wait()
         elapsed, results, errors = measured["elapsed"], measured["latencies"], measured["errors"]
-        cpu = {name: round(end - begin, 2)
-               for name, begin, end in zip(("service", "client", "postgresql", "machine"), before, after, strict=False)}
+        cpu = {
+            name: round(end - begin, 2)
+            for name, begin, end in zip(("service", "client", "postgresql", "machine"), before, after, strict=False)
+        }
         backlog_at_stop = _unpublished(engine)
         wait_for(lambda: _unpublished(engine) == 0, timeout=10)
         backlog_after = _unpublished(engine)
@@ -278,8 +326,11 @@ def run_backend(backend: str, seconds: float, agencies: int, kafka: str,
         "p99_ms": round(1000 * _percentile(everything, 0.99), 2),
         "mean_ms": round(1000 * statistics.fmean(everything), 2) if everything else 0.0,
         "per_operation": {
-            method: {"count": len(values), "p50_ms": round(1000 * _percentile(values, 0.5), 2),
-                     "p99_ms": round(1000 * _percentile(values, 0.99), 2)}
+            method: {
+                "count": len(values),
+                "p50_ms": round(1000 * _percentile(values, 0.5), 2),
+                "p99_ms": round(1000 * _percentile(values, 0.99), 2),
+            }
             for method, values in results.items()
         },
         "cpu_seconds": cpu,
@@ -296,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agencies", type=int, default=16, help="concurrent agency workers (default 16)")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--profile", type=Path, default=None,
-                        help="write a py-spy profile of the service per backend into this folder")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="write a py-spy profile of the service per backend into this folder"
+    )
     parser.add_argument("--drive", metavar="ADDRESS", help=argparse.SUPPRESS)  # the load process
     parser.add_argument("--warmup", type=float, default=3.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -316,15 +368,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"referral benchmark: {backend}, {args.agencies} agencies, {args.seconds:.0f}s ...", flush=True)
         result = run_backend(backend, args.seconds, args.agencies, kafka, args.profile)
         runs.append(result)
-        print(f"  {result['ops_per_second']:8.1f} ops/s  (creates {result['creates_per_second']:.1f}/s, "
-              f"transitions {result['transitions_per_second']:.1f}/s)  p50 {result['p50_ms']:.1f} ms  "
-              f"p99 {result['p99_ms']:.1f} ms  errors {result['errors']}  "
-              f"outbox backlog {result['outbox_unpublished_at_stop']} -> {result['outbox_unpublished_10s_later']}",
-              flush=True)
+        print(
+            f"  {result['ops_per_second']:8.1f} ops/s  (creates {result['creates_per_second']:.1f}/s, "
+            f"transitions {result['transitions_per_second']:.1f}/s)  p50 {result['p50_ms']:.1f} ms  "
+            f"p99 {result['p99_ms']:.1f} ms  errors {result['errors']}  "
+            f"outbox backlog {result['outbox_unpublished_at_stop']} -> {result['outbox_unpublished_10s_later']}",
+            flush=True,
+        )
         busy = result["cpu_cores_busy"]
-        print(f"           CPU cores busy: service {busy['service']:.2f}, client {busy['client']:.2f}, "
-              f"postgresql {busy['postgresql']:.2f}, whole machine {busy['machine']:.2f} of {os.cpu_count()}",
-              flush=True)
+        print(
+            f"           CPU cores busy: service {busy['service']:.2f}, client {busy['client']:.2f}, "
+            f"postgresql {busy['postgresql']:.2f}, whole machine {busy['machine']:.2f} of {os.cpu_count()}",
+            flush=True,
+        )
 
     report = {
         "benchmark": "referral",

@@ -10,6 +10,7 @@ Measures, in one run and on the same broker:
 Writes the figures to bench-results/region.json. Uses its own topic prefix and removes its
 topics afterwards. Needs a broker (scripts/kafka.sh start, or KAFKA_BOOTSTRAP=host:port).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,10 +39,16 @@ from services.region.decide import load_resolver
 
 RESULTS = PROJECT_ROOT / "bench-results" / "region.json"
 DOCUMENT = {
-    "asked_in": "GM0363", "service": "shelter", "decision_date": "2026-11-01", "current_region": None,
-    "facts": {"residence": [{"municipality": "GM0014", "from": "2015-01-01", "to": "2026-10-01", "registered": True}],
-              "grew_up_in": ["GM0599"], "family_in": [],
-              "work": [{"municipality": "GM0363", "from": "2025-01-01", "to": None}]},
+    "asked_in": "GM0363",
+    "service": "shelter",
+    "decision_date": "2026-11-01",
+    "current_region": None,
+    "facts": {
+        "residence": [{"municipality": "GM0014", "from": "2015-01-01", "to": "2026-10-01", "registered": True}],
+        "grew_up_in": ["GM0599"],
+        "family_in": [],
+        "work": [{"municipality": "GM0363", "from": "2025-01-01", "to": None}],
+    },
 }
 FACTS = common_pb2.BindingFacts(
     residence=[common_pb2.Period(municipality="GM0014", from_date="2015-01-01", to_date="2026-10-01", registered=True)],
@@ -60,18 +67,33 @@ def bench_pure(count: int, repeats: int = 3) -> dict:
             resolver.decide(DOCUMENT)
         rates.append(count / (time.perf_counter() - started))
     policy = resolver.policy
-    return {"decisions": count, "repeats": repeats, "decisions_per_second": round(statistics.median(rates), 1),
-            "best_decisions_per_second": round(max(rates), 1), "regions": len(policy.regions),
-            "municipalities": sum(len(region.municipalities) for region in policy.regions)}
+    return {
+        "decisions": count,
+        "repeats": repeats,
+        "decisions_per_second": round(statistics.median(rates), 1),
+        "best_decisions_per_second": round(max(rates), 1),
+        "regions": len(policy.regions),
+        "municipalities": sum(len(region.municipalities) for region in policy.regions),
+    }
 
 
 def _requested(case_id: str) -> bytes:
     envelope = envelopes.new_envelope(
-        case_id=case_id, producer="bench", event_id=str(uuid.uuid4()),
+        case_id=case_id,
+        producer="bench",
+        event_id=str(uuid.uuid4()),
         referral=events_pb2.ReferralEvent(
-            referral_id=f"ref-{case_id}", event_type="ReferralRequested", version=1, need_domains=["shelter"],
-            languages=["en"], asked_in="GM0363", facts=FACTS, sender="central-amsterdam",
-            receiver="shelter-amsterdam", holder="central-amsterdam"),
+            referral_id=f"ref-{case_id}",
+            event_type="ReferralRequested",
+            version=1,
+            need_domains=["shelter"],
+            languages=["en"],
+            asked_in="GM0363",
+            facts=FACTS,
+            sender="central-amsterdam",
+            receiver="shelter-amsterdam",
+            holder="central-amsterdam",
+        ),
     )
     return envelopes.encode(envelope)
 
@@ -81,8 +103,14 @@ def _producer(config: MeshSettings) -> KafkaProducer:
 
 
 def _consumer(config: MeshSettings, topic: str) -> KafkaConsumer:
-    consumer = KafkaConsumer(topic, bootstrap_servers=config.kafka_bootstrap, group_id=f"bench-{uuid.uuid4()}",
-                             auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=config.kafka_bootstrap,
+        group_id=f"bench-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
     deadline = time.monotonic() + 30
     while not consumer.assignment() and time.monotonic() < deadline:
         consumer.poll(timeout_ms=100)
@@ -100,6 +128,7 @@ def _drain(consumer: KafkaConsumer, wanted: int, timeout: float, accept=lambda r
 
 def bench_end_to_end(config: MeshSettings, env: dict, count: int, log_dir: Path) -> dict:
     from meshcli.supervisor import Stack
+
     stack = Stack(env=env, log_dir=log_dir)
     started = time.monotonic()
     stack.start("region")
@@ -127,9 +156,15 @@ def bench_end_to_end(config: MeshSettings, env: dict, count: int, log_dir: Path)
         consumer.close()
         if stack.crashed():
             raise RuntimeError("the region worker stopped during the benchmark")
-        return {"events": count, "assignments_read": got, "seconds": round(elapsed, 3),
-                "decisions_per_second": round(got / elapsed, 1), "produce_seconds": round(produced, 3),
-                "message_bytes": round(size), "worker_startup_seconds": round(startup, 2)}
+        return {
+            "events": count,
+            "assignments_read": got,
+            "seconds": round(elapsed, 3),
+            "decisions_per_second": round(got / elapsed, 1),
+            "produce_seconds": round(produced, 3),
+            "message_bytes": round(size),
+            "worker_startup_seconds": round(startup, 2),
+        }
     finally:
         stack.stop_all()
 
@@ -153,8 +188,14 @@ def bench_raw_kafka(config: MeshSettings, count: int, size: int) -> dict:
     elapsed = time.perf_counter() - begin
     producer.close()
     consumer.close()
-    return {"records": count, "records_read": got, "message_bytes": size, "seconds": round(elapsed, 3),
-            "records_per_second": round(got / elapsed, 1), "produce_seconds": round(produced, 3)}
+    return {
+        "records": count,
+        "records_read": got,
+        "message_bytes": size,
+        "seconds": round(elapsed, 3),
+        "records_per_second": round(got / elapsed, 1),
+        "produce_seconds": round(produced, 3),
+    }
 
 
 def _wait_serving(address: str, timeout: float) -> None:
@@ -194,28 +235,36 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-region-"))
     env = dict(os.environ)
-    env.update({
-        "MESH_MODE": "local",  # a private worker on loopback, as every private mesh of tests and benchmarks
-        "MESH_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}.",
-        "MESH_STATE_DIR": str(workdir / "state"),
-        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_WEB_PORT": str(free_port()),
-        "MESH_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "MESH_MODE": "local",  # a private worker on loopback, as every private mesh of tests and benchmarks
+            "MESH_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}.",
+            "MESH_STATE_DIR": str(workdir / "state"),
+            "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+            "MESH_REGION_WEB_PORT": str(free_port()),
+            "MESH_LOG_LEVEL": "WARNING",
+        }
+    )
     os.environ.update({k: v for k, v in env.items() if k.startswith("MESH_")})
     config = MeshSettings()
 
     print(f"pure resolver: {options.pure} decisions x3 ...", flush=True)
     pure = bench_pure(options.pure)
-    print(f"  {pure['decisions_per_second']:,.0f} decisions/s ({pure['municipalities']} municipalities in "
-          f"{pure['regions']} regions loaded)", flush=True)
+    print(
+        f"  {pure['decisions_per_second']:,.0f} decisions/s ({pure['municipalities']} municipalities in "
+        f"{pure['regions']} regions loaded)",
+        flush=True,
+    )
 
     prepare_kafka(config, "bench-region", give_up_after=30)
     try:
         print(f"end to end through Kafka: {options.events} ReferralRequested events ...", flush=True)
         e2e = bench_end_to_end(config, env, options.events, workdir / "logs")
-        print(f"  {e2e['decisions_per_second']:,.0f} decisions/s ({e2e['assignments_read']} assignments in "
-              f"{e2e['seconds']} s, {e2e['message_bytes']} B/event)", flush=True)
+        print(
+            f"  {e2e['decisions_per_second']:,.0f} decisions/s ({e2e['assignments_read']} assignments in "
+            f"{e2e['seconds']} s, {e2e['message_bytes']} B/event)",
+            flush=True,
+        )
         print(f"raw Kafka produce->consume: {options.events} records of {e2e['message_bytes']} B ...", flush=True)
         raw = bench_raw_kafka(config, options.events, e2e["message_bytes"])
         print(f"  {raw['records_per_second']:,.0f} records/s", flush=True)

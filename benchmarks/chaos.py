@@ -14,6 +14,7 @@ Prints `faults: N, referrals: M, lost: 0, duplicated: 0, recovered in: ...` and 
 figures to bench-results/chaos.json. Exits 1 when anything was lost or duplicated, a stranded
 outbox row or consumer lag remains, or a fault did not recover. `--quick` is the CI size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,8 +111,13 @@ class NotificationWatch(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                 auto_offset_reset="earliest", request_timeout_ms=30000)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            request_timeout_ms=30000,
+        )
         partitions = None
         while not self.stopping.is_set():
             try:
@@ -155,8 +161,10 @@ class Keeper(threading.Thread):
         while not self.stopping.wait(1.0):
             with self.lock:
                 for service in self.stack.crashed():
-                    say(f"  {service} exited by itself (code {self.stack.processes[service].returncode}); "
-                        "starting it again")
+                    say(
+                        f"  {service} exited by itself (code {self.stack.processes[service].returncode}); "
+                        "starting it again"
+                    )
                     self.unplanned_restarts[service] = self.unplanned_restarts.get(service, 0) + 1
                     self.stack.processes.pop(service)
                     self.stack.start(service)
@@ -216,10 +224,15 @@ def main(argv: list[str] | None = None) -> int:
             say(f"private Kafka on {kafka.bootstrap}, private PostgreSQL on 127.0.0.1:{postgres.port}")
             kafka.start()
             postgres.start()
-            env = isolated_env(Path(folder), KAFKA_BOOTSTRAP=kafka.bootstrap, DATABASE_URL=postgres.url,
-                               MESH_ESCALATION_POLICY_PATH=str(DEMO_ESCALATION_POLICY), MESH_LOG_LEVEL="INFO",
-                               # Few partitions: a broker killed outright recovers every log at start.
-                               MESH_TOPIC_PARTITIONS="2")
+            env = isolated_env(
+                Path(folder),
+                KAFKA_BOOTSTRAP=kafka.bootstrap,
+                DATABASE_URL=postgres.url,
+                MESH_ESCALATION_POLICY_PATH=str(DEMO_ESCALATION_POLICY),
+                MESH_LOG_LEVEL="INFO",
+                # Few partitions: a broker killed outright recovers every log at start.
+                MESH_TOPIC_PARTITIONS="2",
+            )
             config = settings_from(env)
             prepare_kafka(config, "chaos", give_up_after=60)
             stack = Stack(env=env, log_dir=Path(folder) / "logs")
@@ -263,12 +276,17 @@ def _run(options, config, stack: Stack, kafka: PrivateKafka, postgres: PrivatePo
         inject(fault, keeper, kafka, postgres, options.pause)
         fault_ended[fault] = time.time()
         recovered[fault] = recovery_seconds(load, watch, fault_ended[fault], options.recover_within)
-        say(f"  recovered in {recovered[fault]} s" if recovered[fault] is not None
-            else f"  not yet recovered after {options.recover_within:g} s; going on (measured again at the end)")
+        say(
+            f"  recovered in {recovered[fault]} s"
+            if recovered[fault] is not None
+            else f"  not yet recovered after {options.recover_within:g} s; going on (measured again at the end)"
+        )
     time.sleep(options.between)
     load.finish()
-    say(f"load stopped: {load.offered} offered, {len(load.accepted)} accepted, "
-        f"{load.failed_attempts} failed attempts retried, {len(load.abandoned)} abandoned")
+    say(
+        f"load stopped: {load.offered} offered, {len(load.accepted)} accepted, "
+        f"{load.failed_attempts} failed attempts retried, {len(load.abandoned)} abandoned"
+    )
 
     settle_start = time.monotonic()
     last_accepted = max(load.accepted.values())
@@ -282,6 +300,7 @@ def _run(options, config, stack: Stack, kafka: PrivateKafka, postgres: PrivatePo
             return not any(consumer_lag(config, faust_groups(config)).values())
         except Exception:
             return False
+
     wait_for(settled, timeout=options.settle_within, interval=2.0)
     settle_seconds = round(time.monotonic() - settle_start, 1)
     for fault, seconds in recovered.items():
@@ -298,29 +317,48 @@ def _run(options, config, stack: Stack, kafka: PrivateKafka, postgres: PrivatePo
     def caught_up() -> bool:
         lag_samples.append(consumer_lag(config, faust_groups(config)))
         return not any(lag_samples[-1].values())
+
     wait_for(caught_up, timeout=60, interval=1.0)
     findings.lag = lag_samples[-1]
     unrecovered = [fault for fault, seconds in recovered.items() if seconds is None]
-    healthy = (findings.total_lost == 0 and findings.total_duplicated == 0 and not unrecovered
-               and findings.stranded_outbox_rows == 0 and not any(findings.lag.values()))
-    recovered_text = ", ".join(f"{fault} {seconds if seconds is not None else 'never'} s"
-                               for fault, seconds in recovered.items())
+    healthy = (
+        findings.total_lost == 0
+        and findings.total_duplicated == 0
+        and not unrecovered
+        and findings.stranded_outbox_rows == 0
+        and not any(findings.lag.values())
+    )
+    recovered_text = ", ".join(
+        f"{fault} {seconds if seconds is not None else 'never'} s" for fault, seconds in recovered.items()
+    )
     figures = {
-        "faults": len(FAULTS), "rate_per_s": options.rate, "offered": load.offered,
-        "accepted": len(load.accepted), "failed_attempts_retried": load.failed_attempts,
-        "abandoned": len(load.abandoned), "recovered_in_s": recovered, "warm_up_s": warm,
-        "settled_in_s": settle_seconds, "unplanned_restarts": keeper.unplanned_restarts,
-        "run_seconds": round(time.monotonic() - started, 1), "passed": healthy,
+        "faults": len(FAULTS),
+        "rate_per_s": options.rate,
+        "offered": load.offered,
+        "accepted": len(load.accepted),
+        "failed_attempts_retried": load.failed_attempts,
+        "abandoned": len(load.abandoned),
+        "recovered_in_s": recovered,
+        "warm_up_s": warm,
+        "settled_in_s": settle_seconds,
+        "unplanned_restarts": keeper.unplanned_restarts,
+        "run_seconds": round(time.monotonic() - started, 1),
+        "passed": healthy,
         **findings.as_dict(),
     }
     path = write_results(options.results, figures)
     for example in findings.examples:
         say(f"  {example}")
-    say(f"stranded outbox rows: {findings.stranded_outbox_rows}, consumer lag: {findings.lag}, "
+    say(
+        f"stranded outbox rows: {findings.stranded_outbox_rows}, consumer lag: {findings.lag}, "
         f"escalations checked: {findings.escalations_checked}, notifications checked: "
-        f"{findings.notifications_checked}, redelivered (same id): {dict(findings.redelivered)}")
-    print(f"faults: {len(FAULTS)}, referrals: {findings.referrals}, lost: {findings.total_lost}, "
-          f"duplicated: {findings.total_duplicated}, recovered in: {recovered_text}", flush=True)
+        f"{findings.notifications_checked}, redelivered (same id): {dict(findings.redelivered)}"
+    )
+    print(
+        f"faults: {len(FAULTS)}, referrals: {findings.referrals}, lost: {findings.total_lost}, "
+        f"duplicated: {findings.total_duplicated}, recovered in: {recovered_text}",
+        flush=True,
+    )
     print(f"wrote {path}", flush=True)
     return 0 if healthy else 1
 

@@ -8,6 +8,7 @@ reminder or its coordinator alert. No outbox row may be left unpublished, and ev
 group's lag must be back to 0. "Lost" counts what is missing, "duplicated" what exists twice
 under different ids (the same id read twice is a redelivery, which receivers absorb).
 """
+
 from __future__ import annotations
 
 import time
@@ -36,8 +37,9 @@ DUE_MARGIN_SECONDS = 20.0  # a deadline counts as "fell due" this long before th
 def read_topic(config: MeshSettings, spec, timeout: float = 60.0) -> list:
     """Every record of one topic, from the beginning to the end offsets of now."""
     name = config.topic(spec.base_name)
-    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                             request_timeout_ms=30000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=config.kafka_bootstrap, group_id=None, enable_auto_commit=False, request_timeout_ms=30000
+    )
     try:
         partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
         consumer.assign(partitions)
@@ -79,8 +81,11 @@ def _consumer_lag(config: MeshSettings, groups: list[str]) -> dict[str, int]:
         lag = {}
         for group in groups:
             committed = admin.list_group_offsets({group: None}).get(group, {})
-            mine = {tp: meta.offset for tp, meta in committed.items()
-                    if tp.topic.startswith(config.topic_prefix) and meta.offset >= 0}
+            mine = {
+                tp: meta.offset
+                for tp, meta in committed.items()
+                if tp.topic.startswith(config.topic_prefix) and meta.offset >= 0
+            }
             # A consumer without a subscription knows no topic's leaders until asked.
             for name in {tp.topic for tp in mine}:
                 consumer.partitions_for_topic(name)
@@ -128,12 +133,16 @@ class Findings:
 
     def as_dict(self) -> dict:
         return {
-            "referrals": self.referrals, "lost": self.total_lost, "duplicated": self.total_duplicated,
-            "lost_by_kind": dict(self.lost), "duplicated_by_kind": dict(self.duplicated),
+            "referrals": self.referrals,
+            "lost": self.total_lost,
+            "duplicated": self.total_duplicated,
+            "lost_by_kind": dict(self.lost),
+            "duplicated_by_kind": dict(self.duplicated),
             "redelivered_by_kind": dict(self.redelivered),
             "escalations_checked": self.escalations_checked,
             "notifications_checked": self.notifications_checked,
-            "stranded_outbox_rows": self.stranded_outbox_rows, "consumer_lag": self.lag,
+            "stranded_outbox_rows": self.stranded_outbox_rows,
+            "consumer_lag": self.lag,
             "examples": self.examples,
         }
 
@@ -150,10 +159,15 @@ def check(config: MeshSettings, accepted: set[str], case_prefix: str, checked_at
     findings = Findings()
     engine = make_engine(config.database_url)
     with engine.connect() as connection:
-        stored = {row.case_id: row.referral_id for row in connection.execute(
-            select(referrals.c.case_id, referrals.c.referral_id).where(referrals.c.case_id.startswith(case_prefix)))}
+        stored = {
+            row.case_id: row.referral_id
+            for row in connection.execute(
+                select(referrals.c.case_id, referrals.c.referral_id).where(referrals.c.case_id.startswith(case_prefix))
+            )
+        }
         findings.stranded_outbox_rows = connection.execute(
-            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))).scalar_one()
+            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        ).scalar_one()
     engine.dispose()
     # A call that timed out may still have committed: such referrals are checked as well.
     cases = accepted | set(stored)
@@ -180,10 +194,18 @@ def check(config: MeshSettings, accepted: set[str], case_prefix: str, checked_at
 
     notify_engine = create_engine(NotifyPaths.of(config).database_url)
     with notify_engine.connect() as connection:
-        delivered = {row.notification_id for row in connection.execute(
-            select(deliveries.c.notification_id).where(deliveries.c.case_id.startswith(case_prefix)))}
-        alerted = {row.escalation_id for row in connection.execute(
-            select(alerts.c.escalation_id).where(alerts.c.case_id.startswith(case_prefix)))}
+        delivered = {
+            row.notification_id
+            for row in connection.execute(
+                select(deliveries.c.notification_id).where(deliveries.c.case_id.startswith(case_prefix))
+            )
+        }
+        alerted = {
+            row.escalation_id
+            for row in connection.execute(
+                select(alerts.c.escalation_id).where(alerts.c.case_id.startswith(case_prefix))
+            )
+        }
     notify_engine.dispose()
 
     for case_id in sorted(cases):
@@ -200,10 +222,19 @@ def check(config: MeshSettings, accepted: set[str], case_prefix: str, checked_at
         elif len(assigned) > 1:
             findings.duplicate("assignment", case_id, len(assigned) - 1)
         for assignment_id in assigned:
-            _check_notifications(findings, case_id, notifications.get(assignment_id, []),
-                                 ASSIGNMENT_TEMPLATES, delivered)
-        _check_escalations(findings, case_id, escalations.get(case_id, []), created_at.get(case_id),
-                           checked_at, notifications, delivered, alerted)
+            _check_notifications(
+                findings, case_id, notifications.get(assignment_id, []), ASSIGNMENT_TEMPLATES, delivered
+            )
+        _check_escalations(
+            findings,
+            case_id,
+            escalations.get(case_id, []),
+            created_at.get(case_id),
+            checked_at,
+            notifications,
+            delivered,
+            alerted,
+        )
     return findings
 
 
@@ -227,8 +258,16 @@ def _check_notifications(findings: Findings, case_id: str, sent, templates: set[
         findings.duplicate(f"unexpected notification {template}", case_id, len(by_template[template]))
 
 
-def _check_escalations(findings: Findings, case_id: str, fired, created_at: float | None, checked_at: float,
-                       notifications, delivered: set[str], alerted: set[str]) -> None:
+def _check_escalations(
+    findings: Findings,
+    case_id: str,
+    fired,
+    created_at: float | None,
+    checked_at: float,
+    notifications,
+    delivered: set[str],
+    alerted: set[str],
+) -> None:
     by_rule_level = defaultdict(list)
     for escalation in fired:
         by_rule_level[(escalation.rule, events_pb2.EscalationLevel.Name(escalation.level))].append(escalation)
@@ -239,8 +278,9 @@ def _check_escalations(findings: Findings, case_id: str, fired, created_at: floa
             findings.duplicate(f"escalation {key[0]}/{key[1]}", case_id, len(ids) - 1)
         for escalation_id in ids:
             if key[1] == "AGENCY_REMINDER":
-                _check_notifications(findings, case_id, notifications.get(escalation_id, []),
-                                     {"referral_reminder"}, delivered)  # caused by the escalation's event id
+                _check_notifications(
+                    findings, case_id, notifications.get(escalation_id, []), {"referral_reminder"}, delivered
+                )  # caused by the escalation's event id
             elif escalation_id not in alerted:
                 findings.lose(f"coordinator alert {key[1]}", case_id)
     if created_at is None:
@@ -248,4 +288,3 @@ def _check_escalations(findings: Findings, case_id: str, fired, created_at: floa
     for (rule, level), after in FIRST_DEADLINES.items():
         if created_at + after < checked_at - DUE_MARGIN_SECONDS and (rule, level) not in by_rule_level:
             findings.lose(f"escalation {rule}/{level}", case_id)
-

@@ -1,4 +1,5 @@
 """What the benchmarks share: an isolated environment for a private mesh, percentiles, output."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,12 @@ RESULTS_DIR = PROJECT_ROOT / "bench-results"
 
 def isolated_env(state_dir: Path, **extra: str) -> dict[str, str]:
     """A private mesh on the shared broker, with metrics endpoints off and quiet logs."""
-    quiet = {"MESH_REFERRAL_METRICS_PORT": "0", "MESH_REGION_METRICS_PORT": "0",
-             "MESH_NOTIFY_METRICS_PORT": "0", "MESH_LOG_LEVEL": "WARNING"}
+    quiet = {
+        "MESH_REFERRAL_METRICS_PORT": "0",
+        "MESH_REGION_METRICS_PORT": "0",
+        "MESH_NOTIFY_METRICS_PORT": "0",
+        "MESH_LOG_LEVEL": "WARNING",
+    }
     return private_mesh_env(state_dir, **{**quiet, **extra})
 
 

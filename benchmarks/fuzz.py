@@ -14,6 +14,7 @@ Steps 2 and 3 use a private broker on free ports (the shared one never sees the 
 Prints `inputs: N, crashes: 0, dead-lettered: M`, writes bench-results/fuzz.json, and exits
 1 on any crash, hang, missing dead letter or remaining lag.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,12 @@ from meshkernel.topics import ASSIGNMENTS, DEAD_LETTERS, ESCALATIONS, OVERRIDES,
 from referralmesh.v1 import events_pb2
 
 # Which services consume which topic: a malformed record gets one dead letter from each.
-CONSUMERS = {REFERRAL_EVENTS: ("region", "notify"), OVERRIDES: ("region",), ASSIGNMENTS: ("notify",),
-             ESCALATIONS: ("notify",)}
+CONSUMERS = {
+    REFERRAL_EVENTS: ("region", "notify"),
+    OVERRIDES: ("region",),
+    ASSIGNMENTS: ("notify",),
+    ESCALATIONS: ("notify",),
+}
 FLOOD_KEY = b"fuzz-flood-"
 
 
@@ -62,7 +67,7 @@ def _broken_envelope(rng: random.Random) -> bytes | None:
         envelope.ClearField("payload")
     raw = envelope.SerializeToString()
     if damage == "truncate":
-        raw = raw[:rng.randrange(1, len(raw))]
+        raw = raw[: rng.randrange(1, len(raw))]
     elif damage == "garbage":
         raw = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64))) + raw
     return raw
@@ -92,8 +97,13 @@ def malformed_records(count: int, seed: int) -> list[bytes | None]:
 
 def flood(config, per_topic: int, seed: int) -> dict[str, int]:
     """Produce the malformed records as fast as the broker takes them; return per topic."""
-    producer = KafkaProducer(bootstrap_servers=config.kafka_bootstrap, acks=1, linger_ms=20,
-                             batch_size=256 * 1024, max_in_flight_requests_per_connection=5)
+    producer = KafkaProducer(
+        bootstrap_servers=config.kafka_bootstrap,
+        acks=1,
+        linger_ms=20,
+        batch_size=256 * 1024,
+        max_in_flight_requests_per_connection=5,
+    )
     sent = {}
     for index, spec in enumerate(CONSUMERS):
         name = config.topic(spec.base_name)
@@ -135,12 +145,24 @@ def dead_letter_count(config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=int(os.environ.get("FUZZ_EXAMPLES", "500")),
-                        help="generated inputs per in-process parser (FUZZ_EXAMPLES)")
-    parser.add_argument("--grpc-examples", type=int, default=int(os.environ.get("FUZZ_GRPC_EXAMPLES", "100")),
-                        help="generated requests per gRPC method (FUZZ_GRPC_EXAMPLES)")
-    parser.add_argument("--records", type=int, default=int(os.environ.get("FUZZ_RECORDS", "100000")),
-                        help="malformed records per consumed topic (FUZZ_RECORDS)")
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=int(os.environ.get("FUZZ_EXAMPLES", "500")),
+        help="generated inputs per in-process parser (FUZZ_EXAMPLES)",
+    )
+    parser.add_argument(
+        "--grpc-examples",
+        type=int,
+        default=int(os.environ.get("FUZZ_GRPC_EXAMPLES", "100")),
+        help="generated requests per gRPC method (FUZZ_GRPC_EXAMPLES)",
+    )
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=int(os.environ.get("FUZZ_RECORDS", "100000")),
+        help="malformed records per consumed topic (FUZZ_RECORDS)",
+    )
     parser.add_argument("--drain-within", type=float, default=float(os.environ.get("FUZZ_DRAIN_SECONDS", "1800")))
     parser.add_argument("--results", default="fuzz")
     options = parser.parse_args(argv)
@@ -164,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
             stack = Stack(env=env, log_dir=Path(folder) / "logs")
             for service in ("referral", "region", "notify"):
                 stack.start(service)
-            addresses = {"referral": config.referral_grpc_address, "region": config.region_grpc_address,
-                         "notify": config.notify_grpc_address}
+            addresses = {
+                "referral": config.referral_grpc_address,
+                "region": config.region_grpc_address,
+                "notify": config.notify_grpc_address,
+            }
             for service, address in addresses.items():
                 say(f"gRPC {service}: {options.grpc_examples} requests per method")
                 fuzz_service(address, service, options.grpc_examples, grpc_tally)
@@ -180,13 +205,24 @@ def main(argv: list[str] | None = None) -> int:
 
     inputs = sum(parsers.inputs.values()) + grpc_tally.total + flood_figures["records"]
     crashes = len(parsers.crashes) + len(grpc_tally.crashes) + len(stopped)
-    passed = crashes == 0 and flood_figures["missing"] == 0 and flood_figures["without_reason"] == 0 \
+    passed = (
+        crashes == 0
+        and flood_figures["missing"] == 0
+        and flood_figures["without_reason"] == 0
         and not any(flood_figures["lag"].values())
+    )
     figures = {
-        "inputs": inputs, "crashes": crashes, "dead_lettered": flood_figures["dead_lettered"], "passed": passed,
-        "parser_inputs": parsers.inputs, "parser_crashes": [vars(crash) for crash in parsers.crashes],
-        "grpc_calls": grpc_tally.calls, "grpc_status_codes": grpc_tally.codes, "grpc_crashes": grpc_tally.crashes,
-        "services_stopped": stopped, **{f"flood_{key}": value for key, value in flood_figures.items()},
+        "inputs": inputs,
+        "crashes": crashes,
+        "dead_lettered": flood_figures["dead_lettered"],
+        "passed": passed,
+        "parser_inputs": parsers.inputs,
+        "parser_crashes": [vars(crash) for crash in parsers.crashes],
+        "grpc_calls": grpc_tally.calls,
+        "grpc_status_codes": grpc_tally.codes,
+        "grpc_crashes": grpc_tally.crashes,
+        "services_stopped": stopped,
+        **{f"flood_{key}": value for key, value in flood_figures.items()},
         "run_seconds": round(time.monotonic() - started, 1),
     }
     path = write_results(options.results, figures)
@@ -197,16 +233,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _flood_and_drain(config, stack: Stack, options) -> dict:
     baseline = dead_letter_count(config)
-    expected = {(config.topic(spec.base_name), consumer): options.records
-                for spec, consumers in CONSUMERS.items() for consumer in consumers}
+    expected = {
+        (config.topic(spec.base_name), consumer): options.records
+        for spec, consumers in CONSUMERS.items()
+        for consumer in consumers
+    }
     say(f"flood: {options.records} malformed records into each of {len(CONSUMERS)} consumed topics")
     begin = time.monotonic()
     flood(config, options.records, seed=20261130)
     produced_in = round(time.monotonic() - begin, 1)
     total = sum(expected.values())
     say(f"  produced in {produced_in} s; waiting for {total} dead letters")
-    wait_for(lambda: dead_letter_count(config) - baseline >= total or bool(stack.crashed()),
-             timeout=options.drain_within, interval=2.0)
+    wait_for(
+        lambda: dead_letter_count(config) - baseline >= total or bool(stack.crashed()),
+        timeout=options.drain_within,
+        interval=2.0,
+    )
     drained_in = round(time.monotonic() - begin, 1)
     wait_for(lambda: not any(consumer_lag(config, faust_groups(config)).values()), timeout=60, interval=2.0)
     letters = [letter for letter in dead_letters(config) if letter.key.startswith(FLOOD_KEY)]
@@ -216,9 +258,14 @@ def _flood_and_drain(config, stack: Stack, options) -> dict:
     missing = sum(max(0, count - found.get(key, 0)) for key, count in expected.items())
     say(f"  {len(letters)} dead letters in {drained_in} s; reasons: {dict(reasons.most_common(8))}")
     return {
-        "records": options.records * len(CONSUMERS), "dead_lettered": len(distinct), "missing": missing,
-        "redelivered": len(letters) - len(distinct), "without_reason": reasons.get("", 0),
-        "reasons": dict(reasons), "produced_in_s": produced_in, "drained_in_s": drained_in,
+        "records": options.records * len(CONSUMERS),
+        "dead_lettered": len(distinct),
+        "missing": missing,
+        "redelivered": len(letters) - len(distinct),
+        "without_reason": reasons.get("", 0),
+        "reasons": dict(reasons),
+        "produced_in_s": produced_in,
+        "drained_in_s": drained_in,
         "lag": consumer_lag(config, faust_groups(config)),
     }
 

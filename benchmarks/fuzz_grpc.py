@@ -3,6 +3,7 @@ messages and raw bytes through a generic channel call. Each call must end in a g
 within its deadline; UNKNOWN (an exception the handler did not turn into a status) counts as
 a crash, a unary call still open at its deadline as a hang, a server process that exits too.
 """
+
 from __future__ import annotations
 
 import threading
@@ -32,18 +33,49 @@ CALL_SECONDS = 10.0
 STREAM_SECONDS = 1.0
 
 # Values that reach past the first checks: real agency ids, codes, dates, ids seen in the run.
-known_text = st.sampled_from((
-    "", SENDER, RECEIVER, "GM0518", "GM0363", "GM9999", "shelter", "health", "es", "nl", "2026-03-01",
-    "2026-02-30", "9999-12-31", "URGENT", "fuzz-case", "ACKNOWLEDGED", "RESOLVED", "TAKEN", "other",
-    "x" * 5000, "\x00", "é" * 10, "../../etc/passwd", "%s%n", "null",
-))
+known_text = st.sampled_from(
+    (
+        "",
+        SENDER,
+        RECEIVER,
+        "GM0518",
+        "GM0363",
+        "GM9999",
+        "shelter",
+        "health",
+        "es",
+        "nl",
+        "2026-03-01",
+        "2026-02-30",
+        "9999-12-31",
+        "URGENT",
+        "fuzz-case",
+        "ACKNOWLEDGED",
+        "RESOLVED",
+        "TAKEN",
+        "other",
+        "x" * 5000,
+        "\x00",
+        "é" * 10,
+        "../../etc/passwd",
+        "%s%n",
+        "null",
+    )
+)
 texts = known_text | st.text(max_size=40)
-metadata_choices = st.sampled_from((
-    (), ((DEV_AGENCY_HEADER, SENDER),), ((DEV_AGENCY_HEADER, RECEIVER), (USER_HEADER, "u-1"), (ON_BEHALF_HEADER, "c")),
-    ((COORDINATOR_HEADER, "coord-haaglanden"), (DEV_SCOPE_HEADER, "GM0518")), ((COORDINATOR_HEADER, "national"),),
-    ((DEV_AGENCY_HEADER, "nobody"),), ((DEV_SCOPE_HEADER, "x" * 300),),
-    ((DEV_AGENCY_HEADER, ""),), ((COORDINATOR_HEADER, "x" * 300),),
-))
+metadata_choices = st.sampled_from(
+    (
+        (),
+        ((DEV_AGENCY_HEADER, SENDER),),
+        ((DEV_AGENCY_HEADER, RECEIVER), (USER_HEADER, "u-1"), (ON_BEHALF_HEADER, "c")),
+        ((COORDINATOR_HEADER, "coord-haaglanden"), (DEV_SCOPE_HEADER, "GM0518")),
+        ((COORDINATOR_HEADER, "national"),),
+        ((DEV_AGENCY_HEADER, "nobody"),),
+        ((DEV_SCOPE_HEADER, "x" * 300),),
+        ((DEV_AGENCY_HEADER, ""),),
+        ((COORDINATOR_HEADER, "x" * 300),),
+    )
+)
 
 
 def _scalar(field_descriptor: F):
@@ -65,8 +97,8 @@ def _scalar(field_descriptor: F):
     if kind in (F.TYPE_UINT64, F.TYPE_FIXED64):
         return st.integers(0, 2**64 - 1)
     if kind in (F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32):
-        return st.integers(-2**31, 2**31 - 1)
-    return st.integers(-2**63, 2**63 - 1)
+        return st.integers(-(2**31), 2**31 - 1)
+    return st.integers(-(2**63), 2**63 - 1)
 
 
 def message_dicts(descriptor, depth: int = 0):
@@ -83,8 +115,9 @@ def message_dicts(descriptor, depth: int = 0):
                 value = message_dicts(field_descriptor.message_type, depth + 1)
         else:
             value = _scalar(field_descriptor)
-        if field_descriptor.is_repeated and not (field_descriptor.message_type is not None
-                                                 and field_descriptor.message_type.GetOptions().map_entry):
+        if field_descriptor.is_repeated and not (
+            field_descriptor.message_type is not None and field_descriptor.message_type.GetOptions().map_entry
+        ):
             value = st.lists(value, max_size=3)
         fields[field_descriptor.name] = value
     return st.fixed_dictionaries({}, optional=fields)
@@ -112,10 +145,14 @@ def _build(descriptor, values: dict):
 
 def request_bytes(method):
     """Serialized generated requests, mutated ones, and raw bytes."""
-    generated = message_dicts(method.input_type).map(lambda values: _build(method.input_type, values)
-                                                     .SerializeToString())
-    seeds = [demo_request("fuzz-case").SerializeToString()] if method.input_type.name == "CreateReferralRequest" \
+    generated = message_dicts(method.input_type).map(
+        lambda values: _build(method.input_type, values).SerializeToString()
+    )
+    seeds = (
+        [demo_request("fuzz-case").SerializeToString()]
+        if method.input_type.name == "CreateReferralRequest"
         else [b"\x0a\x04abcd"]
+    )
     return generated | mutated_bytes(seeds) | st.binary(max_size=200)
 
 
@@ -177,4 +214,5 @@ def _fuzz_method(channel: grpc.Channel, name: str, method, examples: int, tally:
     def property_(payload, metadata):
         code, detail, problem = _call(channel, name, method.server_streaming, payload, metadata)
         tally.note(name, code, detail, problem)
+
     property_()

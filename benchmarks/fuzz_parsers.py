@@ -5,6 +5,7 @@ the inputs reach past the first check) and must either accept it or refuse it wi
 error type it documents; any other exception is a crash. Used by `make fuzz`
 (benchmarks/fuzz.py) and by the unit tests with a small number of examples.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,18 +33,26 @@ from services.region.domain.policy import build_policy, read_policy_file
 
 REGION_POLICY = Path(__file__).resolve().parents[1] / "services" / "region" / "config" / "regions.yaml"
 FACTS_SEED = {
-    "asked_in": "GM0518", "service": "shelter", "decision_date": "2026-03-01", "current_region": None,
+    "asked_in": "GM0518",
+    "service": "shelter",
+    "decision_date": "2026-03-01",
+    "current_region": None,
     "facts": {
         "residence": [{"municipality": "GM0363", "from": "2020-01-01", "to": None, "registered": True}],
         "work": [{"municipality": "GM0518", "from": "2025-03-01", "to": "2025-12-31"}],
-        "grew_up_in": ["GM0344"], "family_in": [],
+        "grew_up_in": ["GM0344"],
+        "family_in": [],
     },
 }
 
-json_leaves = (st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=True)
-               | st.text(max_size=40))
-json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
+json_leaves = (
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=True) | st.text(max_size=40)
+)
+json_values = st.recursive(
+    json_leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 @st.composite
@@ -92,21 +101,31 @@ def _resolve(data, path):
 def _valid_envelopes() -> list[bytes]:
     """One valid record of every payload kind, as seeds for byte-level mutation."""
     payloads: dict[str, Any] = {
-        "referral": events_pb2.ReferralEvent(referral_id="r-1", event_type="ReferralRequested", version=1,
-                                             sender="exit-the-hague", receiver="shelter-utrecht",
-                                             need_domains=["shelter"], asked_in="GM0518",
-                                             facts=demo_request("c-1").facts),
+        "referral": events_pb2.ReferralEvent(
+            referral_id="r-1",
+            event_type="ReferralRequested",
+            version=1,
+            sender="exit-the-hague",
+            receiver="shelter-utrecht",
+            need_domains=["shelter"],
+            asked_in="GM0518",
+            facts=demo_request("c-1").facts,
+        ),
         "assignment": events_pb2.AssignmentEvent(referral_id="r-1", responsible_region="GM0518", rule="asked_in"),
-        "escalation": events_pb2.EscalationEvent(escalation_id="e-1", referral_id="r-1", region="GM0518",
-                                                 rule="not_acknowledged"),
-        "notification": events_pb2.NotificationEvent(notification_id="n-1", referral_id="r-1", recipient="x",
-                                                     template="referral_assigned"),
+        "escalation": events_pb2.EscalationEvent(
+            escalation_id="e-1", referral_id="r-1", region="GM0518", rule="not_acknowledged"
+        ),
+        "notification": events_pb2.NotificationEvent(
+            notification_id="n-1", referral_id="r-1", recipient="x", template="referral_assigned"
+        ),
         "override": events_pb2.CoordinatorOverride(referral_id="r-1", region="GM0363", reason_code="other"),
         "alert_action": events_pb2.AlertAction(escalation_id="e-1", referral_id="r-1", action="RESOLVED"),
         "client_erased": events_pb2.ClientErased(requested_by="exit-the-hague"),
     }
-    return [new_envelope(case_id="c-1", producer="fuzz", event_id=f"ev-{kind}", **{kind: payload})
-            .SerializeToString() for kind, payload in payloads.items()]
+    return [
+        new_envelope(case_id="c-1", producer="fuzz", event_id=f"ev-{kind}", **{kind: payload}).SerializeToString()
+        for kind, payload in payloads.items()
+    ]
 
 
 VALID_ENVELOPES = _valid_envelopes()
@@ -126,7 +145,7 @@ def mutated_bytes(draw, seeds: list[bytes]):
         elif action == "insert":
             data[position:position] = draw(st.binary(max_size=8))
         else:
-            data += draw(st.sampled_from(seeds))[draw(st.integers(0, 20)):]
+            data += draw(st.sampled_from(seeds))[draw(st.integers(0, 20)) :]
     return bytes(data)
 
 
@@ -153,8 +172,9 @@ class Tally:
             pass
         except Exception as error:
             if len(self.crashes) < 50:
-                self.crashes.append(Crash(target, "".join(traceback.format_exception_only(error)).strip()[:300],
-                                          repr(sample)[:300]))
+                self.crashes.append(
+                    Crash(target, "".join(traceback.format_exception_only(error)).strip()[:300], repr(sample)[:300])
+                )
 
 
 def _decode_any(raw: bytes) -> None:
@@ -189,35 +209,54 @@ def targets(tally: Tally) -> dict[str, Callable[[int], None]]:
 
     def prop(name: str, strategy, refusals, call):
         def run(examples: int) -> None:
-            @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=examples,
+                deadline=None,
+                database=None,
+                derandomize=False,
+                suppress_health_check=list(HealthCheck),
+            )
             @given(strategy)
             def property_(sample):
                 tally.guard(name, refusals, lambda: call(sample), sample)
+
             property_()
+
         return run
 
     return {
         "event envelope (every payload kind)": prop("event envelope", record_bytes, (MalformedEvent,), _decode_any),
         "binding facts JSON (parse_request)": prop(
-            "binding facts JSON", mutated(FACTS_SEED, 4) | json_values, (InvalidInput,), parse_request),
-        "binding facts protobuf": prop("binding facts protobuf", st.binary(max_size=200)
-                                       | mutated_bytes([demo_request("c").facts.SerializeToString()]),
-                                       (DecodeError,), _facts_message),
+            "binding facts JSON", mutated(FACTS_SEED, 4) | json_values, (InvalidInput,), parse_request
+        ),
+        "binding facts protobuf": prop(
+            "binding facts protobuf",
+            st.binary(max_size=200) | mutated_bytes([demo_request("c").facts.SerializeToString()]),
+            (DecodeError,),
+            _facts_message,
+        ),
         "CLI JSON (mesh region resolve)": prop(
-            "CLI JSON", st.text(max_size=200) | mutated(FACTS_SEED, 4).map(lambda d: json.dumps(d, default=str)),
-            (), _cli_resolve),
+            "CLI JSON",
+            st.text(max_size=200) | mutated(FACTS_SEED, 4).map(lambda d: json.dumps(d, default=str)),
+            (),
+            _cli_resolve,
+        ),
         "region policy (data)": prop("region policy", mutated(region_seed, 4), (PolicyError,), region_policy),
         "region policy (YAML text)": prop(
-            "region policy YAML", st.text(max_size=300) | mutated(region_seed, 3).map(
-                lambda d: yaml.safe_dump(d, allow_unicode=True)), (PolicyError,),
-            lambda text: _policy_from_text(text, region_policy)),
-        "escalation policy (data)": prop("escalation policy", mutated(escalation_seed, 4), (PolicyError,),
-                                         lambda data: build_escalation_policy(data)),
+            "region policy YAML",
+            st.text(max_size=300) | mutated(region_seed, 3).map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
+            (PolicyError,),
+            lambda text: _policy_from_text(text, region_policy),
+        ),
+        "escalation policy (data)": prop(
+            "escalation policy", mutated(escalation_seed, 4), (PolicyError,), lambda data: build_escalation_policy(data)
+        ),
         "escalation policy (YAML text)": prop(
-            "escalation policy YAML", st.text(max_size=300) | mutated(escalation_seed, 3).map(
-                lambda d: yaml.safe_dump(d, allow_unicode=True)), (PolicyError,),
-            lambda text: _policy_from_text(text, lambda data, source: build_escalation_policy(data, source))),
+            "escalation policy YAML",
+            st.text(max_size=300) | mutated(escalation_seed, 3).map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
+            (PolicyError,),
+            lambda text: _policy_from_text(text, lambda data, source: build_escalation_policy(data, source)),
+        ),
     }
 
 

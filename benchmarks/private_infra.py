@@ -4,6 +4,7 @@ Each runs on its own free ports with its own data folder, started through the pr
 scripts, so killing, pausing or flooding them never touches the shared broker (9092) or the
 shared PostgreSQL (55432). Both are removed, data and all, when the run ends.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -79,8 +80,14 @@ class PrivateKafka:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        subprocess.run([str(KAFKA_SCRIPT), "start"], env=self.env, check=True, start_new_session=True,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [str(KAFKA_SCRIPT), "start"],
+            env=self.env,
+            check=True,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
 
     def pid(self) -> int:
         return int((self.state / "broker.pid").read_text().strip())
@@ -118,8 +125,14 @@ class PrivatePostgres:
 
     def start(self, attempts: int = 5) -> None:
         for attempt in range(attempts):
-            result = subprocess.run([str(POSTGRES_SCRIPT), "start"], env=self.env, start_new_session=True,
-                                    stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            result = subprocess.run(
+                [str(POSTGRES_SCRIPT), "start"],
+                env=self.env,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+            )
             if result.returncode == 0:
                 return
             # After a SIGKILL the old shared memory may still be held for a moment.
@@ -135,6 +148,11 @@ class PrivatePostgres:
         wait_for(lambda: _gone(pid), timeout=30)
 
     def remove(self) -> None:
-        subprocess.run([str(POSTGRES_SCRIPT), "stop"], env=self.env, start_new_session=True,
-                       stdin=subprocess.DEVNULL, capture_output=True)
+        subprocess.run(
+            [str(POSTGRES_SCRIPT), "stop"],
+            env=self.env,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
         shutil.rmtree(self.base, ignore_errors=True)

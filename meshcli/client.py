@@ -1,4 +1,5 @@
 """A small client library for agencies' systems, used by the `mesh` command and the demo."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -24,8 +25,15 @@ class ReferralClient:
     development identity header, which the service honours only when it runs without TLS.
     """
 
-    def __init__(self, address: str, agency: str | None = None, *, cert: str | Path | None = None,
-                 key: str | Path | None = None, ca: str | Path | None = None):
+    def __init__(
+        self,
+        address: str,
+        agency: str | None = None,
+        *,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        ca: str | Path | None = None,
+    ):
         if cert or key:
             if not (cert and key and ca):
                 raise ValueError("mutual TLS needs a client certificate, its key and the CA certificate")
@@ -66,8 +74,10 @@ class ReferralClient:
 
     def transition(self, method: str, referral_id: str, expected_version: int, **fields) -> api.Referral:
         request_types = {
-            "Decline": api.DeclineRequest, "Complete": api.CompleteRequest,
-            "Fail": api.CompleteRequest, "Forward": api.ForwardRequest,
+            "Decline": api.DeclineRequest,
+            "Complete": api.CompleteRequest,
+            "Fail": api.CompleteRequest,
+            "Forward": api.ForwardRequest,
         }
         request = request_types.get(method, api.TransitionRequest)(
             referral_id=referral_id, expected_version=expected_version, **fields
@@ -94,8 +104,14 @@ class NotifyClient:
     development headers name the agency or coordinator (honoured in MESH_MODE=local only).
     """
 
-    def __init__(self, address: str, *, agency: str | None = None, coordinator: str | None = None,
-                 identity: ClientIdentity | None = None):
+    def __init__(
+        self,
+        address: str,
+        *,
+        agency: str | None = None,
+        coordinator: str | None = None,
+        identity: ClientIdentity | None = None,
+    ):
         from referralmesh.v1 import notify_service_pb2_grpc
 
         self.channel = open_channel(address, identity)
@@ -109,8 +125,9 @@ class NotifyClient:
 
     @classmethod
     def for_agency(cls, config, agency: str, address: str | None = None) -> NotifyClient:
-        return cls(address or config.notify_grpc_address, agency=agency,
-                   identity=client_identity_from(config, agency=agency))
+        return cls(
+            address or config.notify_grpc_address, agency=agency, identity=client_identity_from(config, agency=agency)
+        )
 
     def close(self) -> None:
         self.channel.close()
@@ -122,12 +139,15 @@ class NotifyClient:
         from referralmesh.v1 import notify_service_pb2 as notify_api
 
         request = notify_api.SealContactRequest(
-            case_id=case_id, channel=notify_api.ContactChannel.Value(channel), address=address)
+            case_id=case_id, channel=notify_api.ContactChannel.Value(channel), address=address
+        )
         return self.stub.SealContact(request, metadata=self.metadata, timeout=CALL_TIMEOUT)
 
     def acknowledge(self, escalation_id: str):
         from referralmesh.v1 import notify_service_pb2 as notify_api
 
         return self.stub.AcknowledgeAlert(
-            notify_api.AcknowledgeAlertRequest(escalation_id=escalation_id), metadata=self.metadata,
-            timeout=CALL_TIMEOUT)
+            notify_api.AcknowledgeAlertRequest(escalation_id=escalation_id),
+            metadata=self.metadata,
+            timeout=CALL_TIMEOUT,
+        )

@@ -4,6 +4,7 @@ Scenario: a client who has worked in salons in two regions without ever register
 nowhere) asks the exit programme in Den Haag for help; it refers her to a shelter agency in
 Utrecht. The mesh names a responsible region at once and notifies everyone concerned.
 """
+
 from __future__ import annotations
 
 import http.cookiejar
@@ -93,9 +94,11 @@ def run_demo() -> int:
     tracing_ui = env.get("MESH_TRACING_UI", "zipkin") == "zipkin" and "OTEL_TRACES_EXPORTER" not in env
     start_zipkin = tracing_ui and not zipkin_answers(env)
     start_broker = "KAFKA_BOOTSTRAP" not in os.environ and not kafka_answers(env)
-    problems = ports.taken(ports.service_ports(config)
-                           + (ports.kafka_ports(env) if start_broker else [])
-                           + (ports.zipkin_ports(env) if start_zipkin else []))
+    problems = ports.taken(
+        ports.service_ports(config)
+        + (ports.kafka_ports(env) if start_broker else [])
+        + (ports.zipkin_ports(env) if start_zipkin else [])
+    )
     if problems:
         for problem in problems:
             narrator.say(f"cannot start: {problem}")
@@ -147,8 +150,7 @@ def run_demo() -> int:
                 watchdog.done()
 
 
-def _stop_everything(narrator: Narrator, stack: Stack, env: dict[str, str], started_broker: bool,
-                     zipkin_start) -> None:
+def _stop_everything(narrator: Narrator, stack: Stack, env: dict[str, str], started_broker: bool, zipkin_start) -> None:
     narrator.say("stopping the services")
     stack.stop_all()
     if zipkin_start is not None:
@@ -168,16 +170,20 @@ class _DemoFailed(Exception):
 def _print_endpoints(config, tracing_url: str | None) -> None:
     say_safely("")
     say_safely("  user-facing endpoints")
-    say_safely(f"    referral gRPC API      {config.referral_grpc_address}  (health + reflection: "
-          f"grpcurl -plaintext {config.referral_grpc_address} list)")
+    say_safely(
+        f"    referral gRPC API      {config.referral_grpc_address}  (health + reflection: "
+        f"grpcurl -plaintext {config.referral_grpc_address} list)"
+    )
     say_safely(f"    region health (HTTP)   http://127.0.0.1:{config.region_web_port}/health")
     say_safely(f"    Kafka bootstrap        {config.kafka_bootstrap}")
     say_safely(f"    notify gRPC API        {config.notify_grpc_address}  (alert stream, SealContact)")
     say_safely(f"    {describe_dashboard(config)}")
     if tracing_url:
         say_safely(f"    tracing UI (Zipkin)    {tracing_url}  (search by tag referralmesh.case_id)")
-    say_safely(f"    metrics (Prometheus)   http://127.0.0.1:{config.referral_metrics_port}/metrics, "
-          f":{config.region_metrics_port}/metrics, :{config.notify_metrics_port}/metrics")
+    say_safely(
+        f"    metrics (Prometheus)   http://127.0.0.1:{config.referral_metrics_port}/metrics, "
+        f":{config.region_metrics_port}/metrics, :{config.notify_metrics_port}/metrics"
+    )
     say_safely("")
     say_safely(TLS_HOWTO)
 
@@ -221,6 +227,7 @@ def _is(kind: str, **fields):
             return False
         payload = getattr(envelope, kind)
         return all(getattr(payload, name) == value for name, value in fields.items())
+
     return match
 
 
@@ -239,8 +246,10 @@ def _play(config, narrator: Narrator, stack: Stack, tracing_url: str | None) -> 
             "Spanish best and agrees to text messages."
         )
         contact = notify.seal_contact(case_id, "SMS", DEMO_PHONE)
-        narrator.say(f"{SENDER} -> notify SealContact: her phone number is sealed with a key of her own "
-                     f"(key {contact.key_id[:8]}...); the mesh carries only the ciphertext")
+        narrator.say(
+            f"{SENDER} -> notify SealContact: her phone number is sealed with a key of her own "
+            f"(key {contact.key_id[:8]}...); the mesh carries only the ciphertext"
+        )
         referral = client.create(demo_request(case_id, contact))
         narrator.say(
             f"{SENDER} -> CreateReferral to {RECEIVER}: referral {referral.referral_id} "
@@ -252,16 +261,21 @@ def _play(config, narrator: Narrator, stack: Stack, tracing_url: str | None) -> 
         to_client = timeline.until(_is("notification", audience=events_pb2.CLIENT), "the message to the client")
         message = _client_message(config, to_client.notification.notification_id)
         if message:
-            narrator.say(f"client message ({message['language']}, {message['channel']} to {message['to']}), "
-                         f"from the local outbox {client_outbox_path(config)}:")
+            narrator.say(
+                f"client message ({message['language']}, {message['channel']} to {message['to']}), "
+                f"from the local outbox {client_outbox_path(config)}:"
+            )
             for line in message["text"].strip().splitlines():
                 say_safely(f"          {line}")
 
-        narrator.say(f"{RECEIVER} does not answer. The stall detector watches the deadlines "
-                     "(the demo policy counts seconds where the real one counts hours).")
+        narrator.say(
+            f"{RECEIVER} does not answer. The stall detector watches the deadlines "
+            "(the demo policy counts seconds where the real one counts hours)."
+        )
         timeline.until(_is("escalation", level=events_pb2.AGENCY_REMINDER), "the reminder to the agency", 120)
-        alert = timeline.until(_is("escalation", level=events_pb2.REGION_COORDINATOR),
-                               "the alert to the region coordinator", 120)
+        alert = timeline.until(
+            _is("escalation", level=events_pb2.REGION_COORDINATOR), "the alert to the region coordinator", 120
+        )
         login = dashboard_login(config, COORDINATOR_REGION)
         narrator.say(f"the alert is live on {login.url}; coordinator {login.username} signs in and takes the case")
         _take_on_dashboard(login, alert.escalation.escalation_id)
@@ -329,8 +343,10 @@ def _describe(topic: str, envelope) -> str:
     if kind == "notification":
         event = envelope.notification
         audience = events_pb2.Audience.Name(event.audience)
-        return (f"Kafka {topic}: notify service -> {audience} {event.recipient}: "
-                f"{event.template} (responsible region {event.responsible_region})")
+        return (
+            f"Kafka {topic}: notify service -> {audience} {event.recipient}: "
+            f"{event.template} (responsible region {event.responsible_region})"
+        )
     return f"Kafka {topic}: {kind}"
 
 

@@ -17,6 +17,7 @@ Idempotent: what exists is kept, so a restarted broker and its clients keep thei
 This is a local/test set-up; a production cluster has its operator's CA and secret store, and
 needs only `mesh kafka provision` (or the same ACLs applied by its own tooling).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,7 @@ def principal_env(directory: Path, principal: str, bootstrap: str | None) -> dic
     return env
 
 
-def make_secrets(directory: Path, *, bootstrap: str | None = None, hosts: tuple[str, ...] = (),
-                 log=print) -> None:
+def make_secrets(directory: Path, *, bootstrap: str | None = None, hosts: tuple[str, ...] = (), log=print) -> None:
     """Create or complete the broker's TLS material and every principal's password and env file."""
     directory = _private_dir(directory.resolve())
     _private_dir(directory / "passwords")
@@ -89,8 +89,9 @@ def make_secrets(directory: Path, *, bootstrap: str | None = None, hosts: tuple[
         from cryptography.hazmat.primitives import serialization
 
         cert, key = pki.issue_kafka_broker(ca_cert, ca_key, names)
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         _write_private(broker_pem, key_pem + cert.public_bytes(serialization.Encoding.PEM))
         log(f"issued the broker certificate for {', '.join(names)}")
 
@@ -113,19 +114,29 @@ def _acl(grant: Grant):
     from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 
     pattern = ResourcePattern(
-        ResourceType.TOPIC if grant.resource == "topic" else ResourceType.GROUP, grant.name,
-        ACLResourcePatternType.PREFIXED if grant.pattern == "prefixed" else ACLResourcePatternType.LITERAL)
-    return ACL(principal=f"User:{grant.principal}", host="*", operation=ACLOperation[grant.operation],
-               permission_type=ACLPermissionType.ALLOW, resource_pattern=pattern)
+        ResourceType.TOPIC if grant.resource == "topic" else ResourceType.GROUP,
+        grant.name,
+        ACLResourcePatternType.PREFIXED if grant.pattern == "prefixed" else ACLResourcePatternType.LITERAL,
+    )
+    return ACL(
+        principal=f"User:{grant.principal}",
+        host="*",
+        operation=ACLOperation[grant.operation],
+        permission_type=ACLPermissionType.ALLOW,
+        resource_pattern=pattern,
+    )
 
 
 def set_scram_credentials(admin, directory: Path, principals) -> list[str]:
     """Create or replace the SCRAM-SHA-512 credentials of `principals` from their password files."""
     from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
 
-    upserts = [UserScramCredentialUpsertion(principal, ScramMechanism.SCRAM_SHA_512,
-                                            read_password(directory, principal), iterations=SCRAM_ITERATIONS)
-               for principal in principals]
+    upserts = [
+        UserScramCredentialUpsertion(
+            principal, ScramMechanism.SCRAM_SHA_512, read_password(directory, principal), iterations=SCRAM_ITERATIONS
+        )
+        for principal in principals
+    ]
     if upserts:
         admin.alter_user_scram_credentials(upserts)
     return [upsert.user for upsert in upserts]
@@ -142,7 +153,8 @@ def provision(config, *, credentials: Path | None = None, log=print) -> list[Gra
         log(f"topics: {len(created)} created under prefix {config.topic_prefix!r}")
         if credentials is not None:
             users = set_scram_credentials(
-                admin, credentials, [p for p in PRINCIPALS if p not in FORMAT_TIME_PRINCIPALS])
+                admin, credentials, [p for p in PRINCIPALS if p not in FORMAT_TIME_PRINCIPALS]
+            )
             log(f"SCRAM credentials set for {', '.join(users)}")
         plan = acl_plan(config.topic_prefix)
         result = admin.create_acls([_acl(grant) for grant in plan])
@@ -160,11 +172,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     make = commands.add_parser("secrets", help="local CA, broker keystore, a password and env file per principal")
     make.add_argument("dir", type=Path)
     make.add_argument("--bootstrap", default=None, help="host:port written into the env files")
-    make.add_argument("--host", action="append", default=[], metavar="NAME",
-                      help="extra DNS name or IP address for the broker certificate (repeatable)")
+    make.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="extra DNS name or IP address for the broker certificate (repeatable)",
+    )
     prov = commands.add_parser("provision", help="as the admin principal: topics, SCRAM credentials, ACLs")
-    prov.add_argument("--credentials", type=Path, default=None,
-                      help="a folder of `mesh kafka secrets`: set the principals' passwords from it")
+    prov.add_argument(
+        "--credentials",
+        type=Path,
+        default=None,
+        help="a folder of `mesh kafka secrets`: set the principals' passwords from it",
+    )
     commands.add_parser("acls", help="print the ACL plan for MESH_TOPIC_PREFIX")
 
 
@@ -172,8 +193,12 @@ def run(options) -> int:
     from meshkernel.config import settings
 
     if options.kafka_command == "secrets":
-        make_secrets(options.dir, bootstrap=options.bootstrap, hosts=tuple(options.host),
-                     log=lambda line: print(line, file=sys.stderr))
+        make_secrets(
+            options.dir,
+            bootstrap=options.bootstrap,
+            hosts=tuple(options.host),
+            log=lambda line: print(line, file=sys.stderr),
+        )
         return 0
     if options.kafka_command == "acls":
         for grant in acl_plan(settings().topic_prefix):

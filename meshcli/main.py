@@ -1,4 +1,5 @@
 """The `mesh` command: run services, play the demo, resolve regions, work with referrals."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,14 @@ from google.protobuf import json_format
 from meshcli import referral_reads
 
 TRANSITIONS = {
-    "acknowledge": "Acknowledge", "accept": "Accept", "decline": "Decline", "start": "Start",
-    "complete": "Complete", "cancel": "Cancel", "contact-lost": "ReportContactLost", "forward": "Forward",
+    "acknowledge": "Acknowledge",
+    "accept": "Accept",
+    "decline": "Decline",
+    "start": "Start",
+    "complete": "Complete",
+    "cancel": "Cancel",
+    "contact-lost": "ReportContactLost",
+    "forward": "Forward",
     "fail": "Fail",
 }
 
@@ -123,7 +130,8 @@ def _referral_command(options) -> int:
             if options.referral_command == "forward":
                 fields["next_receiver"] = options.next_receiver
             result = client.transition(
-                TRANSITIONS[options.referral_command], options.referral_id, options.version, **fields)
+                TRANSITIONS[options.referral_command], options.referral_id, options.version, **fields
+            )
     except grpc.RpcError as error:
         print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
@@ -151,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValidationError as invalid:
             problem = invalid.errors()[0]
             where = ".".join(str(part) for part in problem["loc"]).upper()
-            print(f"mesh serve {options.service}: refusing to start: MESH_{where}: {problem['msg']}",
-                  file=sys.stderr)
+            print(f"mesh serve {options.service}: refusing to start: MESH_{where}: {problem['msg']}", file=sys.stderr)
             return 2
         if options.service == "referral":
             from services.referral.main import run
@@ -190,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             from services.notify.demo import describe_dashboard
 
             if not settings().local_mode:
-                print("error: demo accounts exist only with MESH_MODE=local; an operator creates accounts "
-                      "with `mesh coordinator add`", file=sys.stderr)
+                print(
+                    "error: demo accounts exist only with MESH_MODE=local; an operator creates accounts "
+                    "with `mesh coordinator add`",
+                    file=sys.stderr,
+                )
                 return 2
             print(describe_dashboard(settings()))
             return 0

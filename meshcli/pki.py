@@ -25,6 +25,7 @@ A folder from before the intermediates were added is started afresh.
 This is a demo/test CA. Production agencies use PKIoverheid certificates; the services need the
 trust bundle (MESH_TLS_CA) and the CRL of every issuing CA (MESH_TLS_CRL).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,21 +86,28 @@ def load_key(path: Path):
     return serialization.load_pem_private_key(path.read_bytes(), password=None)
 
 
-def make_ca(common_name: str = "Referral Mesh Demo Root CA", organisation: str = "Referral Mesh (demo)",
-            *, issuer: tuple | None = None):
+def make_ca(
+    common_name: str = "Referral Mesh Demo Root CA",
+    organisation: str = "Referral Mesh (demo)",
+    *,
+    issuer: tuple | None = None,
+):
     """A CA: (certificate, key); self-signed root, or an intermediate signed by `issuer`
     (certificate, key). Also used by the tests for a foreign CA."""
     key = new_key()
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
     issuer_cert, issuer_key = issuer if issuer else (None, key)
     now = _now()
     builder = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(issuer_cert.subject if issuer_cert else name)
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert else name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
@@ -107,9 +115,15 @@ def make_ca(common_name: str = "Referral Mesh Demo Root CA", organisation: str =
         .add_extension(x509.BasicConstraints(ca=True, path_length=0 if issuer else 1), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -117,12 +131,21 @@ def make_ca(common_name: str = "Referral Mesh Demo Root CA", organisation: str =
     )
     if issuer_cert is not None:
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
     return builder.sign(issuer_key, hashes.SHA256()), key
 
 
-def _leaf(ca_cert, ca_key, subject: x509.Name, *, server_names=(), client: bool, uri: str | None = None,
-          server_too: bool = False):
+def _leaf(
+    ca_cert,
+    ca_key,
+    subject: x509.Name,
+    *,
+    server_names=(),
+    client: bool,
+    uri: str | None = None,
+    server_too: bool = False,
+):
     key = new_key()
     now = _now()
     builder = (
@@ -136,21 +159,27 @@ def _leaf(ca_cert, ca_key, subject: x509.Name, *, server_names=(), client: bool,
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
         .add_extension(
             x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server_too
-                else [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                if server_too
+                else [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
+            ),
             critical=False,
         )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     alt: list[x509.GeneralName] = []
     for name in server_names:
@@ -166,12 +195,14 @@ def _leaf(ca_cert, ca_key, subject: x509.Name, *, server_names=(), client: bool,
 
 
 def agency_subject(agency_id: str, name: str, oin: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, name[:64]),
-        x509.NameAttribute(NameOID.SERIAL_NUMBER, oin),
-        x509.NameAttribute(NameOID.COMMON_NAME, agency_id),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, name[:64]),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, oin),
+            x509.NameAttribute(NameOID.COMMON_NAME, agency_id),
+        ]
+    )
 
 
 def issue_agency(ca_cert, ca_key, agency_id: str, name: str, oin: str):
@@ -179,11 +210,13 @@ def issue_agency(ca_cert, ca_key, agency_id: str, name: str, oin: str):
 
 
 def issue_server(ca_cert, ca_key, names=("127.0.0.1", "::1", "localhost")):
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "referral-service"),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "referral-service"),
+        ]
+    )
     return _leaf(ca_cert, ca_key, subject, server_names=names, client=False)
 
 
@@ -193,33 +226,39 @@ def coordinator_name(scope: str) -> str:
 
 
 def issue_coordinator(ca_cert, ca_key, username: str, scope: str):
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "coordinators"),
-        x509.NameAttribute(NameOID.COMMON_NAME, username),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "coordinators"),
+            x509.NameAttribute(NameOID.COMMON_NAME, username),
+        ]
+    )
     return _leaf(ca_cert, ca_key, subject, client=True, uri=f"urn:referralmesh:coordinator:{scope}:{username}")
 
 
 def issue_system(ca_cert, ca_key, service: str):
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "services"),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"{service}-service"),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "services"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{service}-service"),
+        ]
+    )
     return _leaf(ca_cert, ca_key, subject, client=True, uri=f"urn:referralmesh:system:{service}")
 
 
 def issue_kafka_broker(ca_cert, ca_key, names=("127.0.0.1", "::1", "localhost")):
     """A broker certificate for TLS listeners; it is a client too, of its own controller listener,
     where Kafka maps the CN to the broker's principal (User:broker)."""
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "broker"),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "broker"),
+        ]
+    )
     return _leaf(ca_cert, ca_key, subject, server_names=names, client=True, server_too=True)
 
 
@@ -287,8 +326,11 @@ def init(
     # Who gets a certificate: name -> (folder, issuing CA, how to issue).
     holders: dict[str, tuple[str, str, Callable[..., Any]]] = {}
     for agency in agencies:
-        holders[agency.agency_id] = ("agencies", AGENCIES_CA,
-                                     lambda ca, a=agency: issue_agency(ca[0], ca[1], a.agency_id, a.name, a.oin))
+        holders[agency.agency_id] = (
+            "agencies",
+            AGENCIES_CA,
+            lambda ca, a=agency: issue_agency(ca[0], ca[1], a.agency_id, a.name, a.oin),
+        )
     for scope in (*regions, "NATIONAL"):
         name = coordinator_name(scope)
         holders[name] = ("coordinators", MESH_CA, lambda ca, n=name, sc=scope: issue_coordinator(ca[0], ca[1], n, sc))
@@ -301,11 +343,18 @@ def init(
     root = _ensure_ca(directory / "root.crt", directory / "ca.key", make_ca, log)
     cas = {
         ROOT: root,
-        AGENCIES_CA: _ensure_ca(directory / "intermediates" / "agencies-ca.crt",
-                                directory / "intermediates" / "agencies-ca.key",
-                                lambda: make_ca("Referral Mesh Demo Agencies CA", issuer=root), log),
-        MESH_CA: _ensure_ca(directory / "intermediates" / "mesh-ca.crt", directory / "intermediates" / "mesh-ca.key",
-                            lambda: make_ca("Referral Mesh Demo Services CA", issuer=root), log),
+        AGENCIES_CA: _ensure_ca(
+            directory / "intermediates" / "agencies-ca.crt",
+            directory / "intermediates" / "agencies-ca.key",
+            lambda: make_ca("Referral Mesh Demo Agencies CA", issuer=root),
+            log,
+        ),
+        MESH_CA: _ensure_ca(
+            directory / "intermediates" / "mesh-ca.crt",
+            directory / "intermediates" / "mesh-ca.key",
+            lambda: make_ca("Referral Mesh Demo Services CA", issuer=root),
+            log,
+        ),
     }
     bundle = b"".join(cas[name][0].public_bytes(serialization.Encoding.PEM) for name in (ROOT, AGENCIES_CA, MESH_CA))
     if not (directory / "ca.crt").exists() or (directory / "ca.crt").read_bytes() != bundle:
@@ -344,8 +393,10 @@ def init(
 
     crl_path = directory / "crl.pem"
     if changed or not crl_path.exists() or _crl_stale(crl_path, len(cas)):
-        crls = [make_crl(*cas[name], [e for e in revoked if e.get("issuer", AGENCIES_CA) == name])
-                for name in (ROOT, AGENCIES_CA, MESH_CA)]
+        crls = [
+            make_crl(*cas[name], [e for e in revoked if e.get("issuer", AGENCIES_CA) == name])
+            for name in (ROOT, AGENCIES_CA, MESH_CA)
+        ]
         write_atomic(crl_path, b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls))
         log(f"signed CRLs of {len(crls)} CAs with {len(revoked)} revoked certificate(s)")
 
@@ -376,24 +427,45 @@ def _crl_stale(path: Path, expected: int) -> bool:
     except ValueError:
         return True
     return len(crls) != expected or any(
-        crl.next_update_utc is None or crl.next_update_utc - _now() < CRL_REFRESH_BEFORE for crl in crls)
+        crl.next_update_utc is None or crl.next_update_utc - _now() < CRL_REFRESH_BEFORE for crl in crls
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="pki_command", required=True)
     init_cmd = commands.add_parser(
-        "init", help="create or complete a local CA with intermediates, certificates for the servers, agencies,"
-                     " coordinators and services, and CRLs")
+        "init",
+        help="create or complete a local CA with intermediates, certificates for the servers, agencies,"
+        " coordinators and services, and CRLs",
+    )
     init_cmd.add_argument("dir", type=Path, help="folder for the PKI (created if missing)")
-    init_cmd.add_argument("--revoke", action="append", default=[], metavar="NAME",
-                          help="put this agency's, coordinator's or service's current certificate on the CRL"
-                               " (repeatable)")
-    init_cmd.add_argument("--renew", action="append", default=[], metavar="NAME",
-                          help="issue this agency, coordinator or service a new certificate (repeatable)")
-    init_cmd.add_argument("--host", action="append", default=[], metavar="NAME",
-                          help="extra DNS name or IP address for the server certificate (repeatable)")
-    init_cmd.add_argument("--directory", type=Path, default=None,
-                          help="agency directory YAML (default: MESH_AGENCY_DIRECTORY_PATH / built-in)")
+    init_cmd.add_argument(
+        "--revoke",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="put this agency's, coordinator's or service's current certificate on the CRL (repeatable)",
+    )
+    init_cmd.add_argument(
+        "--renew",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="issue this agency, coordinator or service a new certificate (repeatable)",
+    )
+    init_cmd.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="extra DNS name or IP address for the server certificate (repeatable)",
+    )
+    init_cmd.add_argument(
+        "--directory",
+        type=Path,
+        default=None,
+        help="agency directory YAML (default: MESH_AGENCY_DIRECTORY_PATH / built-in)",
+    )
 
 
 def run(options) -> int:
@@ -404,7 +476,11 @@ def run(options) -> int:
     directory = load_directory(options.directory or settings().agency_directory_path)
     regions = tuple(region.code for region in load_policy(settings().region_policy_path).regions)
     init(
-        options.dir, list(directory), regions=regions, revoke=tuple(options.revoke), renew=tuple(options.renew),
+        options.dir,
+        list(directory),
+        regions=regions,
+        revoke=tuple(options.revoke),
+        renew=tuple(options.renew),
         server_names=tuple(options.host),
     )
     print(f"PKI ready in {options.dir}", file=sys.stderr)

@@ -4,6 +4,7 @@ A service that finds its port taken fails inside its own log ("address already i
 after the supervisor said it started. Checking first turns that into one clear line per port:
 the port, the setting that moves it, and the process holding it.
 """
+
 from __future__ import annotations
 
 import errno
@@ -44,8 +45,10 @@ def kafka_ports(env: dict[str, str]) -> list[PortNeed]:
     """The ports a broker started by scripts/kafka.sh listens on."""
     port = int(env.get("KAFKA_PORT", "9092"))
     controller = int(env.get("KAFKA_CONTROLLER_PORT", port + 1))
-    return [PortNeed("127.0.0.1", port, "KAFKA_PORT", "Kafka broker"),
-            PortNeed("127.0.0.1", controller, "KAFKA_CONTROLLER_PORT", "Kafka controller")]
+    return [
+        PortNeed("127.0.0.1", port, "KAFKA_PORT", "Kafka broker"),
+        PortNeed("127.0.0.1", controller, "KAFKA_CONTROLLER_PORT", "Kafka controller"),
+    ]
 
 
 def zipkin_ports(env: dict[str, str]) -> list[PortNeed]:

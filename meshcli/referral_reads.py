@@ -1,5 +1,6 @@
 """`mesh referral` commands beyond create, get and the transitions: list, watch, agencies,
 access log and consent withdrawal. Each prints protobuf JSON, one object per result."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
     watch = commands.add_parser("watch", help="stream every change relevant to me (Ctrl-C stops)")
     watch.add_argument("--cursor", default="", help="resume after this cursor; empty: from now on")
-    watch.add_argument("--for-seconds", type=float, default=3600.0,
-                       help="stop after this long (every call has a deadline; resume with --cursor)")
+    watch.add_argument(
+        "--for-seconds",
+        type=float,
+        default=3600.0,
+        help="stop after this long (every call has a deadline; resume with --cursor)",
+    )
 
     agencies = commands.add_parser("agencies", help="search the agency directory")
     agencies.add_argument("--domain", default="")
@@ -53,7 +58,9 @@ def run(options, client) -> int:
     if command == "list":
         request = api.ListReferralsRequest(
             status=[common_pb2.ReferralStatus.Value(name.upper()) for name in options.status],
-            direction=DIRECTIONS[options.direction], need_domain=options.need, page_size=options.page_size,
+            direction=DIRECTIONS[options.direction],
+            need_domain=options.need,
+            page_size=options.page_size,
         )
         if options.updated_since:
             request.updated_since.FromDatetime(_aware(options.updated_since))
@@ -66,8 +73,9 @@ def run(options, client) -> int:
             request.page_token = page.next_page_token
     if command == "watch":
         try:
-            for change in stub.WatchReferrals(api.WatchReferralsRequest(cursor=options.cursor), metadata=metadata,
-                                              timeout=options.for_seconds):
+            for change in stub.WatchReferrals(
+                api.WatchReferralsRequest(cursor=options.cursor), metadata=metadata, timeout=options.for_seconds
+            ):
                 _print(change)
         except KeyboardInterrupt:
             pass
@@ -76,9 +84,16 @@ def run(options, client) -> int:
                 raise
         return 0
     if command == "agencies":
-        found = stub.SearchAgencies(api.SearchAgenciesRequest(
-            domain=options.domain, region=options.region, language=options.language,
-            accepting_only=options.accepting), metadata=metadata, timeout=10)
+        found = stub.SearchAgencies(
+            api.SearchAgenciesRequest(
+                domain=options.domain,
+                region=options.region,
+                language=options.language,
+                accepting_only=options.accepting,
+            ),
+            metadata=metadata,
+            timeout=10,
+        )
         for agency in found.agencies:
             _print(agency)
         return 0

@@ -9,6 +9,7 @@ processes) so that nothing is left behind, whatever ends the supervisor:
 - a watchdog process (meshcli/watchdog.py) stops everything, Kafka and Zipkin included, if the
   supervisor is killed before its clean-up could run.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -43,20 +44,22 @@ def private_mesh_env(state_dir: Path, kafka_bootstrap: str | None = None, **extr
     env = dict(os.environ)
     if kafka_bootstrap:
         env["KAFKA_BOOTSTRAP"] = kafka_bootstrap
-    env.update({
-        "MESH_MODE": "local",
-        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-        "DATABASE_URL": f"sqlite:///{state_dir / 'referral.db'}",
-        "MESH_STATE_DIR": str(state_dir / "state"),
-        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_NOTIFY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_REGION_WEB_PORT": str(free_port()),
-        "MESH_NOTIFY_WEB_PORT": str(free_port()),
-        "MESH_REFERRAL_METRICS_PORT": str(free_port()),
-        "MESH_REGION_METRICS_PORT": str(free_port()),
-        "MESH_NOTIFY_METRICS_PORT": str(free_port()),
-    })
+    env.update(
+        {
+            "MESH_MODE": "local",
+            "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+            "DATABASE_URL": f"sqlite:///{state_dir / 'referral.db'}",
+            "MESH_STATE_DIR": str(state_dir / "state"),
+            "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+            "MESH_REGION_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+            "MESH_NOTIFY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+            "MESH_REGION_WEB_PORT": str(free_port()),
+            "MESH_NOTIFY_WEB_PORT": str(free_port()),
+            "MESH_REFERRAL_METRICS_PORT": str(free_port()),
+            "MESH_REGION_METRICS_PORT": str(free_port()),
+            "MESH_NOTIFY_METRICS_PORT": str(free_port()),
+        }
+    )
     env.update(extra)
     return env
 
@@ -80,8 +83,7 @@ def kafka_answers(env: dict[str, str] | None = None) -> bool:
 def start_kafka(env: dict[str, str] | None = None) -> None:
     # Its own session: a Ctrl-C must not kill the script between starting the broker and
     # writing its pid file, which is what stop_kafka needs to find it.
-    subprocess.run([str(KAFKA_SCRIPT), "start"], env=env, check=True, start_new_session=True,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run([str(KAFKA_SCRIPT), "start"], env=env, check=True, start_new_session=True, stdin=subprocess.DEVNULL)
 
 
 def stop_kafka(env: dict[str, str] | None = None) -> None:
@@ -94,8 +96,7 @@ def zipkin_answers(env: dict[str, str] | None = None) -> bool:
 
 def start_zipkin_in_background(env: dict[str, str] | None = None) -> subprocess.Popen:
     """Zipkin takes a while to boot; start it beside Kafka and wait for it later."""
-    return subprocess.Popen([str(ZIPKIN_SCRIPT), "start"], env=env, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen([str(ZIPKIN_SCRIPT), "start"], env=env, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def stop_zipkin(env: dict[str, str] | None = None) -> None:
@@ -105,8 +106,15 @@ def stop_zipkin(env: dict[str, str] | None = None) -> None:
 def _run_stop_script(script: Path, env: dict[str, str] | None) -> None:
     """Run `script stop` out of reach of terminal signals, its output relayed line by line: a
     script writing to a closed terminal or a dead pipe would die of it before stopping anything."""
-    result = subprocess.run([str(script), "stop"], env=env, check=False, start_new_session=True,
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(script), "stop"],
+        env=env,
+        check=False,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
     for line in (result.stdout + result.stderr).splitlines():
         say_safely(line)
 
@@ -180,8 +188,13 @@ class Watchdog:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "meshcli.watchdog"], env=env, cwd=PROJECT_ROOT,
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", "meshcli.watchdog"],
+                env=env,
+                cwd=PROJECT_ROOT,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def _tell(self, line: str) -> None:
@@ -253,8 +266,11 @@ class Stack:
         process = subprocess.Popen(
             [sys.executable, "-m", "meshcli.main", "serve", service],
             env={**self.env, PARENT_PID_ENV: str(os.getpid())},
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=PROJECT_ROOT, start_new_session=True,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
         )
         log_file.close()
         self.processes[service] = process

@@ -1,4 +1,5 @@
 """Reads mesh topics from the start and yields the decoded events of chosen cases."""
+
 from __future__ import annotations
 
 import time

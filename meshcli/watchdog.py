@@ -8,6 +8,7 @@ started; when the pipe closes without a "done", it stops all of it.
 Protocol, one line each: `group PID` (a process group to stop), `forget PID`, `script PATH`
 (a scripts/*.sh whose `stop` stops what it started), `forget-script PATH`, `done`.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -7,6 +7,7 @@ meshkernel/safety.py) a caller names itself: `x-mesh-dev-agency: AGENCY`, or
 `x-mesh-coordinator: USER` (the scope from `x-mesh-dev-scope`, or from the service's own
 coordinator list), and a call naming nobody acts as the development system identity.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,8 +27,9 @@ class NoIdentity(Exception):
     """The call carries no identity this server accepts."""
 
 
-def principal_of(context: Any, *, development_identities: bool,
-                 coordinator_scope: Callable[[str], str | None] = lambda _name: None) -> Principal:
+def principal_of(
+    context: Any, *, development_identities: bool, coordinator_scope: Callable[[str], str | None] = lambda _name: None
+) -> Principal:
     peer = tls.current_peer.get()
     if peer is not None and peer.role:
         return Principal(peer.role, peer.name, peer.scope)

@@ -7,6 +7,7 @@ plaintext and development identities, on loopback addresses only. The other defa
 everything on loopback with SQLite; an operator points the services elsewhere with the
 variables named on each field.
 """
+
 from __future__ import annotations
 
 import os
@@ -137,9 +138,22 @@ class MeshSettings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator(
-        "tls_cert", "tls_key", "tls_ca", "tls_crl", "tls_client_cert", "tls_client_key", "tls_agency_dir",
-        "notify_key_store_path", "notify_client_outbox_path", "notify_database_url", "notify_demo_password",
-        "kafka_security_protocol", "kafka_ca", "kafka_username", "kafka_password_file", "kafka_client_cert",
+        "tls_cert",
+        "tls_key",
+        "tls_ca",
+        "tls_crl",
+        "tls_client_cert",
+        "tls_client_key",
+        "tls_agency_dir",
+        "notify_key_store_path",
+        "notify_client_outbox_path",
+        "notify_database_url",
+        "notify_demo_password",
+        "kafka_security_protocol",
+        "kafka_ca",
+        "kafka_username",
+        "kafka_password_file",
+        "kafka_client_cert",
         "kafka_client_key",
         mode="before",
     )

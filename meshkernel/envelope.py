@@ -3,6 +3,7 @@
 Ids are derived, not random, wherever an event is caused by another one: a redelivered
 input then yields the same output id, which is what lets every receiver deduplicate.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -17,8 +18,7 @@ from referralmesh.v1 import events_pb2
 SCHEMA_VERSION = 1
 _ID_NAMESPACE = uuid.UUID("6f1c6a52-3d0e-4e59-9d7e-6a1b2f0c9e11")
 
-PAYLOAD_KINDS = ("referral", "assignment", "escalation", "notification", "override", "alert_action",
-                 "client_erased")
+PAYLOAD_KINDS = ("referral", "assignment", "escalation", "notification", "override", "alert_action", "client_erased")
 
 
 class MalformedEvent(ValueError):
@@ -67,9 +67,14 @@ def kafka_headers(
         ("payload", (envelope.WhichOneof("payload") or "").encode()),
         ("schema-version", str(envelope.schema_version).encode()),
     ]
-    carrier = trace_carrier if trace_carrier is not None else {
-        "traceparent": envelope.trace.traceparent, "tracestate": envelope.trace.tracestate,
-    }
+    carrier = (
+        trace_carrier
+        if trace_carrier is not None
+        else {
+            "traceparent": envelope.trace.traceparent,
+            "tracestate": envelope.trace.tracestate,
+        }
+    )
     headers.extend((name, carrier[name].encode()) for name in ("traceparent", "tracestate") if carrier.get(name))
     return headers
 

@@ -1,5 +1,6 @@
 """Standard gRPC health checking and server reflection, the same on every service, so
 grpcurl and grpc-health-probe work against any of them."""
+
 from __future__ import annotations
 
 import grpc

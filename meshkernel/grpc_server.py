@@ -1,5 +1,6 @@
 """One way to build and bind a gRPC server, the same for all three services: resource limits,
 the mutual TLS interceptor, and a secure port (or, in local mode only, a plaintext one)."""
+
 from __future__ import annotations
 
 import grpc
@@ -10,8 +11,9 @@ from meshkernel.tls import AuthInterceptor, PeerVerifier, ServerTls, server_cred
 MAX_SEND_BYTES = 4 * 1024 * 1024
 
 
-def new_server(config: MeshSettings, *, max_receive_bytes: int, verifier: PeerVerifier | None,
-               roles: frozenset[str]) -> grpc.aio.Server:
+def new_server(
+    config: MeshSettings, *, max_receive_bytes: int, verifier: PeerVerifier | None, roles: frozenset[str]
+) -> grpc.aio.Server:
     """A server that serves at most `grpc_max_concurrent_rpcs` calls at once and, with a
     verifier, authenticates every call by its certificate (`roles` may call its methods)."""
     interceptors = [AuthInterceptor(verifier, roles)] if verifier is not None else []

@@ -3,6 +3,7 @@
 Refused credentials or missing permissions are not worth waiting for: they stop the start with
 one line that names the principal (meshkernel/kafka_security.py), never the password.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,9 @@ def credentials_refused(config: MeshSettings, security: KafkaSecurity, timeout: 
     host, _, port = config.kafka_bootstrap.split(",")[0].strip().rpartition(":")
 
     async def connect() -> None:
-        connection = await create_conn(host.strip("[]"), int(port), request_timeout_ms=int(timeout * 1000),
-                                       **security.client_options())
+        connection = await create_conn(
+            host.strip("[]"), int(port), request_timeout_ms=int(timeout * 1000), **security.client_options()
+        )
         connection.close()
 
     try:
@@ -94,7 +96,10 @@ def connect_admin(
                 ) from None
             log.warning(
                 "%s: cannot reach Kafka at %s (%s); retrying in %.0fs",
-                service, config.kafka_bootstrap, type(error).__name__, delay,
+                service,
+                config.kafka_bootstrap,
+                type(error).__name__,
+                delay,
             )
             sleep(delay)
             delay = min(delay * 2, max_delay)

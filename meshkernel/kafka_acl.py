@@ -9,6 +9,7 @@ counts, existence) so that it can check them at start; creating them is the admi
 The plan is data, derived from the topic declarations and the topic prefix, so it is tested
 without a broker; `mesh kafka provision` applies it as the admin principal (meshcli/kafka.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ INTERNAL_TOPIC_OPERATIONS = ("CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "READ", "
 @dataclass(frozen=True, order=True)
 class Grant:
     """ALLOW `operation` on a topic or group (a literal name or a name prefix), from any host."""
+
     principal: str  # the user name; the Kafka principal is User:<principal>
     resource: str  # "topic" | "group"
     name: str
@@ -100,8 +102,10 @@ def acl_plan(topic_prefix: str = "") -> list[Grant]:
 def allowed(plan: list[Grant], principal: str, resource: str, name: str, operation: str) -> bool:
     """Whether `plan` lets `principal` do `operation` on a resource, as Kafka's authorizer decides
     it for ALLOW rules: a literal or prefix match, and READ or WRITE imply DESCRIBE."""
-    implied = {"DESCRIBE": {"DESCRIBE", "READ", "WRITE", "DELETE", "ALTER"},
-               "DESCRIBE_CONFIGS": {"DESCRIBE_CONFIGS", "ALTER_CONFIGS"}}.get(operation, {operation})
+    implied = {
+        "DESCRIBE": {"DESCRIBE", "READ", "WRITE", "DELETE", "ALTER"},
+        "DESCRIBE_CONFIGS": {"DESCRIBE_CONFIGS", "ALTER_CONFIGS"},
+    }.get(operation, {operation})
     for grant in plan:
         if grant.principal != principal or grant.resource != resource or grant.operation not in implied:
             continue

@@ -12,6 +12,7 @@ aiokafka (the referral service's outbox relay) and Faust (the region and notify 
 MESH_KAFKA_CA names the trust roots for the brokers' certificates (unset: the system's).
 Hostnames are always verified against the broker certificates.
 """
+
 from __future__ import annotations
 
 import ssl
@@ -24,8 +25,10 @@ from meshkernel.config import MeshSettings
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 
-ALTERNATIVES = ("SASL_SSL with MESH_KAFKA_USERNAME and MESH_KAFKA_PASSWORD_FILE, "
-                "or SSL with MESH_KAFKA_CLIENT_CERT and MESH_KAFKA_CLIENT_KEY")
+ALTERNATIVES = (
+    "SASL_SSL with MESH_KAFKA_USERNAME and MESH_KAFKA_PASSWORD_FILE, "
+    "or SSL with MESH_KAFKA_CLIENT_CERT and MESH_KAFKA_CLIENT_KEY"
+)
 
 
 class KafkaSecurityError(ValueError):
@@ -55,29 +58,35 @@ class KafkaSecurity:
         """Read and check the settings; raise KafkaSecurityError naming the first problem."""
         protocol = config.kafka_security_protocol or "PLAINTEXT"
         if protocol == "PLAINTEXT":
-            for setting, value in (("MESH_KAFKA_USERNAME", config.kafka_username),
-                                   ("MESH_KAFKA_PASSWORD_FILE", config.kafka_password_file),
-                                   ("MESH_KAFKA_CLIENT_CERT", config.kafka_client_cert)):
+            for setting, value in (
+                ("MESH_KAFKA_USERNAME", config.kafka_username),
+                ("MESH_KAFKA_PASSWORD_FILE", config.kafka_password_file),
+                ("MESH_KAFKA_CLIENT_CERT", config.kafka_client_cert),
+            ):
                 if value:
                     raise KafkaSecurityError(
                         f"{setting} is set but MESH_KAFKA_SECURITY_PROTOCOL is not SASL_SSL or SSL; "
-                        "credentials are never sent without TLS")
+                        "credentials are never sent without TLS"
+                    )
             return cls()
-        ca = _readable_file("MESH_KAFKA_CA", config.kafka_ca, "trust roots for the brokers") \
-            if config.kafka_ca else None
+        ca = (
+            _readable_file("MESH_KAFKA_CA", config.kafka_ca, "trust roots for the brokers") if config.kafka_ca else None
+        )
         if protocol == "SASL_SSL":
             if not config.kafka_username:
                 raise KafkaSecurityError("MESH_KAFKA_USERNAME is not set (this service's Kafka principal)")
-            password_file = _readable_file("MESH_KAFKA_PASSWORD_FILE", config.kafka_password_file,
-                                           f"the password of {config.kafka_username}")
+            password_file = _readable_file(
+                "MESH_KAFKA_PASSWORD_FILE", config.kafka_password_file, f"the password of {config.kafka_username}"
+            )
             password = password_file.read_text(encoding="utf-8").strip()
             if not password:
                 raise KafkaSecurityError(f"MESH_KAFKA_PASSWORD_FILE={password_file}: the file is empty")
             return cls(protocol, ca, config.kafka_sasl_mechanism, config.kafka_username, password)
         client_cert = client_key = None
         if config.kafka_client_cert or config.kafka_client_key:
-            client_cert = _readable_file("MESH_KAFKA_CLIENT_CERT", config.kafka_client_cert,
-                                         "this service's certificate for Kafka")
+            client_cert = _readable_file(
+                "MESH_KAFKA_CLIENT_CERT", config.kafka_client_cert, "this service's certificate for Kafka"
+            )
             client_key = _readable_file("MESH_KAFKA_CLIENT_KEY", config.kafka_client_key, "its private key")
         return cls(protocol, ca, client_cert=client_cert, client_key=client_key)
 
@@ -107,8 +116,9 @@ class KafkaSecurity:
             return {}
         options: dict[str, Any] = {"security_protocol": self.protocol, "ssl_context": self.ssl_context()}
         if self.protocol == "SASL_SSL":
-            options.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
-                           sasl_plain_password=self.password)
+            options.update(
+                sasl_mechanism=self.mechanism, sasl_plain_username=self.username, sasl_plain_password=self.password
+            )
         return options
 
     def faust_credentials(self) -> CredentialsT | None:
@@ -118,8 +128,9 @@ class KafkaSecurity:
         if self.protocol == "PLAINTEXT":
             return None
         if self.protocol == "SASL_SSL":
-            return faust.SASLCredentials(username=self.username, password=self.password,
-                                         ssl_context=self.ssl_context(), mechanism=self.mechanism)
+            return faust.SASLCredentials(
+                username=self.username, password=self.password, ssl_context=self.ssl_context(), mechanism=self.mechanism
+            )
         return faust.SSLCredentials(self.ssl_context())
 
 
@@ -137,13 +148,17 @@ def production_problem(config: MeshSettings, service: str) -> str | None:
     protocol = config.kafka_security_protocol
     if protocol in (None, "PLAINTEXT"):
         state = "is not set" if protocol is None else "is PLAINTEXT"
-        return (f"MESH_KAFKA_SECURITY_PROTOCOL {state}; production mode needs Kafka over TLS with "
-                f"the {service} service's own credentials ({ALTERNATIVES})")
+        return (
+            f"MESH_KAFKA_SECURITY_PROTOCOL {state}; production mode needs Kafka over TLS with "
+            f"the {service} service's own credentials ({ALTERNATIVES})"
+        )
     try:
         security = KafkaSecurity.from_settings(config)
     except KafkaSecurityError as problem:
         return str(problem)
     if not security.authenticated:
-        return (f"MESH_KAFKA_CLIENT_CERT is not set; production mode needs the {service} service's own "
-                f"Kafka credentials ({ALTERNATIVES})")
+        return (
+            f"MESH_KAFKA_CLIENT_CERT is not set; production mode needs the {service} service's own "
+            f"Kafka credentials ({ALTERNATIVES})"
+        )
     return None

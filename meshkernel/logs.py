@@ -2,6 +2,7 @@
 
 Log calls pass identifiers only (case ids, event ids, codes); never payloads or free text.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Instruments carry codes only (states, rules, levels, topics): never a case id, which would
 make every case its own time series and say more than a metric needs to.
 """
+
 from __future__ import annotations
 
 import logging

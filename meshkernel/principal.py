@@ -3,6 +3,7 @@
 The gRPC adapters build a Principal from the verified client certificate (meshkernel/tls.py)
 or, in MESH_MODE=local without TLS only, from development headers (meshkernel/callers.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

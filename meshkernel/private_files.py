@@ -5,6 +5,7 @@ users of the machine must not read them, whatever the umask. SQLite creates its 
 -journal files with the mode of the database file, so a database created through
 `private_file` keeps all of them 0600.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Each job deletes what is past its retention and returns how many records it remo
 run is counted and logged (by exception type only) and the next run tries again; serving goes
 on either way.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,14 +20,18 @@ class RetentionMetrics:
     def __init__(self) -> None:
         instruments = meter("referralmesh.retention")
         self.removed = instruments.create_counter(
-            "referralmesh.retention.removed", unit="{record}",
-            description="records removed because their retention ran out, per job")
+            "referralmesh.retention.removed",
+            unit="{record}",
+            description="records removed because their retention ran out, per job",
+        )
         self.runs = instruments.create_counter(
-            "referralmesh.retention.runs", unit="{run}", description="retention runs, per job and outcome")
+            "referralmesh.retention.runs", unit="{run}", description="retention runs, per job and outcome"
+        )
 
 
-async def run_periodically(job: str, remove_expired: Callable[[], int], every_seconds: float,
-                           metrics: RetentionMetrics | None = None) -> None:
+async def run_periodically(
+    job: str, remove_expired: Callable[[], int], every_seconds: float, metrics: RetentionMetrics | None = None
+) -> None:
     """Run `remove_expired` in a worker thread now and then every `every_seconds`, until cancelled."""
     metrics = metrics or RetentionMetrics()
     while True:

@@ -8,6 +8,7 @@ an operator reads what to fix instead of a stack trace, and nothing half-starts.
 Other parts of the kernel add their own production needs to `PRODUCTION_NEEDS` (e.g. Kafka
 credentials); each is a function (config, service) -> the problem in one line, or None.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -82,7 +83,8 @@ def check_start(config: MeshSettings, service: str, service_needs: Sequence[Need
             if not is_loopback(address):
                 raise StartRefused(
                     f"{setting}={address} is not a loopback address; MESH_MODE=local serves without "
-                    "TLS and may bind loopback only (unset MESH_MODE for production with mutual TLS)")
+                    "TLS and may bind loopback only (unset MESH_MODE for production with mutual TLS)"
+                )
         return
     for need in (*PRODUCTION_NEEDS, *service_needs):
         problem = need(config, service)

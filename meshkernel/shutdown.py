@@ -6,6 +6,7 @@ supervisor of `make run`) would have to SIGKILL the service. Instead the first s
 arms a deadline; a stop still running when it expires is cut short, after one log line that
 says what was left unfinished and why nothing is lost by it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,13 @@ class StopDeadline:
     """Armed by the first stop signal; if the process is still stopping when it expires, logs
     `unfinished()` and exits. Arming twice keeps the first deadline."""
 
-    def __init__(self, service: str, unfinished: Callable[[], str], budget: float | None = None,
-                 exit_process: Callable[[int], None] = os._exit):
+    def __init__(
+        self,
+        service: str,
+        unfinished: Callable[[], str],
+        budget: float | None = None,
+        exit_process: Callable[[int], None] = os._exit,
+    ):
         self.service = service
         self.unfinished = unfinished
         self.budget = stop_budget() if budget is None else budget
@@ -61,8 +67,12 @@ class StopDeadline:
             detail = self.unfinished()
         except Exception as error:  # the exit must happen even if the description fails
             detail = f"(could not tell: {type(error).__name__})"
-        log.error("%s: stop did not finish within %.1fs; exiting without it. Unfinished: %s",
-                  self.service, self.budget, detail)
+        log.error(
+            "%s: stop did not finish within %.1fs; exiting without it. Unfinished: %s",
+            self.service,
+            self.budget,
+            detail,
+        )
         _flush_telemetry()
         self.exit_process(EXIT_CUT_SHORT)
 

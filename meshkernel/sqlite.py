@@ -1,4 +1,5 @@
 """The embedded SQLite default, set up the same way for every service that keeps state."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,9 @@ def sqlite_engine(url: str) -> Engine:
     in_memory = not path or path == ":memory:"
     if not in_memory:
         private_file(Path(path))  # 0600 in a 0700 folder; SQLite's -wal/-shm files follow its mode
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                           poolclass=StaticPool if in_memory else None)
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=StaticPool if in_memory else None
+    )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:

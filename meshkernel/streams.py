@@ -3,6 +3,7 @@
 Records on mesh topics are protobuf bytes, so topics use the raw serializer and each agent
 decodes with meshkernel.envelope; what cannot be decoded goes to the dead-letter topic.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 SESSION_TIMEOUT_SECONDS = 10.0
 
 
-def make_app(service: str, config: MeshSettings, *, web_port: int | None = None,
-             web_host: str = "127.0.0.1") -> faust.App:
+def make_app(
+    service: str, config: MeshSettings, *, web_port: int | None = None, web_host: str = "127.0.0.1"
+) -> faust.App:
     private_folder(config.state_dir)
     private_folder(config.state_dir / f"{config.topic_prefix}{service}-data")
     return faust.App(
@@ -86,7 +88,9 @@ def observe_consumer_lag(app: faust.App) -> None:
         return [Observation(count, {"messaging.destination.name": name}) for name, count in behind.items()]
 
     meter("referralmesh.streams").create_observable_gauge(
-        "referralmesh.consumer.lag", callbacks=[measure], unit="{message}",
+        "referralmesh.consumer.lag",
+        callbacks=[measure],
+        unit="{message}",
         description="records not yet processed, per input topic",
     )
 
@@ -98,7 +102,9 @@ class DeadLetters:
         self.topic = topic(app, config, declared.DEAD_LETTERS)
         self.consumer = consumer
         self.counter = meter("referralmesh.streams").create_counter(
-            "referralmesh.dead_letters", unit="{record}", description="records sent to the dead-letter topic",
+            "referralmesh.dead_letters",
+            unit="{record}",
+            description="records sent to the dead-letter topic",
         )
 
     async def send(self, event: faust.types.EventT[Any], reason: str) -> None:
@@ -116,8 +122,13 @@ class DeadLetters:
         # Never log the payload: it may be anything, including what should not be there.
         log.warning(
             "dead-lettered a record",
-            extra={"topic": message.topic, "partition": message.partition,
-                   "offset": message.offset, "reason": reason, "consumer": self.consumer},
+            extra={
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "reason": reason,
+                "consumer": self.consumer,
+            },
         )
         await self.topic.send(key=event.key or b"", value=letter.SerializeToString())
         self.counter.add(1, {"messaging.destination.name": message.topic, "referralmesh.consumer": self.consumer})
@@ -153,9 +164,12 @@ def _unfinished_stop(app: faust.App, config: MeshSettings) -> Callable[[], str]:
             buffered = app.producer.buffer.size
         except Exception:
             buffered = "unknown"
-        return (f"flushing to Kafka at {config.kafka_bootstrap} ({buffered} record(s) in the producer "
-                "buffer) and committing offsets; records not committed are read again at the next "
-                "start, and every receiver deduplicates by event id")
+        return (
+            f"flushing to Kafka at {config.kafka_bootstrap} ({buffered} record(s) in the producer "
+            "buffer) and committing offsets; records not committed are read again at the next "
+            "start, and every receiver deduplicates by event id"
+        )
+
     return describe
 
 

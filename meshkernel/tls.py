@@ -23,6 +23,7 @@ and check revocation; that is here, and runs for every call before any handler l
 
 Failures are UNAUTHENTICATED with a short reason and are logged without personal data.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -118,8 +119,14 @@ class RevocationList:
     again when it changes.
     """
 
-    def __init__(self, path: Path, issuers: list[x509.Certificate], *, grace_seconds: float = 3600.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(
+        self,
+        path: Path,
+        issuers: list[x509.Certificate],
+        *,
+        grace_seconds: float = 3600.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
         self.path = Path(path)
         self.issuers = {issuer.subject: issuer for issuer in issuers}
         self.grace = timedelta(seconds=grace_seconds)
@@ -133,8 +140,9 @@ class RevocationList:
 
     def _file_stamp(self) -> _Stamp | None:
         try:
-            return tuple((str(p), os.stat(p).st_mtime_ns, os.stat(p).st_size, os.stat(p).st_ino)
-                         for p in _crl_files(self.path))
+            return tuple(
+                (str(p), os.stat(p).st_mtime_ns, os.stat(p).st_size, os.stat(p).st_ino) for p in _crl_files(self.path)
+            )
         except OSError:
             return None
 
@@ -166,8 +174,7 @@ class RevocationList:
         for entry in loaded.values():
             if entry.next_update is not None and entry.next_update < self.clock():
                 log.warning("certificate revocation list is past its next update", extra={"issuer": entry.issuer})
-        log.info("certificate revocation lists loaded",
-                 extra={"issuers": len(loaded), "revoked": len(self)})
+        log.info("certificate revocation lists loaded", extra={"issuers": len(loaded), "revoked": len(self)})
         return None
 
     def refresh(self) -> None:
@@ -217,7 +224,7 @@ def mesh_role_of(certificate: x509.Certificate) -> tuple[str, str, str | None] |
         return None
     if len(uris) > 1:
         raise CertificateRefused("the certificate names more than one mesh role")
-    parts = uris[0][len(URN):].split(":")
+    parts = uris[0][len(URN) :].split(":")
     if len(parts) == 3 and parts[0] == COORDINATOR and SCOPE_RE.match(parts[1]) and NAME_RE.match(parts[2]):
         return COORDINATOR, parts[2], parts[1]
     if len(parts) == 2 and parts[0] == SYSTEM and NAME_RE.match(parts[1]):
@@ -241,8 +248,7 @@ class PeerVerifier:
         self.directory = directory
         self.crl = crl
 
-    def identify(self, pem: bytes, *, require_agency: bool = True,
-                 roles: frozenset[str] | None = None) -> PeerIdentity:
+    def identify(self, pem: bytes, *, require_agency: bool = True, roles: frozenset[str] | None = None) -> PeerIdentity:
         """The identity behind `pem`. `roles` are the roles accepted (default: agencies only when
         `require_agency`, else any valid certificate of the trust roots, even one of no role)."""
         if roles is None and require_agency:
@@ -255,8 +261,10 @@ class PeerVerifier:
             raise CertificateRefused("the client certificate is not valid at this time")
         try:
             usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            if (ExtendedKeyUsageOID.CLIENT_AUTH not in usages
-                    and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages):
+            if (
+                ExtendedKeyUsageOID.CLIENT_AUTH not in usages
+                and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages
+            ):
                 raise CertificateRefused("the certificate is not meant for client authentication")
         except x509.ExtensionNotFound:
             pass
@@ -284,8 +292,9 @@ class PeerVerifier:
             return PeerIdentity(agency_id=None, oin=oin, serial=serial)
         return PeerIdentity(agency_id=agency.agency_id, oin=oin, serial=serial, role=AGENCY, name=agency.agency_id)
 
-    def identify_context(self, context: Any, *, require_agency: bool = True,
-                         roles: frozenset[str] | None = None) -> PeerIdentity:
+    def identify_context(
+        self, context: Any, *, require_agency: bool = True, roles: frozenset[str] | None = None
+    ) -> PeerIdentity:
         auth = context.auth_context() or {}
         pems = auth.get("x509_pem_cert") or []
         if not pems:
@@ -294,6 +303,7 @@ class PeerVerifier:
 
 
 # ----------------------------------------------------------------------------- server side
+
 
 @dataclass(frozen=True)
 class ServerTls:
@@ -312,9 +322,13 @@ def server_tls_from(config: Any) -> ServerTls | None:
     missing = [f"MESH_{name.upper()}" for name, value in paths.items() if not value]
     if missing:
         raise ValueError(f"mutual TLS needs {', '.join(missing)} as well")
-    return ServerTls(Path(config.tls_cert), Path(config.tls_key), Path(config.tls_ca),
-                     Path(config.tls_crl) if config.tls_crl else None,
-                     getattr(config, "tls_crl_grace_seconds", 3600.0))
+    return ServerTls(
+        Path(config.tls_cert),
+        Path(config.tls_key),
+        Path(config.tls_ca),
+        Path(config.tls_crl) if config.tls_crl else None,
+        getattr(config, "tls_crl_grace_seconds", 3600.0),
+    )
 
 
 def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
@@ -422,6 +436,7 @@ def _wrap(handler: grpc.RpcMethodHandler[Any, Any], verifier: PeerVerifier, role
 
 # ----------------------------------------------------------------------------- client side
 
+
 def channel_credentials(ca: Path, cert: Path, key: Path) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=Path(ca).read_bytes(),
@@ -433,6 +448,7 @@ def channel_credentials(ca: Path, cert: Path, key: Path) -> grpc.ChannelCredenti
 @dataclass(frozen=True)
 class ClientIdentity:
     """The certificate a client presents (with the trust bundle it checks the server against)."""
+
     cert: Path
     key: Path
     ca: Path

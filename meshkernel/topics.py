@@ -1,4 +1,5 @@
 """Every Kafka topic of the mesh, declared once, and created idempotently at service start."""
+
 from __future__ import annotations
 
 import logging

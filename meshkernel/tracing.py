@@ -8,6 +8,7 @@ either way, so trace ids still flow through every event and log line.
 Only identifiers go into span attributes (case id, referral id, event id, codes): never a
 name, an address, a contact detail or free text.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,8 +68,7 @@ def _exporter_from_environment() -> SpanExporter | None:
     choice = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if not choice:
         has_endpoint = any(
-            os.environ.get(name)
-            for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            os.environ.get(name) for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         )
         choice = "otlp" if has_endpoint else "none"
     if choice == "otlp":
@@ -129,7 +129,11 @@ def _messaging_attributes(topic: str, operation: str, envelope: events_pb2.Event
 
 @contextlib.contextmanager
 def consuming(
-    topic: str, envelope: events_pb2.EventEnvelope, *, consumer_group: str, partition: int | None = None,
+    topic: str,
+    envelope: events_pb2.EventEnvelope,
+    *,
+    consumer_group: str,
+    partition: int | None = None,
     headers: dict[str, str] | None = None,
 ) -> Iterator[trace.Span]:
     """A 'process {topic}' span, child of the span that sent the record.
@@ -153,8 +157,9 @@ def consuming(
 
 
 @contextlib.contextmanager
-def publishing(topic: str, *, case_id: str, parent: context.Context | None = None,
-               event_id: str | None = None) -> Iterator[trace.Span]:
+def publishing(
+    topic: str, *, case_id: str, parent: context.Context | None = None, event_id: str | None = None
+) -> Iterator[trace.Span]:
     """A 'send {topic}' span; envelopes created inside it carry it as their parent."""
     attributes = {
         "messaging.system": "kafka",

@@ -10,7 +10,16 @@ from .languages import CLIENT_LANGUAGES, ISO_639_1
 from .need_domains import NEED_DOMAINS, NeedDomain
 
 __all__ = [
-    "Agency", "AgencyKind", "CLIENT_LANGUAGES", "Directory", "DirectoryError", "ISO_639_1",
-    "InvalidQuery", "NEED_DOMAINS", "NeedDomain", "ReferenceDataError", "load_directory",
+    "Agency",
+    "AgencyKind",
+    "CLIENT_LANGUAGES",
+    "Directory",
+    "DirectoryError",
+    "ISO_639_1",
+    "InvalidQuery",
+    "NEED_DOMAINS",
+    "NeedDomain",
+    "ReferenceDataError",
+    "load_directory",
     "parse_directory",
 ]

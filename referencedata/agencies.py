@@ -153,8 +153,15 @@ def _member(enum: type[Enum], value: object, field: str) -> Any:
 # ----------------------------------------------------------------------------- loading
 
 _FIELDS = {
-    "id", "name", "client_display_name", "kind", "oin", "regions_served", "need_domains",
-    "languages", "accepting",
+    "id",
+    "name",
+    "client_display_name",
+    "kind",
+    "oin",
+    "regions_served",
+    "need_domains",
+    "languages",
+    "accepting",
 }
 
 
@@ -238,8 +245,7 @@ class _Parser:
             if agency.agency_id in ids:
                 raise self.fail(
                     ("agencies", i, "id"),
-                    f"duplicate agency id {agency.agency_id!r}"
-                    f" (first at agencies[{ids[agency.agency_id]}])",
+                    f"duplicate agency id {agency.agency_id!r} (first at agencies[{ids[agency.agency_id]}])",
                 )
             if agency.oin in oins:
                 raise self.fail(
@@ -274,9 +280,7 @@ class _Parser:
 
         agency_id = item["id"]
         if not is_agency_id(agency_id):
-            raise self.fail(
-                path + ("id",), f"{agency_id!r} is not a lowercase slug like exit-amsterdam"
-            )
+            raise self.fail(path + ("id",), f"{agency_id!r} is not a lowercase slug like exit-amsterdam")
         name = item["name"]
         if not isinstance(name, str) or not name.strip():
             raise self.fail(path + ("name",), "name is empty")
@@ -296,20 +300,15 @@ class _Parser:
         served = self.codes(path + ("regions_served",), item["regions_served"])
         for j, code in enumerate(served):
             if not REGION_RE.match(code):
-                raise self.fail(
-                    path + ("regions_served", j), f"{code!r} is not a CBS code like GM0363"
-                )
+                raise self.fail(path + ("regions_served", j), f"{code!r} is not a CBS code like GM0363")
             if code not in regions:
-                raise self.fail(
-                    path + ("regions_served", j), f"region {code} is not declared under 'regions'"
-                )
+                raise self.fail(path + ("regions_served", j), f"region {code} is not declared under 'regions'")
         domains = self.codes(path + ("need_domains",), item["need_domains"])
         for j, code in enumerate(domains):
             if code not in NeedDomain._value2member_map_:
                 raise self.fail(
                     path + ("need_domains", j),
-                    f"unknown need domain {code!r};"
-                    f" expected one of {[d.value for d in NeedDomain]}",
+                    f"unknown need domain {code!r}; expected one of {[d.value for d in NeedDomain]}",
                 )
         languages = self.codes(path + ("languages",), item["languages"])
         for j, code in enumerate(languages):

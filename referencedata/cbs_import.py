@@ -41,19 +41,24 @@ class ImportReport:
             found = register.get(code)
             return f"{code} {found.name}" if found else code
 
-        out = [f"{self.read} municipalities read; {len(self.moved)} moved to another region, "
-               f"{len(self.confirmed)} confirmed (were best-available), {self.unchanged} unchanged, "
-               f"{len(self.not_in_file)} not in the file (kept as they were)"]
+        out = [
+            f"{self.read} municipalities read; {len(self.moved)} moved to another region, "
+            f"{len(self.confirmed)} confirmed (were best-available), {self.unchanged} unchanged, "
+            f"{len(self.not_in_file)} not in the file (kept as they were)"
+        ]
         out += [f"moved: {name(code)}: region {name(old)} -> region {name(new)}" for code, old, new in self.moved]
         out += [f"confirmed: {name(code)}" for code in self.confirmed]
         out += [f"new region: {name(code)} (add it to the region policy)" for code in self.new_regions]
-        out += [f"region without municipalities now: {name(code)} (remove it from the region policy)"
-                for code in self.gone_regions]
+        out += [
+            f"region without municipalities now: {name(code)} (remove it from the region policy)"
+            for code in self.gone_regions
+        ]
         return out
 
 
-def read_cbs_centrals(text: str, source: str, code_column: str, central_column: str,
-                      register: MunicipalityRegister) -> dict[str, tuple[int, str]]:
+def read_cbs_centrals(
+    text: str, source: str, code_column: str, central_column: str, register: MunicipalityRegister
+) -> dict[str, tuple[int, str]]:
     """municipality code -> (line, central municipality code) from a CBS CSV text."""
     reader = csv.reader(text.splitlines(), delimiter=";", quotechar='"')
     header = [h.strip() for h in next(reader, [])]
@@ -74,20 +79,26 @@ def read_cbs_centrals(text: str, source: str, code_column: str, central_column: 
         if not MUNICIPALITY_CODE.match(code):
             raise ImportRefused(f"{source}:{line}", f"{code_column} {code!r} is not a CBS municipality code")
         if code not in register:
-            raise ImportRefused(f"{source}:{line}", f"{code} is not a current municipality of {register.source}; "
-                                                    "update the municipality list first")
+            raise ImportRefused(
+                f"{source}:{line}",
+                f"{code} is not a current municipality of {register.source}; update the municipality list first",
+            )
         if code in found:
             raise ImportRefused(f"{source}:{line}", f"{code} is listed twice (first on line {found[code][0]})")
         central_code = central if MUNICIPALITY_CODE.match(central) else by_name.get(central.casefold())
         if central_code is None or central_code not in register:
-            raise ImportRefused(f"{source}:{line}", f"{central_column} {central!r} of {code} is not a current "
-                                                    "municipality (give its CBS code or exact name)")
+            raise ImportRefused(
+                f"{source}:{line}",
+                f"{central_column} {central!r} of {code} is not a current "
+                "municipality (give its CBS code or exact name)",
+            )
         found[code] = (line, central_code)
     return found
 
 
-def import_centrals(current: RegionData, centrals: dict[str, tuple[int, str]], source: str,
-                    label: str) -> tuple[tuple[Membership, ...], ImportReport]:
+def import_centrals(
+    current: RegionData, centrals: dict[str, tuple[int, str]], source: str, label: str
+) -> tuple[tuple[Membership, ...], ImportReport]:
     """New region data rows from the current ones and the CBS centrals; checked before returning."""
     register = current.register
     report = ImportReport(read=len(centrals))
@@ -97,14 +108,17 @@ def import_centrals(current: RegionData, centrals: dict[str, tuple[int, str]], s
         given = centrals.get(municipality.code)
         if given is None:
             if old is None:
-                raise ImportRefused(source, f"{municipality.code} ({municipality.name}) is in neither the file "
-                                            "nor the current region data")
+                raise ImportRefused(
+                    source,
+                    f"{municipality.code} ({municipality.name}) is in neither the file nor the current region data",
+                )
             report.not_in_file.append(municipality.code)
             rows.append(old)
             continue
         central = given[1]
-        cbs: dict[str, Any] = dict(confidence="confirmed", source=label, central_code=central,
-                                   central_name=register.current[central].name)
+        cbs: dict[str, Any] = dict(
+            confidence="confirmed", source=label, central_code=central, central_name=register.current[central].name
+        )
         if old is None or old.central_code != central:
             before = "" if old is None else f"moved from {old.central_code} by the CBS import; before: {old.source}"
             report.moved.append((municipality.code, old.central_code if old else "", central))

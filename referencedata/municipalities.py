@@ -81,8 +81,9 @@ def display_name(cbs_name: str, all_cbs_names: list[str]) -> str:
 class MunicipalityRegister:
     """The current municipalities and the abolished codes that lead to them."""
 
-    def __init__(self, current: Mapping[str, Municipality], abolished: Mapping[str, Abolished],
-                 source: str = "<municipalities>"):
+    def __init__(
+        self, current: Mapping[str, Municipality], abolished: Mapping[str, Abolished], source: str = "<municipalities>"
+    ):
         self._current = MappingProxyType(dict(sorted(current.items())))
         self._abolished = MappingProxyType(dict(sorted(abolished.items())))
         self.source = source
@@ -130,8 +131,9 @@ class MunicipalityRegister:
 # --------------------------------------------------------------------------- loading
 
 
-def load_register(municipalities: str | Path = MUNICIPALITIES_PATH,
-                  changes: str | Path = CHANGES_PATH) -> MunicipalityRegister:
+def load_register(
+    municipalities: str | Path = MUNICIPALITIES_PATH, changes: str | Path = CHANGES_PATH
+) -> MunicipalityRegister:
     """Read and check both files. Raises ReferenceDataError naming the file and line."""
     current = _read_current(Path(municipalities))
     abolished = _read_changes(Path(changes), current)
@@ -181,8 +183,9 @@ def _read_current(path: Path) -> dict[str, Municipality]:
 
 
 def _read_changes(path: Path, current: Mapping[str, Municipality]) -> dict[str, Abolished]:
-    rows = read_csv(path, ("effective_date", "abolished_code", "abolished_name", "successor_code",
-                           "successor_name", "kind", "note"))
+    rows = read_csv(
+        path, ("effective_date", "abolished_code", "abolished_name", "successor_code", "successor_name", "kind", "note")
+    )
     raw: dict[str, tuple[str, date, list[str]]] = {}  # abolished code -> name, date, successor codes
     for line, row in rows:
         where = f"{path.name}:{line}"

@@ -106,13 +106,18 @@ def check_region_data(rows: tuple[Membership, ...], register: MunicipalityRegist
             if gone is not None:
                 now = ", ".join(f"{m.name} {m.code}" for m in gone.successors)
                 raise ReferenceDataError(
-                    where, f"{label}{value} ({gone.name}) was abolished on {gone.since.isoformat()} (now {now}); "
-                           "a region lists current municipalities only")
+                    where,
+                    f"{label}{value} ({gone.name}) was abolished on {gone.since.isoformat()} (now {now}); "
+                    "a region lists current municipalities only",
+                )
             if value not in register:
                 raise ReferenceDataError(where, f"{label}{value} is not a current municipality of {register.source}")
         if row.code in seen:
-            raise ReferenceDataError(where, f"{row.code} is listed twice (first on line {seen[row.code]}); "
-                                            "a municipality belongs to exactly one region")
+            raise ReferenceDataError(
+                where,
+                f"{row.code} is listed twice (first on line {seen[row.code]}); "
+                "a municipality belongs to exactly one region",
+            )
         seen[row.code] = row.line
         if row.confidence not in CONFIDENCE:
             raise ReferenceDataError(where, f"confidence {row.confidence!r} is not one of {', '.join(CONFIDENCE)}")
@@ -125,12 +130,15 @@ def check_region_data(rows: tuple[Membership, ...], register: MunicipalityRegist
             raise ReferenceDataError(
                 f"{source}:{row.line}",
                 f"central municipality {row.central_code} of {row.code} is not in its own region"
-                + ("" if own is None else f" (line {own.line} puts it under {own.central_code})"))
+                + ("" if own is None else f" (line {own.line} puts it under {own.central_code})"),
+            )
     for municipality in register:
         if municipality.code not in by_code:
             raise ReferenceDataError(
-                source, f"{municipality.code} ({municipality.name}) is missing; every current municipality "
-                        f"of {register.source} must be in exactly one region")
+                source,
+                f"{municipality.code} ({municipality.name}) is missing; every current municipality "
+                f"of {register.source} must be in exactly one region",
+            )
 
 
 def write_region_data(path: str | Path, rows: tuple[Membership, ...]) -> None:

@@ -4,6 +4,7 @@ The broker comes from scripts/kafka.sh (reused when one already answers; stopped
 end only if this session started it). KAFKA_BOOTSTRAP=host:port uses an external cluster.
 Each test run gets its own topic prefix, so runs never see each other's events.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,11 +69,13 @@ def zipkin():
 @pytest.fixture
 def traced_mesh(isolated_env, tmp_path, zipkin):
     env = dict(isolated_env)
-    env.update({
-        "OTEL_TRACES_EXPORTER": "zipkin",
-        "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{zipkin}/api/v2/spans",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-    })
+    env.update(
+        {
+            "OTEL_TRACES_EXPORTER": "zipkin",
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{zipkin}/api/v2/spans",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        }
+    )
     config = settings_from(env)
     prepare_kafka(config, "tracing-test", give_up_after=60)
     stack = Stack(env=env, log_dir=tmp_path / "logs")

@@ -6,6 +6,7 @@ password is random and printed once, or read from standard input (--password-std
 scripts and password managers. Disabling an account or resetting its password ends its
 sessions at once. Every change is one access-log row (actor `operator`, channel `cli`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,14 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope.add_argument("--national", action="store_true", help="the national coordinator (every region)")
     add.add_argument("--name", default="", help="shown on the dashboard (a role, e.g. 'Coordinator Haaglanden')")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    for name, text in (("disable", "stop an account from signing in; ends its sessions"),
-                       ("enable", "let a disabled account sign in again"),
-                       ("reset-password", "set a new password (prints it once); ends its sessions")):
+    for name, text in (
+        ("disable", "stop an account from signing in; ends its sessions"),
+        ("enable", "let a disabled account sign in again"),
+        ("reset-password", "set a new password (prints it once); ends its sessions"),
+    ):
         command = commands.add_parser(name, help=text)
         command.add_argument("username")
         if name == "reset-password":
-            command.add_argument("--password-stdin", action="store_true",
-                                 help="read the password from standard input")
+            command.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     commands.add_parser("list", help="every account: username, scope, disabled (never a hash)")
 
 
@@ -65,8 +67,16 @@ class Accounts:
         self.regions = regions
 
     def _log(self, action: str, username: str, scope: str = "") -> None:
-        self.store.log_access(actor="operator", action=action, case_id="-", subject=username, why="account",
-                              channel="cli", organisation=scope, on_behalf_of="-")
+        self.store.log_access(
+            actor="operator",
+            action=action,
+            case_id="-",
+            subject=username,
+            why="account",
+            channel="cli",
+            organisation=scope,
+            on_behalf_of="-",
+        )
 
     def add(self, username: str, *, region: str | None, national: bool, name: str, password: str) -> str:
         if not USERNAME.match(username):
@@ -77,8 +87,9 @@ class Accounts:
         if self.store.coordinator(username) is not None:
             raise AccountError(f"{username}: exists already (reset-password or disable it)")
         display = name or ("National coordinator" if scope == NATIONAL else f"Coordinator {self.regions[scope]}")
-        self.store.put_coordinator(username, passwords.hash_password(password), scope, display_name=display,
-                                   organisation=scope)
+        self.store.put_coordinator(
+            username, passwords.hash_password(password), scope, display_name=display, organisation=scope
+        )
         self._log("ACCOUNT_ADDED", username, scope)
         return scope
 
@@ -94,8 +105,14 @@ class Accounts:
         self._log("PASSWORD_RESET", username)
 
 
-def run(options, config: MeshSettings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
-        stderr: TextIO = sys.stderr) -> int:
+def run(
+    options,
+    config: MeshSettings,
+    *,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+    stderr: TextIO = sys.stderr,
+) -> int:
     store = NotifyStore.open(NotifyPaths.of(config).database_url)
     try:
         accounts = Accounts(store, load_names(config).regions)
@@ -112,8 +129,9 @@ def run(options, config: MeshSettings, *, stdin: TextIO = sys.stdin, stdout: Tex
             return 0
         password, generated = _password(options.password_stdin, stdin)
         if command == "add":
-            scope = accounts.add(options.username, region=options.region, national=options.national,
-                                 name=options.name, password=password)
+            scope = accounts.add(
+                options.username, region=options.region, national=options.national, name=options.name, password=password
+            )
             print(f"{options.username}: added ({scope})", file=stdout)
         else:
             accounts.reset_password(options.username, password)

@@ -2,6 +2,7 @@
 
 Adapters (Faust agents, the dashboard, gRPC) call these; the rules live in domain/alerts.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,25 +26,35 @@ _LADDER_ACTIONS = {"acknowledge": "ACKNOWLEDGED", "take": "TAKEN", "resolve": "R
 
 def alert_from_escalation(envelope: events_pb2.EventEnvelope, responsible_rule: str = "") -> Alert:
     escalation = envelope.escalation
-    fired_at = (escalation.fired_at.ToDatetime(tzinfo=UTC) if escalation.HasField("fired_at")
-                else envelope.occurred_at.ToDatetime(tzinfo=UTC))
+    fired_at = (
+        escalation.fired_at.ToDatetime(tzinfo=UTC)
+        if escalation.HasField("fired_at")
+        else envelope.occurred_at.ToDatetime(tzinfo=UTC)
+    )
     started = [step.at.ToDatetime(tzinfo=UTC) for step in escalation.history if step.HasField("at")]
-    return domain.raise_alert(Alert(
-        escalation_id=escalation.escalation_id or envelope.event_id,
-        case_id=envelope.case_id,
-        referral_id=escalation.referral_id,
-        region=escalation.region,
-        level=events_pb2.EscalationLevel.Name(escalation.level),
-        rule=escalation.rule,
-        fired_at=fired_at,
-        case_started_at=min(started) if started else fired_at,
-        responsible_rule=responsible_rule,
-    ))
+    return domain.raise_alert(
+        Alert(
+            escalation_id=escalation.escalation_id or envelope.event_id,
+            case_id=envelope.case_id,
+            referral_id=escalation.referral_id,
+            region=escalation.region,
+            level=events_pb2.EscalationLevel.Name(escalation.level),
+            rule=escalation.rule,
+            fired_at=fired_at,
+            case_started_at=min(started) if started else fired_at,
+            responsible_rule=responsible_rule,
+        )
+    )
 
 
 class AlertDesk:
-    def __init__(self, store: NotifyStore, regions: dict[str, str], send_override: OverrideSender | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(
+        self,
+        store: NotifyStore,
+        regions: dict[str, str],
+        send_override: OverrideSender | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
         self.store = store
         self.regions = regions
         self.send_override = send_override
@@ -62,9 +73,15 @@ class AlertDesk:
             raise ValueError("escalation.region: must name the responsible region")
         if not self.store.add_alert(alert, envelope.escalation.SerializeToString()):
             return None
-        self.store.log_access(actor="system", action="ALERT_RAISED", case_id=alert.case_id,
-                              subject=alert.escalation_id, why=alert.rule, channel="system",
-                              on_behalf_of="client")
+        self.store.log_access(
+            actor="system",
+            action="ALERT_RAISED",
+            case_id=alert.case_id,
+            subject=alert.escalation_id,
+            why=alert.rule,
+            channel="system",
+            on_behalf_of="client",
+        )
         self._notify_change()
         return alert
 
@@ -72,8 +89,9 @@ class AlertDesk:
         stored = {s.alert.escalation_id: s for s in self.store.alerts()}
         return [stored[a.escalation_id] for a in domain.visible([s.alert for s in stored.values()], who)]
 
-    async def act(self, who: Coordinator, escalation_id: str, action: str, *, channel: str,
-                  code: str = "", region: str = "") -> Alert:
+    async def act(
+        self, who: Coordinator, escalation_id: str, action: str, *, channel: str, code: str = "", region: str = ""
+    ) -> Alert:
         """Apply one coordinator action; every attempt (allowed or not) goes to the access log."""
         stored = self.store.get_alert(escalation_id)
         case_id = stored.alert.case_id if stored else "unknown"
@@ -94,23 +112,56 @@ class AlertDesk:
             else:
                 raise domain.AlertError(f"unknown action {action!r}")
         except AlertError as problem:
-            self.store.log_access(actor=who.username, action=action.upper(), case_id=case_id,
-                                  subject=escalation_id, why=why, channel=channel,
-                                  result=f"refused:{problem.code}", organisation=who.scope)
+            self.store.log_access(
+                actor=who.username,
+                action=action.upper(),
+                case_id=case_id,
+                subject=escalation_id,
+                why=why,
+                channel=channel,
+                result=f"refused:{problem.code}",
+                organisation=who.scope,
+            )
             raise
         if after is not before:
             if action == "reassign" and self.send_override is not None:
                 # The region service decides; the override event is the request, in order per case.
-                await self.send_override(after.case_id, events_pb2.CoordinatorOverride(
-                    referral_id=after.referral_id, region=region, reason_code=code, coordinator=who.username))
+                await self.send_override(
+                    after.case_id,
+                    events_pb2.CoordinatorOverride(
+                        referral_id=after.referral_id, region=region, reason_code=code, coordinator=who.username
+                    ),
+                )
             if action in _LADDER_ACTIONS and self.send_alert_action is not None:
-                await self.send_alert_action(after.case_id, events_pb2.AlertAction(
-                    escalation_id=escalation_id, referral_id=after.referral_id, coordinator=who.username,
-                    action=_LADDER_ACTIONS[action], outcome_code=code if action == "resolve" else ""))
+                await self.send_alert_action(
+                    after.case_id,
+                    events_pb2.AlertAction(
+                        escalation_id=escalation_id,
+                        referral_id=after.referral_id,
+                        coordinator=who.username,
+                        action=_LADDER_ACTIONS[action],
+                        outcome_code=code if action == "resolve" else "",
+                    ),
+                )
             self.store.save_alert(after)
             self._notify_change()
-        self.store.log_access(actor=who.username, action=action.upper(), case_id=after.case_id,
-                              subject=escalation_id, why=why, channel=channel, organisation=who.scope)
-        log.info("coordinator action", extra={"case_id": after.case_id, "escalation_id": escalation_id,
-                                              "action": action, "code": code, "coordinator": who.username})
+        self.store.log_access(
+            actor=who.username,
+            action=action.upper(),
+            case_id=after.case_id,
+            subject=escalation_id,
+            why=why,
+            channel=channel,
+            organisation=who.scope,
+        )
+        log.info(
+            "coordinator action",
+            extra={
+                "case_id": after.case_id,
+                "escalation_id": escalation_id,
+                "action": action,
+                "code": code,
+                "coordinator": who.username,
+            },
+        )
         return after

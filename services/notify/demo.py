@@ -1,4 +1,5 @@
 """For `make run`: where the dashboard is and how a demo coordinator signs in."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,10 @@ def dashboard_login(config: MeshSettings | None = None, region: str = "GM0518") 
 
 def describe_dashboard(config: MeshSettings | None = None, region: str = "GM0518") -> str:
     login = dashboard_login(config, region)
-    return (f"coordinator dashboard: {login.url}  (sign in as {login.username} or {login.national_username}, "
-            f"password {login.password})")
+    return (
+        f"coordinator dashboard: {login.url}  (sign in as {login.username} or {login.national_username}, "
+        f"password {login.password})"
+    )
 
 
 def client_outbox_path(config: MeshSettings | None = None):

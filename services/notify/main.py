@@ -3,6 +3,7 @@
 One process: the Faust worker (assignments, referral events, escalations in; notifications
 out), the coordinator dashboard (HTTP), the NotifyService gRPC server and the delivery loop.
 """
+
 from __future__ import annotations
 
 from meshkernel.config import settings

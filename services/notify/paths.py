@@ -1,4 +1,5 @@
 """Where the notify service keeps its files, from the settings (defaults under state_dir/notify/)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

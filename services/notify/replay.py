@@ -6,6 +6,7 @@ Reads the dead-letter topic from the start, picks the letters of the notify deli
 then delivers them with its usual retries; with --now this command tries each one once itself.
 Delivered notifications are never sent again; receivers deduplicate on the id anyway.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,13 @@ class ReplayReport:
 def read_dead_letters(config: MeshSettings, timeout_ms: int = 3000) -> list[events_pb2.DeadLetter]:
     consumer = KafkaConsumer(
         config.topic(DEAD_LETTERS.base_name),
-        **kafka_python_options(config, group_id=f"mesh-notify-replay-{uuid.uuid4()}", auto_offset_reset="earliest",
-                               enable_auto_commit=False, consumer_timeout_ms=timeout_ms),
+        **kafka_python_options(
+            config,
+            group_id=f"mesh-notify-replay-{uuid.uuid4()}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=timeout_ms,
+        ),
     )
     try:
         letters = []
@@ -71,9 +77,15 @@ def requeue_letters(store: NotifyStore, letters, channel_for, only: set[str] | N
             notification = envelope.notification
             audience = events_pb2.Audience.Name(notification.audience)
             store.record_notification(
-                notification_id=notification_id, case_id=envelope.case_id, audience=audience,
-                recipient=notification.recipient, template=notification.template, language=notification.language,
-                channel=channel_for(audience, notification.recipient), envelope=letter.value)
+                notification_id=notification_id,
+                case_id=envelope.case_id,
+                audience=audience,
+                recipient=notification.recipient,
+                template=notification.template,
+                language=notification.language,
+                channel=channel_for(audience, notification.recipient),
+                envelope=letter.value,
+            )
             report.requeued.append(notification_id)
         elif known.status == "delivered":
             report.already_delivered.append(notification_id)
@@ -92,32 +104,46 @@ def run_replay(config: MeshSettings, *, now: bool = False, only: set[str] | None
 
     runtime = NotifyRuntime.create(config)
     dispatcher = Dispatcher(
-        runtime.store, webhooks=load_webhooks(config.notify_webhooks_path),
-        sender=WebhookSender(timeout=config.notify_webhook_timeout), keys=runtime.keys,
+        runtime.store,
+        webhooks=load_webhooks(config.notify_webhooks_path),
+        sender=WebhookSender(timeout=config.notify_webhook_timeout),
+        keys=runtime.keys,
         channel=ChannelRouter(default=OutboxChannel(NotifyPaths.of(config).client_outbox)),
-        messages=ClientMessages(), names=runtime.names, dead_letters=_no_dead_letters,
-        notifications_topic=config.topic("notify.notifications.v1"), max_attempts=1)
+        messages=ClientMessages(),
+        names=runtime.names,
+        dead_letters=_no_dead_letters,
+        notifications_topic=config.topic("notify.notifications.v1"),
+        max_attempts=1,
+    )
     report = requeue_letters(runtime.store, read_dead_letters(config), dispatcher.channel_for, only)
     if now:
+
         async def deliver():
             try:
                 for notification_id in report.requeued:
                     delivery = runtime.store.delivery(notification_id)
-                    if (delivery and delivery.status == "pending"
-                            and await dispatcher.attempt(delivery) == "delivered"):
+                    if delivery and delivery.status == "pending" and await dispatcher.attempt(delivery) == "delivered":
                         report.delivered_now.append(notification_id)
             finally:
                 await dispatcher.sender.close()
+
         asyncio.run(deliver())
     for notification_id in report.requeued:
         requeued = runtime.store.delivery(notification_id)
         assert requeued is not None  # requeued rows are never deleted
-        runtime.store.log_access(actor="operator", action="REPLAY_NOTIFICATION",
-                                 case_id=requeued.case_id,
-                                 subject=notification_id, why="dead_letter_replay", channel="cli")
-    out(f"dead letters of notify deliveries: {report.letters}; requeued: {len(report.requeued)}; "
+        runtime.store.log_access(
+            actor="operator",
+            action="REPLAY_NOTIFICATION",
+            case_id=requeued.case_id,
+            subject=notification_id,
+            why="dead_letter_replay",
+            channel="cli",
+        )
+    out(
+        f"dead letters of notify deliveries: {report.letters}; requeued: {len(report.requeued)}; "
         f"already delivered: {len(report.already_delivered)}"
-        + (f"; delivered now: {len(report.delivered_now)}" if now else ""))
+        + (f"; delivered now: {len(report.delivered_now)}" if now else "")
+    )
     runtime.store.close()
     return 0
 

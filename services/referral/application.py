@@ -3,6 +3,7 @@
 Each use case is one transaction: the new state, its outbox event and its access-log entry
 commit together or not at all. gRPC, Kafka and SQL stay in the adapters.
 """
+
 from __future__ import annotations
 
 import base64
@@ -106,8 +107,12 @@ class ListFilter:
     def fingerprint(self) -> str:
         """What a page token is bound to: the same filters, or the token is refused."""
         source = json.dumps(
-            [sorted(self.statuses), self.direction, self.need_domain,
-             self.updated_since.isoformat() if self.updated_since else None],
+            [
+                sorted(self.statuses),
+                self.direction,
+                self.need_domain,
+                self.updated_since.isoformat() if self.updated_since else None,
+            ],
         )
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -217,8 +222,13 @@ class ReferralUseCases:
             request_key=command.request_key,
             fingerprint=fingerprint,
             event=event_codec.to_outbox(
-                event, self.config, asked_in=command.asked_in, facts=command.facts, contact=command.contact,
-                snapshot=referral_to_dict(referral), parties=referral.parties,
+                event,
+                self.config,
+                asked_in=command.asked_in,
+                facts=command.facts,
+                contact=command.contact,
+                snapshot=referral_to_dict(referral),
+                parties=referral.parties,
             ),
             access=self._access(caller, "referral.create", referral, "created"),
         )
@@ -233,13 +243,21 @@ class ReferralUseCases:
     def _check_case_binding(self, caller: Caller, case_id: str) -> None:
         """Another referral on an existing case only from a current party (domain/case_binding.py)."""
         try:
-            check_may_refer_on_case(caller.agency_id, case_id,
-                                    [referral_from_dict(document) for document in self.store.of_case(case_id)])
+            check_may_refer_on_case(
+                caller.agency_id, case_id, [referral_from_dict(document) for document in self.store.of_case(case_id)]
+            )
         except NotPermitted:
-            self.store.record_access(AccessEntry(
-                action="referral.create", organisation=caller.agency_id, user=caller.user,
-                on_behalf_of=caller.on_behalf_of, purpose=caller.purpose, outcome="denied", case_id=case_id,
-            ))
+            self.store.record_access(
+                AccessEntry(
+                    action="referral.create",
+                    organisation=caller.agency_id,
+                    user=caller.user,
+                    on_behalf_of=caller.on_behalf_of,
+                    purpose=caller.purpose,
+                    outcome="denied",
+                    case_id=case_id,
+                )
+            )
             raise
 
     def _match_receiver(self, command: NewReferral) -> str:
@@ -282,31 +300,53 @@ class ReferralUseCases:
         current = referral_from_dict(stored.document)
         try:
             updated, event = apply(
-                current, action=action, actor=caller.agency_id,
-                expected_version=expected_version, now=self.clock(), **codes,
+                current,
+                action=action,
+                actor=caller.agency_id,
+                expected_version=expected_version,
+                now=self.clock(),
+                **codes,
             )
         except NotPermitted:
             self.store.record_access(self._access(caller, f"referral.{action.value.lower()}", current, "denied"))
             raise
         facts = event_codec.facts_from_document(stored.facts)
-        return self._commit_change(caller, stored, current, updated, event, facts, expected_version,
-                                   f"referral.{action.value.lower()}")
+        return self._commit_change(
+            caller, stored, current, updated, event, facts, expected_version, f"referral.{action.value.lower()}"
+        )
 
-    def _commit_change(self, caller: Caller, stored, current: Referral, updated: Referral, event,
-                       facts: common_pb2.BindingFacts, expected_version: int, access_action: str) -> Referral:
+    def _commit_change(
+        self,
+        caller: Caller,
+        stored,
+        current: Referral,
+        updated: Referral,
+        event,
+        facts: common_pb2.BindingFacts,
+        expected_version: int,
+        access_action: str,
+    ) -> Referral:
         """State, outbox event and access entry in one transaction; a lost race is StaleVersion."""
         contact = (
             common_pb2.SealedContact(key_id=stored.contact_key_id, ciphertext=stored.contact_ciphertext)
-            if stored.contact_ciphertext else None
+            if stored.contact_ciphertext
+            else None
         )
         try:
             self.store.save_transition(
                 row=self._row(updated, stored.asked_in, facts, contact),
                 expected_version=expected_version,
-                events=[event_codec.to_outbox(event, self.config, asked_in=stored.asked_in,
-                                              facts=facts, contact=contact,
-                                              snapshot=referral_to_dict(updated),
-                                              parties=current.parties | updated.parties)],
+                events=[
+                    event_codec.to_outbox(
+                        event,
+                        self.config,
+                        asked_in=stored.asked_in,
+                        facts=facts,
+                        contact=contact,
+                        snapshot=referral_to_dict(updated),
+                        parties=current.parties | updated.parties,
+                    )
+                ],
                 access=self._access(caller, access_action, updated, "changed"),
             )
         except ConcurrentChange:
@@ -332,7 +372,10 @@ class ReferralUseCases:
         current = referral_from_dict(stored.document)
         try:
             updated, event = change_facts(
-                current, actor=caller.agency_id, expected_version=expected_version, now=self.clock(),
+                current,
+                actor=caller.agency_id,
+                expected_version=expected_version,
+                now=self.clock(),
                 asked_in=stored.asked_in,
                 residence=[FactPeriod(p.municipality, p.from_date, p.to_date) for p in facts.residence],
                 work=[FactPeriod(p.municipality, p.from_date, p.to_date) for p in facts.work],
@@ -342,8 +385,9 @@ class ReferralUseCases:
         except NotPermitted:
             self.store.record_access(self._access(caller, "referral.update_facts", current, "denied"))
             raise
-        return self._commit_change(caller, stored, current, updated, event, facts, expected_version,
-                                   "referral.update_facts")
+        return self._commit_change(
+            caller, stored, current, updated, event, facts, expected_version, "referral.update_facts"
+        )
 
     # --- consent ----------------------------------------------------------------------------
 
@@ -381,11 +425,17 @@ class ReferralUseCases:
             stored = [referral_from_dict(document) for document in self.store.of_case(case_id)]
             mine = [referral for referral in stored if can_read(referral, caller.agency_id)]
             if not mine:
-                self.store.record_access(AccessEntry(
-                    action="referral.withdraw_consent", organisation=caller.agency_id, user=caller.user,
-                    on_behalf_of=caller.on_behalf_of, purpose=caller.purpose, outcome="denied",
-                    case_id=case_id,
-                ))
+                self.store.record_access(
+                    AccessEntry(
+                        action="referral.withdraw_consent",
+                        organisation=caller.agency_id,
+                        user=caller.user,
+                        on_behalf_of=caller.on_behalf_of,
+                        purpose=caller.purpose,
+                        outcome="denied",
+                        case_id=case_id,
+                    )
+                )
                 raise NotPermitted(f"{caller.agency_id} is not a party to case {case_id}", party=False)
             now = self.clock()
             # Recorded first, so even a case with no open referral takes no new one until fresh
@@ -397,24 +447,38 @@ class ReferralUseCases:
                     continue
                 party = can_read(current, caller.agency_id)
                 updated, event = apply(
-                    current, action=Action.WITHDRAW_CONSENT, actor=caller.agency_id if party else SYSTEM_ACTOR,
-                    expected_version=current.version, now=now,
+                    current,
+                    action=Action.WITHDRAW_CONSENT,
+                    actor=caller.agency_id if party else SYSTEM_ACTOR,
+                    expected_version=current.version,
+                    now=now,
                 )
                 full = self.store.get(current.referral_id)
                 assert full is not None  # listed just above, in this transaction
                 facts = event_codec.facts_from_document(full.facts)
                 contact = (
                     common_pb2.SealedContact(key_id=full.contact_key_id or "", ciphertext=full.contact_ciphertext)
-                    if full.contact_ciphertext else None
+                    if full.contact_ciphertext
+                    else None
                 )
-                changes.append((
-                    self._row(updated, full.asked_in, facts, contact),
-                    current.version,
-                    [event_codec.to_outbox(event, self.config, asked_in=full.asked_in, facts=facts,
-                                           contact=contact, snapshot=referral_to_dict(updated),
-                                           parties=current.parties | updated.parties)],
-                    self._access(caller, "referral.withdraw_consent", updated, "changed"),
-                ))
+                changes.append(
+                    (
+                        self._row(updated, full.asked_in, facts, contact),
+                        current.version,
+                        [
+                            event_codec.to_outbox(
+                                event,
+                                self.config,
+                                asked_in=full.asked_in,
+                                facts=facts,
+                                contact=contact,
+                                snapshot=referral_to_dict(updated),
+                                parties=current.parties | updated.parties,
+                            )
+                        ],
+                        self._access(caller, "referral.withdraw_consent", updated, "changed"),
+                    )
+                )
                 if party:  # the caller hears only of referrals it may read
                     cancelled.append(updated)
             if not changes:
@@ -441,11 +505,17 @@ class ReferralUseCases:
             raise InvalidCommand("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
         fingerprint = query.fingerprint()
         after = _decode_page_token(query.page_token, fingerprint) if query.page_token else None
-        documents = self.store.list_referrals(ListQuery(
-            agency_id=caller.agency_id, statuses=query.statuses, direction=query.direction,
-            need_domain=query.need_domain, updated_since=query.updated_since,
-            after_referral_id=after, limit=size + 1,
-        ))
+        documents = self.store.list_referrals(
+            ListQuery(
+                agency_id=caller.agency_id,
+                statuses=query.statuses,
+                direction=query.direction,
+                need_domain=query.need_domain,
+                updated_since=query.updated_since,
+                after_referral_id=after,
+                limit=size + 1,
+            )
+        )
         found = [referral_from_dict(document) for document in documents]
         page, more = found[:size], len(found) > size
         self.store.record_accesses(self._access(caller, "referral.list", referral, "read") for referral in page)
@@ -460,21 +530,22 @@ class ReferralUseCases:
         """Changes relevant to the caller after a position, oldest first; each one is logged as read."""
         changes: list[Change] = self.store.changes_after(caller.agency_id, position, limit)
         seen = [
-            ReferralChangeSeen(encode_cursor(change.position), change.event_type,
-                               referral_from_dict(change.snapshot))
+            ReferralChangeSeen(encode_cursor(change.position), change.event_type, referral_from_dict(change.snapshot))
             for change in changes
         ]
-        self.store.record_accesses(
-            self._access(caller, "referral.watch", item.referral, "read") for item in seen
-        )
+        self.store.record_accesses(self._access(caller, "referral.watch", item.referral, "read") for item in seen)
         return seen
 
     def search_agencies(
-        self, caller: Caller, *, domain: str | None, region: str | None, language: str | None,
+        self,
+        caller: Caller,
+        *,
+        domain: str | None,
+        region: str | None,
+        language: str | None,
         accepting_only: bool,
     ) -> list[Agency]:
-        return self._search(domain=domain, region=region, language=language,
-                            accepting_only=accepting_only)
+        return self._search(domain=domain, region=region, language=language, accepting_only=accepting_only)
 
     def _search(self, **filters) -> list[Agency]:
         try:
@@ -486,18 +557,26 @@ class ReferralUseCases:
         """Entries about the case's referrals the caller is party to (the client's right of access)."""
         if not case_id:
             raise InvalidCommand("case_id", "name the case")
-        mine = [referral for referral in map(referral_from_dict, self.store.of_case(case_id))
-                if can_read(referral, caller.agency_id)]
+        mine = [
+            referral
+            for referral in map(referral_from_dict, self.store.of_case(case_id))
+            if can_read(referral, caller.agency_id)
+        ]
         if not mine:
-            self.store.record_access(AccessEntry(
-                action="access_log.read", organisation=caller.agency_id, user=caller.user,
-                on_behalf_of=caller.on_behalf_of, purpose=caller.purpose, outcome="denied", case_id=case_id,
-            ))
+            self.store.record_access(
+                AccessEntry(
+                    action="access_log.read",
+                    organisation=caller.agency_id,
+                    user=caller.user,
+                    on_behalf_of=caller.on_behalf_of,
+                    purpose=caller.purpose,
+                    outcome="denied",
+                    case_id=case_id,
+                )
+            )
             raise NotPermitted(f"{caller.agency_id} is not a party to case {case_id}", party=False)
         entries = self.store.access_entries(case_id, [referral.referral_id for referral in mine])
-        self.store.record_accesses(
-            self._access(caller, "access_log.read", referral, "read") for referral in mine
-        )
+        self.store.record_accesses(self._access(caller, "access_log.read", referral, "read") for referral in mine)
         return entries
 
     # --- helpers ----------------------------------------------------------------------------

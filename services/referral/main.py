@@ -2,6 +2,7 @@
 
 One process runs the gRPC API and the outbox relay; SIGINT/SIGTERM stop both cleanly.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,6 +37,8 @@ from services.referral.domain import load_directory
 SERVICE = "referral"
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 256 * 1024  # a referral is small; anything larger is refused
+
+
 # Worker threads for the blocking use cases (asyncio.to_thread). The default, cpus + 4, leaves
 # requests queueing while threads wait on the database; keep it below the connection pool.
 # SQLite has one writer at a time, so more threads only queue; PostgreSQL commits in parallel.
@@ -46,7 +49,8 @@ def _worker_threads(database_url: str) -> int:
 
 async def serve(config: MeshSettings) -> None:
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=_worker_threads(config.database_url), thread_name_prefix="referral-use-case"))
+        ThreadPoolExecutor(max_workers=_worker_threads(config.database_url), thread_name_prefix="referral-use-case")
+    )
     engine = make_engine(config.database_url)
     migrate(engine)
     store = ReferralStore(engine)
@@ -64,9 +68,13 @@ async def serve(config: MeshSettings) -> None:
     identity.configure(verifier)
     server = new_server(config, max_receive_bytes=MAX_MESSAGE_BYTES, verifier=verifier, roles=frozenset({AGENCY}))
     referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
-        ReferralApi(use_cases, allow_dev_identity=config.development_identities, metrics=ReferralMetrics(store),
-                    streams_per_agency=config.watch_streams_per_caller,
-                    stream_seconds=config.watch_stream_seconds),
+        ReferralApi(
+            use_cases,
+            allow_dev_identity=config.development_identities,
+            metrics=ReferralMetrics(store),
+            streams_per_agency=config.watch_streams_per_caller,
+            stream_seconds=config.watch_stream_seconds,
+        ),
         server,
     )
     service_name = referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name
@@ -78,11 +86,15 @@ async def serve(config: MeshSettings) -> None:
 
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
     sweeper_task = asyncio.create_task(
-        sweep_expired_consents(use_cases, config.consent_sweep_seconds), name="consent-expiry")
+        sweep_expired_consents(use_cases, config.consent_sweep_seconds), name="consent-expiry"
+    )
     # The access log's retention purge runs by itself (ACCESS_LOG_RETENTION_DAYS, ten years).
-    retention_task = asyncio.create_task(run_periodically(
-        "access_log", lambda: store.purge_expired_access_entries(datetime.now(UTC)),
-        config.retention_sweep_seconds), name="access-log-retention")
+    retention_task = asyncio.create_task(
+        run_periodically(
+            "access_log", lambda: store.purge_expired_access_entries(datetime.now(UTC)), config.retention_sweep_seconds
+        ),
+        name="access-log-retention",
+    )
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
@@ -115,8 +127,7 @@ def _outbox_left(store: ReferralStore) -> str:
         backlog = store.outbox_backlog()
     except Exception as error:
         return f"outbox backlog unknown ({type(error).__name__})"
-    return (f"{backlog} outbox row(s) not yet published; they stay in the outbox and are published "
-            "at the next start")
+    return f"{backlog} outbox row(s) not yet published; they stay in the outbox and are published at the next start"
 
 
 async def sweep_expired_consents(use_cases: ReferralUseCases, every_seconds: float) -> None:

@@ -36,17 +36,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> _Parser:
-    parser = _Parser(prog="mesh region data import", add_help=False,
-                     description="Refresh region membership from a CBS 'Gebieden in Nederland' CSV.")
+    parser = _Parser(
+        prog="mesh region data import",
+        add_help=False,
+        description="Refresh region membership from a CBS 'Gebieden in Nederland' CSV.",
+    )
     parser.add_argument("file", help="the CBS CSV download")
-    parser.add_argument("--central-column", required=True,
-                        help="column with the central municipality (CBS code or exact name)")
+    parser.add_argument(
+        "--central-column", required=True, help="column with the central municipality (CBS code or exact name)"
+    )
     parser.add_argument("--code-column", default="Code_1", help="column with the municipality code (default Code_1)")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="region policy naming the region data file")
     parser.add_argument("--output", default=None, help="file to write (default: the policy's membership file)")
-    parser.add_argument("--source", default=None,
-                        help="source recorded per changed row "
-                             "(default: 'CBS Gebieden in Nederland, FILE, imported DATE')")
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="source recorded per changed row (default: 'CBS Gebieden in Nederland, FILE, imported DATE')",
+    )
     parser.add_argument("--dry-run", action="store_true", help="report the changes, write nothing")
     parser.add_argument("-h", "--help", action="store_true")
     return parser
@@ -100,4 +106,3 @@ def run_data_command(argv: list[str], stdout: IO[str], stderr: IO[str], today: d
     write_region_data(output, rows)
     stdout.write(f"written to {output}\n")
     return 0
-

@@ -1,4 +1,5 @@
 """Binds the pure resolver to its shipped policy file, in the resolver's JSON document form."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -4,6 +4,7 @@ One process runs the Faust worker (referral events, overrides and alert actions 
 and escalations out, with the stall detector's deadline timer) and the RegionService gRPC server
 on the worker's event loop; SIGINT/SIGTERM stop both.
 """
+
 from __future__ import annotations
 
 from meshkernel.config import settings

@@ -1,5 +1,6 @@
 """A coordinator signs in, an escalation produced on real Kafka appears without a reload, and
 acknowledging it changes its state; a screenshot is saved to test-artifacts/."""
+
 from __future__ import annotations
 
 import pytest
@@ -49,7 +50,8 @@ def test_a_coordinator_sees_an_escalation_arrive_live_and_acknowledges_it(notify
     # The form posts and the page comes back with a status message; wait for that page, not
     # for elements of the one being replaced.
     WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
-        lambda driver: driver.find_elements(By.CSS_SELECTOR, "p.message[role=status]"))
+        lambda driver: driver.find_elements(By.CSS_SELECTOR, "p.message[role=status]")
+    )
     acknowledged = browser.find_element(By.ID, f"alert-{escalation_id}")
     assert acknowledged.get_attribute("data-state") == "ACKNOWLEDGED"
     assert "Seen" in acknowledged.find_element(By.CLASS_NAME, "state").text

@@ -1,4 +1,5 @@
 """The operator's view: find a referral's trace in the Zipkin UI, with spans of all three services."""
+
 from __future__ import annotations
 
 import time

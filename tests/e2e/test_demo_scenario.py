@@ -1,4 +1,5 @@
 """The `make run` scenario, played against a private mesh: every step must happen."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,7 @@ from tests.conftest import settings_from
 pytestmark = pytest.mark.kafka
 
 
-def test_the_demo_scenario_runs_from_referral_to_a_coordinator_taking_the_stalled_case(
-        isolated_env, tmp_path, capsys):
+def test_the_demo_scenario_runs_from_referral_to_a_coordinator_taking_the_stalled_case(isolated_env, tmp_path, capsys):
     env = dict(isolated_env, MESH_ESCALATION_POLICY_PATH=str(demo.DEMO_ESCALATION_POLICY))
     config = settings_from(env)
     prepare_kafka(config, "demo-test", give_up_after=60)

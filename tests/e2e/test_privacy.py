@@ -3,6 +3,7 @@
 Markers are planted in every free-form field the APIs accept, in valid and in refused
 requests, and in a client's contact details; then every place that could leak is searched.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,6 +32,7 @@ MARKER = f"Marker{uuid.uuid4().hex[:10]}"
 
 def _refused_creates(case_id: str) -> list[tuple[str, api.CreateReferralRequest]]:
     """One request per free-form field, each carrying the marker where it does not belong."""
+
     def base():
         request = demo_request(case_id)
         request.request_key = f"privacy-{uuid.uuid4().hex}"
@@ -63,11 +65,16 @@ def _refused_creates(case_id: str) -> list[tuple[str, api.CreateReferralRequest]
 
 def _everything_on_the_topics(config) -> bytes:
     consumer = KafkaConsumer(
-        *(config.topic(spec.base_name) for spec in ALL_TOPICS), bootstrap_servers=config.kafka_bootstrap,
-        group_id=f"privacy-{uuid.uuid4()}", auto_offset_reset="earliest", consumer_timeout_ms=5000,
+        *(config.topic(spec.base_name) for spec in ALL_TOPICS),
+        bootstrap_servers=config.kafka_bootstrap,
+        group_id=f"privacy-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
     )
-    seen = b"".join((record.key or b"") + (record.value or b"")
-                    + b"".join(value or b"" for _name, value in record.headers) for record in consumer)
+    seen = b"".join(
+        (record.key or b"") + (record.value or b"") + b"".join(value or b"" for _name, value in record.headers)
+        for record in consumer
+    )
     consumer.close()
     return seen
 
@@ -75,8 +82,9 @@ def _everything_on_the_topics(config) -> bytes:
 def _all_spans(zipkin: str) -> str:
     texts = []
     for service in ("referral", "region", "notify"):
-        with urllib.request.urlopen(f"{zipkin}/api/v2/traces?serviceName={service}&limit=10000&lookback=3600000",
-                                    timeout=20) as page:
+        with urllib.request.urlopen(
+            f"{zipkin}/api/v2/traces?serviceName={service}&limit=10000&lookback=3600000", timeout=20
+        ) as page:
             texts.append(page.read().decode())
     return "\n".join(texts)
 
@@ -122,8 +130,13 @@ def test_planted_markers_reach_no_log_span_metric_or_topic(traced_mesh, tmp_path
                 region_api.ResolveRequest(asked_in=MARKER, service="shelter"),
                 region_api.ResolveRequest(asked_in="GM0518", service=MARKER),
                 region_api.ResolveRequest(asked_in="GM0518", service="shelter", decision_date=MARKER),
-                region_api.ResolveRequest(asked_in="GM0518", service="shelter", facts=common_pb2.BindingFacts(
-                    work=[common_pb2.Period(municipality=MARKER, from_date="2025-01-01")])),
+                region_api.ResolveRequest(
+                    asked_in="GM0518",
+                    service="shelter",
+                    facts=common_pb2.BindingFacts(
+                        work=[common_pb2.Period(municipality=MARKER, from_date="2025-01-01")]
+                    ),
+                ),
             ):
                 with pytest.raises(grpc.RpcError) as refused:
                     region.Resolve(request, timeout=10)
@@ -134,8 +147,8 @@ def test_planted_markers_reach_no_log_span_metric_or_topic(traced_mesh, tmp_path
         receiver.transition("Acknowledge", created.referral_id, 1)
         receiver.close()
         search = referrals.stub.SearchAgencies(
-            api.SearchAgenciesRequest(domain="shelter", region="GM0344"),
-            metadata=referrals.metadata, timeout=10)
+            api.SearchAgenciesRequest(domain="shelter", region="GM0344"), metadata=referrals.metadata, timeout=10
+        )
         assert search.agencies
     finally:
         watcher.close()

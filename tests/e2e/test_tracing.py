@@ -1,4 +1,5 @@
 """One referral, one trace: spans of all three services joined across the Kafka hops."""
+
 from __future__ import annotations
 
 import time
@@ -13,9 +14,13 @@ pytestmark = pytest.mark.kafka
 
 
 def find_case_traces(zipkin: str, case_id: str, want_services: set[str], timeout: float = 60.0) -> list[list[dict]]:
-    query = urllib.parse.urlencode({
-        "annotationQuery": f"referralmesh.case_id={case_id}", "limit": 10, "lookback": 3_600_000,
-    })
+    query = urllib.parse.urlencode(
+        {
+            "annotationQuery": f"referralmesh.case_id={case_id}",
+            "limit": 10,
+            "lookback": 3_600_000,
+        }
+    )
     deadline = time.monotonic() + timeout
     traces: list[list[dict]] = []
     while time.monotonic() < deadline:
@@ -48,8 +53,11 @@ def test_one_referral_is_one_trace_through_all_three_services(traced_mesh):
     assert len(server) == 1 and service(server[0]) == "referral" and "parentId" not in server[0]
 
     def consumer_span(in_service: str, topic_suffix: str) -> dict:
-        found = [s for s in spans if service(s) == in_service and s.get("kind") == "CONSUMER"
-                 and s["name"].endswith(topic_suffix)]
+        found = [
+            s
+            for s in spans
+            if service(s) == in_service and s.get("kind") == "CONSUMER" and s["name"].endswith(topic_suffix)
+        ]
         assert found, f"no consumer span of {in_service} for {topic_suffix}"
         return found[0]
 

@@ -1,4 +1,5 @@
 """End to end on a real broker: gRPC create -> referral event -> assignment -> notifications."""
+
 from __future__ import annotations
 
 import urllib.request
@@ -59,8 +60,7 @@ def test_one_referral_flows_through_all_three_services(mesh):
     by_kind: dict[str, list] = {}
     for topic, envelope in events:
         by_kind.setdefault(envelope.WhichOneof("payload"), []).append((topic, envelope))
-    assert {kind: len(found) for kind, found in by_kind.items()} == {
-        "referral": 1, "assignment": 1, "notification": 3}
+    assert {kind: len(found) for kind, found in by_kind.items()} == {"referral": 1, "assignment": 1, "notification": 3}
     assert {envelope.case_id for _t, envelope in events} == {case_id}
 
     requested_topic, requested = by_kind["referral"][0]
@@ -80,8 +80,7 @@ def test_one_referral_flows_through_all_three_services(mesh):
     assert set(assigned.assignment.explanation) == {"nl", "en", "es", "pl", "ro"}
 
     notifications = [envelope for _t, envelope in by_kind["notification"]]
-    notified = {(n.notification.audience, n.notification.recipient, n.notification.template)
-                for n in notifications}
+    notified = {(n.notification.audience, n.notification.recipient, n.notification.template) for n in notifications}
     assert notified == {
         (events_pb2.AGENCY, RECEIVER, "referral_assigned"),
         (events_pb2.AGENCY, SENDER, "responsible_region_named"),
@@ -128,8 +127,11 @@ def test_a_malformed_event_is_dead_lettered_and_the_consumer_goes_on(mesh):
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        config.topic(DEAD_LETTERS.base_name), bootstrap_servers=config.kafka_bootstrap,
-        auto_offset_reset="earliest", consumer_timeout_ms=20_000, group_id=f"dlq-{uuid.uuid4()}",
+        config.topic(DEAD_LETTERS.base_name),
+        bootstrap_servers=config.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=20_000,
+        group_id=f"dlq-{uuid.uuid4()}",
     )
     letters = []
     for record in consumer:

@@ -6,6 +6,7 @@ returning a short result code, raising ChannelError when the message did not go 
 dispatcher retries). The embedded default writes to a local outbox file (JSON lines) with the
 address masked, so a demo shows the message without keeping anyone's phone number.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,10 +29,18 @@ class OutboxChannel:
         self.path = Path(path)
 
     async def send(self, contact: Contact, text: str, *, notification_id: str, language: str, template: str) -> str:
-        line = json.dumps({
-            "notification_id": notification_id, "at": time.time(), "channel": contact.channel,
-            "to": contact.masked(), "language": language, "template": template, "text": text,
-        }, ensure_ascii=False)
+        line = json.dumps(
+            {
+                "notification_id": notification_id,
+                "at": time.time(),
+                "channel": contact.channel,
+                "to": contact.masked(),
+                "language": language,
+                "template": template,
+                "text": text,
+            },
+            ensure_ascii=False,
+        )
         await asyncio.to_thread(self._append, line)
         return "outbox"
 

@@ -2,6 +2,7 @@
 
 StrictUndefined: a template that uses a variable we do not pass fails loudly, in tests first.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,10 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "client"
 class ClientMessages:
     def __init__(self, directory: Path = TEMPLATE_DIR):
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(directory)), undefined=jinja2.StrictUndefined,
-            autoescape=False, keep_trailing_newline=False,
+            loader=jinja2.FileSystemLoader(str(directory)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
         )
 
     def render(self, template: str, language: str, facts: MessageFacts) -> str:
@@ -31,5 +34,6 @@ class ClientMessages:
     def available(self) -> set[tuple[str, str]]:
         return {
             cast(tuple[str, str], tuple(name.removesuffix(".txt.j2").rsplit(".", 1)))
-            for name in self.env.list_templates() if name.endswith(".txt.j2")
+            for name in self.env.list_templates()
+            if name.endswith(".txt.j2")
         }

@@ -12,6 +12,7 @@ HttpOnly, SameSite=Strict cookie, stored hashed; outside MESH_MODE=local the coo
 with the `__Host-` prefix and every response carries HSTS. Forms carry a CSRF token derived from
 the session. Pages send a strict Content-Security-Policy (no inline script or style).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,7 +57,7 @@ SSE_KEEPALIVE_SECONDS = 15.0
 SSE_POLL_SECONDS = 1.0  # changes made by another replica show up within this time
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "img-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -74,8 +75,9 @@ class LocalPasswords:
     older cost is replaced by one at the current cost when its password is given.
     """
 
-    def __init__(self, store: NotifyStore, *, allow_demo: bool = False,
-                 cost: passwords.ScryptCost = passwords.OWASP_COST):
+    def __init__(
+        self, store: NotifyStore, *, allow_demo: bool = False, cost: passwords.ScryptCost = passwords.OWASP_COST
+    ):
         self.store = store
         self.allow_demo = allow_demo
         self.cost = cost
@@ -113,10 +115,20 @@ def security_headers(*, hsts: bool):
 
 
 class Dashboard:
-    def __init__(self, desk: AlertDesk, store: NotifyStore, authenticator: Authenticator, regions: dict[str, str],
-                 *, session_hours: float = 8.0, service: str = "notify", secure: bool = True,
-                 throttle: SignInThrottle | None = None, monotonic: Callable[[], float] = time.monotonic,
-                 behind_proxy: bool = False):
+    def __init__(
+        self,
+        desk: AlertDesk,
+        store: NotifyStore,
+        authenticator: Authenticator,
+        regions: dict[str, str],
+        *,
+        session_hours: float = 8.0,
+        service: str = "notify",
+        secure: bool = True,
+        throttle: SignInThrottle | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        behind_proxy: bool = False,
+    ):
         self.desk = desk
         self.store = store
         self.auth = authenticator
@@ -134,7 +146,8 @@ class Dashboard:
         self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
         self.closing = False  # set at shutdown: live streams end at once
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined)
+            loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined
+        )
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[security_headers(hsts=self.secure)], client_max_size=64 * 1024)
@@ -199,9 +212,16 @@ class Dashboard:
             return moment.astimezone().strftime("%d-%m-%Y %H:%M")
 
         return self.env.get_template(name).render(
-            t=text, lang=lang, age=age, when=when, region_name=lambda code: self.regions.get(code, code),
-            regions=sorted(self.regions.items(), key=lambda kv: kv[1]), reasons=domain.REASSIGN_REASONS,
-            outcomes=domain.OUTCOMES, **context)
+            t=text,
+            lang=lang,
+            age=age,
+            when=when,
+            region_name=lambda code: self.regions.get(code, code),
+            regions=sorted(self.regions.items(), key=lambda kv: kv[1]),
+            reasons=domain.REASSIGN_REASONS,
+            outcomes=domain.OUTCOMES,
+            **context,
+        )
 
     def _html(self, body: str, lang: str | None = None, status: int = 200) -> web.Response:
         response = web.Response(text=body, content_type="text/html", charset="utf-8", status=status)
@@ -210,8 +230,9 @@ class Dashboard:
         return response
 
     def _set_cookie(self, response: web.StreamResponse, name: str, value: str, max_age: int) -> None:
-        response.set_cookie(name, value, httponly=True, samesite="Strict", path="/", max_age=max_age,
-                            secure=self.secure)
+        response.set_cookie(
+            name, value, httponly=True, samesite="Strict", path="/", max_age=max_age, secure=self.secure
+        )
 
     def _items(self, who: Coordinator) -> list[dict]:
         items = []
@@ -238,13 +259,31 @@ class Dashboard:
             raise web.HTTPUnauthorized()
         who = current[0]
         recent = [d for d in self.store.deliveries() if who.national or _region_of(d) == who.scope][-200:]
-        self.store.log_access(actor=who.username, action="VIEW_NOTIFICATIONS", case_id="*", why="coordination",
-                              channel="web", organisation=who.scope)
-        return web.json_response({"notifications": [
-            {"notification_id": d.notification_id, "case_id": d.case_id, "audience": d.audience,
-             "recipient": d.recipient if d.audience != "CLIENT" else "client", "template": d.template,
-             "channel": d.channel, "status": d.status, "attempts": d.attempts}
-            for d in reversed(recent)]})
+        self.store.log_access(
+            actor=who.username,
+            action="VIEW_NOTIFICATIONS",
+            case_id="*",
+            why="coordination",
+            channel="web",
+            organisation=who.scope,
+        )
+        return web.json_response(
+            {
+                "notifications": [
+                    {
+                        "notification_id": d.notification_id,
+                        "case_id": d.case_id,
+                        "audience": d.audience,
+                        "recipient": d.recipient if d.audience != "CLIENT" else "client",
+                        "template": d.template,
+                        "channel": d.channel,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                    }
+                    for d in reversed(recent)
+                ]
+            }
+        )
 
     async def login_page(self, request: web.Request) -> web.Response:
         lang = self._lang(request)
@@ -259,8 +298,14 @@ class Dashboard:
         address = self._client_address(request)
         wait = self.throttle.retry_after(address, username, self.monotonic())
         if wait > 0:
-            self.store.log_access(actor=username or "-", action="SIGN_IN", case_id="-", why="dashboard",
-                                  channel="web", result="refused:throttled")
+            self.store.log_access(
+                actor=username or "-",
+                action="SIGN_IN",
+                case_id="-",
+                why="dashboard",
+                channel="web",
+                result="refused:throttled",
+            )
             response = self._html(self._render("login.html.j2", lang, failed="sign_in_throttled"), lang, status=429)
             response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             return response
@@ -268,14 +313,21 @@ class Dashboard:
             who = await asyncio.to_thread(self.auth.authenticate, username, str(form.get("password", ""))[:200])
         if who is None:
             self.throttle.failed(address, username, self.monotonic())
-            self.store.log_access(actor=username or "-", action="SIGN_IN", case_id="-", why="dashboard",
-                                  channel="web", result="refused:credentials")
+            self.store.log_access(
+                actor=username or "-",
+                action="SIGN_IN",
+                case_id="-",
+                why="dashboard",
+                channel="web",
+                result="refused:credentials",
+            )
             return self._html(self._render("login.html.j2", lang, failed="sign_in_failed"), lang, status=401)
         self.throttle.succeeded(username)
         token = secrets.token_urlsafe(32)
         self.store.add_session(passwords.token_hash(token), who.username, time.time() + self.session_seconds)
-        self.store.log_access(actor=who.username, action="SIGN_IN", case_id="-", why="dashboard", channel="web",
-                              organisation=who.scope)
+        self.store.log_access(
+            actor=who.username, action="SIGN_IN", case_id="-", why="dashboard", channel="web", organisation=who.scope
+        )
         response = web.HTTPSeeOther("/dashboard")
         self._set_cookie(response, self.session_cookie, token, int(self.session_seconds))
         self._set_cookie(response, self.lang_cookie, lang, 365 * 86400)
@@ -298,22 +350,42 @@ class Dashboard:
         lang = self._lang(request)
         cursor = self.store.last_cursor()
         items = self._items(who)
-        self.store.log_access(actor=who.username, action="VIEW_ALERTS", case_id="*", why="coordination",
-                              channel="web", organisation=who.scope)
+        self.store.log_access(
+            actor=who.username,
+            action="VIEW_ALERTS",
+            case_id="*",
+            why="coordination",
+            channel="web",
+            organisation=who.scope,
+        )
         flash_kind = request.query.get("result", "")
         flash = {"done": TEXT[lang]["done"], "refused": TEXT[lang]["refused"]}.get(flash_kind, "")
         scope_name = TEXT[lang]["national"] if who.national else self.regions.get(who.scope, who.scope)
-        return self._html(self._render(
-            "dashboard.html.j2", lang, user=who, csrf=self._csrf(token), items=items, cursor=cursor,
-            scope_name=scope_name, flash=flash, flash_kind=flash_kind), lang)
+        return self._html(
+            self._render(
+                "dashboard.html.j2",
+                lang,
+                user=who,
+                csrf=self._csrf(token),
+                items=items,
+                cursor=cursor,
+                scope_name=scope_name,
+                flash=flash,
+                flash_kind=flash_kind,
+            ),
+            lang,
+        )
 
     async def fragment(self, request: web.Request) -> web.Response:
         current = self._user(request)
         if current is None:
             raise web.HTTPUnauthorized()
         who, token = current
-        return self._html(self._render("alerts.html.j2", self._lang(request), user=who, csrf=self._csrf(token),
-                                       items=self._items(who)))
+        return self._html(
+            self._render(
+                "alerts.html.j2", self._lang(request), user=who, csrf=self._csrf(token), items=self._items(who)
+            )
+        )
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         current = self._user(request)
@@ -323,8 +395,9 @@ class Dashboard:
             cursor = int(request.query.get("cursor", "0"))
         except ValueError:
             cursor = 0
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
         await response.prepare(request)
         await response.write(b"retry: 2000\n\n")
         last_write = time.monotonic()
@@ -360,8 +433,14 @@ class Dashboard:
         if action not in ACTIONS:
             raise web.HTTPNotFound()
         try:
-            await self.desk.act(who, request.match_info["escalation_id"], action, channel="web",
-                                code=str(form.get("code", ""))[:40], region=str(form.get("region", ""))[:16])
+            await self.desk.act(
+                who,
+                request.match_info["escalation_id"],
+                action,
+                channel="web",
+                code=str(form.get("code", ""))[:40],
+                region=str(form.get("region", ""))[:16],
+            )
             result = "done"
         except AlertError:
             result = "refused"
@@ -382,11 +461,15 @@ def web_tls_problem(config: MeshSettings, service: str) -> str | None:
     """Outside local mode the dashboard is HTTPS only: its own certificate, or a TLS proxy."""
     if service != "notify" or config.local_mode or config.notify_web_tls_proxy:
         return None
-    for setting, value in (("MESH_NOTIFY_WEB_TLS_CERT", config.notify_web_tls_cert),
-                           ("MESH_NOTIFY_WEB_TLS_KEY", config.notify_web_tls_key)):
+    for setting, value in (
+        ("MESH_NOTIFY_WEB_TLS_CERT", config.notify_web_tls_cert),
+        ("MESH_NOTIFY_WEB_TLS_KEY", config.notify_web_tls_key),
+    ):
         if not value:
-            return (f"{setting} is not set; production mode serves the dashboard over TLS only "
-                    "(or set MESH_NOTIFY_WEB_TLS_PROXY=true when a proxy in front ends TLS)")
+            return (
+                f"{setting} is not set; production mode serves the dashboard over TLS only "
+                "(or set MESH_NOTIFY_WEB_TLS_PROXY=true when a proxy in front ends TLS)"
+            )
         if not Path(value).exists():
             return f"{setting}={value}: no such file"
     return None
@@ -399,8 +482,9 @@ def _region_of(delivery) -> str:
         return ""
 
 
-async def start_http(app: web.Application, host: str, port: int,
-                     ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+async def start_http(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)  # no access log: URLs carry case ids
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()

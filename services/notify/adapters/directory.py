@@ -5,6 +5,7 @@ Client messages name an agency only by its neutral ``client_display_name`` (a me
 read on a lock screen; "Voices Together, sex worker peer support" must never appear there), and
 places by their Dutch names from the region policy, the names the explanations use.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from referencedata import AgencyKind, load_directory
 @dataclass(frozen=True)
 class Names:
     agencies: dict[str, str]  # agency id -> neutral client display name
-    regions: dict[str, str]   # region code -> Dutch place name
+    regions: dict[str, str]  # region code -> Dutch place name
     help_name: str
     help_phone: str
     help_url: str
@@ -60,6 +61,8 @@ def load_names(config: MeshSettings) -> Names:
     return Names(
         agencies={agency.agency_id: agency.client_display_name for agency in directory},
         regions=regions,
-        help_name=help_line.get("name", ""), help_phone=help_line.get("phone", ""), help_url=help_line.get("url", ""),
+        help_name=help_line.get("name", ""),
+        help_phone=help_line.get("phone", ""),
+        help_url=help_line.get("url", ""),
         region_desks=desks,
     )

@@ -6,6 +6,7 @@ with exponential backoff and jitter. After the last try the notification goes to
 dead-letter topic (consumer "notify-webhook" or "notify-client") and `mesh notify replay`
 gives it a fresh set of tries.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,11 +37,13 @@ CONSUMER_BY_CHANNEL = {"webhook": "notify-webhook", "client": "notify-client"}
 
 
 _DELIVERIES = meter("referralmesh.notify").create_counter(
-    "referralmesh.notify.deliveries", unit="{delivery}",
+    "referralmesh.notify.deliveries",
+    unit="{delivery}",
     description="finished deliveries by channel and outcome (delivered, dead, skipped)",
 )
 _ATTEMPTS_FAILED = meter("referralmesh.notify").create_counter(
-    "referralmesh.notify.failed_attempts", unit="{attempt}",
+    "referralmesh.notify.failed_attempts",
+    unit="{attempt}",
     description="failed delivery attempts (webhook failures among them), by channel",
 )
 
@@ -54,10 +57,23 @@ def webhook_payload(envelope: events_pb2.EventEnvelope) -> dict:
 
 
 class Dispatcher:
-    def __init__(self, store: NotifyStore, *, webhooks: dict[str, WebhookEndpoint], sender: WebhookSender,
-                 keys: KeyStore, channel, messages: ClientMessages, names: Names,
-                 dead_letters: DeadLetterSink, notifications_topic: str, max_attempts: int = 6,
-                 base_delay: float = 1.0, max_delay: float = 300.0, poll_interval: float = 0.5):
+    def __init__(
+        self,
+        store: NotifyStore,
+        *,
+        webhooks: dict[str, WebhookEndpoint],
+        sender: WebhookSender,
+        keys: KeyStore,
+        channel,
+        messages: ClientMessages,
+        names: Names,
+        dead_letters: DeadLetterSink,
+        notifications_topic: str,
+        max_attempts: int = 6,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        poll_interval: float = 0.5,
+    ):
         self.store = store
         self.webhooks = webhooks
         self.sender = sender
@@ -132,33 +148,58 @@ class Dispatcher:
             await self._dead_letter(delivery, result, attempt)
             return "dead"
         delay = backoff_delay(attempt, self.base_delay, self.max_delay)
-        self.store.record_attempt(delivery.notification_id, result=result, status="pending",
-                                  duration_ms=int((time.monotonic() - started) * 1000),
-                                  next_attempt_at=time.time() + delay)
-        log.info("delivery failed; will try again", extra={
-            "notification_id": delivery.notification_id, "channel": delivery.channel, "attempt": attempt,
-            "result": result, "retry_in_s": round(delay, 2)})
+        self.store.record_attempt(
+            delivery.notification_id,
+            result=result,
+            status="pending",
+            duration_ms=int((time.monotonic() - started) * 1000),
+            next_attempt_at=time.time() + delay,
+        )
+        log.info(
+            "delivery failed; will try again",
+            extra={
+                "notification_id": delivery.notification_id,
+                "channel": delivery.channel,
+                "attempt": attempt,
+                "result": result,
+                "retry_in_s": round(delay, 2),
+            },
+        )
         return "retry"
 
     def _finish(self, delivery: Delivery, status: str, result: str, started: float) -> str:
         _DELIVERIES.add(1, {"referralmesh.channel": delivery.channel, "referralmesh.outcome": status})
-        self.store.record_attempt(delivery.notification_id, result=result, status=status,
-                                  duration_ms=int((time.monotonic() - started) * 1000))
-        log.info("delivery finished", extra={"notification_id": delivery.notification_id, "case_id": delivery.case_id,
-                                             "channel": delivery.channel, "status": status, "result": result})
+        self.store.record_attempt(
+            delivery.notification_id, result=result, status=status, duration_ms=int((time.monotonic() - started) * 1000)
+        )
+        log.info(
+            "delivery finished",
+            extra={
+                "notification_id": delivery.notification_id,
+                "case_id": delivery.case_id,
+                "channel": delivery.channel,
+                "status": status,
+                "result": result,
+            },
+        )
         return status
 
     async def _dead_letter(self, delivery: Delivery, result: str, attempts: int) -> None:
         recipient = delivery.recipient if delivery.channel == "webhook" else "client"
         letter = events_pb2.DeadLetter(
-            source_topic=self.notifications_topic, partition=-1, offset=-1,
+            source_topic=self.notifications_topic,
+            partition=-1,
+            offset=-1,
             reason=f"{delivery.channel} delivery to {recipient} failed after {attempts} attempts: {result}",
             consumer=CONSUMER_BY_CHANNEL.get(delivery.channel, "notify"),
-            key=delivery.case_id.encode(), value=delivery.envelope,
+            key=delivery.case_id.encode(),
+            value=delivery.envelope,
         )
         letter.failed_at.FromDatetime(datetime.now(UTC))
-        log.warning("delivery dead-lettered", extra={"notification_id": delivery.notification_id,
-                                                     "channel": delivery.channel, "attempts": attempts})
+        log.warning(
+            "delivery dead-lettered",
+            extra={"notification_id": delivery.notification_id, "channel": delivery.channel, "attempts": attempts},
+        )
         await self.dead_letters(delivery.case_id.encode(), letter)
 
     async def _client_message(self, delivery: Delivery, envelope: events_pb2.EventEnvelope) -> tuple[bool, str]:
@@ -166,8 +207,10 @@ class Dispatcher:
         if case is None or not case.contact_ciphertext:
             return False, "contact_unavailable"
         try:
-            contact = self.keys.open(case.case_id, common_pb2.SealedContact(
-                key_id=case.contact_key_id or "", ciphertext=case.contact_ciphertext))
+            contact = self.keys.open(
+                case.case_id,
+                common_pb2.SealedContact(key_id=case.contact_key_id or "", ciphertext=case.contact_ciphertext),
+            )
         except ContactUnavailable:
             return False, "contact_unavailable"
         notification = envelope.notification
@@ -178,12 +221,19 @@ class Dispatcher:
             organisation=self.names.client_organisation(case.receiver, notification.responsible_region),
             region=self.names.region(notification.responsible_region),
             handover_region=self.names.region(handover) if handover else "",
-            help_name=self.names.help_name, help_phone=self.names.help_phone, help_url=self.names.help_url,
+            help_name=self.names.help_name,
+            help_phone=self.names.help_phone,
+            help_url=self.names.help_url,
         )
         text = self.messages.render(delivery.template, delivery.language, facts)
         try:
-            result = await self.channel.send(contact, text, notification_id=delivery.notification_id,
-                                             language=delivery.language, template=delivery.template)
+            result = await self.channel.send(
+                contact,
+                text,
+                notification_id=delivery.notification_id,
+                language=delivery.language,
+                template=delivery.template,
+            )
         except ChannelError as error:
             return False, f"channel:{error}"
         return True, result

@@ -9,6 +9,7 @@ services/notify/domain/authorisation.py; every refusal and every erasure is acce
 Limits: at most `watch_streams_per_caller` open alert streams per caller, each ended
 after `watch_stream_seconds` (the client resumes from its last cursor).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -62,9 +63,17 @@ def alert_message(stored: StoredAlert, cursor: int) -> api.Alert:
         outcome=alert.outcome,
         responsible_rule=alert.responsible_rule,
         responsible_region=alert.region,
-        history=[api.AlertChange(action=c.action.value, actor=c.actor, at=_timestamp(c.at),
-                                 state=api.AlertState.Value(c.state.value), code=c.code, region=c.region)
-                 for c in alert.history],
+        history=[
+            api.AlertChange(
+                action=c.action.value,
+                actor=c.actor,
+                at=_timestamp(c.at),
+                state=api.AlertState.Value(c.state.value),
+                code=c.code,
+                region=c.region,
+            )
+            for c in alert.history
+        ],
     )
 
 
@@ -75,8 +84,16 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
     # Tells the region service to forget the case (set by the worker; None in bare API tests).
     announce_erasure: ErasureAnnouncer | None = None
 
-    def __init__(self, desk: AlertDesk, store: NotifyStore, keys: KeyStore, *, development_identities: bool,
-                 streams_per_caller: int = 4, stream_seconds: float = 3600.0):
+    def __init__(
+        self,
+        desk: AlertDesk,
+        store: NotifyStore,
+        keys: KeyStore,
+        *,
+        development_identities: bool,
+        streams_per_caller: int = 4,
+        stream_seconds: float = 3600.0,
+    ):
         self.desk = desk
         self.store = store
         self.keys = keys
@@ -91,16 +108,23 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
 
     async def _principal(self, context) -> Principal:
         try:
-            return principal_of(context, development_identities=self.development_identities,
-                                coordinator_scope=self._coordinator_scope)
+            return principal_of(
+                context, development_identities=self.development_identities, coordinator_scope=self._coordinator_scope
+            )
         except NoIdentity as problem:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(problem))
             raise  # abort raises; this line is for the type checker
 
     async def _refuse(self, context, who: Principal, action: str, case_id: str, problem: Denied) -> None:
-        self.store.log_access(actor=who.name, action=action, case_id=case_id, why="authorisation",
-                              channel="grpc", organisation=who.name if who.is_agency else (who.scope or who.role),
-                              result="refused:not_allowed")
+        self.store.log_access(
+            actor=who.name,
+            action=action,
+            case_id=case_id,
+            why="authorisation",
+            channel="grpc",
+            organisation=who.name if who.is_agency else (who.scope or who.role),
+            result="refused:not_allowed",
+        )
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(problem))
 
     async def WatchAlerts(self, request, context):
@@ -113,8 +137,9 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
         except Denied as problem:
             await self._refuse(context, who, "WATCH_ALERTS", "*", problem)
         if self.open_streams[str(who)] >= self.streams_per_caller:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"at most {self.streams_per_caller} open alert streams per caller")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {self.streams_per_caller} open alert streams per caller"
+            )
         self.open_streams[str(who)] += 1
         try:
             async for alert in self._alerts(request, context, who, regions or set()):
@@ -124,8 +149,14 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
 
     async def _alerts(self, request, context, who: Principal, regions: set[str]):
         levels = {events_pb2.EscalationLevel.Name(level) for level in request.levels if level}
-        self.store.log_access(actor=who.name, action="WATCH_ALERTS", case_id="*", why="coordination", channel="grpc",
-                              organisation=who.scope or "")
+        self.store.log_access(
+            actor=who.name,
+            action="WATCH_ALERTS",
+            case_id="*",
+            why="coordination",
+            channel="grpc",
+            organisation=who.scope or "",
+        )
         ends_at = time.monotonic() + self.stream_seconds
         if request.cursor:
             try:
@@ -184,8 +215,14 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"address: {problem}")
         self.store.record_sealer(request.case_id, who.name)
         sealed = await asyncio.to_thread(self.keys.seal, request.case_id, contact)
-        self.store.log_access(actor=who.name, action="SEAL_CONTACT", case_id=request.case_id, why="client_messages",
-                              channel="grpc", organisation=who.name)
+        self.store.log_access(
+            actor=who.name,
+            action="SEAL_CONTACT",
+            case_id=request.case_id,
+            why="client_messages",
+            channel="grpc",
+            organisation=who.name,
+        )
         return sealed
 
     async def EraseClient(self, request, context):
@@ -201,8 +238,14 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
             # Every time, not only when a key existed: the region service may hold the case anyway.
             # A failure here fails the call, so the agency asks again (erasure is idempotent).
             await self.announce_erasure(request.case_id, who.name)
-        self.store.log_access(actor=who.name, action="ERASE_CLIENT", case_id=request.case_id, why="erasure_request",
-                              channel="grpc", organisation=who.name)
+        self.store.log_access(
+            actor=who.name,
+            action="ERASE_CLIENT",
+            case_id=request.case_id,
+            why="erasure_request",
+            channel="grpc",
+            organisation=who.name,
+        )
         return api.EraseClientResponse(key_destroyed=destroyed)
 
 
@@ -213,8 +256,9 @@ def erase_client(keys: KeyStore, store: NotifyStore, case_id: str) -> bool:
     return destroyed
 
 
-def build_server(servicer: NotifyApi, config: MeshSettings, tls: ServerTls | None = None,
-                 verifier: PeerVerifier | None = None):
+def build_server(
+    servicer: NotifyApi, config: MeshSettings, tls: ServerTls | None = None, verifier: PeerVerifier | None = None
+):
     server = new_server(config, max_receive_bytes=MAX_MESSAGE_BYTES, verifier=verifier, roles=ROLES)
     notify_service_pb2_grpc.add_NotifyServiceServicer_to_server(servicer, server)
     health_servicer = add_health_and_reflection(server, SERVICE_NAME)

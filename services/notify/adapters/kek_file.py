@@ -7,6 +7,7 @@ secret store apart from keys.db and its backups; in local mode a missing file is
 state folder. Wrapping is AES-256-GCM with a random 96-bit nonce and the caller's context as
 associated data: `nonce || ciphertext+tag`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -98,8 +99,10 @@ def key_encryption_key_problem(config, service: str) -> str | None:
     if config.local_mode:
         return None
     if not config.notify_kek_path:
-        return ("MESH_NOTIFY_KEK_PATH is not set (the key-encryption key for the contact keys in keys.db); "
-                "production mode needs it")
+        return (
+            "MESH_NOTIFY_KEK_PATH is not set (the key-encryption key for the contact keys in keys.db); "
+            "production mode needs it"
+        )
     try:
         LocalKeyFile.load(config.notify_kek_path)
     except KeyFileError as problem:
@@ -111,8 +114,9 @@ def kek_from_settings(kek_file: Path | None, *, local_mode: bool) -> LocalKeyFil
     """The service's KEK: the configured file (it must exist outside local mode), or in local
     mode the state folder's own key file, made at first start."""
     if kek_file is None:
-        raise KeyFileError("MESH_NOTIFY_KEK_PATH is not set (the key-encryption key for keys.db); "
-                           "production mode needs it")
+        raise KeyFileError(
+            "MESH_NOTIFY_KEK_PATH is not set (the key-encryption key for keys.db); production mode needs it"
+        )
     if local_mode:
         return LocalKeyFile.load_or_create(kek_file)
     return LocalKeyFile.load(kek_file)

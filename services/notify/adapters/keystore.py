@@ -16,6 +16,7 @@ journal (no WAL file that could hold old pages). Backups of this file must have 
 retention (or none): a key restored from a backup (with its KEK) would undo an erasure.
 A key store from before wrapping (table `case_keys`) is wrapped in place at first open.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -56,9 +57,11 @@ class KeyStore:
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute("PRAGMA journal_mode=DELETE")
-        self._db.execute("CREATE TABLE IF NOT EXISTS wrapped_case_keys (case_id TEXT PRIMARY KEY,"
-                         " key_id TEXT NOT NULL, kek_id TEXT NOT NULL, wrapped_key BLOB NOT NULL,"
-                         " created_at REAL NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS wrapped_case_keys (case_id TEXT PRIMARY KEY,"
+            " key_id TEXT NOT NULL, kek_id TEXT NOT NULL, wrapped_key BLOB NOT NULL,"
+            " created_at REAL NOT NULL)"
+        )
         self._wrap_unwrapped_keys()
 
     def _wrap_unwrapped_keys(self) -> None:
@@ -68,11 +71,13 @@ class KeyStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             for case_id, key_id, key, created_at in self._db.execute(
-                    "SELECT case_id, key_id, key, created_at FROM case_keys").fetchall():
+                "SELECT case_id, key_id, key, created_at FROM case_keys"
+            ).fetchall():
                 self._db.execute(
                     "INSERT OR IGNORE INTO wrapped_case_keys (case_id, key_id, kek_id, wrapped_key, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (case_id, key_id, self.kek.kek_id, self.kek.wrap(key, _wrap_context(case_id, key_id)), created_at))
+                    (case_id, key_id, self.kek.kek_id, self.kek.wrap(key, _wrap_context(case_id, key_id)), created_at),
+                )
             self._db.execute("DROP TABLE case_keys")
             self._db.execute("COMMIT")
             self._db.execute("VACUUM")  # secure_delete zeroed the rows; no free page keeps them
@@ -81,8 +86,9 @@ class KeyStore:
         self._db.close()
 
     def _key(self, case_id: str) -> tuple[str, bytes] | None:
-        row = self._db.execute("SELECT key_id, kek_id, wrapped_key FROM wrapped_case_keys WHERE case_id = ?",
-                               (case_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT key_id, kek_id, wrapped_key FROM wrapped_case_keys WHERE case_id = ?", (case_id,)
+        ).fetchone()
         if row is None:
             return None
         key_id, kek_id, wrapped = row
@@ -103,8 +109,14 @@ class KeyStore:
                 self._db.execute(
                     "INSERT INTO wrapped_case_keys (case_id, key_id, kek_id, wrapped_key, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (case_id, found[0], self.kek.kek_id, self.kek.wrap(found[1], _wrap_context(case_id, found[0])),
-                     time.time()))
+                    (
+                        case_id,
+                        found[0],
+                        self.kek.kek_id,
+                        self.kek.wrap(found[1], _wrap_context(case_id, found[0])),
+                        time.time(),
+                    ),
+                )
         key_id, key = found
         nonce = secrets.token_bytes(NONCE_BYTES)
         ciphertext = nonce + AESGCM(key).encrypt(nonce, contact.to_bytes(), _aad(case_id, key_id))

@@ -7,6 +7,7 @@ Cost: OWASP's Password Storage Cheat Sheet (scrypt when Argon2id is not availabl
 N = 2**17, r = 8, p = 1: 128 MiB of memory and a few hundred milliseconds per hash, which is
 what makes an offline guess expensive. The dashboard runs at most a few checks at once.
 """
+
 from __future__ import annotations
 
 import functools
@@ -38,13 +39,20 @@ class ScryptCost:
         return 128 * self.r * self.n * self.p
 
 
-OWASP_COST = ScryptCost(n=2 ** 17, r=8, p=1)
+OWASP_COST = ScryptCost(n=2**17, r=8, p=1)
 
 
 def _scrypt(password: str, salt: bytes, cost: ScryptCost) -> bytes:
     # OpenSSL refuses more than 32 MiB unless told; allow what the cost needs, with headroom.
-    return hashlib.scrypt(password.encode(), salt=salt, n=cost.n, r=cost.r, p=cost.p, dklen=cost.dklen,
-                          maxmem=2 * cost.memory_bytes + 1024 * 1024)
+    return hashlib.scrypt(
+        password.encode(),
+        salt=salt,
+        n=cost.n,
+        r=cost.r,
+        p=cost.p,
+        dklen=cost.dklen,
+        maxmem=2 * cost.memory_bytes + 1024 * 1024,
+    )
 
 
 def hash_password(password: str, *, cost: ScryptCost = OWASP_COST, salt: bytes | None = None) -> str:

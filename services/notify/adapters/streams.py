@@ -11,6 +11,7 @@ from where the dispatcher delivers it (webhook, client channel).
 Services started with the worker: the dashboard (aiohttp on notify_web_port), the NotifyService
 gRPC server (notify_grpc_address) and the delivery loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,6 +74,7 @@ def _assignment_from(envelope: events_pb2.EventEnvelope, has_contact: bool = Fal
 @dataclass
 class NotifyRuntime:
     """Everything the worker's agents and servers share."""
+
     config: MeshSettings
     store: NotifyStore
     keys: KeyStore
@@ -86,12 +88,18 @@ class NotifyRuntime:
         store = NotifyStore.open(paths.database_url)
         names = load_names(config)
         kek = kek_from_settings(paths.kek_file, local_mode=config.local_mode)
-        runtime = cls(config=config, store=store, keys=KeyStore(paths.key_store, kek), names=names,
-                      desk=AlertDesk(store, names.regions))
+        runtime = cls(
+            config=config,
+            store=store,
+            keys=KeyStore(paths.key_store, kek),
+            names=names,
+            desk=AlertDesk(store, names.regions),
+        )
         # Demo accounts share one password: local mode only (outside it they cannot sign in either).
         if config.local_mode and config.notify_demo_coordinators:
-            seed_demo_coordinators(store, names.regions, passwords.demo_password(
-                paths.demo_password_file, config.notify_demo_password))
+            seed_demo_coordinators(
+                store, names.regions, passwords.demo_password(paths.demo_password_file, config.notify_demo_password)
+            )
         return runtime
 
 
@@ -128,25 +136,43 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
 
     async def send_override(case_id: str, override: events_pb2.CoordinatorOverride) -> None:
         outgoing = envelopes.new_envelope(
-            case_id=case_id, producer=SERVICE, override=override,
-            event_id=envelopes.derived_id("override", case_id, override.coordinator, override.region,
-                                          override.reason_code, str(store.last_cursor())))
-        await overrides.send(key=case_id.encode(), value=envelopes.encode(outgoing),
-                             headers=envelopes.kafka_headers(outgoing))
+            case_id=case_id,
+            producer=SERVICE,
+            override=override,
+            event_id=envelopes.derived_id(
+                "override",
+                case_id,
+                override.coordinator,
+                override.region,
+                override.reason_code,
+                str(store.last_cursor()),
+            ),
+        )
+        await overrides.send(
+            key=case_id.encode(), value=envelopes.encode(outgoing), headers=envelopes.kafka_headers(outgoing)
+        )
 
     async def send_alert_action(case_id: str, action: events_pb2.AlertAction) -> None:
         outgoing = envelopes.new_envelope(
-            case_id=case_id, producer=SERVICE, alert_action=action,
-            event_id=envelopes.derived_id("alert-action", action.escalation_id, action.action))
-        await overrides.send(key=case_id.encode(), value=envelopes.encode(outgoing),
-                             headers=envelopes.kafka_headers(outgoing))
+            case_id=case_id,
+            producer=SERVICE,
+            alert_action=action,
+            event_id=envelopes.derived_id("alert-action", action.escalation_id, action.action),
+        )
+        await overrides.send(
+            key=case_id.encode(), value=envelopes.encode(outgoing), headers=envelopes.kafka_headers(outgoing)
+        )
 
     async def send_erasure(case_id: str, requested_by: str) -> None:
         outgoing = envelopes.new_envelope(
-            case_id=case_id, producer=SERVICE, event_id=str(uuid.uuid4()),
-            client_erased=events_pb2.ClientErased(requested_by=requested_by))
-        sent = await overrides.send(key=case_id.encode(), value=envelopes.encode(outgoing),
-                                    headers=envelopes.kafka_headers(outgoing))
+            case_id=case_id,
+            producer=SERVICE,
+            event_id=str(uuid.uuid4()),
+            client_erased=events_pb2.ClientErased(requested_by=requested_by),
+        )
+        sent = await overrides.send(
+            key=case_id.encode(), value=envelopes.encode(outgoing), headers=envelopes.kafka_headers(outgoing)
+        )
         await sent  # the broker has it before the agency hears "erased"
 
     desk.send_override = send_override
@@ -156,28 +182,39 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         await dead_letters.topic.send(key=key, value=letter.SerializeToString())
 
     dispatcher = Dispatcher(
-        store, webhooks=load_webhooks(config.notify_webhooks_path),
-        sender=WebhookSender(timeout=config.notify_webhook_timeout), keys=runtime.keys,
+        store,
+        webhooks=load_webhooks(config.notify_webhooks_path),
+        sender=WebhookSender(timeout=config.notify_webhook_timeout),
+        keys=runtime.keys,
         channel=ChannelRouter(default=OutboxChannel(NotifyPaths.of(config).client_outbox)),
-        messages=ClientMessages(), names=runtime.names, dead_letters=send_dead_letter,
+        messages=ClientMessages(),
+        names=runtime.names,
+        dead_letters=send_dead_letter,
         notifications_topic=config.topic(declared.NOTIFICATIONS.base_name),
-        max_attempts=config.notify_webhook_max_attempts, base_delay=config.notify_webhook_base_delay,
+        max_attempts=config.notify_webhook_max_attempts,
+        base_delay=config.notify_webhook_base_delay,
         max_delay=config.notify_webhook_max_delay,
     )
     runtime.dispatcher = dispatcher
 
-    async def emit(notification: Notification, *, case_id: str, referral_id: str, caused_by: str,
-                   responsible_region: str) -> None:
+    async def emit(
+        notification: Notification, *, case_id: str, referral_id: str, caused_by: str, responsible_region: str
+    ) -> None:
         if store.delivery(notification.notification_id) is not None:
             return  # recorded (and emitted) before: a redelivered input
         payload = events_pb2.NotificationEvent(
-            notification_id=notification.notification_id, referral_id=referral_id,
-            audience=events_pb2.Audience.Value(notification.audience.value), recipient=notification.recipient,
-            template=notification.template, language=notification.language, caused_by_event_id=caused_by,
+            notification_id=notification.notification_id,
+            referral_id=referral_id,
+            audience=events_pb2.Audience.Value(notification.audience.value),
+            recipient=notification.recipient,
+            template=notification.template,
+            language=notification.language,
+            caused_by_event_id=caused_by,
             responsible_region=responsible_region,
         )
-        outgoing = envelopes.new_envelope(case_id=case_id, producer=SERVICE,
-                                          event_id=notification.notification_id, notification=payload)
+        outgoing = envelopes.new_envelope(
+            case_id=case_id, producer=SERVICE, event_id=notification.notification_id, notification=payload
+        )
         raw = envelopes.encode(outgoing)
         # Event first, record second: a crash in between re-emits the same id (receivers dedupe).
         # Faust's send only queues the record; recording the delivery before the broker has it
@@ -185,19 +222,34 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         sent = await notifications.send(key=case_id.encode(), value=raw, headers=envelopes.kafka_headers(outgoing))
         await sent
         store.record_notification(
-            notification_id=notification.notification_id, case_id=case_id, audience=notification.audience.value,
-            recipient=notification.recipient, template=notification.template, language=notification.language,
-            channel=dispatcher.channel_for(notification.audience.value, notification.recipient), envelope=raw)
+            notification_id=notification.notification_id,
+            case_id=case_id,
+            audience=notification.audience.value,
+            recipient=notification.recipient,
+            template=notification.template,
+            language=notification.language,
+            channel=dispatcher.channel_for(notification.audience.value, notification.recipient),
+            envelope=raw,
+        )
         dispatcher.wake.set()
-        log.info("notification emitted", extra={
-            "case_id": case_id, "notification_id": notification.notification_id,
-            "audience": notification.audience.value, "template": notification.template})
+        log.info(
+            "notification emitted",
+            extra={
+                "case_id": case_id,
+                "notification_id": notification.notification_id,
+                "audience": notification.audience.value,
+                "template": notification.template,
+            },
+        )
 
     def _span(name: str, envelope: events_pb2.EventEnvelope):
         parent = tracing.context_from(envelope.trace.traceparent, envelope.trace.tracestate)
         return span_tracer.start_as_current_span(
-            f"process {name}", context=parent, kind=tracing.CONSUMER,
-            attributes={"referralmesh.case_id": envelope.case_id, "messaging.system": "kafka"})
+            f"process {name}",
+            context=parent,
+            kind=tracing.CONSUMER,
+            attributes={"referralmesh.case_id": envelope.case_id, "messaging.system": "kafka"},
+        )
 
     @app.agent(assignments)
     async def notify_on_assignment(stream):
@@ -205,13 +257,24 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             with _span(assignments.get_topic_name(), envelope):
                 payload = envelope.assignment
                 case = store.update_case(
-                    envelope.case_id, referral_id=payload.referral_id, responsible_region=payload.responsible_region,
-                    responsible_rule=payload.rule, sender=payload.sender, receiver=payload.receiver,
-                    languages=tuple(payload.languages), last_assignment=envelopes.encode(envelope))
+                    envelope.case_id,
+                    referral_id=payload.referral_id,
+                    responsible_region=payload.responsible_region,
+                    responsible_rule=payload.rule,
+                    sender=payload.sender,
+                    receiver=payload.receiver,
+                    languages=tuple(payload.languages),
+                    last_assignment=envelopes.encode(envelope),
+                )
                 assignment = _assignment_from(envelope, has_contact=bool(case.contact_ciphertext))
                 for notification in route(assignment):
-                    await emit(notification, case_id=envelope.case_id, referral_id=payload.referral_id,
-                               caused_by=envelope.event_id, responsible_region=payload.responsible_region)
+                    await emit(
+                        notification,
+                        case_id=envelope.case_id,
+                        referral_id=payload.referral_id,
+                        caused_by=envelope.event_id,
+                        responsible_region=payload.responsible_region,
+                    )
 
     @app.agent(referral_events)
     async def remember_contact(stream):
@@ -220,15 +283,23 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             if not referral.contact.ciphertext:
                 continue
             with _span(referral_events.get_topic_name(), envelope):
-                case = store.update_case(envelope.case_id, referral_id=referral.referral_id,
-                                         contact_key_id=referral.contact.key_id,
-                                         contact_ciphertext=referral.contact.ciphertext)
+                case = store.update_case(
+                    envelope.case_id,
+                    referral_id=referral.referral_id,
+                    contact_key_id=referral.contact.key_id,
+                    contact_ciphertext=referral.contact.ciphertext,
+                )
                 if case.last_assignment:  # the assignment came first: the client hears now
                     last = envelopes.decode(case.last_assignment, expect="assignment")
                     notification = route_client(_assignment_from(last, has_contact=True))
                     if notification is not None:
-                        await emit(notification, case_id=envelope.case_id, referral_id=referral.referral_id,
-                                   caused_by=last.event_id, responsible_region=last.assignment.responsible_region)
+                        await emit(
+                            notification,
+                            case_id=envelope.case_id,
+                            referral_id=referral.referral_id,
+                            caused_by=last.event_id,
+                            responsible_region=last.assignment.responsible_region,
+                        )
 
     @app.agent(escalations)
     async def raise_alerts(stream):
@@ -240,21 +311,45 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
                     await dead_letters.send(event, str(problem))
                     continue
                 if alert is not None:
-                    log.info("alert raised", extra={"case_id": alert.case_id, "escalation_id": alert.escalation_id,
-                                                    "escalation_level": alert.level, "region": alert.region})
+                    log.info(
+                        "alert raised",
+                        extra={
+                            "case_id": alert.case_id,
+                            "escalation_id": alert.escalation_id,
+                            "escalation_level": alert.level,
+                            "region": alert.region,
+                        },
+                    )
                 case = store.case(envelope.case_id)
                 escalation = envelope.escalation
-                for notification in route_escalation(Escalation(
-                        escalation_id=escalation.escalation_id, case_id=envelope.case_id,
-                        referral_id=escalation.referral_id, region=escalation.region,
+                for notification in route_escalation(
+                    Escalation(
+                        escalation_id=escalation.escalation_id,
+                        case_id=envelope.case_id,
+                        referral_id=escalation.referral_id,
+                        region=escalation.region,
                         level=events_pb2.EscalationLevel.Name(escalation.level),
-                        receiver=case.receiver if case else "")):
-                    await emit(notification, case_id=envelope.case_id, referral_id=escalation.referral_id,
-                               caused_by=envelope.event_id, responsible_region=escalation.region)
+                        receiver=case.receiver if case else "",
+                    )
+                ):
+                    await emit(
+                        notification,
+                        case_id=envelope.case_id,
+                        referral_id=escalation.referral_id,
+                        caused_by=envelope.event_id,
+                        responsible_region=escalation.region,
+                    )
 
-    dashboard = Dashboard(desk, store, LocalPasswords(store, allow_demo=config.local_mode), runtime.names.regions,
-                          session_hours=config.notify_session_hours, service=SERVICE, secure=not config.local_mode,
-                          behind_proxy=config.notify_web_tls_proxy)
+    dashboard = Dashboard(
+        desk,
+        store,
+        LocalPasswords(store, allow_demo=config.local_mode),
+        runtime.names.regions,
+        session_hours=config.notify_session_hours,
+        service=SERVICE,
+        secure=not config.local_mode,
+        behind_proxy=config.notify_web_tls_proxy,
+    )
     web_tls = dashboard_tls(config)
     web_host = config.notify_web_host
 
@@ -270,9 +365,14 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             self.runner = await start_http(dashboard.app(), web_host, config.notify_web_port, web_tls)
             address = f"{'https' if web_tls else 'http'}://{web_host}:{config.notify_web_port}/"
             log.info("notify dashboard listening", extra={"address": address})
-            servicer = NotifyApi(desk, store, keys, development_identities=config.development_identities,
-                                 streams_per_caller=config.watch_streams_per_caller,
-                                 stream_seconds=config.watch_stream_seconds)
+            servicer = NotifyApi(
+                desk,
+                store,
+                keys,
+                development_identities=config.development_identities,
+                streams_per_caller=config.watch_streams_per_caller,
+                stream_seconds=config.watch_stream_seconds,
+            )
             servicer.announce_erasure = send_erasure
             tls = server_tls_from(config)
             verifier = make_verifier(tls, load_directory(config.agency_directory_path)) if tls else None
@@ -282,9 +382,13 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             log.info("notify gRPC listening", extra={"address": config.notify_grpc_address})
             self.delivery_task = asyncio.ensure_future(dispatcher.run())
             keep_seconds = config.notify_dead_letter_retention_days * 86400
-            self.retention_task = asyncio.ensure_future(run_periodically(
-                "dead_deliveries", lambda: store.purge_dead_deliveries(time.time() - keep_seconds),
-                config.retention_sweep_seconds))
+            self.retention_task = asyncio.ensure_future(
+                run_periodically(
+                    "dead_deliveries",
+                    lambda: store.purge_dead_deliveries(time.time() - keep_seconds),
+                    config.retention_sweep_seconds,
+                )
+            )
 
         async def on_stop(self) -> None:
             dashboard.closing = True

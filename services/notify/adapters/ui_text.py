@@ -1,4 +1,5 @@
 """Dashboard texts in Dutch and English. Plain words; the client is a client."""
+
 from __future__ import annotations
 
 UI_LANGUAGES = ("nl", "en")
@@ -44,10 +45,17 @@ TEXT = {
         "done": "Gelukt",
         "refused": "Niet gelukt",
         "language": "Taal",
-        "minutes": "min", "hours": "u", "days": "d",
+        "minutes": "min",
+        "hours": "u",
+        "days": "d",
         "states": {"OPEN": "Open", "ACKNOWLEDGED": "Gezien", "TAKEN": "Opgepakt", "RESOLVED": "Afgerond"},
-        "actions": {"RAISED": "Escalatie", "ACKNOWLEDGED": "Gezien", "TAKEN": "Opgepakt",
-                    "REASSIGNED": "Overgedragen", "RESOLVED": "Afgerond"},
+        "actions": {
+            "RAISED": "Escalatie",
+            "ACKNOWLEDGED": "Gezien",
+            "TAKEN": "Opgepakt",
+            "REASSIGNED": "Overgedragen",
+            "RESOLVED": "Afgerond",
+        },
         "levels": {
             "AGENCY_REMINDER": "Herinnering aan de organisatie",
             "REGION_COORDINATOR": "Regiocoördinator",
@@ -113,10 +121,17 @@ TEXT = {
         "done": "Done",
         "refused": "Not done",
         "language": "Language",
-        "minutes": "min", "hours": "h", "days": "d",
+        "minutes": "min",
+        "hours": "h",
+        "days": "d",
         "states": {"OPEN": "Open", "ACKNOWLEDGED": "Seen", "TAKEN": "Being handled", "RESOLVED": "Resolved"},
-        "actions": {"RAISED": "Escalated", "ACKNOWLEDGED": "Seen", "TAKEN": "Taken",
-                    "REASSIGNED": "Handed over", "RESOLVED": "Resolved"},
+        "actions": {
+            "RAISED": "Escalated",
+            "ACKNOWLEDGED": "Seen",
+            "TAKEN": "Taken",
+            "REASSIGNED": "Handed over",
+            "RESOLVED": "Resolved",
+        },
         "levels": {
             "AGENCY_REMINDER": "Reminder to the agency",
             "REGION_COORDINATOR": "Region coordinator",

@@ -1,4 +1,5 @@
 """Agency webhooks: the endpoint configuration and the signed HTTP POST."""
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ acknowledge ("I have seen it"), take ownership ("I handle it"), reassign respons
 another region with a reason code (the region service then decides again), and resolve it with
 an outcome code. Every action is one `Change` in the alert's history; codes only, no free text.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -42,19 +43,19 @@ LEVEL_RANK = {
 
 # Why a coordinator moves responsibility; fixed codes so statistics need no free text.
 REASSIGN_REASONS = (
-    "BETTER_BOUND_REGION",    # the client has stronger ties there
-    "CLIENT_MOVED",           # the client now stays in that region
-    "AGREED_BETWEEN_REGIONS", # the two regions agreed on a warm handover
-    "MEDIATOR_DECISION",      # the national coordinator decided, as mediator
-    "CAPACITY_ELSEWHERE",     # help is available sooner there
+    "BETTER_BOUND_REGION",  # the client has stronger ties there
+    "CLIENT_MOVED",  # the client now stays in that region
+    "AGREED_BETWEEN_REGIONS",  # the two regions agreed on a warm handover
+    "MEDIATOR_DECISION",  # the national coordinator decided, as mediator
+    "CAPACITY_ELSEWHERE",  # help is available sooner there
     "OTHER",
 )
 
 # How an alert ended.
 OUTCOMES = (
-    "RECEIVER_RESPONDED",     # the agency answered after the alert
-    "HANDED_OVER",            # another region or agency took the case
-    "HELP_STARTED",           # the client is being helped
+    "RECEIVER_RESPONDED",  # the agency answered after the alert
+    "HANDED_OVER",  # another region or agency took the case
+    "HELP_STARTED",  # the client is being helped
     "CLIENT_UNREACHABLE",
     "NO_LONGER_NEEDED",
     "ESCALATED_TO_DISPUTE",
@@ -105,9 +106,9 @@ class Alert:
     escalation_id: str
     case_id: str
     referral_id: str
-    region: str           # the region responsible now (as far as the coordinators' actions go)
+    region: str  # the region responsible now (as far as the coordinators' actions go)
     level: str
-    rule: str             # the escalation rule that fired
+    rule: str  # the escalation rule that fired
     fired_at: datetime
     case_started_at: datetime
     responsible_rule: str = ""  # the rule that made the region responsible, if known
@@ -126,9 +127,13 @@ class Alert:
 
 def raise_alert(alert: Alert) -> Alert:
     """A new alert with its first history entry."""
-    return replace(alert, state=AlertState.OPEN, history=(
-        Change(Action.RAISED, "system", alert.fired_at, AlertState.OPEN, code=alert.rule, region=alert.region),
-    ))
+    return replace(
+        alert,
+        state=AlertState.OPEN,
+        history=(
+            Change(Action.RAISED, "system", alert.fired_at, AlertState.OPEN, code=alert.rule, region=alert.region),
+        ),
+    )
 
 
 def _check(alert: Alert, who: Coordinator) -> None:
@@ -157,8 +162,9 @@ def take(alert: Alert, who: Coordinator, at: datetime) -> Alert:
     return _step(alert, Action.TAKEN, who, at, AlertState.TAKEN, owner=who.username)
 
 
-def reassign(alert: Alert, who: Coordinator, at: datetime, region: str, reason: str,
-             known_regions: frozenset[str] | set[str]) -> Alert:
+def reassign(
+    alert: Alert, who: Coordinator, at: datetime, region: str, reason: str, known_regions: frozenset[str] | set[str]
+) -> Alert:
     """Move responsibility to another region with a reason code (the region service follows)."""
     _check(alert, who)
     if reason not in REASSIGN_REASONS:
@@ -176,13 +182,31 @@ def resolve(alert: Alert, who: Coordinator, at: datetime, outcome: str) -> Alert
         raise AlertError(f"unknown outcome code {outcome!r}")
     if alert.owner and alert.owner != who.username and not who.national:
         raise NotAllowed(f"{alert.owner} handles this case")
-    return _step(alert, Action.RESOLVED, who, at, AlertState.RESOLVED, code=outcome,
-                 owner=alert.owner or who.username, outcome=outcome)
+    return _step(
+        alert,
+        Action.RESOLVED,
+        who,
+        at,
+        AlertState.RESOLVED,
+        code=outcome,
+        owner=alert.owner or who.username,
+        outcome=outcome,
+    )
 
 
-def _step(alert: Alert, action: Action, who: Coordinator, at: datetime, state: AlertState, *,
-          code: str = "", region: str = "", owner: str | None = None, outcome: str | None = None,
-          new_region: str | None = None) -> Alert:
+def _step(
+    alert: Alert,
+    action: Action,
+    who: Coordinator,
+    at: datetime,
+    state: AlertState,
+    *,
+    code: str = "",
+    region: str = "",
+    owner: str | None = None,
+    outcome: str | None = None,
+    new_region: str | None = None,
+) -> Alert:
     change = Change(action, who.username, at, state, code=code, region=region)
     return replace(
         alert,

@@ -10,6 +10,7 @@
 - EraseClient: an agency party to the case, nobody else (crypto-shredding cannot be undone).
 Parties are the case's sender and receiver as the assignments name them, plus the sealing agency.
 """
+
 from __future__ import annotations
 
 from meshkernel.principal import NATIONAL, Denied, Principal

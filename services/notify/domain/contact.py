@@ -3,6 +3,7 @@
 The plain value exists only in memory, for the moment of delivery; anything written down
 (outbox, logs, records) gets the masked form.
 """
+
 from __future__ import annotations
 
 import json

@@ -9,6 +9,7 @@ adapter (Vault transit, a cloud KMS) implements the same three members.
 `context` is bound into the wrapping (authenticated), so a wrapped key moved to another case
 or key id does not unwrap.
 """
+
 from __future__ import annotations
 
 from typing import Protocol

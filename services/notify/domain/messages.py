@@ -3,6 +3,7 @@
 Messages tell the client, in plain words: which organisation and which region now help them,
 what happens next, and where to ask questions. No legal terms, no case details.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,16 +24,19 @@ def choose_language(preferred: tuple[str, ...] | list[str]) -> str:
 
 @dataclass(frozen=True)
 class MessageFacts:
-    organisation: str     # the organisation that will help (receiving agency), by name
-    region: str           # the responsible region, by name
+    organisation: str  # the organisation that will help (receiving agency), by name
+    region: str  # the responsible region, by name
     handover_region: str  # the region that may take over (empty when none)
-    help_name: str        # the independent point of contact
+    help_name: str  # the independent point of contact
     help_phone: str
     help_url: str
 
     def variables(self) -> dict[str, str]:
         return {
-            "organisation": self.organisation, "region": self.region,
-            "handover_region": self.handover_region, "help_name": self.help_name,
-            "help_phone": self.help_phone, "help_url": self.help_url,
+            "organisation": self.organisation,
+            "region": self.region,
+            "handover_region": self.handover_region,
+            "help_name": self.help_name,
+            "help_phone": self.help_phone,
+            "help_url": self.help_url,
         }

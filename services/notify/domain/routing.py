@@ -4,6 +4,7 @@ Pure: an assignment in, a list of notifications out. Ids are derived from the as
 event id, so a redelivered assignment yields the same notifications and receivers can
 deduplicate.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,9 +64,7 @@ def route(assignment: Assignment) -> list[Notification]:
     if assignment.bound_nowhere or assignment.handover_to:
         # Nobody may wait for a region that will never volunteer: the coordinator hears at once.
         template = "handover_proposed" if assignment.handover_to else "client_bound_nowhere"
-        notifications.append(
-            _notification(assignment, Audience.COORDINATOR, assignment.responsible_region, template)
-        )
+        notifications.append(_notification(assignment, Audience.COORDINATOR, assignment.responsible_region, template))
     client = route_client(assignment)
     if client is not None:
         notifications.append(client)
@@ -89,11 +88,21 @@ def route_escalation(escalation: Escalation) -> list[Notification]:
     the dashboard and the gRPC stream, not notifications."""
     if escalation.level != "AGENCY_REMINDER" or not escalation.receiver:
         return []
-    return [Notification(
-        notification_id=derived_id("notification", escalation.escalation_id, Audience.AGENCY.value,
-                                   escalation.receiver, "referral_reminder"),
-        audience=Audience.AGENCY, recipient=escalation.receiver, template="referral_reminder", language="nl",
-    )]
+    return [
+        Notification(
+            notification_id=derived_id(
+                "notification",
+                escalation.escalation_id,
+                Audience.AGENCY.value,
+                escalation.receiver,
+                "referral_reminder",
+            ),
+            audience=Audience.AGENCY,
+            recipient=escalation.receiver,
+            template="referral_reminder",
+            language="nl",
+        )
+    ]
 
 
 def _notification(assignment: Assignment, audience: Audience, recipient: str, template: str) -> Notification:

@@ -12,6 +12,7 @@ Guarantees (tested in tests/unit/notify/test_notify_sign_in.py):
 An account lock is what OWASP calls a soft lockout: it ends by itself, so a guesser cannot lock a
 coordinator out for good, and an operator can always reset the password (`mesh coordinator`).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -57,7 +58,7 @@ class Counter:
         self._keys[key] = entry  # most recently used last
         entry.failures = [at for at in entry.failures if now - at < self.policy.window] + [now]
         if len(entry.failures) >= self.policy.max_failures:
-            entry.locked_until = now + min(self.policy.max_lockout, self.policy.lockout * 2 ** entry.locks)
+            entry.locked_until = now + min(self.policy.max_lockout, self.policy.lockout * 2**entry.locks)
             entry.locks += 1
             entry.failures = []
         while len(self._keys) > self.max_keys:
@@ -68,8 +69,12 @@ class Counter:
 
 
 class SignInThrottle:
-    def __init__(self, account: ThrottlePolicy = ACCOUNT_POLICY, address: ThrottlePolicy = ADDRESS_POLICY,
-                 max_keys: int = 100_000):
+    def __init__(
+        self,
+        account: ThrottlePolicy = ACCOUNT_POLICY,
+        address: ThrottlePolicy = ADDRESS_POLICY,
+        max_keys: int = 100_000,
+    ):
         self.accounts = Counter(account, max_keys)
         self.addresses = Counter(address, max_keys)
 

@@ -6,6 +6,7 @@ recomputes it, compares in constant time, and refuses timestamps older than a fe
 (replay protection). `X-Mesh-Notification-Id` is stable across retries and replays: receivers
 deduplicate on it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,9 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def verify(secret: bytes, timestamp: str, body: bytes, signature: str, now: float,
-           tolerance: int = DEFAULT_TOLERANCE_SECONDS) -> bool:
+def verify(
+    secret: bytes, timestamp: str, body: bytes, signature: str, now: float, tolerance: int = DEFAULT_TOLERANCE_SECONDS
+) -> bool:
     """What a receiver does; here for agencies to copy and for the tests."""
     try:
         stamp = int(timestamp)

@@ -1,4 +1,5 @@
 """Domain events of the referral service -> protobuf envelopes for the outbox."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """gRPC adapter of the referral service: proto in, use case, proto out, clear status codes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -101,13 +102,16 @@ async def _timestamp(context, value, field: str):
 
 def _refuse_unknown_fields(handler):
     """Every RPC first refuses requests with fields this service does not know."""
+
     @functools.wraps(handler)
     async def checked(self, request, context):
         found = unknown_field_path(request)
         if found:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"{found}: unknown field in request; this service does not accept it")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{found}: unknown field in request; this service does not accept it"
+            )
         return await handler(self, request, context)
+
     return checked
 
 
@@ -176,8 +180,15 @@ def referral_to_proto(referral: Referral, asked_in: str = "") -> api.Referral:
 
 
 class ReferralApi(api_grpc.ReferralServiceServicer):
-    def __init__(self, use_cases: ReferralUseCases, *, allow_dev_identity: bool, metrics=None,
-                 streams_per_agency: int = 4, stream_seconds: float = 3600.0):
+    def __init__(
+        self,
+        use_cases: ReferralUseCases,
+        *,
+        allow_dev_identity: bool,
+        metrics=None,
+        streams_per_agency: int = 4,
+        stream_seconds: float = 3600.0,
+    ):
         self.use_cases = use_cases
         self.allow_dev_identity = allow_dev_identity
         self.metrics = metrics
@@ -226,16 +237,22 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
             match_region=request.match.region if request.HasField("match") else None,
             match_language=request.match.language if request.HasField("match") else None,
             need_domains=tuple(request.need_domains),
-            urgency=(await _enum_name(context, common_pb2.Urgency, request.urgency, "urgency")
-                     if request.urgency else "NORMAL"),
+            urgency=(
+                await _enum_name(context, common_pb2.Urgency, request.urgency, "urgency")
+                if request.urgency
+                else "NORMAL"
+            ),
             languages=tuple(request.languages),
             asked_in=request.asked_in,
             facts=request.facts,
             consent_organisations=tuple(request.consent.organisations),
             consent_purpose=request.consent.purpose.upper(),
             consent_valid_until=valid_until,
-            consent_recorded_at=(await _timestamp(context, request.consent.recorded_at, "consent.recorded_at")
-                                 if request.consent.HasField("recorded_at") else None),
+            consent_recorded_at=(
+                await _timestamp(context, request.consent.recorded_at, "consent.recorded_at")
+                if request.consent.HasField("recorded_at")
+                else None
+            ),
             contact=request.contact if request.HasField("contact") else None,
             fingerprint_source=_without_key(request),
         )
@@ -296,7 +313,6 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
     async def Forward(self, request, context):
         return await self._transition(context, request, Action.FORWARD, new_receiver=request.next_receiver or None)
 
-
     @_refuse_unknown_fields
     async def UpdateBindingFacts(self, request: api.UpdateBindingFactsRequest, context):
         referral = await self._run(
@@ -314,13 +330,18 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
         if request.direction not in _DIRECTIONS:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "direction: unknown value")
         query = ListFilter(
-            statuses=tuple(common_pb2.ReferralStatus.Name(status) for status in request.status
-                           if status in common_pb2.ReferralStatus.values()
-                           and status != common_pb2.REFERRAL_STATUS_UNSPECIFIED),
+            statuses=tuple(
+                common_pb2.ReferralStatus.Name(status)
+                for status in request.status
+                if status in common_pb2.ReferralStatus.values() and status != common_pb2.REFERRAL_STATUS_UNSPECIFIED
+            ),
             direction=_DIRECTIONS[request.direction],
             need_domain=request.need_domain or None,
-            updated_since=(await _timestamp(context, request.updated_since, "updated_since")
-                           if request.HasField("updated_since") else None),
+            updated_since=(
+                await _timestamp(context, request.updated_since, "updated_since")
+                if request.HasField("updated_since")
+                else None
+            ),
             page_size=request.page_size,
             page_token=request.page_token,
         )
@@ -335,16 +356,18 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
         """
         found = unknown_field_path(request)
         if found:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"{found}: unknown field in request; this service does not accept it")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{found}: unknown field in request; this service does not accept it"
+            )
         try:
             caller = self._caller(context)
             position = await asyncio.to_thread(self.use_cases.stream_start, request.cursor)
         except _KNOWN_ERRORS as error:
             await _abort_for(context, error)
         if self.open_streams[caller.agency_id] >= self.streams_per_agency:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"at most {self.streams_per_agency} open change streams per agency")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {self.streams_per_agency} open change streams per agency"
+            )
         self.open_streams[caller.agency_id] += 1
         ends_at = time.monotonic() + self.stream_seconds
         waiter = self.changes.register()
@@ -356,7 +379,8 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
                 batch = await asyncio.to_thread(self.use_cases.changes_after, caller, position, STREAM_BATCH)
                 for change in batch:
                     yield api.ReferralChange(
-                        cursor=change.cursor, event_type=change.event_type,
+                        cursor=change.cursor,
+                        event_type=change.event_type,
                         referral=referral_to_proto(change.referral),
                     )
                 if batch:
@@ -364,8 +388,9 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
                     if len(batch) == STREAM_BATCH:
                         continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter[1].wait(),
-                                           timeout=min(STREAM_POLL_SECONDS, max(0.0, ends_at - time.monotonic())))
+                    await asyncio.wait_for(
+                        waiter[1].wait(), timeout=min(STREAM_POLL_SECONDS, max(0.0, ends_at - time.monotonic()))
+                    )
         finally:
             self.open_streams[caller.agency_id] -= 1
             self.changes.unregister(waiter)
@@ -373,19 +398,27 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
     @_refuse_unknown_fields
     async def SearchAgencies(self, request: api.SearchAgenciesRequest, context):
         agencies = await self._run(
-            context, self.use_cases.search_agencies,
-            domain=request.domain or None, region=request.region or None,
-            language=request.language or None, accepting_only=request.accepting_only,
+            context,
+            self.use_cases.search_agencies,
+            domain=request.domain or None,
+            region=request.region or None,
+            language=request.language or None,
+            accepting_only=request.accepting_only,
         )
-        return api.SearchAgenciesResponse(agencies=[
-            api.Agency(
-                agency_id=agency.agency_id, name=agency.name, kind=str(agency.kind.value),
-                regions_served=list(agency.regions_served),
-                need_domains=[str(domain) for domain in agency.need_domains],
-                languages=list(agency.languages), accepting=agency.accepting,
-            )
-            for agency in agencies
-        ])
+        return api.SearchAgenciesResponse(
+            agencies=[
+                api.Agency(
+                    agency_id=agency.agency_id,
+                    name=agency.name,
+                    kind=str(agency.kind.value),
+                    regions_served=list(agency.regions_served),
+                    need_domains=[str(domain) for domain in agency.need_domains],
+                    languages=list(agency.languages),
+                    accepting=agency.accepting,
+                )
+                for agency in agencies
+            ]
+        )
 
     @_refuse_unknown_fields
     async def GetAccessLog(self, request: api.GetAccessLogRequest, context):
@@ -393,9 +426,14 @@ class ReferralApi(api_grpc.ReferralServiceServicer):
         response = api.GetAccessLogResponse()
         for entry in entries:
             item = response.entries.add(
-                action=entry["action"], case_id=entry["case_id"] or "", referral_id=entry["referral_id"] or "",
-                organisation=entry["organisation"], user=entry["user"], on_behalf_of=entry["on_behalf_of"],
-                purpose=entry["purpose"], outcome=entry["outcome"],
+                action=entry["action"],
+                case_id=entry["case_id"] or "",
+                referral_id=entry["referral_id"] or "",
+                organisation=entry["organisation"],
+                user=entry["user"],
+                on_behalf_of=entry["on_behalf_of"],
+                purpose=entry["purpose"],
+                outcome=entry["outcome"],
             )
             at = entry["at"]
             item.at.FromDatetime(at if at.tzinfo else at.replace(tzinfo=UTC))
@@ -406,13 +444,15 @@ async def _abort_for(context, error: Exception):
     status = next(code for kind, code in _STATUS_FOR_ERROR if isinstance(error, kind))
     if isinstance(error, NotPermitted) and not error.details.get("party", True):
         # A stranger learns nothing, not even that the referral exists.
-        await context.abort(grpc.StatusCode.NOT_FOUND, "no such referral",
-                            trailing_metadata=((ERROR_CODE_HEADER, "NOT_FOUND"),))
+        await context.abort(
+            grpc.StatusCode.NOT_FOUND, "no such referral", trailing_metadata=((ERROR_CODE_HEADER, "NOT_FOUND"),)
+        )
     trailing = []
     if isinstance(error, DomainError):
         trailing.append((ERROR_CODE_HEADER, error.code))
-        detail = {key: value for key, value in error.details.items()
-                  if isinstance(value, (str, int, bool)) and key != "party"}
+        detail = {
+            key: value for key, value in error.details.items() if isinstance(value, (str, int, bool)) and key != "party"
+        }
         if detail:
             trailing.append((ERROR_DETAIL_HEADER, json.dumps(detail, sort_keys=True)))
     elif isinstance(error, RequestKeyReused):

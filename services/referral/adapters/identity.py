@@ -13,6 +13,7 @@ TLS is configured the header is ignored, whatever `allow_dev_identity` says.
 The user and on-behalf-of headers are what the agency's own system declares about its user
 (for the access log); they never decide which organisation acts.
 """
+
 from __future__ import annotations
 
 from typing import cast

@@ -2,6 +2,7 @@
 
 Attributes are codes (statuses, actions); no case or referral id becomes a label.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,19 +21,25 @@ class ReferralMetrics:
         self.store = store
         instruments = meter("referralmesh.referral")
         self.transitions = instruments.create_counter(
-            "referralmesh.referral.transitions", unit="{transition}",
+            "referralmesh.referral.transitions",
+            unit="{transition}",
             description="accepted lifecycle commands, by action and resulting status",
         )
         self.time_to_accept = instruments.create_histogram(
-            "referralmesh.referral.time_to_accept", unit="s",
+            "referralmesh.referral.time_to_accept",
+            unit="s",
             description="from the referral's creation to its acceptance by a receiver",
         )
         instruments.create_observable_gauge(
-            "referralmesh.referrals", callbacks=[self._by_status], unit="{referral}",
+            "referralmesh.referrals",
+            callbacks=[self._by_status],
+            unit="{referral}",
             description="referrals in the system of record, by status",
         )
         instruments.create_observable_gauge(
-            "referralmesh.outbox.backlog", callbacks=[self._backlog], unit="{event}",
+            "referralmesh.outbox.backlog",
+            callbacks=[self._backlog],
+            unit="{event}",
             description="committed events not yet published to Kafka",
         )
 

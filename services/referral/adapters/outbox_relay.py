@@ -4,6 +4,7 @@ A crash between publish and mark sends a row again after restart: at-least-once,
 receiver deduplicates by event id. The producer is idempotent with acks=all, so retries
 inside one run neither duplicate nor reorder a partition.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -101,12 +102,14 @@ class OutboxRelay:
             # The row keeps the context of the request that committed it; the send span is
             # its child, and the consumer continues from the send span named in the headers.
             stored = tracing.context_from(parsed.trace.traceparent, parsed.trace.tracestate)
-            with tracing.publishing(record.topic, case_id=parsed.case_id, parent=stored,
-                                    event_id=parsed.event_id):
+            with tracing.publishing(record.topic, case_id=parsed.case_id, parent=stored, event_id=parsed.event_id):
                 headers = envelopes.kafka_headers(parsed, tracing.inject_current())
                 deliveries.append(
                     await self._producer.send(
-                        record.topic, key=record.key.encode(), value=record.value, headers=headers,
+                        record.topic,
+                        key=record.key.encode(),
+                        value=record.value,
+                        headers=headers,
                     )
                 )
         await asyncio.gather(*deliveries)

@@ -18,6 +18,7 @@ Access log retention: ``ACCESS_LOG_RETENTION_DAYS`` (environment, default 3650 =
 at least 365). ``purge_expired_access_entries`` is the only code path that deletes entries,
 and database triggers refuse any other UPDATE or DELETE (migration 0002).
 """
+
 from __future__ import annotations
 
 import json
@@ -195,8 +196,10 @@ class ReferralStore:
             with self._writing() as connection:
                 connection.execute(
                     insert(request_keys).values(
-                        sender=row["sender"], request_key=request_key,
-                        fingerprint=fingerprint, referral_id=row["referral_id"],
+                        sender=row["sender"],
+                        request_key=request_key,
+                        fingerprint=fingerprint,
+                        referral_id=row["referral_id"],
                     )
                 )
                 connection.execute(insert(referrals).values(**row))
@@ -302,8 +305,11 @@ class ReferralStore:
         with self.engine.connect() as connection:
             found = connection.execute(
                 select(
-                    referrals.c.document, referrals.c.facts, referrals.c.asked_in,
-                    referrals.c.contact_key_id, referrals.c.contact_ciphertext,
+                    referrals.c.document,
+                    referrals.c.facts,
+                    referrals.c.asked_in,
+                    referrals.c.contact_key_id,
+                    referrals.c.contact_ciphertext,
                 ).where(referrals.c.referral_id == referral_id)
             ).first()
         if found is None:
@@ -346,8 +352,10 @@ class ReferralStore:
             conditions.append(referrals.c.referral_id > query.after_referral_id)
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(referrals.c.document).where(and_(*conditions))
-                .order_by(referrals.c.referral_id).limit(query.limit)
+                select(referrals.c.document)
+                .where(and_(*conditions))
+                .order_by(referrals.c.referral_id)
+                .limit(query.limit)
             ).all()
         return [row.document for row in rows]
 
@@ -381,15 +389,23 @@ class ReferralStore:
         feed = self._feed_of(outbox_parties)
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(feed.label("position"), outbox.c.event_id, outbox.c.event_type,
-                       outbox.c.referral_id, outbox.c.snapshot)
+                select(
+                    feed.label("position"),
+                    outbox.c.event_id,
+                    outbox.c.event_type,
+                    outbox.c.referral_id,
+                    outbox.c.snapshot,
+                )
                 .join(outbox_parties, outbox_parties.c.position == outbox.c.position)
                 .where(outbox_parties.c.agency_id == agency_id, feed > position)
                 .order_by(feed)
                 .limit(limit)
             ).all()
-        return [Change(row.position, row.event_id, row.event_type, row.referral_id, row.snapshot)
-                for row in rows if row.snapshot is not None]
+        return [
+            Change(row.position, row.event_id, row.event_type, row.referral_id, row.snapshot)
+            for row in rows
+            if row.snapshot is not None
+        ]
 
     # --- outbox relay -----------------------------------------------------------------------
 
@@ -406,9 +422,7 @@ class ReferralStore:
 
     def count_by_status(self) -> dict[str, int]:
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(referrals.c.status, func.count()).group_by(referrals.c.status)
-            ).all()
+            rows = connection.execute(select(referrals.c.status, func.count()).group_by(referrals.c.status)).all()
         return dict(rows)
 
     def outbox_backlog(self) -> int:
@@ -434,9 +448,7 @@ class ReferralStore:
         if not positions:
             return
         with self._writing() as connection:
-            connection.execute(
-                update(outbox).where(outbox.c.position.in_(positions)).values(published_at=_now())
-            )
+            connection.execute(update(outbox).where(outbox.c.position.in_(positions)).values(published_at=_now()))
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -467,21 +479,28 @@ class ReferralStore:
         finally:
             pooled.close()
 
-    def _pg_create(self, row: dict, request_key: str, fingerprint: str, event: OutboxRecord,
-                   access: AccessEntry) -> None:
+    def _pg_create(
+        self, row: dict, request_key: str, fingerprint: str, event: OutboxRecord, access: AccessEntry
+    ) -> None:
         now = _now()
         params = {
-            **_pg_row(row), "request_key": request_key, "fingerprint": fingerprint,
-            **_pg_access(access, now), **_pg_event(event, now),
+            **_pg_row(row),
+            "request_key": request_key,
+            "fingerprint": fingerprint,
+            **_pg_access(access, now),
+            **_pg_event(event, now),
         }
         with self._pg_cursor() as cursor:
             cursor.execute(_PG_CREATE, params)
 
-    def _pg_save_transition(self, row: dict, expected_version: int, event: OutboxRecord,
-                            access: AccessEntry) -> None:
+    def _pg_save_transition(self, row: dict, expected_version: int, event: OutboxRecord, access: AccessEntry) -> None:
         now = _now()
-        params = {**_pg_row(row), "expected_version": expected_version,
-                  **_pg_access(access, now), **_pg_event(event, now)}
+        params = {
+            **_pg_row(row),
+            "expected_version": expected_version,
+            **_pg_access(access, now),
+            **_pg_event(event, now),
+        }
         with self._pg_cursor() as cursor:
             changed = cursor.execute(_PG_TRANSITION, params).fetchone()[0]
         if changed != 1:  # the statement wrote nothing: no access entry, no event
@@ -493,11 +512,18 @@ class ReferralStore:
             return
         for record in records:
             position = connection.execute(
-                insert(outbox).values(
-                    event_id=record.event_id, topic=record.topic, key=record.key,
-                    value=record.value, created_at=_now(), referral_id=record.referral_id,
-                    event_type=record.event_type, snapshot=record.snapshot,
-                ).returning(outbox.c.position)
+                insert(outbox)
+                .values(
+                    event_id=record.event_id,
+                    topic=record.topic,
+                    key=record.key,
+                    value=record.value,
+                    created_at=_now(),
+                    referral_id=record.referral_id,
+                    event_type=record.event_type,
+                    snapshot=record.snapshot,
+                )
+                .returning(outbox.c.position)
             ).scalar_one()
             for agency_id in sorted(set(record.parties)):
                 connection.execute(insert(outbox_parties).values(agency_id=agency_id, position=position))
@@ -517,28 +543,36 @@ try:
     from psycopg import IntegrityError as _PgIntegrityError
     from psycopg import OperationalError as _PgOperationalError
 except ImportError:  # SQLite-only installation
+
     class _PgIntegrityError(Exception):  # type: ignore[no-redef]
         pass
 
     class _PgOperationalError(Exception):  # type: ignore[no-redef]
         pass
 
-_PG_GET = (
-    "SELECT document, facts, asked_in, contact_key_id, contact_ciphertext FROM referrals WHERE referral_id = %s"
-)
+
+_PG_GET = "SELECT document, facts, asked_in, contact_key_id, contact_ciphertext FROM referrals WHERE referral_id = %s"
 
 _PG_ACCESS_COLUMNS = 'at, action, case_id, referral_id, organisation, "user", on_behalf_of, purpose, outcome'
-_PG_ACCESS_VALUES = ("%(a_at)s, %(a_action)s, %(a_case_id)s, %(a_referral_id)s, %(a_organisation)s, "
-                     "%(a_user)s, %(a_on_behalf_of)s, %(a_purpose)s, %(a_outcome)s")
+_PG_ACCESS_VALUES = (
+    "%(a_at)s, %(a_action)s, %(a_case_id)s, %(a_referral_id)s, %(a_organisation)s, "
+    "%(a_user)s, %(a_on_behalf_of)s, %(a_purpose)s, %(a_outcome)s"
+)
 _PG_EVENT_COLUMNS = "event_id, topic, key, value, created_at, referral_id, event_type, snapshot"
-_PG_EVENT_VALUES = ("%(e_event_id)s, %(e_topic)s, %(e_key)s, %(e_value)s, %(e_created_at)s, "
-                    "%(e_referral_id)s, %(e_event_type)s, %(e_snapshot)s::json")
-_PG_ROW_COLUMNS = ("referral_id, case_id, sender, receiver, pending_receiver, status, version, asked_in, "
-                   "updated_at, need_domains, document, facts, contact_key_id, contact_ciphertext, "
-                   "consent_valid_until")
-_PG_ROW_VALUES = ("%(referral_id)s, %(case_id)s, %(sender)s, %(receiver)s, %(pending_receiver)s, %(status)s, "
-                  "%(version)s, %(asked_in)s, %(updated_at)s, %(need_domains)s, %(document)s::json, "
-                  "%(facts)s::json, %(contact_key_id)s, %(contact_ciphertext)s, %(consent_valid_until)s")
+_PG_EVENT_VALUES = (
+    "%(e_event_id)s, %(e_topic)s, %(e_key)s, %(e_value)s, %(e_created_at)s, "
+    "%(e_referral_id)s, %(e_event_type)s, %(e_snapshot)s::json"
+)
+_PG_ROW_COLUMNS = (
+    "referral_id, case_id, sender, receiver, pending_receiver, status, version, asked_in, "
+    "updated_at, need_domains, document, facts, contact_key_id, contact_ciphertext, "
+    "consent_valid_until"
+)
+_PG_ROW_VALUES = (
+    "%(referral_id)s, %(case_id)s, %(sender)s, %(receiver)s, %(pending_receiver)s, %(status)s, "
+    "%(version)s, %(asked_in)s, %(updated_at)s, %(need_domains)s, %(document)s::json, "
+    "%(facts)s::json, %(contact_key_id)s, %(contact_ciphertext)s, %(consent_valid_until)s"
+)
 
 # Every part reads from `changed`: a stale version updates no row and so writes nothing at all.
 _PG_TRANSITION = f"""
@@ -602,8 +636,13 @@ def _pg_access(entry: AccessEntry, now: datetime) -> dict:
 
 def _pg_event(record: OutboxRecord, now: datetime) -> dict:
     return {
-        "e_event_id": record.event_id, "e_topic": record.topic, "e_key": record.key, "e_value": record.value,
-        "e_created_at": now, "e_referral_id": record.referral_id, "e_event_type": record.event_type,
+        "e_event_id": record.event_id,
+        "e_topic": record.topic,
+        "e_key": record.key,
+        "e_value": record.value,
+        "e_created_at": now,
+        "e_referral_id": record.referral_id,
+        "e_event_type": record.event_type,
         "e_snapshot": None if record.snapshot is None else json.dumps(record.snapshot),
         "e_parties": sorted(set(record.parties)),
     }

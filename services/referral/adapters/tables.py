@@ -1,4 +1,5 @@
 """Relational schema of the referral service (the Alembic migrations create exactly this)."""
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -113,5 +114,11 @@ consent_withdrawals = Table(
 )
 
 ALL_TABLES = (
-    referrals, request_keys, outbox, outbox_parties, access_log, access_log_purge_horizon, consent_withdrawals,
+    referrals,
+    request_keys,
+    outbox,
+    outbox_parties,
+    access_log,
+    access_log_purge_horizon,
+    consent_withdrawals,
 )

@@ -4,6 +4,7 @@ The referral service checks the form (municipality codes, dates, periods that ma
 so that a malformed fact is refused at the door and never travels on; whether a code belongs
 to a region is the region policy's business, decided by the region service.
 """
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ that is sender, receiver or pending receiver of one of the case's open referrals
 every referral of the case has closed, of any of them (so a case can be picked up again by
 those who worked on it, and by nobody else).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -25,5 +26,8 @@ def check_may_refer_on_case(agency_id: str, case_id: str, referrals_of_case: Ite
     """Refuse a new referral on an existing case from an agency that is no current party."""
     referrals = list(referrals_of_case)
     if referrals and agency_id not in current_parties(referrals):
-        raise NotPermitted(f"{agency_id} is not a party to case {case_id}; another referral on an existing "
-                           "case comes from one of its current parties", party=False)
+        raise NotPermitted(
+            f"{agency_id} is not a party to case {case_id}; another referral on an existing "
+            "case comes from one of its current parties",
+            party=False,
+        )

@@ -20,9 +20,24 @@ from referencedata.need_domains import NEED_DOMAINS, NeedDomain
 from .errors import DomainError
 
 __all__ = [
-    "AGENCY_ID_RE", "ISO_639_1", "NEED_DOMAINS", "OPAQUE_ID_RE", "SYSTEM_ACTOR", "SUCCESS_OUTCOMES",
-    "Action", "CancelReason", "DeclineReason", "NeedDomain", "Outcome", "Purpose", "Role", "Status",
-    "Urgency", "coerce", "is_agency_id", "is_aware",
+    "AGENCY_ID_RE",
+    "ISO_639_1",
+    "NEED_DOMAINS",
+    "OPAQUE_ID_RE",
+    "SYSTEM_ACTOR",
+    "SUCCESS_OUTCOMES",
+    "Action",
+    "CancelReason",
+    "DeclineReason",
+    "NeedDomain",
+    "Outcome",
+    "Purpose",
+    "Role",
+    "Status",
+    "Urgency",
+    "coerce",
+    "is_agency_id",
+    "is_aware",
 ]
 
 

@@ -40,9 +40,7 @@ class Consent:
                 raise InvalidReferral("consent.organisations", "names something that is not a valid agency id")
         # Normalise in place; the dataclass is frozen, so use object.__setattr__ once, here.
         object.__setattr__(self, "organisations", orgs)
-        object.__setattr__(
-            self, "purpose", coerce(Purpose, self.purpose, "consent.purpose", InvalidReferral)
-        )
+        object.__setattr__(self, "purpose", coerce(Purpose, self.purpose, "consent.purpose", InvalidReferral))
         if not is_aware(self.valid_until):
             raise InvalidReferral("consent.valid_until", "must be a timezone-aware datetime")
         if self.withdrawn_at is not None and not is_aware(self.withdrawn_at):

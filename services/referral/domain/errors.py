@@ -16,8 +16,14 @@ from typing import Any, ClassVar
 from referencedata.errors import DirectoryError
 
 __all__ = [
-    "ConsentMissing", "DirectoryError", "DomainError", "IllegalTransition", "InvalidCommand",
-    "InvalidReferral", "NotPermitted", "StaleVersion",
+    "ConsentMissing",
+    "DirectoryError",
+    "DomainError",
+    "IllegalTransition",
+    "InvalidCommand",
+    "InvalidReferral",
+    "NotPermitted",
+    "StaleVersion",
 ]
 
 

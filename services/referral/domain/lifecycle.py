@@ -173,9 +173,7 @@ def open_referral(
         raise InvalidReferral("consent", "a recorded Consent is required")
     why = consent.why_not(receiver, purpose, now)
     if why is not None:
-        raise ConsentMissing(
-            f"cannot refer to {receiver}: {why}", referral_id=referral_id, agency=receiver
-        )
+        raise ConsentMissing(f"cannot refer to {receiver}: {why}", referral_id=referral_id, agency=receiver)
 
     referral = Referral(
         referral_id=referral_id,
@@ -195,8 +193,14 @@ def open_referral(
         history=(StatusChange(Status.REQUESTED, now, sender, None, None, receiver),),
     )
     event = _event(
-        REQUESTED_EVENT, None, None, referral, actor=sender, now=now,
-        previous_holder=None, handover=False,
+        REQUESTED_EVENT,
+        None,
+        None,
+        referral,
+        actor=sender,
+        now=now,
+        previous_holder=None,
+        handover=False,
     )
     return referral, event
 
@@ -254,7 +258,10 @@ def apply(
         raise NotPermitted(
             f"{actor} may not {action.value.lower()} referral {referral.referral_id}"
             + ("" if party else ": not a party to it"),
-            referral_id=referral.referral_id, actor=actor, action=action.value, party=party,
+            referral_id=referral.referral_id,
+            actor=actor,
+            action=action.value,
+            party=party,
         )
     if isinstance(expected_version, bool) or not isinstance(expected_version, int):
         raise InvalidCommand("expected_version", "must be an integer")
@@ -262,14 +269,18 @@ def apply(
         raise StaleVersion(
             f"referral {referral.referral_id} is at version {referral.version}, "
             f"not {expected_version}; read it again and retry",
-            referral_id=referral.referral_id, expected=expected_version, actual=referral.version,
+            referral_id=referral.referral_id,
+            expected=expected_version,
+            actual=referral.version,
         )
     to_status = TRANSITIONS.get((referral.status, action))
     if to_status is None:
         raise IllegalTransition(
             f"cannot {action.value.lower()} a referral that is {referral.status.value}"
             + (" (it is closed)" if referral.is_terminal else ""),
-            referral_id=referral.referral_id, status=referral.status.value, action=action.value,
+            referral_id=referral.referral_id,
+            status=referral.status.value,
+            action=action.value,
         )
     if decline_reason is not None:
         decline_reason = coerce(DeclineReason, decline_reason, "decline_reason", InvalidCommand)
@@ -278,13 +289,10 @@ def apply(
 
     why = situational_refusal(referral, actor, action, decline_reason)
     if why is not None:
-        raise NotPermitted(
-            why, referral_id=referral.referral_id, actor=actor, action=action.value, party=True
-        )
+        raise NotPermitted(why, referral_id=referral.referral_id, actor=actor, action=action.value, party=True)
     _check_arguments(referral, action, actor, decline_reason, outcome, new_receiver)
     _check_consent(referral, action, actor, now, new_receiver)
-    return _transition(referral, action, actor, to_status, now, decline_reason, outcome,
-                       new_receiver)
+    return _transition(referral, action, actor, to_status, now, decline_reason, outcome, new_receiver)
 
 
 def allowed_actions(referral: Referral, actor: str) -> frozenset[Action]:
@@ -321,8 +329,12 @@ def _check_arguments(
     given = {"decline_reason": decline_reason, "outcome": outcome, "new_receiver": new_receiver}
     for field, value in given.items():
         if field == needed and value is None:
-            raise InvalidCommand(field, f"{action.value.lower()} needs a {field} code"
-                                 if field != "new_receiver" else "forward needs a new_receiver")
+            raise InvalidCommand(
+                field,
+                f"{action.value.lower()} needs a {field} code"
+                if field != "new_receiver"
+                else "forward needs a new_receiver",
+            )
         if field != needed and value is not None:
             # Refusing extras catches adapter bugs (e.g. a reason sent with the wrong action).
             raise InvalidCommand(field, f"{action.value.lower()} does not take a {field}")
@@ -340,19 +352,13 @@ def _check_arguments(
         if not is_agency_id(new_receiver):
             raise InvalidCommand("new_receiver", "is not a valid agency id")
         if new_receiver in (referral.sender, referral.holder):
-            raise InvalidCommand(
-                "new_receiver", f"{new_receiver} already holds or sent this referral"
-            )
+            raise InvalidCommand("new_receiver", f"{new_receiver} already holds or sent this referral")
 
 
-def _check_consent(
-    referral: Referral, action: Action, actor: str, now: datetime, new_receiver: str | None
-) -> None:
+def _check_consent(referral: Referral, action: Action, actor: str, now: datetime, new_receiver: str | None) -> None:
     if action is _A.EXPIRE_CONSENT:
         if now < referral.consent.valid_until:
-            raise InvalidCommand(
-                "now", f"consent is still valid until {referral.consent.valid_until.isoformat()}"
-            )
+            raise InvalidCommand("now", f"consent is still valid until {referral.consent.valid_until.isoformat()}")
         return
     if action not in _NEEDS_CONSENT:
         return
@@ -361,7 +367,8 @@ def _check_consent(
     if why is not None:
         raise ConsentMissing(
             f"cannot {action.value.lower()} referral {referral.referral_id} for {agency}: {why}",
-            referral_id=referral.referral_id, agency=agency,
+            referral_id=referral.referral_id,
+            agency=agency,
         )
 
 
@@ -410,7 +417,10 @@ def change_facts(
     if actor not in referral.parties:
         raise NotPermitted(
             f"{actor} may not change the facts of referral {referral.referral_id}: not a party to it",
-            referral_id=referral.referral_id, actor=actor, action="UPDATE_FACTS", party=False,
+            referral_id=referral.referral_id,
+            actor=actor,
+            action="UPDATE_FACTS",
+            party=False,
         )
     if isinstance(expected_version, bool) or not isinstance(expected_version, int):
         raise InvalidCommand("expected_version", "must be an integer")
@@ -418,25 +428,33 @@ def change_facts(
         raise StaleVersion(
             f"referral {referral.referral_id} is at version {referral.version}, "
             f"not {expected_version}; read it again and retry",
-            referral_id=referral.referral_id, expected=expected_version, actual=referral.version,
+            referral_id=referral.referral_id,
+            expected=expected_version,
+            actual=referral.version,
         )
     if not referral.is_open:
         raise IllegalTransition(
             f"cannot change the facts of a referral that is {referral.status.value} (it is closed)",
-            referral_id=referral.referral_id, status=referral.status.value, action="UPDATE_FACTS",
+            referral_id=referral.referral_id,
+            status=referral.status.value,
+            action="UPDATE_FACTS",
         )
     if actor not in (referral.sender, referral.holder):
         raise NotPermitted(
             f"only the sender or the holder ({referral.holder}) may change the facts of referral "
             f"{referral.referral_id}",
-            referral_id=referral.referral_id, actor=actor, action="UPDATE_FACTS", party=True,
+            referral_id=referral.referral_id,
+            actor=actor,
+            action="UPDATE_FACTS",
+            party=True,
         )
-    check_binding_facts(asked_in=asked_in, residence=residence, work=work, grew_up_in=grew_up_in,
-                        family_in=family_in, today=now.date())
-    new = replace(referral, version=referral.version + 1, updated_at=now,
-                  facts_changes=referral.facts_changes + 1)
-    event = _event(FACTS_CHANGED_EVENT, None, referral.status, new, actor=actor, now=now,
-                   previous_holder=None, handover=False)
+    check_binding_facts(
+        asked_in=asked_in, residence=residence, work=work, grew_up_in=grew_up_in, family_in=family_in, today=now.date()
+    )
+    new = replace(referral, version=referral.version + 1, updated_at=now, facts_changes=referral.facts_changes + 1)
+    event = _event(
+        FACTS_CHANGED_EVENT, None, referral.status, new, actor=actor, now=now, previous_holder=None, handover=False
+    )
     return new, replace(event, languages=())  # languages only travel when a new agency is asked
 
 
@@ -485,15 +503,17 @@ def _transition(
             changes["consent"] = r.consent.withdrawn(now)
 
     interim = replace(r, status=to_status, **changes)  # type: ignore[arg-type]
-    entry = StatusChange(
-        to_status, now, actor, action, code, interim.pending_receiver or interim.receiver
-    )
-    new = replace(
-        interim, version=r.version + 1, updated_at=now, history=r.history + (entry,)
-    )
+    entry = StatusChange(to_status, now, actor, action, code, interim.pending_receiver or interim.receiver)
+    new = replace(interim, version=r.version + 1, updated_at=now, history=r.history + (entry,))
     event = _event(
-        EVENT_TYPES[action], action, r.status, new, actor=actor, now=now,
-        previous_holder=r.holder if new.holder != r.holder else None, handover=handover,
+        EVENT_TYPES[action],
+        action,
+        r.status,
+        new,
+        actor=actor,
+        now=now,
+        previous_holder=r.holder if new.holder != r.holder else None,
+        handover=handover,
     )
     return new, event
 
@@ -534,5 +554,3 @@ def _event(
         outcome=r.outcome if action in (_A.COMPLETE, _A.FAIL) else None,
         cancel_reason=r.cancel_reason,
     )
-
-

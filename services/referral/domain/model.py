@@ -24,9 +24,7 @@ from .codes import (
 from .consent import Consent
 from .errors import InvalidReferral
 
-OPEN_STATUSES = frozenset(
-    {Status.REQUESTED, Status.RECEIVED, Status.ACCEPTED, Status.IN_PROGRESS, Status.DECLINED}
-)
+OPEN_STATUSES = frozenset({Status.REQUESTED, Status.RECEIVED, Status.ACCEPTED, Status.IN_PROGRESS, Status.DECLINED})
 TERMINAL_STATUSES = frozenset(Status) - OPEN_STATUSES
 # Statuses in which an agency is being asked to answer (acknowledge / accept / decline).
 ASKING_STATUSES = frozenset({Status.REQUESTED, Status.RECEIVED})
@@ -109,8 +107,10 @@ def check_invariants(r: Referral) -> None:
     if not isinstance(r.status, Status):
         bad("status", f"{r.status!r} is not a Status")
     if r.facts_changes < 0 or r.version < 1 or len(r.history) + r.facts_changes != r.version:
-        bad("version", f"version {r.version} does not match {len(r.history)} history entries "
-                       f"and {r.facts_changes} facts changes")
+        bad(
+            "version",
+            f"version {r.version} does not match {len(r.history)} history entries and {r.facts_changes} facts changes",
+        )
     if r.history and r.history[-1].status != r.status:
         bad("history", "last history entry does not match the status")
     if r.sender == r.receiver:

@@ -39,9 +39,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
             Action.WITHDRAW_CONSENT,
         }
     ),
-    Role.PENDING_RECEIVER: frozenset(
-        {Action.ACKNOWLEDGE, Action.ACCEPT, Action.DECLINE, Action.WITHDRAW_CONSENT}
-    ),
+    Role.PENDING_RECEIVER: frozenset({Action.ACKNOWLEDGE, Action.ACCEPT, Action.DECLINE, Action.WITHDRAW_CONSENT}),
     Role.SYSTEM: frozenset({Action.WITHDRAW_CONSENT, Action.EXPIRE_CONSENT, Action.DECLINE}),
     Role.NONE: frozenset(),
 }

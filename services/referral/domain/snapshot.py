@@ -97,9 +97,7 @@ def referral_from_dict(d: dict[str, Any]) -> Referral:
             holder=d["holder"],
             status=coerce(Status, d["status"], "status", InvalidReferral),
             version=int(d["version"]),
-            need_domains=tuple(
-                coerce(NeedDomain, v, "need_domains", InvalidReferral) for v in d["need_domains"]
-            ),
+            need_domains=tuple(coerce(NeedDomain, v, "need_domains", InvalidReferral) for v in d["need_domains"]),
             urgency=coerce(Urgency, d["urgency"], "urgency", InvalidReferral),
             languages=tuple(d["languages"]),
             purpose=coerce(Purpose, d["purpose"], "purpose", InvalidReferral),

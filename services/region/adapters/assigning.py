@@ -8,6 +8,7 @@ the pure `services.region.domain.responsibility`; the resolver says who is bound
 A case record holds identifiers, region codes, rule names and times only: no facts, no names,
 no languages (those stay on the referral events).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -54,8 +55,13 @@ class Outcome:
 
 def _resolved(decision: Mapping[str, Any]) -> list:
     """What the resolver said, to tell whether a later event changed it (JSON-friendly)."""
-    return [decision.get("region"), decision.get("handover_to") or "", decision.get("rule"),
-            bool(decision.get("bound_nowhere")), bool(decision.get("no_programme_accepts"))]
+    return [
+        decision.get("region"),
+        decision.get("handover_to") or "",
+        decision.get("rule"),
+        bool(decision.get("bound_nowhere")),
+        bool(decision.get("no_programme_accepts")),
+    ]
 
 
 class Assigner:
@@ -76,8 +82,13 @@ class Assigner:
             raise Refused("referral.event_type: must not be empty")
 
         def decide(current_region: str | None) -> dict:
-            document = request_document(asked_in=referral.asked_in, service=service, decision_date=when,
-                                        current_region=current_region, facts=referral.facts)
+            document = request_document(
+                asked_in=referral.asked_in,
+                service=service,
+                decision_date=when,
+                current_region=current_region,
+                facts=referral.facts,
+            )
             try:
                 return self.resolver.decide(document)
             except InvalidInput as problem:
@@ -91,8 +102,9 @@ class Assigner:
         s = None
         if referral.event_type == "ReferralAccepted" and (referral.handover or referral.previous_holder):
             acceptor = referral.holder or referral.receiver
-            accepted = r.step(state, r.HandoverAccepted(self.agency_regions.get(acceptor, frozenset()))) \
-                if known else None
+            accepted = (
+                r.step(state, r.HandoverAccepted(self.agency_regions.get(acceptor, frozenset()))) if known else None
+            )
             if accepted is not None and accepted.emit:
                 s = accepted
         elif referral.event_type == "ReferralDeclined" and referral.handover and known:
@@ -108,19 +120,32 @@ class Assigner:
         rule = s.rule or decision["rule"]
         history = list(record.get("history", []))
         entry = self._entry(
-            envelope, trigger=referral.event_type, region=after.responsible, previous=state.responsible,
-            handover_to=decision.get("handover_to") or "", rule=rule, decision=decision,
+            envelope,
+            trigger=referral.event_type,
+            region=after.responsible,
+            previous=state.responsible,
+            handover_to=decision.get("handover_to") or "",
+            rule=rule,
+            decision=decision,
             referral_id=referral.referral_id,
             reason_code=after.override.reason_code if after.override is not None else "",
         )
         due = s.emit and (
-            not state.known or s.rule is not None or s.moved
+            not state.known
+            or s.rule is not None
+            or s.moved
             or referral.event_type in DECIDING_EVENTS
             or record.get("resolved") != _resolved(decision)
         )
-        new_record = self._record(record, envelope, after, history + ([entry] if due else []),
-                                  referral_id=referral.referral_id, sender=referral.sender,
-                                  receiver=referral.pending_receiver or referral.receiver)
+        new_record = self._record(
+            record,
+            envelope,
+            after,
+            history + ([entry] if due else []),
+            referral_id=referral.referral_id,
+            sender=referral.sender,
+            receiver=referral.pending_receiver or referral.receiver,
+        )
         new_record["resolved"] = _resolved(decision)
         if not due:
             return Outcome(new_record, None)
@@ -154,8 +179,9 @@ class Assigner:
             if not override.region.strip():
                 raise Refused("override.region: must name a region (or set lift=true)")
             if self.resolver.policy.region(override.region) is None:
-                raise Refused(f"override.region: unknown region {override.region!r} in policy "
-                              f"{self.resolver.policy.version}")
+                raise Refused(
+                    f"override.region: unknown region {override.region!r} in policy {self.resolver.policy.version}"
+                )
             trigger = r.OverrideSet(override.region, override.reason_code)
         try:
             s = r.step(state, trigger)
@@ -167,10 +193,17 @@ class Assigner:
             return Outcome(self._record(record, envelope, s.after, history), None)
         handover_to = "" if s.after.override is not None else (s.after.proposed or "")
         trigger_name = LIFT_TRIGGER if override.lift else OVERRIDE_TRIGGER
-        entry = self._entry(envelope, trigger=trigger_name, region=s.after.responsible,
-                            previous=state.responsible, handover_to=handover_to, rule=s.rule,
-                            decision={"policy_version": self.resolver.policy.version},
-                            referral_id=referral_id, reason_code=override.reason_code)
+        entry = self._entry(
+            envelope,
+            trigger=trigger_name,
+            region=s.after.responsible,
+            previous=state.responsible,
+            handover_to=handover_to,
+            rule=s.rule,
+            decision={"policy_version": self.resolver.policy.version},
+            referral_id=referral_id,
+            reason_code=override.reason_code,
+        )
         assignment = events_pb2.AssignmentEvent(
             referral_id=referral_id,
             responsible_region=s.after.responsible or "",
@@ -197,7 +230,8 @@ class Assigner:
     @staticmethod
     def _wrap(cause: events_pb2.EventEnvelope, assignment: events_pb2.AssignmentEvent) -> events_pb2.EventEnvelope:
         return envelopes.new_envelope(
-            case_id=cause.case_id, producer=SERVICE,
+            case_id=cause.case_id,
+            producer=SERVICE,
             event_id=envelopes.derived_id("assignment", cause.event_id),
             assignment=assignment,
         )
@@ -221,8 +255,16 @@ class Assigner:
         }
 
     @staticmethod
-    def _record(record: Mapping[str, Any], envelope, state: r.CaseState, history: list[dict], *,
-                referral_id: str | None = None, sender: str | None = None, receiver: str | None = None) -> dict:
+    def _record(
+        record: Mapping[str, Any],
+        envelope,
+        state: r.CaseState,
+        history: list[dict],
+        *,
+        referral_id: str | None = None,
+        sender: str | None = None,
+        receiver: str | None = None,
+    ) -> dict:
         seen = [*record.get("seen", []), envelope.event_id][-SEEN_LIMIT:]
         referral_ids = set(record.get("referral_ids", []))
         if referral_id:

@@ -34,6 +34,7 @@ Record (the `escalation-state` table value, JSON; codes, ids and times only):
 `{"format", "partition", "state": engine state (state_to_dict), "traces": {deadline key:
 traceparent}, "outbox": {escalation id: {"envelope": base64, "headers": [[name, value]]}}}`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,11 +74,16 @@ GC_FREEZE_FROM = 10_000  # states loaded at once before the collector is told to
 
 # A referral event without to_status (older producers, tests): its status from the event type.
 STATUS_OF_EVENT = {
-    "ReferralRequested": "REQUESTED", "ReferralForwarded": "REQUESTED",
-    "ReferralAcknowledged": "RECEIVED", "ReferralReceived": "RECEIVED",
-    "ReferralAccepted": "ACCEPTED", "ReferralDeclined": "DECLINED",
-    "ReferralStarted": "IN_PROGRESS", "ReferralCompleted": "COMPLETED",
-    "ReferralCancelled": "CANCELLED", "ReferralContactLost": "CONTACT_LOST",
+    "ReferralRequested": "REQUESTED",
+    "ReferralForwarded": "REQUESTED",
+    "ReferralAcknowledged": "RECEIVED",
+    "ReferralReceived": "RECEIVED",
+    "ReferralAccepted": "ACCEPTED",
+    "ReferralDeclined": "DECLINED",
+    "ReferralStarted": "IN_PROGRESS",
+    "ReferralCompleted": "COMPLETED",
+    "ReferralCancelled": "CANCELLED",
+    "ReferralContactLost": "CONTACT_LOST",
     "ReferralFailed": "FAILED",
 }
 
@@ -124,10 +130,16 @@ def referral_facts(envelope: events_pb2.EventEnvelope) -> ReferralFacts | None:
     if not addressee and status == "REQUESTED":
         addressee = r.pending_receiver or r.receiver  # producers that predate `addressee`
     return ReferralFacts(
-        case_id=envelope.case_id, referral_id=r.referral_id, event_type=r.event_type,
-        to_status=status, version=r.version, occurred_at=seconds_of(envelope.occurred_at),
+        case_id=envelope.case_id,
+        referral_id=r.referral_id,
+        event_type=r.event_type,
+        to_status=status,
+        version=r.version,
+        occurred_at=seconds_of(envelope.occurred_at),
         urgency=_enum_name(common_pb2.Urgency, r.urgency, "NORMAL"),
-        addressee=addressee, holder=r.holder, handover=r.handover,
+        addressee=addressee,
+        holder=r.holder,
+        handover=r.handover,
         decline_reason=_enum_name(common_pb2.DeclineReason, r.decline_reason),
     )
 
@@ -136,20 +148,33 @@ def assignment_facts(assignment: events_pb2.EventEnvelope, cause: events_pb2.Eve
     """The worker's own decision as facts; timed by the causing event, so replays agree."""
     a = assignment.assignment
     return AssignmentFacts(
-        case_id=assignment.case_id, referral_id=a.referral_id, responsible_region=a.responsible_region,
-        occurred_at=seconds_of(cause.occurred_at), previous_region=a.previous_region,
-        handover_to=a.handover_to, rule=a.rule, no_programme_accepts=a.no_programme_accepts,
+        case_id=assignment.case_id,
+        referral_id=a.referral_id,
+        responsible_region=a.responsible_region,
+        occurred_at=seconds_of(cause.occurred_at),
+        previous_region=a.previous_region,
+        handover_to=a.handover_to,
+        rule=a.rule,
+        no_programme_accepts=a.no_programme_accepts,
         event_id=assignment.event_id,
     )
 
 
 def escalation_event(e: Escalation) -> events_pb2.EscalationEvent:
     event = events_pb2.EscalationEvent(
-        escalation_id=e.escalation_id, referral_id=e.referral_id, region=e.region,
-        level=events_pb2.EscalationLevel.Value(e.level), rule=e.rule, late_seconds=e.late_seconds,
-        late=e.late, cause=e.cause, agency=e.agency, regions_involved=list(e.regions_involved),
+        escalation_id=e.escalation_id,
+        referral_id=e.referral_id,
+        region=e.region,
+        level=events_pb2.EscalationLevel.Value(e.level),
+        rule=e.rule,
+        late_seconds=e.late_seconds,
+        late=e.late,
+        cause=e.cause,
+        agency=e.agency,
+        regions_involved=list(e.regions_involved),
         climbed_from=(
-            events_pb2.EscalationLevel.Value(e.climbed_from) if e.climbed_from
+            events_pb2.EscalationLevel.Value(e.climbed_from)
+            if e.climbed_from
             else events_pb2.ESCALATION_LEVEL_UNSPECIFIED
         ),
     )
@@ -194,9 +219,17 @@ def escalation_headers(envelope: events_pb2.EventEnvelope, escalation: Escalatio
 
 
 class Escalator:
-    def __init__(self, policy: EscalationPolicy, *, store: StateStore, publish: Publisher,
-                 topic_name: str = "region.escalations.v1", clock: Callable[[], float] = time.time,
-                 tick: float = 0.1, batch: int = 500) -> None:
+    def __init__(
+        self,
+        policy: EscalationPolicy,
+        *,
+        store: StateStore,
+        publish: Publisher,
+        topic_name: str = "region.escalations.v1",
+        clock: Callable[[], float] = time.time,
+        tick: float = 0.1,
+        batch: int = 500,
+    ) -> None:
         self.policy = policy
         self.clock = clock
         self.store = store
@@ -212,15 +245,20 @@ class Escalator:
         self._wake: asyncio.Event | None = None
         m = meter(__name__)
         self._escalations = m.create_counter(
-            "referralmesh.escalations", unit="{escalation}",
-            description="escalations emitted, by level and rule")
+            "referralmesh.escalations", unit="{escalation}", description="escalations emitted, by level and rule"
+        )
         self._lateness = m.create_histogram(
-            "referralmesh.escalation.lateness", unit="s",
+            "referralmesh.escalation.lateness",
+            unit="s",
             description="seconds between a deadline and its escalation being sent",
-            explicit_bucket_boundaries_advisory=LATENESS_BUCKETS)
+            explicit_bucket_boundaries_advisory=LATENESS_BUCKETS,
+        )
         m.create_observable_gauge(
-            "referralmesh.escalation.open_deadlines", callbacks=[self._observe_open], unit="{deadline}",
-            description="pending deadlines held by this worker")
+            "referralmesh.escalation.open_deadlines",
+            callbacks=[self._observe_open],
+            unit="{deadline}",
+            description="pending deadlines held by this worker",
+        )
 
     def _observe_open(self, _options):
         from opentelemetry.metrics import Observation
@@ -229,8 +267,13 @@ class Escalator:
 
     # ------------------------------------------------------------------ inputs
 
-    def on_decided(self, envelope: events_pb2.EventEnvelope, assignment: events_pb2.EventEnvelope | None,
-                   partition: int, traceparent: str = "") -> Awaitable[Any] | None:
+    def on_decided(
+        self,
+        envelope: events_pb2.EventEnvelope,
+        assignment: events_pb2.EventEnvelope | None,
+        partition: int,
+        traceparent: str = "",
+    ) -> Awaitable[Any] | None:
         """A referral event (or override) and the assignment the worker decided for it, if any."""
         case_id = envelope.case_id
         touched = False
@@ -246,8 +289,9 @@ class Escalator:
             return None
         return self.save(case_id, partition)
 
-    def on_alert_action(self, envelope: events_pb2.EventEnvelope, partition: int,
-                        traceparent: str = "") -> Awaitable[Any] | None:
+    def on_alert_action(
+        self, envelope: events_pb2.EventEnvelope, partition: int, traceparent: str = ""
+    ) -> Awaitable[Any] | None:
         """ACKNOWLEDGED, TAKEN or RESOLVED: somebody acts on the alert, so it stops climbing;
         RESOLVED also cancels a national alert's pending *unresolved* (dispute) deadline."""
         action = envelope.alert_action
@@ -257,17 +301,25 @@ class Escalator:
             raise Refused(f"alert_action.action: {action.action!r} is not one of {sorted(ALERT_ACTIONS)}")
         case_id = envelope.case_id
         if self.engine.state(case_id) is None:
-            log.info("alert action for a case without escalation state",
-                     extra={"case_id": case_id, "escalation_id": action.escalation_id})
+            log.info(
+                "alert action for a case without escalation state",
+                extra={"case_id": case_id, "escalation_id": action.escalation_id},
+            )
             return None
         if action.action == "RESOLVED":  # settled: no dispute record will follow
             changes = self.engine.on_alert_resolved(case_id, action.escalation_id)
         else:
             changes = self.engine.on_alert_acknowledged(case_id, action.escalation_id)
         self._noted(case_id, changes, traceparent)
-        log.info("alert acted on", extra={
-            "case_id": case_id, "escalation_id": action.escalation_id, "action": action.action,
-            "cancelled": [d.key for d in changes.cancelled]})
+        log.info(
+            "alert acted on",
+            extra={
+                "case_id": case_id,
+                "escalation_id": action.escalation_id,
+                "action": action.action,
+                "cancelled": [d.key for d in changes.cancelled],
+            },
+        )
         return self.save(case_id, partition)
 
     def _noted(self, case_id: str, changes: Changes, traceparent: str) -> None:
@@ -296,9 +348,10 @@ class Escalator:
             "partition": self.partitions[case_id],
             "state": state,
             "traces": traces,
-            "outbox": {eid: {"envelope": base64.b64encode(data).decode(),
-                             "headers": [[k, v.decode()] for k, v in headers]}
-                       for eid, (data, headers) in self.outbox.get(case_id, {}).items()},
+            "outbox": {
+                eid: {"envelope": base64.b64encode(data).decode(), "headers": [[k, v.decode()] for k, v in headers]}
+                for eid, (data, headers) in self.outbox.get(case_id, {}).items()
+            },
         }
 
     def save(self, case_id: str, partition: int | None = None) -> Awaitable[Any] | None:
@@ -327,7 +380,8 @@ class Escalator:
             if record.get("outbox"):
                 self.outbox[case_id] = {
                     eid: (base64.b64decode(item["envelope"]), [(k, v.encode()) for k, v in item["headers"]])
-                    for eid, item in record["outbox"].items()}
+                    for eid, item in record["outbox"].items()
+                }
         pending = self.engine.load(states)
         if len(states) >= GC_FREEZE_FROM:
             gc.collect()
@@ -335,9 +389,15 @@ class Escalator:
         self.ready = True
         if self._wake is not None:
             self._wake.set()
-        log.info("escalation state loaded", extra={
-            "cases": len(states), "pending_deadlines": pending, "partitions": sorted(owned),
-            "unsent": sum(len(v) for v in self.outbox.values())})
+        log.info(
+            "escalation state loaded",
+            extra={
+                "cases": len(states),
+                "pending_deadlines": pending,
+                "partitions": sorted(owned),
+                "unsent": sum(len(v) for v in self.outbox.values()),
+            },
+        )
         return pending
 
     def forget(self, case_id: str, partition: int) -> Awaitable[Any] | None:
@@ -385,9 +445,19 @@ class Escalator:
             self.outbox.get(case_id, {}).pop(e.escalation_id, None)
             self._escalations.add(1, {"referralmesh.level": e.level, "referralmesh.rule": e.rule})
             self._lateness.record(max(0.0, now - e.deadline_ts), {"referralmesh.level": e.level})
-            log.info("escalation emitted", extra={
-                "case_id": case_id, "escalation_id": e.escalation_id, "level": e.level, "rule": e.rule,
-                "region": e.region, "late": e.late, "late_seconds": round(e.late_seconds, 3), "cause": e.cause})
+            log.info(
+                "escalation emitted",
+                extra={
+                    "case_id": case_id,
+                    "escalation_id": e.escalation_id,
+                    "level": e.level,
+                    "rule": e.rule,
+                    "region": e.region,
+                    "late": e.late,
+                    "late_seconds": round(e.late_seconds, 3),
+                    "cause": e.cause,
+                },
+            )
         self._clear_empty_outboxes()
         for case_id in {s[0] for s in sent}:
             if case_id in self.partitions:  # still ours (not revoked meanwhile)
@@ -398,9 +468,12 @@ class Escalator:
         """The envelope of one escalation, made inside a new trace linked to the scheduling event."""
         traceparent = self._scheduling_trace(e)
         attributes: dict[str, Any] = {
-            tracing.CASE_ID: e.case_id, tracing.REFERRAL_ID: e.referral_id,
-            "referralmesh.escalation.id": e.escalation_id, "referralmesh.escalation.level": e.level,
-            "referralmesh.escalation.rule": e.rule, "referralmesh.escalation.late": e.late,
+            tracing.CASE_ID: e.case_id,
+            tracing.REFERRAL_ID: e.referral_id,
+            "referralmesh.escalation.id": e.escalation_id,
+            "referralmesh.escalation.level": e.level,
+            "referralmesh.escalation.rule": e.rule,
+            "referralmesh.escalation.late": e.late,
             "referralmesh.escalation.late_seconds": e.late_seconds,
         }
         with tracing.linked(f"escalate {e.rule}", traceparent, **attributes):
@@ -414,8 +487,11 @@ class Escalator:
                         traces[d.key] = firing
             with tracing.publishing(self.topic_name, case_id=e.case_id, event_id=e.escalation_id):
                 envelope = envelopes.new_envelope(
-                    case_id=e.case_id, producer=SERVICE, event_id=e.escalation_id,
-                    occurred_at=utc(e.fired_at_ts), escalation=escalation_event(e),
+                    case_id=e.case_id,
+                    producer=SERVICE,
+                    event_id=e.escalation_id,
+                    occurred_at=utc(e.fired_at_ts),
+                    escalation=escalation_event(e),
                 )
         return envelopes.encode(envelope), escalation_headers(envelope, e)
 

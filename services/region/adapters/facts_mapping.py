@@ -1,4 +1,5 @@
 """Proto <-> resolver translation, in the resolver's own JSON input format (see the README)."""
+
 from __future__ import annotations
 
 from referralmesh.v1 import common_pb2, events_pb2
@@ -16,7 +17,11 @@ def _period(period: common_pb2.Period, *, with_registration: bool) -> dict:
 
 
 def request_document(
-    *, asked_in: str, service: str, decision_date: str, current_region: str | None,
+    *,
+    asked_in: str,
+    service: str,
+    decision_date: str,
+    current_region: str | None,
     facts: common_pb2.BindingFacts,
 ) -> dict:
     return {

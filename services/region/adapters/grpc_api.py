@@ -6,6 +6,7 @@ binding rules and local requirements (each with its parameters and a plain-Engli
 the national ranking weights. Health checking and server reflection are on,
 so `grpcurl -plaintext ADDRESS list` works without the proto files.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,16 @@ def partition_of(case_id: str, partitions: int) -> int:
 
 
 class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
-    def __init__(self, resolver: Resolver, cases, *, app: faust.App | None, source_topic: str, partitions: int,
-                 development_identities: bool = False):
+    def __init__(
+        self,
+        resolver: Resolver,
+        cases,
+        *,
+        app: faust.App | None,
+        source_topic: str,
+        partitions: int,
+        development_identities: bool = False,
+    ):
         self.resolver = resolver
         self.cases = cases
         self.app = app
@@ -93,9 +102,11 @@ class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
         if not history:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"case_id: no assignment known for case {case_id}")
         try:
-            may_read_assignment(who, parties=(record.get("sender", ""), record.get("receiver", ""),
-                                              *record.get("parties", ())),
-                                regions=(history[-1].get("region", ""), history[-1].get("handover_to", "")))
+            may_read_assignment(
+                who,
+                parties=(record.get("sender", ""), record.get("receiver", ""), *record.get("parties", ())),
+                regions=(history[-1].get("region", ""), history[-1].get("handover_to", "")),
+            )
         except Denied:
             log.warning("assignment read refused", extra={"case_id": case_id, "caller": str(who)})
             # The same answer as for an unknown case, so strangers learn nothing of its existence.
@@ -119,8 +130,7 @@ class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
         except Exception:
             return None
         if (self.source_topic, partition) not in actives:
-            return (f"case {case_id} lives on partition {partition}, which another region worker owns; "
-                    "ask that worker")
+            return f"case {case_id} lives on partition {partition}, which another region worker owns; ask that worker"
         return None
 
     async def ListRegions(self, request: api.ListRegionsRequest, context) -> api.ListRegionsResponse:
@@ -129,7 +139,8 @@ class RegionApi(region_service_pb2_grpc.RegionServiceServicer):
         response = api.ListRegionsResponse(policy_version=policy.version, ranking=dict(policy.ranking))
         for region in policy.regions:
             response.regions.add(
-                code=region.code, name=region.name,
+                code=region.code,
+                name=region.name,
                 municipalities=[m.code for m in region.municipalities],
                 services=sorted(region.services),
                 policies=[service_policy(kind, region.services[kind]) for kind in sorted(region.services)],
@@ -152,8 +163,11 @@ def rule_summary(rule: Rule) -> str:
 
 
 def binding_rule(rule: Rule, *, required: bool) -> api.BindingRule:
-    params = {name: (str(value).lower() if isinstance(value, bool) else str(value))
-              for name, value in vars(rule).items() if value is not None}
+    params = {
+        name: (str(value).lower() if isinstance(value, bool) else str(value))
+        for name, value in vars(rule).items()
+        if value is not None
+    }
     return api.BindingRule(kind=rule.kind, params=params, summary=rule_summary(rule), required=required)
 
 
@@ -165,8 +179,9 @@ def service_policy(kind: str, rules: ServiceRules) -> api.ServicePolicy:
     )
 
 
-def build_server(api_servicer: RegionApi, config: MeshSettings, tls: ServerTls | None = None,
-                 verifier: PeerVerifier | None = None) -> tuple[grpc.aio.Server, object]:
+def build_server(
+    api_servicer: RegionApi, config: MeshSettings, tls: ServerTls | None = None, verifier: PeerVerifier | None = None
+) -> tuple[grpc.aio.Server, object]:
     server = new_server(config, max_receive_bytes=MAX_MESSAGE_BYTES, verifier=verifier, roles=ROLES)
     region_service_pb2_grpc.add_RegionServiceServicer_to_server(api_servicer, server)
     health_servicer = add_health_and_reflection(server, SERVICE_NAME)
@@ -183,9 +198,14 @@ def attach_grpc_server(app: faust.App, config: MeshSettings, resolver: Resolver,
         health_servicer: Any = None
 
         async def on_start(self) -> None:
-            servicer = RegionApi(resolver, cases, app=app, source_topic=incoming_topic,
-                                 partitions=config.topic_partitions,
-                                 development_identities=config.development_identities)
+            servicer = RegionApi(
+                resolver,
+                cases,
+                app=app,
+                source_topic=incoming_topic,
+                partitions=config.topic_partitions,
+                development_identities=config.development_identities,
+            )
             tls = server_tls_from(config)
             verifier = make_verifier(tls, load_directory(config.agency_directory_path)) if tls else None
             self.server, self.health_servicer = build_server(servicer, config, tls, verifier)

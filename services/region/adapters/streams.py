@@ -10,6 +10,7 @@ The stall detector (`escalating.Escalator`) sees every referral event, the worke
 assignment decisions and coordinators' alert actions; its per-case state lives in the
 `escalation-state` table, and a timer task fires due deadlines onto the escalations topic.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,28 +37,43 @@ ESCALATION_TABLE = "escalation-state"
 SESSION_TIMEOUT_SECONDS = 10.0
 
 
-def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc: bool = True,
-              escalation_policy: EscalationPolicy | None = None,
-              clock: Callable[[], float] = time.time) -> faust.App:
+def build_app(
+    config: MeshSettings,
+    resolver: Resolver,
+    agency_regions,
+    *,
+    grpc: bool = True,
+    escalation_policy: EscalationPolicy | None = None,
+    clock: Callable[[], float] = time.time,
+) -> faust.App:
     app = make_app(SERVICE, config, web_port=config.region_web_port, web_host=config.region_web_host)
     # A worker that died without leaving the group (SIGKILL, lost node) holds its partitions
     # until the session times out; Faust's default of 60 s would stall every case that long.
     app.conf.broker_session_timeout = SESSION_TIMEOUT_SECONDS
     incoming = app.topic(
-        config.topic(declared.REFERRAL_EVENTS.base_name), config.topic(declared.OVERRIDES.base_name),
-        key_serializer="raw", value_serializer="raw", partitions=config.topic_partitions,
+        config.topic(declared.REFERRAL_EVENTS.base_name),
+        config.topic(declared.OVERRIDES.base_name),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=config.topic_partitions,
     )
     assignments = topic(app, config, declared.ASSIGNMENTS)
     dead_letters = DeadLetters(app, config, consumer=SERVICE)
     # case id -> record (see assigning.Assigner._record): responsibility state, history, seen ids.
     cases = app.Table(TABLE, default=dict, partitions=config.topic_partitions)
     assigner = Assigner(resolver, agency_regions)
-    escalator = _escalator(app, config, escalation_policy or load_escalation_policy(config.escalation_policy_path),
-                           clock, source_topic=config.topic(declared.REFERRAL_EVENTS.base_name))
+    escalator = _escalator(
+        app,
+        config,
+        escalation_policy or load_escalation_policy(config.escalation_policy_path),
+        clock,
+        source_topic=config.topic(declared.REFERRAL_EVENTS.base_name),
+    )
     app.escalator = escalator  # type: ignore[attr-defined]  # for tests and the gRPC server
     observe_consumer_lag(app)
     assignments_made = meter(__name__).create_counter(
-        "referralmesh.assignments", unit="{assignment}",
+        "referralmesh.assignments",
+        unit="{assignment}",
         description="assignment decisions by rule (the bound_nowhere share is the fallback share)",
     )
 
@@ -79,7 +95,9 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
                 _feed_escalator(envelope, _replayed_assignment(envelope, record), partition)
                 continue
             with tracing.consuming(
-                event.message.topic, envelope, consumer_group=app.conf.id,
+                event.message.topic,
+                envelope,
+                consumer_group=app.conf.id,
                 partition=partition,
                 headers=envelopes.trace_carrier_from_headers(event.headers),
             ):
@@ -89,8 +107,7 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
                     elif kind == "override":
                         outcome = assigner.on_override(envelope, record)
                     else:
-                        raise Refused(f"unexpected payload {kind!r}, expected 'referral', 'override' "
-                                      "or 'alert_action'")
+                        raise Refused(f"unexpected payload {kind!r}, expected 'referral', 'override' or 'alert_action'")
                 except Refused as problem:
                     await dead_letters.send(event, str(problem))
                     continue
@@ -102,23 +119,30 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
                     # Sent before the table is written: after a crash in between, the same event
                     # is redelivered, decided from the same state and sent with the same id.
                     sent = outcome.assignment
-                    with tracing.publishing(assignments.get_topic_name(), case_id=sent.case_id,
-                                            event_id=sent.event_id):
+                    with tracing.publishing(assignments.get_topic_name(), case_id=sent.case_id, event_id=sent.event_id):
                         await assignments.send(
-                            key=envelope.case_id.encode(), value=envelopes.encode(sent),
+                            key=envelope.case_id.encode(),
+                            value=envelopes.encode(sent),
                             headers=envelopes.kafka_headers(sent, tracing.inject_current()),
                         )
                     decided = outcome.assignment.assignment
                     assignments_made.add(
                         1, {"referralmesh.rule": decided.rule, "referralmesh.trigger": decided.trigger}
                     )
-                    log.info("assignment emitted", extra={
-                        "case_id": envelope.case_id, "region": decided.responsible_region,
-                        "rule": decided.rule, "handover_to": decided.handover_to, "trigger": decided.trigger,
-                    })
+                    log.info(
+                        "assignment emitted",
+                        extra={
+                            "case_id": envelope.case_id,
+                            "region": decided.responsible_region,
+                            "rule": decided.rule,
+                            "handover_to": decided.handover_to,
+                            "trigger": decided.trigger,
+                        },
+                    )
                 # The stall detector's state first: the `cases` write marks the event as handled.
-                _feed_escalator(envelope, outcome.assignment, partition,
-                                tracing.inject_current().get("traceparent", ""))
+                _feed_escalator(
+                    envelope, outcome.assignment, partition, tracing.inject_current().get("traceparent", "")
+                )
                 cases[envelope.case_id] = outcome.record
 
     async def _forget_case(case_id: str, partition: int) -> None:
@@ -147,12 +171,16 @@ def build_app(config: MeshSettings, resolver: Resolver, agency_regions, *, grpc:
 
     async def _alert_action(event, envelope):
         with tracing.consuming(
-            event.message.topic, envelope, consumer_group=app.conf.id, partition=event.message.partition,
+            event.message.topic,
+            envelope,
+            consumer_group=app.conf.id,
+            partition=event.message.partition,
             headers=envelopes.trace_carrier_from_headers(event.headers),
         ):
             try:
-                escalator.on_alert_action(envelope, event.message.partition,
-                                          tracing.inject_current().get("traceparent", ""))
+                escalator.on_alert_action(
+                    envelope, event.message.partition, tracing.inject_current().get("traceparent", "")
+                )
             except Refused as problem:
                 await dead_letters.send(event, str(problem))
             except Exception as problem:
@@ -214,8 +242,14 @@ def _escalator(
         sent = await escalations.send(key=case_id.encode(), value=value, headers=headers)
         await sent  # the broker has it
 
-    escalator = Escalator(policy, store=TableStore(table), publish=publish, clock=clock,
-                          topic_name=escalations.get_topic_name(), tick=config.escalation_tick_seconds)
+    escalator = Escalator(
+        policy,
+        store=TableStore(table),
+        publish=publish,
+        clock=clock,
+        topic_name=escalations.get_topic_name(),
+        tick=config.escalation_tick_seconds,
+    )
 
     @table.on_recover
     async def load_escalation_state() -> None:

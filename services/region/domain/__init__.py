@@ -1,7 +1,7 @@
 """Region-binding resolver: pure domain core (no Kafka, no gRPC, no I/O besides loading the policy).
 
-    policy = load_policy("services/region/config/regions.yaml")
-    decision = resolve(request, policy)
+policy = load_policy("services/region/config/regions.yaml")
+decision = resolve(request, policy)
 """
 
 from .decision import (

@@ -6,6 +6,7 @@ only the case's parties (sender and receiver agency), coordinators whose scope c
 responsible region or the proposed handover region (the national coordinator covers all),
 and the mesh's own services.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -54,9 +54,14 @@ class _Writer:
             parts.append(self.t("next.bound_here", region=region, service=service))
         elif d.rule == NO_PROGRAMME_ACCEPTS:
             assert responsible is not None
-            parts.append(self.t(
-                "why.no_programme_accepts", region=region, service=service, requirement=self.requirements(responsible)
-            ))
+            parts.append(
+                self.t(
+                    "why.no_programme_accepts",
+                    region=region,
+                    service=service,
+                    requirement=self.requirements(responsible),
+                )
+            )
             parts.append(self.t("next.no_programme_accepts", region=region))
         elif d.rule == BOUND_NOWHERE:
             parts.append(self.t("why.bound_nowhere"))
@@ -70,9 +75,11 @@ class _Writer:
             names = {c.region: c.name for c in d.candidates}
             tie = d.tie_broken
             if tie.by == TIE_LOWEST_REGION_CODE:
-                parts.append(self.t(
-                    "tie.lowest_code", regions=self.join([names[c] for c in tie.between]), target=names[tie.chosen]
-                ))
+                parts.append(
+                    self.t(
+                        "tie.lowest_code", regions=self.join([names[c] for c in tie.between]), target=names[tie.chosen]
+                    )
+                )
             else:
                 others = [names[c] for c in tie.between if c != tie.chosen]
                 key = _counted("tie.responsible_stays", others)

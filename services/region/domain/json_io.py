@@ -48,21 +48,25 @@ def _facts(data: Any) -> BindingFacts:
         p = _object(item, where, _RESIDENCE_KEYS, required=_RESIDENCE_KEYS)
         if not isinstance(p["registered"], bool):
             raise InvalidInput(f"{where}.registered", "must be true or false")
-        residence.append(ResidencePeriod(
-            municipality=_text(p["municipality"], f"{where}.municipality"),
-            start=_date(p["from"], f"{where}.from"),
-            end=_optional_date(p["to"], f"{where}.to"),
-            registered=p["registered"],
-        ))
+        residence.append(
+            ResidencePeriod(
+                municipality=_text(p["municipality"], f"{where}.municipality"),
+                start=_date(p["from"], f"{where}.from"),
+                end=_optional_date(p["to"], f"{where}.to"),
+                registered=p["registered"],
+            )
+        )
     work = []
     for i, item in enumerate(_list(obj.get("work", []), "facts.work")):
         where = f"facts.work[{i}]"
         p = _object(item, where, _WORK_KEYS, required=_WORK_KEYS)
-        work.append(WorkPeriod(
-            municipality=_text(p["municipality"], f"{where}.municipality"),
-            start=_date(p["from"], f"{where}.from"),
-            end=_optional_date(p["to"], f"{where}.to"),
-        ))
+        work.append(
+            WorkPeriod(
+                municipality=_text(p["municipality"], f"{where}.municipality"),
+                start=_date(p["from"], f"{where}.from"),
+                end=_optional_date(p["to"], f"{where}.to"),
+            )
+        )
     places = {
         name: tuple(_text(v, f"facts.{name}[{i}]") for i, v in enumerate(_list(obj.get(name, []), f"facts.{name}")))
         for name in ("grew_up_in", "family_in")
@@ -127,7 +131,9 @@ def request_to_dict(request: ResolutionRequest) -> dict[str, Any]:
         "facts": {
             "residence": [
                 {
-                    "municipality": p.municipality, "from": p.start.isoformat(), "to": _iso(p.end),
+                    "municipality": p.municipality,
+                    "from": p.start.isoformat(),
+                    "to": _iso(p.end),
                     "registered": p.registered,
                 }
                 for p in f.residence

@@ -78,9 +78,7 @@ class RegionPolicy:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_code", {r.code: r for r in self.regions})
-        object.__setattr__(
-            self, "_by_municipality", {m.code: r for r in self.regions for m in r.municipalities}
-        )
+        object.__setattr__(self, "_by_municipality", {m.code: r for r in self.regions for m in r.municipalities})
 
     @property
     def service_kinds(self) -> tuple[str, ...]:
@@ -138,8 +136,11 @@ def read_policy_file(path: str | Path) -> Any:
 # `referencedata:<path>` names a file of the shared reference data (referencedata/data/<path>),
 # wherever the policy file itself lives; any other path is relative to the policy file.
 REFERENCE_PREFIX = "referencedata:"
-_REFERENCE_FILES = {"membership": REGIONS_PATH, "municipalities": MUNICIPALITIES_PATH,
-                    "municipality_changes": CHANGES_PATH}
+_REFERENCE_FILES = {
+    "membership": REGIONS_PATH,
+    "municipalities": MUNICIPALITIES_PATH,
+    "municipality_changes": CHANGES_PATH,
+}
 
 
 def load_policy(path: str | Path) -> RegionPolicy:
@@ -153,7 +154,7 @@ def reference_path(value: Any, key: str, policy_path: Path) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise PolicyError(key, "must name a file, e.g. referencedata:nl/mo-regions-2026.csv")
     if value.startswith(REFERENCE_PREFIX):
-        return REGIONS_PATH.parents[1] / value[len(REFERENCE_PREFIX):]
+        return REGIONS_PATH.parents[1] / value[len(REFERENCE_PREFIX) :]
     return (policy_path.parent / value).resolve()
 
 
@@ -169,8 +170,10 @@ def load_membership(data: Any, policy_path: Path, source: str) -> RegionData | N
     """The shared region data a policy names under `membership`, validated (None if it names none)."""
     if not isinstance(data, dict) or "membership" not in data:
         return None
-    files = {key: reference_path(data[key], key, policy_path) if key in data else default
-             for key, default in _REFERENCE_FILES.items()}
+    files = {
+        key: reference_path(data[key], key, policy_path) if key in data else default
+        for key, default in _REFERENCE_FILES.items()
+    }
     try:
         register = load_register(files["municipalities"], files["municipality_changes"])
         return load_region_data(files["membership"], register)
@@ -195,8 +198,12 @@ class _Builder:
         self.membership = membership
 
     def policy(self, data: Any, source: str) -> RegionPolicy:
-        top = _mapping(data, "top level", {"version", "ranking", "defaults", "regions", *_REFERENCE_FILES},
-                       required={"version", "ranking", "defaults", "regions"})
+        top = _mapping(
+            data,
+            "top level",
+            {"version", "ranking", "defaults", "regions", *_REFERENCE_FILES},
+            required={"version", "ranking", "defaults", "regions"},
+        )
         if "membership" not in top:
             for key in ("municipalities", "municipality_changes"):
                 if key in top:
@@ -205,7 +212,7 @@ class _Builder:
             raise PolicyError("membership", "the region data is not loaded; read the policy with load_policy")
         version = top["version"]
         if isinstance(version, bool) or not isinstance(version, (str, int, float)) or str(version).strip() == "":
-            raise PolicyError("version", "must be a non-empty text or number, e.g. \"2026.1\"")
+            raise PolicyError("version", 'must be a non-empty text or number, e.g. "2026.1"')
         ranking = self.ranking(top["ranking"])
         defaults = self.defaults(top["defaults"])
         raw_regions = top["regions"]
@@ -213,17 +220,18 @@ class _Builder:
             raise PolicyError("regions", "must be a non-empty list of regions")
         owner: dict[str, str] = {}  # municipality code -> place where it was first listed
         shared = self.membership if "membership" in top else None
-        regions = tuple(
-            self.region(raw, f"regions[{i}]", defaults, owner, shared) for i, raw in enumerate(raw_regions)
-        )
+        regions = tuple(self.region(raw, f"regions[{i}]", defaults, owner, shared) for i, raw in enumerate(raw_regions))
         abolished: Mapping[str, Abolished] = {}
         if shared is not None:
             listed = {r.code for r in regions}
             for central in shared.central_codes:
                 if central not in listed:
                     name = shared.register.current[central].name
-                    raise PolicyError("regions", f"the region of central municipality {central} ({name}) in "
-                                                 f"{shared.source} has no entry; every region needs its name and rules")
+                    raise PolicyError(
+                        "regions",
+                        f"the region of central municipality {central} ({name}) in "
+                        f"{shared.source} has no entry; every region needs its name and rules",
+                    )
             abolished = shared.register.abolished
         return RegionPolicy(version=str(version), ranking=ranking, regions=regions, source=source, abolished=abolished)
 
@@ -248,8 +256,9 @@ class _Builder:
             )
         return result
 
-    def region(self, data: Any, where: str, defaults: dict[str, ServiceRules], owner: dict[str, str],
-               shared: RegionData | None) -> Region:
+    def region(
+        self, data: Any, where: str, defaults: dict[str, ServiceRules], owner: dict[str, str], shared: RegionData | None
+    ) -> Region:
         if shared is not None:
             entry = _mapping(data, where, {"code", "name", "services"}, required={"code", "name"})
             code = _code(entry["code"], f"{where}.code")
@@ -260,8 +269,12 @@ class _Builder:
             if not members:
                 raise PolicyError(f"{where}.code", f"{code} is not a central municipality in {shared.source}")
             municipalities = tuple(Municipality(m.code, m.name) for m in members)
-            return Region(code=code, name=_text(entry["name"], f"{where}.name"), municipalities=municipalities,
-                          services=self.services(entry, where, defaults))
+            return Region(
+                code=code,
+                name=_text(entry["name"], f"{where}.name"),
+                municipalities=municipalities,
+                services=self.services(entry, where, defaults),
+            )
         entry = _mapping(
             data, where, {"code", "name", "municipalities", "services"}, required={"code", "name", "municipalities"}
         )
@@ -288,12 +301,11 @@ class _Builder:
                 f"unknown municipality {code}: a region is named by its central municipality, "
                 "which must be one of its own municipalities",
             )
-        return Region(code=code, name=name, municipalities=tuple(listed),
-                      services=self.services(entry, where, defaults))
+        return Region(
+            code=code, name=name, municipalities=tuple(listed), services=self.services(entry, where, defaults)
+        )
 
-    def services(
-        self, entry: dict[str, Any], where: str, defaults: dict[str, ServiceRules]
-    ) -> dict[str, ServiceRules]:
+    def services(self, entry: dict[str, Any], where: str, defaults: dict[str, ServiceRules]) -> dict[str, ServiceRules]:
         services = dict(defaults)
         raw_services = entry.get("services", {}) or {}
         if not isinstance(raw_services, dict):
@@ -310,11 +322,13 @@ class _Builder:
             services[kind] = ServiceRules(
                 rules=(
                     self.rules(override["rules"], f"{s_where}.rules", weighted=True)
-                    if "rules" in override else base.rules
+                    if "rules" in override
+                    else base.rules
                 ),
                 requires=(
                     self.rules(override["requires"], f"{s_where}.requires", weighted=False)
-                    if "requires" in override else base.requires
+                    if "requires" in override
+                    else base.requires
                 ),
             )
         return services

@@ -243,4 +243,3 @@ def _period(start: object, end: object, where: str, decision_date: date) -> None
         )
     if end is not None and end < start:
         raise InvalidInput(f"{where}.to", "period ends before it starts")
-

@@ -118,8 +118,9 @@ class CaseState:
     def to_dict(self) -> dict[str, Any]:
         return {
             "base_region": self.base_region,
-            "override": None if self.override is None else {
-                "region": self.override.region, "reason_code": self.override.reason_code},
+            "override": None
+            if self.override is None
+            else {"region": self.override.region, "reason_code": self.override.reason_code},
             "proposed": self.proposed,
             "provisional": self.provisional,
         }
@@ -173,8 +174,11 @@ def step(state: CaseState, trigger: Trigger) -> Step:
         # A case first seen through an override keeps the override's region underneath too,
         # so lifting it later still leaves exactly one responsible region.
         if state.base_region is None:
-            return Step(state, replace(state, base_region=trigger.region, override=override, provisional=True),
-                        COORDINATOR_OVERRIDE)
+            return Step(
+                state,
+                replace(state, base_region=trigger.region, override=override, provisional=True),
+                COORDINATOR_OVERRIDE,
+            )
         return Step(state, replace(state, override=override), COORDINATOR_OVERRIDE)
 
     if state.base_region is None:

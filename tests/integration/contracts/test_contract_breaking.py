@@ -1,5 +1,6 @@
 """buf breaking guards the released contract: a copy of proto/ with a wire-incompatible change
 is refused, an unchanged copy passes. Runs the pinned buf that `make lint` builds."""
+
 from __future__ import annotations
 
 import shutil
@@ -30,7 +31,10 @@ def contract_copy(tmp_path: Path) -> Path:
 def _breaking(folder: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(_buf()), "breaking", "proto", "--against", str(RELEASED_IMAGE)],
-        cwd=folder, capture_output=True, text=True, timeout=120,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -1,5 +1,6 @@
 """`make chaos` and `make fuzz` at CI size: each on a private broker (chaos also on a private
 PostgreSQL), asserting the figures they write: nothing lost or duplicated, no crash."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ It is `SECURE=1 scripts/kafka.sh start` (what a person runs too) on free ports w
 data folder, so the shared plaintext broker is never touched; it is stopped after the session.
 The script provisions topics, credentials and ACLs for one topic prefix as the admin principal.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,14 @@ def secure_kafka(tmp_path_factory) -> Iterator[SecureKafka]:
     port, controller_port = free_port(), free_port()
     prefix = f"s{uuid.uuid4().hex[:8]}."
     env = {key: value for key, value in os.environ.items() if key != "KAFKA_BOOTSTRAP"}
-    env.update(SECURE="1", KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(controller_port),
-               KAFKA_STATE_DIR=str(state), MESH_TOPIC_PREFIX=prefix, MESH_PYTHON=sys.executable)
+    env.update(
+        SECURE="1",
+        KAFKA_PORT=str(port),
+        KAFKA_CONTROLLER_PORT=str(controller_port),
+        KAFKA_STATE_DIR=str(state),
+        MESH_TOPIC_PREFIX=prefix,
+        MESH_PYTHON=sys.executable,
+    )
     try:
         subprocess.run([str(KAFKA_SCRIPT), "start"], env=env, check=True, timeout=400)
         yield SecureKafka(bootstrap=f"127.0.0.1:{port}", secrets=state / "secrets", prefix=prefix)

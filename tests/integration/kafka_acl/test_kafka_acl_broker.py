@@ -3,6 +3,7 @@
 The matrix runs on a topic prefix of its own (provisioned here by the admin, as an operator
 would for a second mesh), so its probe records never reach the services of the other module.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -74,8 +75,9 @@ def test_a_client_without_credentials_is_refused(secure_kafka):
     plaintext = MeshSettings(kafka_bootstrap=secure_kafka.bootstrap)
     with pytest.raises(ConnectionError, match="cannot reach Kafka"):
         connect_admin(plaintext, "anonymous", first_delay=0.5, max_delay=1, give_up_after=4, attempt_timeout=2)
-    tls_only = MeshSettings(kafka_bootstrap=secure_kafka.bootstrap, kafka_security_protocol="SSL",
-                            kafka_ca=secure_kafka.secrets / "ca.crt")
+    tls_only = MeshSettings(
+        kafka_bootstrap=secure_kafka.bootstrap, kafka_security_protocol="SSL", kafka_ca=secure_kafka.secrets / "ca.crt"
+    )
     with pytest.raises(ConnectionError):
         connect_admin(tls_only, "anonymous", first_delay=0.5, max_delay=1, give_up_after=4, attempt_timeout=2)
 
@@ -95,8 +97,9 @@ def test_a_service_with_refused_credentials_exits_with_one_line(secure_kafka, tm
     wrong.write_text("not-the-password\n")
     env = private_mesh_env(tmp_path, secure_kafka.bootstrap)
     env.update(secure_kafka.env("region", MESH_KAFKA_PASSWORD_FILE=str(wrong), MESH_REGION_METRICS_PORT="0"))
-    finished = subprocess.run([sys.executable, "-m", "meshcli.main", "serve", "region"], env=env,
-                              capture_output=True, text=True, timeout=120)
+    finished = subprocess.run(
+        [sys.executable, "-m", "meshcli.main", "serve", "region"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert finished.returncode == 2
     last = finished.stderr.strip().splitlines()[-1]
     assert last.startswith("mesh serve region: refusing to start:")

@@ -1,6 +1,7 @@
 """`mesh serve X` in production with its gRPC TLS material but no Kafka security: one line
 naming the Kafka setting, exit status 2, before any Kafka connection (nothing listens on the
 broker port it is given, so a service that tried would hang instead)."""
+
 from __future__ import annotations
 
 import os
@@ -16,16 +17,27 @@ from meshkernel.config import PROJECT_ROOT
 def _production_env(tmp_path, **extra: str) -> dict[str, str]:
     present = tmp_path / "present.pem"
     present.write_text("x")
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("MESH_", "KAFKA_", "DATABASE_", "OTEL_"))}
-    env.update(KAFKA_PORT=str(free_port()), MESH_STATE_DIR=str(tmp_path / "state"),
-               **{f"MESH_TLS_{name}": str(present) for name in ("CERT", "KEY", "CA", "CRL")}, **extra)
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("MESH_", "KAFKA_", "DATABASE_", "OTEL_"))
+    }
+    env.update(
+        KAFKA_PORT=str(free_port()),
+        MESH_STATE_DIR=str(tmp_path / "state"),
+        **{f"MESH_TLS_{name}": str(present) for name in ("CERT", "KEY", "CA", "CRL")},
+        **extra,
+    )
     return env
 
 
 def _serve(service: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "meshcli.main", "serve", service], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "meshcli.main", "serve", service],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("service", ["referral", "region", "notify"])
@@ -41,8 +53,9 @@ def test_a_production_service_with_plaintext_kafka_or_no_password_refuses_to_sta
     plaintext = _serve("region", _production_env(tmp_path, MESH_KAFKA_SECURITY_PROTOCOL="PLAINTEXT"))
     assert plaintext.returncode == 2
     assert "MESH_KAFKA_SECURITY_PROTOCOL is PLAINTEXT" in plaintext.stderr
-    no_password = _serve("region", _production_env(
-        tmp_path, MESH_KAFKA_SECURITY_PROTOCOL="SASL_SSL", MESH_KAFKA_USERNAME="region"))
+    no_password = _serve(
+        "region", _production_env(tmp_path, MESH_KAFKA_SECURITY_PROTOCOL="SASL_SSL", MESH_KAFKA_USERNAME="region")
+    )
     assert no_password.returncode == 2
     assert len(no_password.stderr.strip().splitlines()) == 1
     assert "MESH_KAFKA_PASSWORD_FILE is not set" in no_password.stderr

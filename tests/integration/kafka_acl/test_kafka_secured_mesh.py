@@ -1,6 +1,7 @@
 """The three services on the secured broker, each with its own principal, over TLS: a referral
 reaches its assignment and its notifications; and no agency-facing process can read the region
 worker's changelogs, which hold per-case state."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Who is behind a certificate, and revocation per issuing CA, with the PKI of `mesh pki init`."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -40,8 +41,12 @@ def test_kernel_tls_roles_from_certificates(ca, directory):
     agency = verifier.identify(_pem(ca, "agencies", AGENCY), roles=tls.ROLES)
     assert (agency.role, agency.agency_id, agency.name) == (tls.AGENCY, AGENCY, AGENCY)
     coordinator = verifier.identify(_pem(ca, "coordinators", "coord-gm0518"), roles=tls.ROLES)
-    assert (coordinator.role, coordinator.name, coordinator.scope, coordinator.agency_id) == \
-        (tls.COORDINATOR, "coord-gm0518", "GM0518", None)
+    assert (coordinator.role, coordinator.name, coordinator.scope, coordinator.agency_id) == (
+        tls.COORDINATOR,
+        "coord-gm0518",
+        "GM0518",
+        None,
+    )
     national = verifier.identify(_pem(ca, "coordinators", "coord-national"), roles=tls.ROLES)
     assert (national.role, national.scope) == (tls.COORDINATOR, "NATIONAL")
     system = verifier.identify(_pem(ca, "system", "region"), roles=tls.ROLES)
@@ -106,5 +111,7 @@ def test_kernel_tls_chain_files_carry_the_intermediate(ca):
     certificates = x509.load_pem_x509_certificates(chain)
     assert len(certificates) == 2
     assert certificates[0].issuer == certificates[1].subject
-    assert certificates[1].public_bytes(serialization.Encoding.PEM) == \
-        (ca / "intermediates" / "agencies-ca.crt").read_bytes()
+    assert (
+        certificates[1].public_bytes(serialization.Encoding.PEM)
+        == (ca / "intermediates" / "agencies-ca.crt").read_bytes()
+    )

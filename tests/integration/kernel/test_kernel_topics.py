@@ -1,4 +1,5 @@
 """Topic declarations against a real broker: created once, with the declared settings."""
+
 import uuid
 
 import pytest

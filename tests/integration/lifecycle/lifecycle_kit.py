@@ -1,5 +1,6 @@
 """Helpers of the lifecycle tests: a demo run tagged so that the process table shows every
 process it left behind, and private Kafka/Zipkin ports so the shared broker is never touched."""
+
 from __future__ import annotations
 
 import os
@@ -30,10 +31,15 @@ def with_private_infrastructure(env: dict[str, str], *, zipkin: bool) -> dict[st
     """The demo starts its own broker (and Zipkin) on free ports, as on a fresh machine."""
     env = dict(env)
     env.pop("KAFKA_BOOTSTRAP", None)
-    env.update({"KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()),
-                "ZIPKIN_PORT": str(free_port()),
-                # The broker's data and pid file stay in the test's folder, not in .cache.
-                "KAFKA_STATE_DIR": str(Path(env["MESH_STATE_DIR"]).parent / "kafka")})
+    env.update(
+        {
+            "KAFKA_PORT": str(free_port()),
+            "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "ZIPKIN_PORT": str(free_port()),
+            # The broker's data and pid file stay in the test's folder, not in .cache.
+            "KAFKA_STATE_DIR": str(Path(env["MESH_STATE_DIR"]).parent / "kafka"),
+        }
+    )
     if zipkin:
         env["MESH_TRACING_UI"] = "zipkin"
     return env
@@ -88,8 +94,9 @@ def log_says(path: Path, text: str) -> bool:
 def services_listening(env: dict[str, str], logs: Path | None = None) -> bool:
     """All three services have their gRPC servers up (they install their stop handling first)."""
     logs = logs or Path(env["MESH_STATE_DIR"]) / "logs"
-    return (log_says(logs / "referral.log", "referral service listening")
-            and all(_accepts(env[name]) for name in ("MESH_REGION_GRPC_ADDRESS", "MESH_NOTIFY_GRPC_ADDRESS")))
+    return log_says(logs / "referral.log", "referral service listening") and all(
+        _accepts(env[name]) for name in ("MESH_REGION_GRPC_ADDRESS", "MESH_NOTIFY_GRPC_ADDRESS")
+    )
 
 
 def _accepts(address: str) -> bool:

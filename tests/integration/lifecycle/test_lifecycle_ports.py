@@ -1,5 +1,6 @@
 """Before starting anything the supervisor checks its ports: a taken one is named, with the
 setting that moves it and the process holding it, and nothing starts."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,14 @@ def test_a_taken_port_is_named_with_its_setting_and_holder_and_nothing_starts(ka
         squatter.listen()
         port = squatter.getsockname()[1]
         env["MESH_REFERRAL_GRPC_ADDRESS"] = f"127.0.0.1:{port}"
-        result = subprocess.run([sys.executable, "-m", "meshcli.main", "demo"], env=env, cwd=PROJECT_ROOT,
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "meshcli.main", "demo"],
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     assert result.returncode == 2
     assert f"port {port} (referral gRPC API) is already in use by pid {os.getpid()}" in result.stdout

@@ -1,6 +1,7 @@
 """Every service exits within 10 s of SIGTERM when the broker does not answer: a hung broker
 (SIGSTOP: connections open, no replies, the worst case) and a dead one. Each test runs a broker
 of its own on free ports; the shared broker is never touched."""
+
 from __future__ import annotations
 
 import contextlib

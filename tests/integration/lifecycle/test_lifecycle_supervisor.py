@@ -5,6 +5,7 @@ test names, and then reads the process table: no process of that run may remain,
 Zipkin included when the demo started them. The shared broker is never touched: runs that
 start their own broker and Zipkin use free ports of their own.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,9 @@ STOPPED = 60.0
 def _pipeline(env: dict[str, str], output: Path) -> subprocess.Popen:
     """`mesh demo | tee output` in a process group of its own, as a terminal runs it."""
     script = f'{" ".join(DEMO)} 2>&1 | tee "{output}" > /dev/null'
-    return subprocess.Popen(["bash", "-c", script], env=env, cwd=PROJECT_ROOT, start_new_session=True,
-                            stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        ["bash", "-c", script], env=env, cwd=PROJECT_ROOT, start_new_session=True, stdin=subprocess.DEVNULL
+    )
 
 
 def _assert_nothing_left(env: dict[str, str]) -> None:
@@ -55,7 +57,8 @@ def private_infrastructure_env(kafka_bootstrap, tmp_path):
 
 
 def test_ctrl_c_through_a_pipe_then_sighup_during_clean_up_leaves_no_process_behind(
-        private_infrastructure_env, tmp_path):
+    private_infrastructure_env, tmp_path
+):
     env = private_infrastructure_env
     output = tmp_path / "run.log"
     pipeline = _pipeline(env, output)
@@ -82,8 +85,16 @@ def test_closed_terminal_stops_everything(kafka_bootstrap, tmp_path):
     def take_terminal():  # the demo is the session leader, the pty its controlling terminal
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    demo = subprocess.Popen(DEMO, env=env, cwd=PROJECT_ROOT, stdin=terminal, stdout=terminal, stderr=terminal,
-                            start_new_session=True, preexec_fn=take_terminal)
+    demo = subprocess.Popen(
+        DEMO,
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        preexec_fn=take_terminal,
+    )
     os.close(terminal)
     reader = threading.Thread(target=_drain, args=(controller,), daemon=True)
     reader.start()
@@ -100,8 +111,15 @@ def test_sigterm_stops_everything(kafka_bootstrap, tmp_path):
     env = tagged_env(tmp_path, kafka_bootstrap)
     output = tmp_path / "run.log"
     with open(output, "wb") as sink:
-        demo = subprocess.Popen(DEMO, env=env, cwd=PROJECT_ROOT, stdout=sink, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        demo = subprocess.Popen(
+            DEMO,
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         assert wait_until(lambda: services_listening(env), STARTUP)
         demo.send_signal(signal.SIGTERM)
@@ -117,8 +135,15 @@ def test_a_killed_supervisor_takes_its_broker_and_services_along(kafka_bootstrap
     output = tmp_path / "run.log"
     try:
         with open(output, "wb") as sink:
-            demo = subprocess.Popen(DEMO, env=env, cwd=PROJECT_ROOT, stdout=sink, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            demo = subprocess.Popen(
+                DEMO,
+                env=env,
+                cwd=PROJECT_ROOT,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         assert wait_until(lambda: services_listening(env), STARTUP), output.read_text()
         assert any("kafka.Kafka" in line for line in left_behind(env))
 

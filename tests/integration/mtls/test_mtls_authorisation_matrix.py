@@ -16,6 +16,7 @@ the lifecycle, which tests/unit/referral covers role by role). "denied" means
 UNAUTHENTICATED, PERMISSION_DENIED, or NOT_FOUND where a stranger must not learn that a case
 exists.
 """
+
 from __future__ import annotations
 
 import time
@@ -87,8 +88,9 @@ class Mesh:
 
     def identity(self, role: str) -> ClientIdentity:
         folder, name = ROLES[role]
-        return ClientIdentity(self.pki_dir / folder / f"{name}.crt", self.pki_dir / folder / f"{name}.key",
-                              self.pki_dir / "ca.crt")
+        return ClientIdentity(
+            self.pki_dir / folder / f"{name}.crt", self.pki_dir / folder / f"{name}.key", self.pki_dir / "ca.crt"
+        )
 
     def channel(self, role: str, service: str) -> grpc.Channel:
         key = (role, service)
@@ -133,13 +135,19 @@ def mesh(kafka_bootstrap, tmp_path_factory):
     env = private_mesh_env(folder, kafka_bootstrap)
     regions = tuple(region.code for region in load_policy(settings_from(env).region_policy_path).regions)
     pki.init(pki_dir, list(directory), regions=regions, log=lambda *_: None)
-    env.update({
-        "MESH_MODE": "local",
-        "MESH_TLS_CERT": str(pki_dir / "server.crt"), "MESH_TLS_KEY": str(pki_dir / "server.key"),
-        "MESH_TLS_CA": str(pki_dir / "ca.crt"), "MESH_TLS_CRL": str(pki_dir / "crl.pem"),
-        "MESH_ESCALATION_POLICY_PATH": str(DEMO_ESCALATION_POLICY),
-        "MESH_REFERRAL_METRICS_PORT": "0", "MESH_REGION_METRICS_PORT": "0", "MESH_NOTIFY_METRICS_PORT": "0",
-    })
+    env.update(
+        {
+            "MESH_MODE": "local",
+            "MESH_TLS_CERT": str(pki_dir / "server.crt"),
+            "MESH_TLS_KEY": str(pki_dir / "server.key"),
+            "MESH_TLS_CA": str(pki_dir / "ca.crt"),
+            "MESH_TLS_CRL": str(pki_dir / "crl.pem"),
+            "MESH_ESCALATION_POLICY_PATH": str(DEMO_ESCALATION_POLICY),
+            "MESH_REFERRAL_METRICS_PORT": "0",
+            "MESH_REGION_METRICS_PORT": "0",
+            "MESH_NOTIFY_METRICS_PORT": "0",
+        }
+    )
     config = settings_from(env)
     prepare_kafka(config, "matrix-test", give_up_after=60)
     stack = Stack(env=env, log_dir=folder / "logs")
@@ -155,15 +163,21 @@ def mesh(kafka_bootstrap, tmp_path_factory):
                 pytest.fail(f"the {service} service did not come up:\n{logs}")
         mesh.case_id = f"case-{uuid.uuid4().hex[:12]}"
         mesh.spare_case_id = f"case-{uuid.uuid4().hex[:12]}"
-        contact = mesh.notify("sending agency").SealContact(notify_api.SealContactRequest(
-            case_id=mesh.case_id, channel=notify_api.SMS, address="+31 6 00000001"), timeout=10)
+        contact = mesh.notify("sending agency").SealContact(
+            notify_api.SealContactRequest(case_id=mesh.case_id, channel=notify_api.SMS, address="+31 6 00000001"),
+            timeout=10,
+        )
         request = demo_request(mesh.case_id, contact)
         request.consent.CopyFrom(consent_for(SENDER, RECEIVER, OTHER))
         mesh.referral_id = mesh.referral("sending agency").CreateReferral(request, timeout=10).referral_id
         spare = demo_request(mesh.spare_case_id)
         mesh.referral("sending agency").CreateReferral(spare, timeout=10)
-        _until("the assignment", lambda: mesh.region("system").GetAssignment(
-            region_api.GetAssignmentRequest(case_id=mesh.case_id), timeout=5))
+        _until(
+            "the assignment",
+            lambda: mesh.region("system").GetAssignment(
+                region_api.GetAssignmentRequest(case_id=mesh.case_id), timeout=5
+            ),
+        )
         mesh.escalation_id = _until("the region coordinator's alert", lambda: _first_alert(mesh), timeout=150)
         yield mesh
     finally:
@@ -172,8 +186,9 @@ def mesh(kafka_bootstrap, tmp_path_factory):
 
 
 def _first_alert(mesh: Mesh) -> str | None:
-    stream = mesh.notify("national coordinator").WatchAlerts(notify_api.WatchAlertsRequest(
-        regions=["GM0518"], levels=[events_pb2.REGION_COORDINATOR]), timeout=3)
+    stream = mesh.notify("national coordinator").WatchAlerts(
+        notify_api.WatchAlertsRequest(regions=["GM0518"], levels=[events_pb2.REGION_COORDINATOR]), timeout=3
+    )
     try:
         for alert in stream:
             if alert.case_id == mesh.case_id:
@@ -201,6 +216,7 @@ def _expect(role: str, allowed: set[str]) -> str:
 
 # ----------------------------------------------------------------------------- referral service
 
+
 def _transition(mesh, role, method, request_type=referral_api.TransitionRequest, **fields):
     request = request_type(referral_id=mesh.referral_id, expected_version=999, **fields)
     return lambda: getattr(mesh.referral(role), method)(request, timeout=10)
@@ -208,43 +224,96 @@ def _transition(mesh, role, method, request_type=referral_api.TransitionRequest,
 
 # For lifecycle steps a party may be refused a step that is not its role's (PERMISSION_DENIED):
 # that is the lifecycle's rule, not the door. Strangers are NOT_FOUND, non-agencies UNAUTHENTICATED.
-LIFECYCLE_STEPS = {"Acknowledge", "Accept", "Decline", "Start", "Complete", "Cancel", "ReportContactLost", "Fail",
-                   "Forward", "UpdateBindingFacts"}
+LIFECYCLE_STEPS = {
+    "Acknowledge",
+    "Accept",
+    "Decline",
+    "Start",
+    "Complete",
+    "Cancel",
+    "ReportContactLost",
+    "Fail",
+    "Forward",
+    "UpdateBindingFacts",
+}
 AT_THE_DOOR = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.NOT_FOUND})
 
 
 REFERRAL_CALLS = {
-    "GetReferral": (PARTIES, lambda mesh, role: lambda: mesh.referral(role).GetReferral(
-        referral_api.GetReferralRequest(referral_id=mesh.referral_id), timeout=10)),
-    "ListReferrals": (AGENCIES, lambda mesh, role: lambda: mesh.referral(role).ListReferrals(
-        referral_api.ListReferralsRequest(), timeout=10)),
+    "GetReferral": (
+        PARTIES,
+        lambda mesh, role: (
+            lambda: mesh.referral(role).GetReferral(
+                referral_api.GetReferralRequest(referral_id=mesh.referral_id), timeout=10
+            )
+        ),
+    ),
+    "ListReferrals": (
+        AGENCIES,
+        lambda mesh, role: lambda: mesh.referral(role).ListReferrals(referral_api.ListReferralsRequest(), timeout=10),
+    ),
     "Acknowledge": (PARTIES, lambda mesh, role: _transition(mesh, role, "Acknowledge")),
     "Accept": (PARTIES, lambda mesh, role: _transition(mesh, role, "Accept")),
-    "Decline": (PARTIES, lambda mesh, role: _transition(mesh, role, "Decline", referral_api.DeclineRequest,
-                                                          reason=common_pb2.NO_CAPACITY)),
+    "Decline": (
+        PARTIES,
+        lambda mesh, role: _transition(
+            mesh, role, "Decline", referral_api.DeclineRequest, reason=common_pb2.NO_CAPACITY
+        ),
+    ),
     "Start": (PARTIES, lambda mesh, role: _transition(mesh, role, "Start")),
-    "Complete": (PARTIES, lambda mesh, role: _transition(mesh, role, "Complete", referral_api.CompleteRequest,
-                                                           outcome=common_pb2.HELPED)),
+    "Complete": (
+        PARTIES,
+        lambda mesh, role: _transition(mesh, role, "Complete", referral_api.CompleteRequest, outcome=common_pb2.HELPED),
+    ),
     "Cancel": (PARTIES, lambda mesh, role: _transition(mesh, role, "Cancel")),
     "ReportContactLost": (PARTIES, lambda mesh, role: _transition(mesh, role, "ReportContactLost")),
-    "Fail": (PARTIES, lambda mesh, role: _transition(mesh, role, "Fail", referral_api.CompleteRequest,
-                                                       outcome=common_pb2.NOT_HELPED)),
-    "Forward": (PARTIES, lambda mesh, role: _transition(mesh, role, "Forward", referral_api.ForwardRequest,
-                                                          next_receiver=FOURTH)),
-    "UpdateBindingFacts": (PARTIES, lambda mesh, role: _transition(
-        mesh, role, "UpdateBindingFacts", referral_api.UpdateBindingFactsRequest,
-        facts=demo_request(mesh.case_id).facts)),
-    "WatchReferrals": (AGENCIES, lambda mesh, role: lambda: _first_of(mesh.referral(role).WatchReferrals(
-        referral_api.WatchReferralsRequest(), timeout=2))),
-    "SearchAgencies": (AGENCIES, lambda mesh, role: lambda: mesh.referral(role).SearchAgencies(
-        referral_api.SearchAgenciesRequest(), timeout=10)),
-    "GetAccessLog": (PARTIES, lambda mesh, role: lambda: mesh.referral(role).GetAccessLog(
-        referral_api.GetAccessLogRequest(case_id=mesh.case_id), timeout=10)),
+    "Fail": (
+        PARTIES,
+        lambda mesh, role: _transition(mesh, role, "Fail", referral_api.CompleteRequest, outcome=common_pb2.NOT_HELPED),
+    ),
+    "Forward": (
+        PARTIES,
+        lambda mesh, role: _transition(mesh, role, "Forward", referral_api.ForwardRequest, next_receiver=FOURTH),
+    ),
+    "UpdateBindingFacts": (
+        PARTIES,
+        lambda mesh, role: _transition(
+            mesh,
+            role,
+            "UpdateBindingFacts",
+            referral_api.UpdateBindingFactsRequest,
+            facts=demo_request(mesh.case_id).facts,
+        ),
+    ),
+    "WatchReferrals": (
+        AGENCIES,
+        lambda mesh, role: (
+            lambda: _first_of(mesh.referral(role).WatchReferrals(referral_api.WatchReferralsRequest(), timeout=2))
+        ),
+    ),
+    "SearchAgencies": (
+        AGENCIES,
+        lambda mesh, role: lambda: mesh.referral(role).SearchAgencies(referral_api.SearchAgenciesRequest(), timeout=10),
+    ),
+    "GetAccessLog": (
+        PARTIES,
+        lambda mesh, role: (
+            lambda: mesh.referral(role).GetAccessLog(referral_api.GetAccessLogRequest(case_id=mesh.case_id), timeout=10)
+        ),
+    ),
     # Another referral on the existing case: only from a current party (the case is bound to them).
-    "CreateReferral": (PARTIES, lambda mesh, role: lambda: mesh.referral(role).CreateReferral(
-        _another_referral(mesh, role), timeout=10)),
-    "WithdrawConsent": (PARTIES, lambda mesh, role: lambda: mesh.referral(role).WithdrawConsent(
-        referral_api.WithdrawConsentRequest(case_id=mesh.spare_case_id), timeout=10)),
+    "CreateReferral": (
+        PARTIES,
+        lambda mesh, role: lambda: mesh.referral(role).CreateReferral(_another_referral(mesh, role), timeout=10),
+    ),
+    "WithdrawConsent": (
+        PARTIES,
+        lambda mesh, role: (
+            lambda: mesh.referral(role).WithdrawConsent(
+                referral_api.WithdrawConsentRequest(case_id=mesh.spare_case_id), timeout=10
+            )
+        ),
+    ),
 }
 
 
@@ -276,12 +345,24 @@ def test_mtls_matrix_referral_service(mesh, rpc, role):
 # ----------------------------------------------------------------------------- region service
 
 REGION_CALLS = {
-    "Resolve": (set(ROLES), lambda mesh, role: lambda: mesh.region(role).Resolve(
-        region_api.ResolveRequest(asked_in="GM0363", service="shelter", decision_date="2026-11-01"), timeout=10)),
-    "ListRegions": (set(ROLES), lambda mesh, role: lambda: mesh.region(role).ListRegions(
-        region_api.ListRegionsRequest(), timeout=10)),
-    "GetAssignment": (CASE_READERS, lambda mesh, role: lambda: mesh.region(role).GetAssignment(
-        region_api.GetAssignmentRequest(case_id=mesh.case_id), timeout=10)),
+    "Resolve": (
+        set(ROLES),
+        lambda mesh, role: (
+            lambda: mesh.region(role).Resolve(
+                region_api.ResolveRequest(asked_in="GM0363", service="shelter", decision_date="2026-11-01"), timeout=10
+            )
+        ),
+    ),
+    "ListRegions": (
+        set(ROLES),
+        lambda mesh, role: lambda: mesh.region(role).ListRegions(region_api.ListRegionsRequest(), timeout=10),
+    ),
+    "GetAssignment": (
+        CASE_READERS,
+        lambda mesh, role: (
+            lambda: mesh.region(role).GetAssignment(region_api.GetAssignmentRequest(case_id=mesh.case_id), timeout=10)
+        ),
+    ),
 }
 
 
@@ -294,19 +375,38 @@ def test_mtls_matrix_region_service(mesh, rpc, role):
 
 # ----------------------------------------------------------------------------- notify service
 
+
 def _watch_case_region(mesh, role):
-    return lambda: _first_of(mesh.notify(role).WatchAlerts(
-        notify_api.WatchAlertsRequest(regions=["GM0518"]), timeout=2))
+    return lambda: _first_of(
+        mesh.notify(role).WatchAlerts(notify_api.WatchAlertsRequest(regions=["GM0518"]), timeout=2)
+    )
 
 
 NOTIFY_CALLS = {
     "WatchAlerts": (ALERT_ACTORS, _watch_case_region),
-    "AcknowledgeAlert": (ALERT_ACTORS, lambda mesh, role: lambda: mesh.notify(role).AcknowledgeAlert(
-        notify_api.AcknowledgeAlertRequest(escalation_id=mesh.escalation_id), timeout=10)),
-    "SealContact": (PARTIES, lambda mesh, role: lambda: mesh.notify(role).SealContact(notify_api.SealContactRequest(
-        case_id=mesh.case_id, channel=notify_api.SMS, address="+31 6 00000001"), timeout=10)),
-    "EraseClient": (PARTIES, lambda mesh, role: lambda: mesh.notify(role).EraseClient(
-        notify_api.EraseClientRequest(case_id=mesh.case_id), timeout=10)),
+    "AcknowledgeAlert": (
+        ALERT_ACTORS,
+        lambda mesh, role: (
+            lambda: mesh.notify(role).AcknowledgeAlert(
+                notify_api.AcknowledgeAlertRequest(escalation_id=mesh.escalation_id), timeout=10
+            )
+        ),
+    ),
+    "SealContact": (
+        PARTIES,
+        lambda mesh, role: (
+            lambda: mesh.notify(role).SealContact(
+                notify_api.SealContactRequest(case_id=mesh.case_id, channel=notify_api.SMS, address="+31 6 00000001"),
+                timeout=10,
+            )
+        ),
+    ),
+    "EraseClient": (
+        PARTIES,
+        lambda mesh, role: (
+            lambda: mesh.notify(role).EraseClient(notify_api.EraseClientRequest(case_id=mesh.case_id), timeout=10)
+        ),
+    ),
 }
 
 
@@ -331,9 +431,11 @@ def test_mtls_matrix_a_coordinator_watching_everything_sees_only_their_scope(mes
 def test_mtls_matrix_a_bare_coordinator_header_means_nothing_with_tls(mesh):
     stub = mesh.notify("sending agency")
     with pytest.raises(grpc.RpcError) as refused:
-        stub.AcknowledgeAlert(notify_api.AcknowledgeAlertRequest(escalation_id=mesh.escalation_id),
-                              metadata=(("x-mesh-coordinator", "coord-gm0518"), ("x-mesh-dev-scope", "GM0518")),
-                              timeout=10)
+        stub.AcknowledgeAlert(
+            notify_api.AcknowledgeAlertRequest(escalation_id=mesh.escalation_id),
+            metadata=(("x-mesh-coordinator", "coord-gm0518"), ("x-mesh-dev-scope", "GM0518")),
+            timeout=10,
+        )
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 

@@ -1,4 +1,5 @@
 """A private notify worker on the real broker, shared by the tests of this folder."""
+
 from __future__ import annotations
 
 import pytest

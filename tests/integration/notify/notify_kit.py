@@ -1,4 +1,5 @@
 """Helpers for the notify service's tests on a real broker: a private notify worker, events in."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ DEMO_PASSWORD = "demo-password-for-tests"
 
 
 def notify_env(kafka_bootstrap: str, base: Path, **extra: str) -> dict[str, str]:
-    return private_mesh_env(base, kafka_bootstrap, MESH_NOTIFY_DEMO_PASSWORD=DEMO_PASSWORD,
-                            MESH_TOPIC_PARTITIONS="2", **extra)
+    return private_mesh_env(
+        base, kafka_bootstrap, MESH_NOTIFY_DEMO_PASSWORD=DEMO_PASSWORD, MESH_TOPIC_PARTITIONS="2", **extra
+    )
 
 
 class NotifyProcess:
@@ -60,8 +62,12 @@ class Producer:
         self.producer = KafkaProducer(bootstrap_servers=config.kafka_bootstrap, acks="all")
 
     def send(self, spec: TopicSpec, envelope: events_pb2.EventEnvelope) -> None:
-        self.producer.send(self.config.topic(spec.base_name), key=envelope.case_id.encode(),
-                           value=envelopes.encode(envelope), headers=envelopes.kafka_headers(envelope))
+        self.producer.send(
+            self.config.topic(spec.base_name),
+            key=envelope.case_id.encode(),
+            value=envelopes.encode(envelope),
+            headers=envelopes.kafka_headers(envelope),
+        )
         self.producer.flush()
 
     def close(self) -> None:
@@ -72,43 +78,74 @@ def new_case() -> str:
     return f"case-{uuid.uuid4().hex[:12]}"
 
 
-def escalation(case_id: str, *, region: str = "GM0518",
-               level: events_pb2.EscalationLevel.ValueType = events_pb2.REGION_COORDINATOR,
-               rule: str = "not_accepted_in_time", age: timedelta = timedelta(hours=30)) -> events_pb2.EventEnvelope:
+def escalation(
+    case_id: str,
+    *,
+    region: str = "GM0518",
+    level: events_pb2.EscalationLevel.ValueType = events_pb2.REGION_COORDINATOR,
+    rule: str = "not_accepted_in_time",
+    age: timedelta = timedelta(hours=30),
+) -> events_pb2.EventEnvelope:
     now = datetime.now(UTC)
     started = now - age
     payload = events_pb2.EscalationEvent(
         escalation_id=envelopes.derived_id("escalation", case_id, rule, str(level)),
-        referral_id=f"ref-{case_id}", region=region, level=level, rule=rule, late_seconds=3600.0,
+        referral_id=f"ref-{case_id}",
+        region=region,
+        level=level,
+        rule=rule,
+        late_seconds=3600.0,
         history=[events_pb2.StatusAt(status=common_pb2.REQUESTED), events_pb2.StatusAt(status=common_pb2.RECEIVED)],
     )
     payload.history[0].at.FromDatetime(started)
     payload.history[1].at.FromDatetime(started + timedelta(hours=2))
     payload.deadline.FromDatetime(now - timedelta(hours=1))
     payload.fired_at.FromDatetime(now)
-    return envelopes.new_envelope(case_id=case_id, producer="region-test", event_id=payload.escalation_id,
-                                  escalation=payload)
-
-
-def assignment(case_id: str, *, region: str = "GM0518", receiver: str = "shelter-utrecht",
-               sender: str = "exit-the-hague", languages=("pl", "en"),
-               handover_to: str = "") -> events_pb2.EventEnvelope:
-    payload = events_pb2.AssignmentEvent(
-        referral_id=f"ref-{case_id}", responsible_region=region, rule="asked_here_bound_nowhere",
-        bound_nowhere=True, sender=sender, receiver=receiver, languages=list(languages), handover_to=handover_to,
+    return envelopes.new_envelope(
+        case_id=case_id, producer="region-test", event_id=payload.escalation_id, escalation=payload
     )
-    return envelopes.new_envelope(case_id=case_id, producer="region-test", event_id=str(uuid.uuid4()),
-                                  assignment=payload)
+
+
+def assignment(
+    case_id: str,
+    *,
+    region: str = "GM0518",
+    receiver: str = "shelter-utrecht",
+    sender: str = "exit-the-hague",
+    languages=("pl", "en"),
+    handover_to: str = "",
+) -> events_pb2.EventEnvelope:
+    payload = events_pb2.AssignmentEvent(
+        referral_id=f"ref-{case_id}",
+        responsible_region=region,
+        rule="asked_here_bound_nowhere",
+        bound_nowhere=True,
+        sender=sender,
+        receiver=receiver,
+        languages=list(languages),
+        handover_to=handover_to,
+    )
+    return envelopes.new_envelope(
+        case_id=case_id, producer="region-test", event_id=str(uuid.uuid4()), assignment=payload
+    )
 
 
 def referral_with_contact(case_id: str, sealed: common_pb2.SealedContact) -> events_pb2.EventEnvelope:
     payload = events_pb2.ReferralEvent(
-        referral_id=f"ref-{case_id}", event_type="ReferralRequested", to_status=common_pb2.REQUESTED, version=1,
-        actor="exit-the-hague", sender="exit-the-hague", receiver="shelter-utrecht", languages=["pl", "en"],
-        asked_in="GM0518", contact=sealed,
+        referral_id=f"ref-{case_id}",
+        event_type="ReferralRequested",
+        to_status=common_pb2.REQUESTED,
+        version=1,
+        actor="exit-the-hague",
+        sender="exit-the-hague",
+        receiver="shelter-utrecht",
+        languages=["pl", "en"],
+        asked_in="GM0518",
+        contact=sealed,
     )
-    return envelopes.new_envelope(case_id=case_id, producer="referral-test", event_id=str(uuid.uuid4()),
-                                  referral=payload)
+    return envelopes.new_envelope(
+        case_id=case_id, producer="referral-test", event_id=str(uuid.uuid4()), referral=payload
+    )
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.2):

@@ -1,4 +1,5 @@
 """`mesh coordinator add|disable|enable|reset-password|list` on a real notify store."""
+
 from __future__ import annotations
 
 import io
@@ -24,8 +25,9 @@ def config(tmp_path):
 
 def mesh(config, *argv: str, stdin: str = "") -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = accounts.run(_parser().parse_args(["coordinator", *argv]), config, stdin=io.StringIO(stdin),
-                        stdout=out, stderr=err)
+    code = accounts.run(
+        _parser().parse_args(["coordinator", *argv]), config, stdin=io.StringIO(stdin), stdout=out, stderr=err
+    )
     return code, out.getvalue(), err.getvalue()
 
 
@@ -95,8 +97,13 @@ def test_reset_password_replaces_the_password_and_ends_sessions(config):
 def test_the_mesh_command_manages_accounts_in_the_configured_state_folder(tmp_path):
     env = dict(os.environ, MESH_STATE_DIR=str(tmp_path / "state"), MESH_TOPIC_PREFIX="cli.")
     mesh_command = [sys.executable, "-m", "meshcli.main", "coordinator"]
-    added = subprocess.run([*mesh_command, "add", "coord-gm0344", "--region", "GM0344"], env=env,
-                           capture_output=True, text=True, timeout=120)
+    added = subprocess.run(
+        [*mesh_command, "add", "coord-gm0344", "--region", "GM0344"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert added.returncode == 0, added.stderr
     listed = subprocess.run([*mesh_command, "list"], env=env, capture_output=True, text=True, timeout=120)
     assert listed.stdout.strip() == "coord-gm0344\tGM0344\tactive"

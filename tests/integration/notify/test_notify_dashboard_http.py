@@ -3,6 +3,7 @@
 The dashboard app runs in-process on a real socket (aiohttp's test server) with a real SQLite
 store; no broker is needed for what is tested here.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -29,7 +30,7 @@ from services.notify.adapters.store import NotifyStore
 from services.notify.application import AlertDesk
 from services.notify.domain.throttle import SignInThrottle, ThrottlePolicy
 
-CHEAP = passwords.ScryptCost(n=2 ** 4, r=8, p=1)
+CHEAP = passwords.ScryptCost(n=2**4, r=8, p=1)
 REGIONS = {"GM0518": "Haaglanden", "GM0344": "Utrecht"}
 PASSWORD = "a-long-enough-password"
 
@@ -40,13 +41,28 @@ def _cookies(response) -> dict[str, str]:
 
 
 def _notification(store: NotifyStore, notification_id: str, region: str) -> None:
-    event = events_pb2.NotificationEvent(notification_id=notification_id, responsible_region=region,
-                                         audience=events_pb2.AGENCY, recipient="shelter-utrecht", template="t")
-    raw = envelopes.encode(envelopes.new_envelope(case_id=f"case-{notification_id}", producer="test",
-                                                  event_id=notification_id, notification=event))
-    store.record_notification(notification_id=notification_id, case_id=f"case-{notification_id}",
-                              audience="AGENCY", recipient="shelter-utrecht", template="t", language="nl",
-                              channel="none", envelope=raw)
+    event = events_pb2.NotificationEvent(
+        notification_id=notification_id,
+        responsible_region=region,
+        audience=events_pb2.AGENCY,
+        recipient="shelter-utrecht",
+        template="t",
+    )
+    raw = envelopes.encode(
+        envelopes.new_envelope(
+            case_id=f"case-{notification_id}", producer="test", event_id=notification_id, notification=event
+        )
+    )
+    store.record_notification(
+        notification_id=notification_id,
+        case_id=f"case-{notification_id}",
+        audience="AGENCY",
+        recipient="shelter-utrecht",
+        template="t",
+        language="nl",
+        channel="none",
+        envelope=raw,
+    )
 
 
 @pytest.fixture
@@ -60,8 +76,14 @@ def store(tmp_path):
 
 
 async def _client(store: NotifyStore, *, secure: bool, throttle: SignInThrottle | None = None) -> TestClient:
-    dashboard = Dashboard(AlertDesk(store, REGIONS), store, LocalPasswords(store, allow_demo=not secure, cost=CHEAP),
-                          REGIONS, secure=secure, throttle=throttle)
+    dashboard = Dashboard(
+        AlertDesk(store, REGIONS),
+        store,
+        LocalPasswords(store, allow_demo=not secure, cost=CHEAP),
+        REGIONS,
+        secure=secure,
+        throttle=throttle,
+    )
     client = TestClient(TestServer(dashboard.app()))
     await client.start_server()
     return client
@@ -142,8 +164,9 @@ async def test_a_disabled_account_loses_its_session_at_once(store):
 
 async def test_repeated_failures_lock_the_account_even_for_the_right_password(store):
     policy = ThrottlePolicy(max_failures=3, window=600, lockout=60, max_lockout=600)
-    client = await _client(store, secure=False,
-                           throttle=SignInThrottle(account=policy, address=ThrottlePolicy(100, 600, 60, 600)))
+    client = await _client(
+        store, secure=False, throttle=SignInThrottle(account=policy, address=ThrottlePolicy(100, 600, 60, 600))
+    )
     try:
         for _ in range(3):
             assert (await _sign_in(client, "coord-gm0518", "wrong")).status == 401
@@ -162,16 +185,21 @@ def _self_signed(tmp_path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.now(UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
         .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
-        .sign(key, hashes.SHA256()))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "web.crt", tmp_path / "web.key"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -185,9 +213,11 @@ async def test_the_dashboard_serves_https_with_its_own_certificate_and_the_secur
     runner = await start_http(dashboard.app(), "127.0.0.1", port, server_tls)
     trust = ssl.create_default_context(cafile=str(cert))
     try:
-        async with aiohttp.ClientSession(base_url=f"https://127.0.0.1:{port}",
-                                         connector=aiohttp.TCPConnector(ssl=trust),
-                                         cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with aiohttp.ClientSession(
+            base_url=f"https://127.0.0.1:{port}",
+            connector=aiohttp.TCPConnector(ssl=trust),
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+        ) as http:
             async with http.post("/login", data={"username": "coord-gm0518", "password": PASSWORD}) as response:
                 # The browser-like jar keeps the __Host- Secure cookie over HTTPS and follows to the dashboard.
                 assert response.status == 200 and str(response.url).endswith("/dashboard")
@@ -203,15 +233,26 @@ async def test_the_dashboard_serves_https_with_its_own_certificate_and_the_secur
 
 async def test_behind_the_tls_proxy_throttling_counts_the_address_the_proxy_saw(store):
     policy = ThrottlePolicy(max_failures=2, window=600, lockout=60, max_lockout=600)
-    dashboard = Dashboard(AlertDesk(store, REGIONS), store, LocalPasswords(store, cost=CHEAP), REGIONS, secure=True,
-                          throttle=SignInThrottle(account=ThrottlePolicy(100, 600, 60, 600), address=policy),
-                          behind_proxy=True)
+    dashboard = Dashboard(
+        AlertDesk(store, REGIONS),
+        store,
+        LocalPasswords(store, cost=CHEAP),
+        REGIONS,
+        secure=True,
+        throttle=SignInThrottle(account=ThrottlePolicy(100, 600, 60, 600), address=policy),
+        behind_proxy=True,
+    )
     client = TestClient(TestServer(dashboard.app()))
     await client.start_server()
     try:
+
         async def attempt(forwarded: str, password: str = "wrong"):
-            return await client.post("/login", data={"username": "coord-gm0518", "password": password},
-                                     headers={"X-Forwarded-For": forwarded}, allow_redirects=False)
+            return await client.post(
+                "/login",
+                data={"username": "coord-gm0518", "password": password},
+                headers={"X-Forwarded-For": forwarded},
+                allow_redirects=False,
+            )
 
         # The client cannot pick its address: only the entry the proxy appended (the last) counts.
         assert (await attempt("10.9.9.1, 192.0.2.7")).status == 401

@@ -1,6 +1,7 @@
 """The notify worker on the real broker: escalations become alerts on the gRPC stream, acting
 on them changes their state (and is logged), a reassignment becomes an override event, and a
 client message goes out in the client's language with contact details that stay sealed."""
+
 from __future__ import annotations
 
 import contextlib
@@ -81,12 +82,16 @@ def test_an_escalation_appears_on_the_filtered_stream_and_acknowledging_changes_
         assert raised.escalation.region == "GM0518" and raised.history[0].action == "RAISED"
 
         with pytest.raises(grpc.RpcError) as refused:
-            stub.AcknowledgeAlert(api.AcknowledgeAlertRequest(escalation_id=raised.escalation.escalation_id),
-                                  metadata=[("x-mesh-coordinator", "coord-gm0344")])
+            stub.AcknowledgeAlert(
+                api.AcknowledgeAlertRequest(escalation_id=raised.escalation.escalation_id),
+                metadata=[("x-mesh-coordinator", "coord-gm0344")],
+            )
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
-        acked = stub.AcknowledgeAlert(api.AcknowledgeAlertRequest(escalation_id=raised.escalation.escalation_id),
-                                      metadata=[("x-mesh-coordinator", "coord-gm0518")])
+        acked = stub.AcknowledgeAlert(
+            api.AcknowledgeAlertRequest(escalation_id=raised.escalation.escalation_id),
+            metadata=[("x-mesh-coordinator", "coord-gm0518")],
+        )
         assert acked.state == api.ACKNOWLEDGED and acked.history[-1].actor == "coord-gm0518"
         [_update] = stream.wait_for(lambda a: a.case_id == case_id and a.state == api.ACKNOWLEDGED)
         assert not [a for a in stream.alerts if a.case_id == other_case]
@@ -109,18 +114,27 @@ def test_an_escalation_appears_on_the_filtered_stream_and_acknowledging_changes_
     ]
 
     # The region service's ladder hears of the acknowledgement, so the alert stops climbing.
-    consumer = KafkaConsumer(notify.config.topic(OVERRIDES.base_name), bootstrap_servers=notify.config.kafka_bootstrap,
-                             auto_offset_reset="earliest", group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=15000)
+    consumer = KafkaConsumer(
+        notify.config.topic(OVERRIDES.base_name),
+        bootstrap_servers=notify.config.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"t-{uuid.uuid4()}",
+        consumer_timeout_ms=15000,
+    )
     actions = [decode(record.value) for record in consumer if record.key == case_id.encode()][:1]
     consumer.close()
     [told] = actions
     assert told.WhichOneof("payload") == "alert_action"
     assert (told.alert_action.escalation_id, told.alert_action.action, told.alert_action.coordinator) == (
-        raised.escalation.escalation_id, "ACKNOWLEDGED", "coord-gm0518")
+        raised.escalation.escalation_id,
+        "ACKNOWLEDGED",
+        "coord-gm0518",
+    )
 
 
 async def test_a_coordinator_reassigns_in_the_dashboard_and_an_override_event_goes_to_the_region_service(
-        notify, producer):
+    notify, producer
+):
     case_id = new_case()
     producer.send(ESCALATIONS, escalation(case_id, region="GM0518", level=events_pb2.NATIONAL_COORDINATOR))
     store = _store(notify)
@@ -136,15 +150,23 @@ async def test_a_coordinator_reassigns_in_the_dashboard_and_an_override_event_go
         assert case_id in page
         assert "default-src 'self'" in response.headers["Content-Security-Policy"]
         csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
-        async with http.post(f"/dashboard/alerts/{alert.escalation_id}/reassign",
-                             data={"region": "GM0344", "code": "CLIENT_MOVED"}) as response:
+        async with http.post(
+            f"/dashboard/alerts/{alert.escalation_id}/reassign", data={"region": "GM0344", "code": "CLIENT_MOVED"}
+        ) as response:
             assert response.status == 403  # no form token: refused
-        async with http.post(f"/dashboard/alerts/{alert.escalation_id}/reassign",
-                             data={"region": "GM0344", "code": "CLIENT_MOVED", "csrf": csrf}) as response:
+        async with http.post(
+            f"/dashboard/alerts/{alert.escalation_id}/reassign",
+            data={"region": "GM0344", "code": "CLIENT_MOVED", "csrf": csrf},
+        ) as response:
             assert "result=done" in str(response.url)
 
-    consumer = KafkaConsumer(notify.config.topic(OVERRIDES.base_name), bootstrap_servers=notify.config.kafka_bootstrap,
-                             auto_offset_reset="earliest", group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=15000)
+    consumer = KafkaConsumer(
+        notify.config.topic(OVERRIDES.base_name),
+        bootstrap_servers=notify.config.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"t-{uuid.uuid4()}",
+        consumer_timeout_ms=15000,
+    )
     overrides = []
     for record in consumer:
         if record.key == case_id.encode():
@@ -153,7 +175,10 @@ async def test_a_coordinator_reassigns_in_the_dashboard_and_an_override_event_go
     consumer.close()
     [override] = overrides
     assert (override.override.region, override.override.reason_code, override.override.coordinator) == (
-        "GM0344", "CLIENT_MOVED", "coord-national")
+        "GM0344",
+        "CLIENT_MOVED",
+        "coord-national",
+    )
     assert override.override.referral_id == f"ref-{case_id}"
     moved = store.get_alert(alert.escalation_id).alert
     assert moved.region == "GM0344" and moved.history[-1].action.value == "REASSIGNED"
@@ -164,19 +189,24 @@ def test_the_client_message_arrives_in_their_language_and_contact_details_never_
     marker_phone = f"+31 6 {uuid.uuid4().int % 10**8:08d}"
     marker_digits = re.sub(r"\D", "", marker_phone)
     case_id = new_case()
-    sealed = stub.SealContact(api.SealContactRequest(case_id=case_id, channel=api.SMS, address=marker_phone),
-                              metadata=[("x-mesh-dev-agency", "exit-the-hague")])
+    sealed = stub.SealContact(
+        api.SealContactRequest(case_id=case_id, channel=api.SMS, address=marker_phone),
+        metadata=[("x-mesh-dev-agency", "exit-the-hague")],
+    )
     assert marker_digits.encode() not in sealed.ciphertext
     producer.send(REFERRAL_EVENTS, referral_with_contact(case_id, sealed))
     producer.send(ASSIGNMENTS, assignment(case_id, languages=("pl", "en")))
 
     outbox = NotifyPaths.of(notify.config).client_outbox
     store = _store(notify)
-    [client] = wait_until(lambda: [
-        d for d in store.deliveries(case_id) if d.audience == "CLIENT" and d.status == "delivered"
-    ])
-    [message] = [json.loads(line) for line in outbox.read_text().splitlines()
-                 if json.loads(line)["notification_id"] == client.notification_id]
+    [client] = wait_until(
+        lambda: [d for d in store.deliveries(case_id) if d.audience == "CLIENT" and d.status == "delivered"]
+    )
+    [message] = [
+        json.loads(line)
+        for line in outbox.read_text().splitlines()
+        if json.loads(line)["notification_id"] == client.notification_id
+    ]
     assert message["language"] == "pl" and message["template"] == "client_responsible_region"
     # Places by their Dutch name; the receiving agency by its neutral client display name.
     assert "Den Haag" in message["text"] and "The Hague" not in message["text"]
@@ -189,9 +219,13 @@ def test_the_client_message_arrives_in_their_language_and_contact_details_never_
     for suffix in ("", "-wal"):
         with contextlib.suppress(FileNotFoundError):
             haystacks["database"] += Path(db_path + suffix).read_bytes()
-    consumer = KafkaConsumer(*[notify.config.topic(spec.base_name) for spec in ALL_TOPICS],
-                             bootstrap_servers=notify.config.kafka_bootstrap, auto_offset_reset="earliest",
-                             group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(
+        *[notify.config.topic(spec.base_name) for spec in ALL_TOPICS],
+        bootstrap_servers=notify.config.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"t-{uuid.uuid4()}",
+        consumer_timeout_ms=3000,
+    )
     haystacks["kafka"] = b"".join((r.value or b"") + (r.key or b"") for r in consumer)
     consumer.close()
     assert haystacks["kafka"] and sealed.ciphertext in haystacks["kafka"]  # only ciphertext travels
@@ -208,8 +242,13 @@ def test_the_client_message_arrives_in_their_language_and_contact_details_never_
     assert [e["action"] for e in store.access_entries(case_id)][:1] == ["SEAL_CONTACT"]
     assert "ERASE_CLIENT" in [e["action"] for e in store.access_entries(case_id)]
     # ... and the region service is told to forget the case (tombstones in its tables).
-    consumer = KafkaConsumer(notify.config.topic(OVERRIDES.base_name), bootstrap_servers=notify.config.kafka_bootstrap,
-                             auto_offset_reset="earliest", group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=15000)
+    consumer = KafkaConsumer(
+        notify.config.topic(OVERRIDES.base_name),
+        bootstrap_servers=notify.config.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"t-{uuid.uuid4()}",
+        consumer_timeout_ms=15000,
+    )
     erasures = []
     for record in consumer:
         if record.key == case_id.encode() and decode(record.value).WhichOneof("payload") == "client_erased":
@@ -231,9 +270,13 @@ def test_agency_notifications_are_emitted_and_recorded_once(notify, producer):
     assert sorted(d.template for d in store.deliveries(case_id)) == expected
     # No webhook configured for these agencies, coordinators read the dashboard: recorded, not sent.
     assert {d.status for d in store.deliveries(case_id)} == {"skipped"}
-    consumer = KafkaConsumer(notify.config.topic(NOTIFICATIONS.base_name),
-                             bootstrap_servers=notify.config.kafka_bootstrap, auto_offset_reset="earliest",
-                             group_id=f"t-{uuid.uuid4()}", consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(
+        notify.config.topic(NOTIFICATIONS.base_name),
+        bootstrap_servers=notify.config.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"t-{uuid.uuid4()}",
+        consumer_timeout_ms=3000,
+    )
     emitted = [decode(r.value) for r in consumer if r.key == case_id.encode()]
     consumer.close()
     assert sorted(e.notification.template for e in emitted) == expected

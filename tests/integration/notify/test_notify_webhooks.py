@@ -1,5 +1,6 @@
 """Webhook delivery against a local receiver that fails, delays and sees duplicates; dead
 letters on the real broker and their replay."""
+
 from __future__ import annotations
 
 import asyncio
@@ -43,8 +44,13 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        ok = webhook.verify(SECRET, request.headers.get(webhook.TIMESTAMP_HEADER, ""), body,
-                            request.headers.get(webhook.SIGNATURE_HEADER, ""), now=time.time())
+        ok = webhook.verify(
+            SECRET,
+            request.headers.get(webhook.TIMESTAMP_HEADER, ""),
+            body,
+            request.headers.get(webhook.SIGNATURE_HEADER, ""),
+            now=time.time(),
+        )
         notification_id = request.headers[webhook.ID_HEADER]
         self.requests.append({"id": notification_id, "signed": ok, "attempt": request.headers[webhook.ATTEMPT_HEADER]})
         if not ok:
@@ -81,8 +87,14 @@ async def receiver_url():
 def _notification(case_id: str) -> tuple[str, bytes]:
     notification_id = str(uuid.uuid4())
     payload = events_pb2.NotificationEvent(
-        notification_id=notification_id, referral_id="ref-1", audience=events_pb2.AGENCY, recipient=AGENCY,
-        template="referral_assigned", language="nl", responsible_region="GM0518")
+        notification_id=notification_id,
+        referral_id="ref-1",
+        audience=events_pb2.AGENCY,
+        recipient=AGENCY,
+        template="referral_assigned",
+        language="nl",
+        responsible_region="GM0518",
+    )
     envelope = envelopes.new_envelope(case_id=case_id, producer="test", event_id=notification_id, notification=payload)
     return notification_id, envelopes.encode(envelope)
 
@@ -91,18 +103,33 @@ def _dispatcher(tmp_path, url, dead_letters, *, max_attempts=4, timeout=5.0) -> 
     store = NotifyStore.open(f"sqlite:///{tmp_path / 'notify.db'}")
     names = Names({}, {}, "", "", "")
     return Dispatcher(
-        store, webhooks={AGENCY: WebhookEndpoint(AGENCY, url, SECRET)}, sender=WebhookSender(timeout=timeout),
+        store,
+        webhooks={AGENCY: WebhookEndpoint(AGENCY, url, SECRET)},
+        sender=WebhookSender(timeout=timeout),
         keys=KeyStore(tmp_path / "keys.db", LocalKeyFile.create(tmp_path / "kek.key")),
         channel=ChannelRouter(default=OutboxChannel(tmp_path / "outbox")),
-        messages=ClientMessages(), names=names, dead_letters=dead_letters, notifications_topic="notifications",
-        max_attempts=max_attempts, base_delay=0.05, max_delay=0.2)
+        messages=ClientMessages(),
+        names=names,
+        dead_letters=dead_letters,
+        notifications_topic="notifications",
+        max_attempts=max_attempts,
+        base_delay=0.05,
+        max_delay=0.2,
+    )
 
 
 def _record(dispatcher: Dispatcher, case_id="case-1") -> str:
     notification_id, raw = _notification(case_id)
     dispatcher.store.record_notification(
-        notification_id=notification_id, case_id=case_id, audience="AGENCY", recipient=AGENCY,
-        template="referral_assigned", language="nl", channel=dispatcher.channel_for("AGENCY", AGENCY), envelope=raw)
+        notification_id=notification_id,
+        case_id=case_id,
+        audience="AGENCY",
+        recipient=AGENCY,
+        template="referral_assigned",
+        language="nl",
+        channel=dispatcher.channel_for("AGENCY", AGENCY),
+        envelope=raw,
+    )
     return notification_id
 
 
@@ -150,12 +177,13 @@ async def test_a_slow_receiver_sees_a_duplicate_and_deduplicates_it_by_id(tmp_pa
     finally:
         await dispatcher.sender.close()
     assert [r["id"] for r in receiver.requests] == [notification_id, notification_id]  # delivered twice ...
-    assert list(receiver.processed) == [notification_id]                            # ... processed once
+    assert list(receiver.processed) == [notification_id]  # ... processed once
     assert [a["result"] for a in dispatcher.store.attempts(notification_id)] == ["timeout", "http:204"]
 
 
 async def test_after_the_last_try_the_delivery_is_dead_lettered_on_kafka_and_replay_delivers_it(
-        kafka_bootstrap, tmp_path, receiver_url):
+    kafka_bootstrap, tmp_path, receiver_url
+):
     config = settings_from(notify_env(kafka_bootstrap, tmp_path))
     prepare_kafka(config, "notify-test", give_up_after=60)
     producer = KafkaProducer(bootstrap_servers=config.kafka_bootstrap, acks="all")

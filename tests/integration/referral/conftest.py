@@ -5,6 +5,7 @@ runs; left running for the next session; its data lives outside the checkout, se
 gets a fresh database of its own. Missing PostgreSQL binaries fail the run, loudly: CI
 installs them, and a silent skip would hide that half the storage tests did not run.
 """
+
 from __future__ import annotations
 
 import os

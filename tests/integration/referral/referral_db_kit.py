@@ -1,5 +1,6 @@
 """Helpers shared by the referral storage and gRPC integration tests: agencies, builders, and a
 fresh database of either backend (the fixtures in conftest.py use them too)."""
+
 from __future__ import annotations
 
 import uuid
@@ -39,8 +40,14 @@ def caller(agency: str) -> Caller:
     return Caller(agency_id=agency, user="worker-7")
 
 
-def new_referral(case_id: str | None = None, *, key: str | None = None, receiver: str = RECEIVER,
-                 need: str = "shelter", urgency: str = "NORMAL") -> NewReferral:
+def new_referral(
+    case_id: str | None = None,
+    *,
+    key: str | None = None,
+    receiver: str = RECEIVER,
+    need: str = "shelter",
+    urgency: str = "NORMAL",
+) -> NewReferral:
     case_id = case_id or f"case-{uuid.uuid4().hex[:10]}"
     facts = common_pb2.BindingFacts(grew_up_in=["GM0363"])
     fingerprint = f"{case_id}|{receiver}|{need}|{urgency}".encode()
@@ -48,7 +55,9 @@ def new_referral(case_id: str | None = None, *, key: str | None = None, receiver
         request_key=key or f"key-{uuid.uuid4().hex}",
         case_id=case_id,
         receiver_agency=receiver,
-        match_domain=None, match_region=None, match_language=None,
+        match_domain=None,
+        match_region=None,
+        match_language=None,
         need_domains=(need,),
         urgency=urgency,
         languages=("nl", "en"),

@@ -1,4 +1,5 @@
 """`mesh referral …`: a person can do with the command line what the API allows."""
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,12 @@ def service(kafka_bootstrap, tmp_path_factory):
 def mesh(env, agency: str, *arguments: str, stdin: str | None = None) -> list[dict]:
     done = subprocess.run(
         [sys.executable, "-m", "meshcli.main", "referral", "--agency", agency, *arguments],
-        env=env, cwd=PROJECT_ROOT, input=stdin, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=PROJECT_ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     text = done.stdout.strip()
@@ -52,7 +58,10 @@ def mesh(env, agency: str, *arguments: str, stdin: str | None = None) -> list[di
 def _watch(env, agency: str, *arguments: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "meshcli.main", "referral", "--agency", agency, "watch", *arguments],
-        env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 

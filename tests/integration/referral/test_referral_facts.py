@@ -1,5 +1,6 @@
 """UpdateBindingFacts over real gRPC (and `mesh referral update-facts`), on SQLite and PostgreSQL:
 the facts column, the outbox event that carries the new facts, the access log, the refusals."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,7 @@ from tests.integration.referral.referral_db_kit import BACKENDS, NEXT, RECEIVER,
 pytestmark = pytest.mark.kafka
 
 GRONINGEN_BOUND = common_pb2.BindingFacts(
-    residence=[common_pb2.Period(municipality="GM0014", from_date="2015-01-01", to_date="2024-10-01",
-                                 registered=True)],
+    residence=[common_pb2.Period(municipality="GM0014", from_date="2015-01-01", to_date="2024-10-01", registered=True)],
     grew_up_in=["GM0599"],
 )
 
@@ -47,13 +47,15 @@ def service(request, kafka_bootstrap, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"referral-facts-{request.param}")
     databases = fresh_database(request.param, folder, lambda: request.getfixturevalue("postgres_url"))
     database_url = next(databases)
-    env = _env_without_tls({
-        "KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-        "DATABASE_URL": database_url,
-        "MESH_STATE_DIR": str(folder / "state"),
-        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-    })
+    env = _env_without_tls(
+        {
+            "KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+            "DATABASE_URL": database_url,
+            "MESH_STATE_DIR": str(folder / "state"),
+            "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        }
+    )
     config = settings_from(env)
     prepare_kafka(config, "referral-facts-test", give_up_after=60)
     stack = Stack(env=env, log_dir=folder / "logs")
@@ -78,12 +80,19 @@ def clients(service):
 
 
 def _created(sender: ReferralClient) -> api.Referral:
-    return sender.create(api.CreateReferralRequest(
-        request_key=f"key-{uuid.uuid4().hex}", case_id=f"case-{uuid.uuid4().hex[:10]}",
-        receiver_agency=RECEIVER, need_domains=["shelter"], urgency=common_pb2.NORMAL, languages=["nl"],
-        asked_in="GM0363", facts=common_pb2.BindingFacts(grew_up_in=["GM0363"]),
-        consent=consent_for(SENDER, RECEIVER, NEXT),
-    ))
+    return sender.create(
+        api.CreateReferralRequest(
+            request_key=f"key-{uuid.uuid4().hex}",
+            case_id=f"case-{uuid.uuid4().hex[:10]}",
+            receiver_agency=RECEIVER,
+            need_domains=["shelter"],
+            urgency=common_pb2.NORMAL,
+            languages=["nl"],
+            asked_in="GM0363",
+            facts=common_pb2.BindingFacts(grew_up_in=["GM0363"]),
+            consent=consent_for(SENDER, RECEIVER, NEXT),
+        )
+    )
 
 
 def _refused(call, *args) -> grpc.RpcError:
@@ -112,8 +121,8 @@ def test_the_holder_updates_facts_stored_and_sent_with_the_event(clients, servic
         assert event_codec.facts_from_document(stored.facts) == GRONINGEN_BOUND and stored.asked_in == "GM0363"
         with engine.connect() as connection:
             rows = connection.execute(
-                select(outbox.c.value).where(outbox.c.referral_id == rid,
-                                             outbox.c.event_type == "ReferralFactsChanged")
+                select(outbox.c.value)
+                .where(outbox.c.referral_id == rid, outbox.c.event_type == "ReferralFactsChanged")
                 .order_by(outbox.c.position)
             ).all()
     finally:
@@ -123,10 +132,13 @@ def test_the_holder_updates_facts_stored_and_sent_with_the_event(clients, servic
     assert all(e.facts == GRONINGEN_BOUND and e.asked_in == "GM0363" for e in events)
     assert events[0].from_status == events[0].to_status == common_pb2.ACCEPTED
 
-    log = receiver.stub.GetAccessLog(api.GetAccessLogRequest(case_id=created.case_id),
-                                     metadata=receiver.metadata, timeout=10)
-    assert [(e.organisation, e.outcome) for e in log.entries if e.action == "referral.update_facts"] == \
-        [(RECEIVER, "changed"), (SENDER, "changed")]
+    log = receiver.stub.GetAccessLog(
+        api.GetAccessLogRequest(case_id=created.case_id), metadata=receiver.metadata, timeout=10
+    )
+    assert [(e.organisation, e.outcome) for e in log.entries if e.action == "referral.update_facts"] == [
+        (RECEIVER, "changed"),
+        (SENDER, "changed"),
+    ]
 
 
 def test_refusals_change_nothing(clients):
@@ -157,9 +169,25 @@ def test_update_facts_from_the_command_line(clients, service):
 
     def mesh(*arguments: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "meshcli.main", "referral", "--address", address, "--agency", SENDER,
-             "update-facts", rid, *arguments],
-            env=env, cwd=PROJECT_ROOT, input=stdin, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "meshcli.main",
+                "referral",
+                "--address",
+                address,
+                "--agency",
+                SENDER,
+                "update-facts",
+                rid,
+                *arguments,
+            ],
+            env=env,
+            cwd=PROJECT_ROOT,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     done = mesh("--version", "1", "-", stdin=facts_json)

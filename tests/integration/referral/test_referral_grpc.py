@@ -2,6 +2,7 @@
 
 One service process per backend (module scope) with real Kafka; each test uses its own cases.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,14 @@ def clients(service):
         client.close()
 
 
-def request_for(case_id: str | None = None, *, key: str | None = None, receiver: str = RECEIVER,
-                need: str = "shelter", sender: str = SENDER) -> api.CreateReferralRequest:
+def request_for(
+    case_id: str | None = None,
+    *,
+    key: str | None = None,
+    receiver: str = RECEIVER,
+    need: str = "shelter",
+    sender: str = SENDER,
+) -> api.CreateReferralRequest:
     case_id = case_id or f"case-{uuid.uuid4().hex[:10]}"
     return api.CreateReferralRequest(
         request_key=key or f"key-{uuid.uuid4().hex}",
@@ -93,13 +100,17 @@ def test_authorization_matrix(clients):
     assert refused(stranger.get, rid).code() == grpc.StatusCode.NOT_FOUND
     for method in ("Acknowledge", "Accept", "Cancel", "Start", "ReportContactLost"):
         assert refused(stranger.transition, method, rid, 1).code() == grpc.StatusCode.NOT_FOUND, method
-    assert refused(stranger.transition, "Decline", rid, 1, reason=common_pb2.NO_CAPACITY).code() \
+    assert (
+        refused(stranger.transition, "Decline", rid, 1, reason=common_pb2.NO_CAPACITY).code()
         == grpc.StatusCode.NOT_FOUND
+    )
     # Parties may only do what their role allows.
     assert refused(sender.transition, "Accept", rid, 1).code() == grpc.StatusCode.PERMISSION_DENIED
     assert refused(receiver.transition, "Cancel", rid, 1).code() == grpc.StatusCode.PERMISSION_DENIED
-    assert refused(sender.transition, "Decline", rid, 1, reason=common_pb2.NO_CAPACITY).code() \
+    assert (
+        refused(sender.transition, "Decline", rid, 1, reason=common_pb2.NO_CAPACITY).code()
         == grpc.StatusCode.PERMISSION_DENIED
+    )
     assert receiver.get(rid).version == 1  # nothing changed
 
     accepted = receiver.transition("Accept", rid, 1)
@@ -109,13 +120,21 @@ def test_authorization_matrix(clients):
     completed = receiver.transition("Complete", rid, started.version, outcome=common_pb2.HELPED)
     assert completed.status == common_pb2.COMPLETED and completed.version == 4
 
-    log = receiver.stub.GetAccessLog(api.GetAccessLogRequest(case_id=created.case_id),
-                                     metadata=receiver.metadata, timeout=10)
+    log = receiver.stub.GetAccessLog(
+        api.GetAccessLogRequest(case_id=created.case_id), metadata=receiver.metadata, timeout=10
+    )
     denied = [(entry.organisation, entry.action) for entry in log.entries if entry.outcome == "denied"]
     assert (STRANGER, "referral.read") in denied and (STRANGER, "referral.accept") in denied
     assert (SENDER, "referral.accept") in denied
-    assert refused(stranger.stub.GetAccessLog, api.GetAccessLogRequest(case_id=created.case_id),
-                   metadata=stranger.metadata, timeout=10).code() == grpc.StatusCode.NOT_FOUND
+    assert (
+        refused(
+            stranger.stub.GetAccessLog,
+            api.GetAccessLogRequest(case_id=created.case_id),
+            metadata=stranger.metadata,
+            timeout=10,
+        ).code()
+        == grpc.StatusCode.NOT_FOUND
+    )
 
 
 def test_racing_transitions_exactly_one_wins(clients, service):
@@ -169,7 +188,10 @@ def test_illegal_and_stale_transitions_say_why_and_change_nothing(clients):
     assert "REQUESTED" in error.details()
     assert trailing(error)[ERROR_CODE_HEADER] == "ILLEGAL_TRANSITION"
     assert json.loads(trailing(error)[ERROR_DETAIL_HEADER]) == {
-        "action": "COMPLETE", "referral_id": rid, "status": "REQUESTED"}
+        "action": "COMPLETE",
+        "referral_id": rid,
+        "status": "REQUESTED",
+    }
 
     error = refused(receiver.transition, "Accept", rid, 5)
     assert error.code() == grpc.StatusCode.ABORTED
@@ -179,8 +201,7 @@ def test_illegal_and_stale_transitions_say_why_and_change_nothing(clients):
 
 
 def _watch(client: ReferralClient, cursor: str):
-    return client.stub.WatchReferrals(api.WatchReferralsRequest(cursor=cursor), metadata=client.metadata,
-                                      timeout=60)
+    return client.stub.WatchReferrals(api.WatchReferralsRequest(cursor=cursor), metadata=client.metadata, timeout=60)
 
 
 def test_stream_resumes_after_a_disconnect_without_loss_or_repeat(service):
@@ -205,20 +226,26 @@ def test_stream_resumes_after_a_disconnect_without_loss_or_repeat(service):
         resumed = _watch(receiver, first[-1].cursor)
         rest = [next(resumed) for _ in range(3)]
         assert [(change.event_type, change.referral.version) for change in rest] == [
-            ("ReferralAccepted", 3), ("ReferralStarted", 4), ("ReferralRequested", 1)]
+            ("ReferralAccepted", 3),
+            ("ReferralStarted", 4),
+            ("ReferralRequested", 1),
+        ]
         assert [change.referral.referral_id for change in rest] == [rid, rid, other]
         cursors = [change.cursor for change in first + rest]
         assert len(set(cursors)) == len(cursors)
 
         # Live push: consent withdrawn by the sender reaches the receiver's open stream...
-        withdrawn = sender.stub.WithdrawConsent(api.WithdrawConsentRequest(case_id=case_id),
-                                                metadata=sender.metadata, timeout=10)
+        withdrawn = sender.stub.WithdrawConsent(
+            api.WithdrawConsentRequest(case_id=case_id), metadata=sender.metadata, timeout=10
+        )
         assert {referral.referral_id for referral in withdrawn.cancelled} == {rid, other}
         assert all(referral.cancel_reason == common_pb2.CONSENT_WITHDRAWN for referral in withdrawn.cancelled)
         live = [next(resumed) for _ in range(2)]
         resumed.cancel()
         assert {(change.event_type, change.referral.referral_id) for change in live} == {
-            ("ReferralConsentWithdrawn", rid), ("ReferralConsentWithdrawn", other)}
+            ("ReferralConsentWithdrawn", rid),
+            ("ReferralConsentWithdrawn", other),
+        }
         # ...and the sender's, from the very start, ends with the same two changes.
         sender_stream = _watch(sender, encode_cursor(0))
         sender_changes = [next(sender_stream) for _ in range(7)]
@@ -237,39 +264,47 @@ def test_list_search_and_paging_over_grpc(clients):
     made = {sender.create(request_for(sender=NEXT, receiver=RECEIVER)).referral_id for _ in range(5)}
     seen, token = [], ""
     while True:
-        page = sender.stub.ListReferrals(api.ListReferralsRequest(direction=api.SENT, page_size=2,
-                                                                  page_token=token),
-                                         metadata=sender.metadata, timeout=10)
+        page = sender.stub.ListReferrals(
+            api.ListReferralsRequest(direction=api.SENT, page_size=2, page_token=token),
+            metadata=sender.metadata,
+            timeout=10,
+        )
         seen.extend(referral.referral_id for referral in page.referrals)
         token = page.next_page_token
         if not token:
             break
     assert set(seen) == made and len(seen) == 5
-    changed_filter = refused(sender.stub.ListReferrals,
-                             api.ListReferralsRequest(direction=api.RECEIVED_BY_ME, page_size=2,
-                                                      page_token=page_token_of(sender)),
-                             metadata=sender.metadata, timeout=10)
+    changed_filter = refused(
+        sender.stub.ListReferrals,
+        api.ListReferralsRequest(direction=api.RECEIVED_BY_ME, page_size=2, page_token=page_token_of(sender)),
+        metadata=sender.metadata,
+        timeout=10,
+    )
     assert changed_filter.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    found = sender.stub.SearchAgencies(api.SearchAgenciesRequest(domain="shelter", region="GM0344"),
-                                       metadata=sender.metadata, timeout=10)
+    found = sender.stub.SearchAgencies(
+        api.SearchAgenciesRequest(domain="shelter", region="GM0344"), metadata=sender.metadata, timeout=10
+    )
     assert {agency.agency_id for agency in found.agencies} >= {"shelter-utrecht", "central-utrecht"}
     assert all("shelter" in agency.need_domains for agency in found.agencies)
-    bad = refused(sender.stub.SearchAgencies, api.SearchAgenciesRequest(region="Utrecht"),
-                  metadata=sender.metadata, timeout=10)
+    bad = refused(
+        sender.stub.SearchAgencies, api.SearchAgenciesRequest(region="Utrecht"), metadata=sender.metadata, timeout=10
+    )
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def page_token_of(client) -> str:
-    page = client.stub.ListReferrals(api.ListReferralsRequest(direction=api.SENT, page_size=1),
-                                     metadata=client.metadata, timeout=10)
+    page = client.stub.ListReferrals(
+        api.ListReferralsRequest(direction=api.SENT, page_size=1), metadata=client.metadata, timeout=10
+    )
     return page.next_page_token
 
 
 def _raw_call(client: ReferralClient, method: str, payload: bytes):
     call = client.channel.unary_unary(
         f"/referralmesh.v1.ReferralService/{method}",
-        request_serializer=lambda raw: raw, response_deserializer=api.Referral.FromString,
+        request_serializer=lambda raw: raw,
+        response_deserializer=api.Referral.FromString,
     )
     return call(payload, metadata=client.metadata, timeout=10)
 
@@ -281,8 +316,9 @@ def test_unknown_fields_and_oversize_payloads_are_refused(clients):
     extra = api.GetReferralRequest(referral_id=rid).SerializeToString() + b"\x98\x06\x01"
     error = refused(_raw_call, sender, "GetReferral", extra)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "unknown field" in error.details()
-    assert _raw_call(sender, "GetReferral", api.GetReferralRequest(referral_id=rid).SerializeToString()) \
-        .referral_id == rid
+    assert (
+        _raw_call(sender, "GetReferral", api.GetReferralRequest(referral_id=rid).SerializeToString()).referral_id == rid
+    )
 
     # Hidden one level down, inside the consent of a create.
     request = request_for()

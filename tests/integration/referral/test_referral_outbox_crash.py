@@ -5,6 +5,7 @@ killed with SIGKILL, and after a restart the event leaves exactly as it was comm
 same event id, same bytes. A crash after publish but before the row is marked sends it
 again; receivers recognise the duplicate by its event id.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,11 @@ pytestmark = pytest.mark.kafka
 
 def _records(config, case_id: str, wanted: int, timeout: float = 60.0) -> list:
     consumer = KafkaConsumer(
-        config.topic(REFERRAL_EVENTS.base_name), bootstrap_servers=config.kafka_bootstrap,
-        auto_offset_reset="earliest", enable_auto_commit=False, group_id=f"crash-{uuid.uuid4()}",
+        config.topic(REFERRAL_EVENTS.base_name),
+        bootstrap_servers=config.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=f"crash-{uuid.uuid4()}",
         consumer_timeout_ms=500,
     )
     found: list[Any] = []
@@ -51,18 +55,21 @@ def _records(config, case_id: str, wanted: int, timeout: float = 60.0) -> list:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_killed_service_publishes_the_committed_event_after_restart(
-        backend, kafka_bootstrap, tmp_path, postgres_url_lazy):
+    backend, kafka_bootstrap, tmp_path, postgres_url_lazy
+):
     databases = fresh_database(backend, tmp_path, postgres_url_lazy)
     database_url = next(databases)
     env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-        "DATABASE_URL": database_url,
-        "MESH_STATE_DIR": str(tmp_path / "state"),
-        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_OUTBOX_RELAY_START_DELAY": "600",
-    })
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+            "DATABASE_URL": database_url,
+            "MESH_STATE_DIR": str(tmp_path / "state"),
+            "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+            "MESH_OUTBOX_RELAY_START_DELAY": "600",
+        }
+    )
     for key in [key for key in env if key.startswith("MESH_TLS_")]:
         del env[key]
     config = settings_from(env)
@@ -77,8 +84,7 @@ def test_a_killed_service_publishes_the_committed_event_after_restart(
         client.close()
 
         with engine.connect() as connection:
-            committed = connection.execute(
-                select(outbox.c.event_id, outbox.c.value, outbox.c.published_at)).all()
+            committed = connection.execute(select(outbox.c.event_id, outbox.c.value, outbox.c.published_at)).all()
         assert len(committed) == 1 and committed[0].published_at is None
         stack.kill("referral")  # SIGKILL: no shutdown hook runs, nothing is flushed
 
@@ -93,6 +99,7 @@ def test_a_killed_service_publishes_the_committed_event_after_restart(
         def marked():
             with engine.connect() as connection:
                 return connection.execute(select(outbox.c.published_at)).scalar_one() is not None
+
         assert wait_for(marked, timeout=20)
         stack.stop("referral")
 

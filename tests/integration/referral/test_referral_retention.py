@@ -1,4 +1,5 @@
 """The access log's retention purge runs by itself in the referral service, with metrics."""
+
 from __future__ import annotations
 
 import urllib.request
@@ -21,10 +22,15 @@ def test_the_referral_service_purges_its_access_log_on_a_schedule(kafka_bootstra
     stack = Stack(env=env, log_dir=tmp_path / "logs")
     stack.start("referral")
     try:
+
         def runs() -> int:
-            lines = [line for line in _metrics(config.referral_metrics_port).splitlines()
-                     if line.startswith("referralmesh_retention_runs_total")
-                     and 'referralmesh_retention_job="access_log"' in line and 'outcome="ok"' in line]
+            lines = [
+                line
+                for line in _metrics(config.referral_metrics_port).splitlines()
+                if line.startswith("referralmesh_retention_runs_total")
+                and 'referralmesh_retention_job="access_log"' in line
+                and 'outcome="ok"' in line
+            ]
             return int(float(lines[0].rsplit(" ", 1)[1])) if lines else 0
 
         assert wait_until(lambda: runs() >= 2, 120), (tmp_path / "logs" / "referral.log").read_text()

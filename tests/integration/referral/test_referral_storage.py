@@ -1,5 +1,6 @@
 """The referral store and use cases on SQLite and PostgreSQL: migrations, idempotent creates,
 optimistic concurrency, the transactional outbox and the append-only access log."""
+
 from __future__ import annotations
 
 import threading
@@ -38,8 +39,15 @@ def test_migrations_run_from_empty_to_head_and_again(database_url):
         migrate(engine)
         migrate(engine)  # a second run is a no-op
         names = set(inspect(engine).get_table_names())
-        assert {"referrals", "request_keys", "outbox", "outbox_parties", "access_log",
-                "access_log_purge_horizon", "alembic_version"} <= names
+        assert {
+            "referrals",
+            "request_keys",
+            "outbox",
+            "outbox_parties",
+            "access_log",
+            "access_log_purge_horizon",
+            "alembic_version",
+        } <= names
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         head = ScriptDirectory.from_config(config).get_current_head()
@@ -134,8 +142,7 @@ def test_many_racing_transitions_on_many_referrals(use_cases, store):
         with lock:
             wins[referral_id] += 1
 
-    threads = [threading.Thread(target=race, args=(referral.referral_id,))
-               for referral in created for _ in range(4)]
+    threads = [threading.Thread(target=race, args=(referral.referral_id,)) for referral in created for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -240,10 +247,18 @@ def test_purge_removes_only_entries_past_retention(use_cases, store, monkeypatch
     use_cases.create(caller(SENDER), new_referral())
     with store.engine.begin() as connection:
         for age_days in (4000, 3700, 400, 10):
-            connection.execute(insert(access_log).values(
-                at=now - timedelta(days=age_days), action="referral.read", case_id="case-old",
-                organisation=SENDER, user="u", on_behalf_of="client", purpose="REFERRAL", outcome="read",
-            ))
+            connection.execute(
+                insert(access_log).values(
+                    at=now - timedelta(days=age_days),
+                    action="referral.read",
+                    case_id="case-old",
+                    organisation=SENDER,
+                    user="u",
+                    on_behalf_of="client",
+                    purpose="REFERRAL",
+                    outcome="read",
+                )
+            )
     assert storage.access_log_retention_days() == 3650
     assert store.purge_expired_access_entries(now) == 2
     assert _count(store.engine, access_log) == 3
@@ -260,8 +275,7 @@ def test_purge_removes_only_entries_past_retention(use_cases, store, monkeypatch
 
 
 def test_list_filters_and_pages_only_the_callers_referrals(use_cases, store):
-    mine = [use_cases.create(caller(SENDER), new_referral(need="shelter" if i % 2 else "health"))
-            for i in range(7)]
+    mine = [use_cases.create(caller(SENDER), new_referral(need="shelter" if i % 2 else "health")) for i in range(7)]
     use_cases.create(caller(NEXT), new_referral(receiver=RECEIVER))  # not SENDER's
     accepted_now = use_cases.transition(caller(RECEIVER), mine[0].referral_id, Action.ACCEPT, 1)
 
@@ -282,8 +296,7 @@ def test_list_filters_and_pages_only_the_callers_referrals(use_cases, store):
     assert len(received) == 8
     sent, _ = use_cases.list_referrals(caller(RECEIVER), ListFilter(direction="sent"))
     assert sent == []
-    later, _ = use_cases.list_referrals(
-        caller(SENDER), ListFilter(updated_since=accepted_now.updated_at))
+    later, _ = use_cases.list_referrals(caller(SENDER), ListFilter(updated_since=accepted_now.updated_at))
     assert [referral.referral_id for referral in later] == [mine[0].referral_id]
     stranger, _ = use_cases.list_referrals(caller(STRANGER), ListFilter())
     assert stranger == []
@@ -312,7 +325,8 @@ def test_withdrawing_consent_cancels_every_open_referral_of_the_case_whoever_rec
     for agency, referral in ((SENDER, first), (RECEIVER, first), (SENDER, second), (NEXT, second)):
         changes = use_cases.changes_after(caller(agency), max(start, 0))
         assert ("ReferralConsentWithdrawn", referral.referral_id) in {
-            (change.event_type, change.referral.referral_id) for change in changes}
+            (change.event_type, change.referral.referral_id) for change in changes
+        }
 
 
 def test_after_a_withdrawal_the_case_takes_no_referral_until_fresh_consent_is_recorded(use_cases):
@@ -324,11 +338,15 @@ def test_after_a_withdrawal_the_case_takes_no_referral_until_fresh_consent_is_re
     with pytest.raises(ConsentMissing, match="withdrew consent"):
         use_cases.create(caller(SENDER), new_referral("case-f", receiver=NEXT))
     with pytest.raises(ConsentMissing):  # consent given before the withdrawal is not fresh
-        use_cases.create(caller(SENDER), replace(new_referral("case-f", receiver=NEXT),
-                                                 consent_recorded_at=withdrawn_at - timedelta(minutes=1)))
+        use_cases.create(
+            caller(SENDER),
+            replace(new_referral("case-f", receiver=NEXT), consent_recorded_at=withdrawn_at - timedelta(minutes=1)),
+        )
 
-    again = use_cases.create(caller(SENDER), replace(new_referral("case-f", receiver=NEXT),
-                                                     consent_recorded_at=withdrawn_at + timedelta(seconds=1)))
+    again = use_cases.create(
+        caller(SENDER),
+        replace(new_referral("case-f", receiver=NEXT), consent_recorded_at=withdrawn_at + timedelta(seconds=1)),
+    )
     assert again.status.value == "REQUESTED"
     assert use_cases.create(caller(SENDER), new_referral("case-other")).status.value == "REQUESTED"
 
@@ -351,8 +369,9 @@ def test_change_feed_is_per_agency_in_commit_order(use_cases, store):
     use_cases.transition(caller(RECEIVER), created.referral_id, Action.ACCEPT, 2)
 
     def feed(agency):
-        return [(change.event_type, change.referral.version)
-                for change in use_cases.changes_after(caller(agency), start)]
+        return [
+            (change.event_type, change.referral.version) for change in use_cases.changes_after(caller(agency), start)
+        ]
 
     assert feed(SENDER) == [("ReferralRequested", 1), ("ReferralAcknowledged", 2), ("ReferralAccepted", 3)]
     assert len(feed(RECEIVER)) == 4
@@ -399,8 +418,9 @@ def test_commit_order_cursor_under_concurrent_writers(use_cases, store):
 
 def test_referrals_whose_consent_ran_out_are_closed_and_both_agencies_hear_it(store, config):
     clock = {"now": datetime.now(UTC)}
-    use_cases = ReferralUseCases(store, config, load_directory(config.agency_directory_path),
-                                 clock=lambda: clock["now"])
+    use_cases = ReferralUseCases(
+        store, config, load_directory(config.agency_directory_path), clock=lambda: clock["now"]
+    )
     short = new_referral("case-expiring")
     short = NewReferral(**{**short.__dict__, "consent_valid_until": clock["now"] + timedelta(days=1)})
     expiring = use_cases.create(caller(SENDER), short)
@@ -417,7 +437,9 @@ def test_referrals_whose_consent_ran_out_are_closed_and_both_agencies_hear_it(st
     for agency in (SENDER, RECEIVER):
         changes = use_cases.changes_after(caller(agency), start)
         assert ("ReferralConsentExpired", expiring.referral_id) in {
-            (change.event_type, change.referral.referral_id) for change in changes}
+            (change.event_type, change.referral.referral_id) for change in changes
+        }
     entries = store.access_entries("case-expiring")
     assert [(e["organisation"], e["outcome"]) for e in entries if e["action"] == "referral.expire_consent"] == [
-        ("system", "changed")]
+        ("system", "changed")
+    ]

@@ -1,4 +1,5 @@
 """Resource limits of the referral change stream: open streams per agency, and their lifetime."""
+
 from __future__ import annotations
 
 import grpc
@@ -16,8 +17,13 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture(scope="module")
 def address(kafka_bootstrap, tmp_path_factory):
     folder = tmp_path_factory.mktemp("referral-watch-limits")
-    env = private_mesh_env(folder, kafka_bootstrap, MESH_WATCH_STREAMS_PER_CALLER="1",
-                           MESH_WATCH_STREAM_SECONDS="3", MESH_REFERRAL_METRICS_PORT="0")
+    env = private_mesh_env(
+        folder,
+        kafka_bootstrap,
+        MESH_WATCH_STREAMS_PER_CALLER="1",
+        MESH_WATCH_STREAM_SECONDS="3",
+        MESH_REFERRAL_METRICS_PORT="0",
+    )
     config = settings_from(env)
     prepare_kafka(config, "referral-watch-limits", give_up_after=60)
     stack = Stack(env=env, log_dir=folder / "logs")

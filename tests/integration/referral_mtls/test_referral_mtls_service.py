@@ -4,6 +4,7 @@ One service for the module (certificates from `mesh pki init` in a temporary fol
 identity comes from the client certificate (OIN in the subject serialNumber); no certificate,
 a foreign CA, a revoked certificate, an unknown OIN and old TLS versions are all refused.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,20 +58,22 @@ def service(kafka_bootstrap, pki_dir, tmp_path_factory):
 
     state = tmp_path_factory.mktemp("referral-mtls")
     env = dict(os.environ)
-    env.update({
-        # Local mode for the plaintext test broker; with TLS configured the certificate decides.
-        "MESH_MODE": "local",
-        "KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-        "DATABASE_URL": f"sqlite:///{state / 'referral.db'}",
-        "MESH_STATE_DIR": str(state / "state"),
-        "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MESH_TLS_CERT": str(pki_dir / "server.crt"),
-        "MESH_TLS_KEY": str(pki_dir / "server.key"),
-        "MESH_TLS_CA": str(pki_dir / "ca.crt"),
-        "MESH_TLS_CRL": str(pki_dir / "crl.pem"),
-        "MESH_TLS_AGENCY_DIR": str(pki_dir / "agencies"),
-    })
+    env.update(
+        {
+            # Local mode for the plaintext test broker; with TLS configured the certificate decides.
+            "MESH_MODE": "local",
+            "KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "MESH_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+            "DATABASE_URL": f"sqlite:///{state / 'referral.db'}",
+            "MESH_STATE_DIR": str(state / "state"),
+            "MESH_REFERRAL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+            "MESH_TLS_CERT": str(pki_dir / "server.crt"),
+            "MESH_TLS_KEY": str(pki_dir / "server.key"),
+            "MESH_TLS_CA": str(pki_dir / "ca.crt"),
+            "MESH_TLS_CRL": str(pki_dir / "crl.pem"),
+            "MESH_TLS_AGENCY_DIR": str(pki_dir / "agencies"),
+        }
+    )
     config = settings_from(env)
     prepare_kafka(config, "mtls-test", give_up_after=60)
     stack = Stack(env=env, log_dir=state / "logs")
@@ -102,15 +105,15 @@ def _stub_with(config, cert: bytes | None, key: bytes | None, ca: bytes):
 def _pem_pair(cert, key) -> tuple[bytes, bytes]:
     return (
         cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption()),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
 
 
 def _create(client: ReferralClient, **metadata) -> api.Referral:
     case_id = f"case-{uuid.uuid4().hex[:12]}"
     return client.stub.CreateReferral(
-        demo_request(case_id), metadata=tuple(metadata.items()) or client.metadata, timeout=10)
+        demo_request(case_id), metadata=tuple(metadata.items()) or client.metadata, timeout=10
+    )
 
 
 def test_referral_mtls_sender_creates_receiver_reads_stranger_sees_nothing(service):
@@ -148,8 +151,11 @@ def test_referral_mtls_sender_comes_from_the_certificate_not_the_request(service
         # Claiming to be the receiver by header does not open the receiver's referrals.
         mine = _create(sender)
         with pytest.raises(grpc.RpcError) as error:
-            stranger.stub.GetReferral(api.GetReferralRequest(referral_id=mine.referral_id),
-                                      metadata=((DEV_AGENCY_HEADER, RECEIVER),), timeout=10)
+            stranger.stub.GetReferral(
+                api.GetReferralRequest(referral_id=mine.referral_id),
+                metadata=((DEV_AGENCY_HEADER, RECEIVER),),
+                timeout=10,
+            )
         assert error.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         stranger.close()
@@ -171,8 +177,9 @@ def test_referral_mtls_plaintext_with_dev_header_fails(service):
     try:
         stub = api_grpc.ReferralServiceStub(channel)
         with pytest.raises(grpc.RpcError) as error:
-            stub.GetReferral(api.GetReferralRequest(referral_id="x"),
-                             metadata=((DEV_AGENCY_HEADER, SENDER),), timeout=5)
+            stub.GetReferral(
+                api.GetReferralRequest(referral_id="x"), metadata=((DEV_AGENCY_HEADER, SENDER),), timeout=5
+            )
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         channel.close()
@@ -208,8 +215,7 @@ def test_referral_mtls_revoked_certificate_is_unauthenticated_everywhere(service
 
 def test_referral_mtls_unknown_oin_is_unauthenticated_but_may_probe_health(service, pki_dir):
     ca_cert, ca_key = pki.load_cert(pki_dir / "ca.crt"), pki.load_key(pki_dir / "ca.key")
-    cert, key = _pem_pair(*pki.issue_agency(ca_cert, ca_key, "not-in-directory", "Unknown Org",
-                                            "99998888777766665555"))
+    cert, key = _pem_pair(*pki.issue_agency(ca_cert, ca_key, "not-in-directory", "Unknown Org", "99998888777766665555"))
     channel, stub = _stub_with(service, cert, key, (pki_dir / "ca.crt").read_bytes())
     try:
         with pytest.raises(grpc.RpcError) as error:
@@ -262,8 +268,10 @@ def _handshake(address: str, pki_dir, version: ssl.TLSVersion) -> str:
     context.load_cert_chain(folder / f"{SENDER}.crt", folder / f"{SENDER}.key")
     context.set_alpn_protocols(["h2"])
     host, port = address.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(
-            raw, server_hostname=host) as tls:
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
         negotiated = tls.version()
     assert negotiated is not None  # the handshake completed
     return negotiated
@@ -296,15 +304,19 @@ def _permissive_tls_server(pki_dir):
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
 def test_referral_mtls_accepts_tls_1_2_and_1_3(service, pki_dir, version):
-    assert _handshake(service.referral_grpc_address, pki_dir, version) == {
-        ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
+    assert (
+        _handshake(service.referral_grpc_address, pki_dir, version)
+        == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
+    )
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
 def test_referral_mtls_refuses_tls_older_than_1_2(service, pki_dir, version):
     with _permissive_tls_server(pki_dir) as control:
-        assert _handshake(control, pki_dir, version) == {
-            ssl.TLSVersion.TLSv1: "TLSv1", ssl.TLSVersion.TLSv1_1: "TLSv1.1"}[version]
+        assert (
+            _handshake(control, pki_dir, version)
+            == {ssl.TLSVersion.TLSv1: "TLSv1", ssl.TLSVersion.TLSv1_1: "TLSv1.1"}[version]
+        )
     # The same client against the referral service: gRPC core ends the handshake (it sends a
     # protocol_version alert or just closes; either way no session).
     with pytest.raises(ssl.SSLError) as error:

@@ -1,4 +1,5 @@
 """The certificate checks without a server: OIN rule, CRL loading and reloading, dev identity limits."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,9 @@ def _agency_pem(ca, agency_id):
 
 
 def _verifier(ca, directory):
-    return tls.make_verifier(tls.ServerTls(ca / "server.crt", ca / "server.key", ca / "ca.crt", ca / "crl.pem"),
-                             directory)
+    return tls.make_verifier(
+        tls.ServerTls(ca / "server.crt", ca / "server.key", ca / "ca.crt", ca / "crl.pem"), directory
+    )
 
 
 def test_referral_mtls_oin_in_subject_serial_number_names_the_agency(ca, directory):
@@ -48,9 +50,14 @@ def test_referral_mtls_oin_in_subject_serial_number_names_the_agency(ca, directo
     assert subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == directory.get(AGENCY).name
 
 
-@pytest.mark.parametrize("oin, reason", [
-    (None, "organisation number"), ("12345", "20-digit"), ("99998888777766665555", "directory"),
-])
+@pytest.mark.parametrize(
+    "oin, reason",
+    [
+        (None, "organisation number"),
+        ("12345", "20-digit"),
+        ("99998888777766665555", "directory"),
+    ],
+)
 def test_referral_mtls_certificates_without_a_known_oin_are_refused(ca, directory, oin, reason):
     ca_cert, ca_key = pki.load_cert(ca / "ca.crt"), pki.load_key(ca / "ca.key")
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, "someone")]
@@ -88,8 +95,9 @@ def test_referral_mtls_crl_of_another_ca_is_refused_at_start(ca, directory, tmp_
     other = tmp_path_factory.mktemp("other-ca")
     pki.init(other, list(directory)[:1], log=lambda *_: None)
     with pytest.raises(ValueError, match=r"cannot use the CRL .*not signed by the trust root"):
-        tls.make_verifier(tls.ServerTls(ca / "server.crt", ca / "server.key", ca / "ca.crt", other / "crl.pem"),
-                          directory)
+        tls.make_verifier(
+            tls.ServerTls(ca / "server.crt", ca / "server.key", ca / "ca.crt", other / "crl.pem"), directory
+        )
 
 
 def test_referral_mtls_pki_init_is_idempotent(ca, directory):
@@ -122,8 +130,10 @@ class _Context:
 
 def test_referral_mtls_dev_identity_only_from_loopback_and_only_without_tls(ca, directory):
     header = ((identity.DEV_AGENCY_HEADER, "shelter-utrecht"),)
-    assert identity.caller_from(_Context("ipv4:127.0.0.1:5000", header), allow_dev_identity=True).agency_id \
+    assert (
+        identity.caller_from(_Context("ipv4:127.0.0.1:5000", header), allow_dev_identity=True).agency_id
         == "shelter-utrecht"
+    )
     with pytest.raises(identity.Unauthenticated):
         identity.caller_from(_Context("ipv4:10.1.2.3:5000", header), allow_dev_identity=True)
     with pytest.raises(identity.Unauthenticated):
@@ -133,7 +143,8 @@ def test_referral_mtls_dev_identity_only_from_loopback_and_only_without_tls(ca, 
         with pytest.raises(identity.Unauthenticated, match="no client certificate"):
             identity.caller_from(_Context("ipv4:127.0.0.1:5000", header), allow_dev_identity=True)
         caller = identity.caller_from(
-            _Context("ipv4:127.0.0.1:5000", header, _agency_pem(ca, AGENCY)), allow_dev_identity=True)
+            _Context("ipv4:127.0.0.1:5000", header, _agency_pem(ca, AGENCY)), allow_dev_identity=True
+        )
         assert caller.agency_id == AGENCY
     finally:
         identity.configure(None)

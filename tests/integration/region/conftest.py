@@ -1,4 +1,5 @@
 """A private region worker per test module, on the real broker, with its own topics and ports."""
+
 from __future__ import annotations
 
 from pathlib import Path

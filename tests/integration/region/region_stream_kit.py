@@ -1,6 +1,7 @@
 """Helpers for the region service's integration tests: a private region worker on the real
 broker, referral events and overrides produced straight onto its input topics, and a reader
 for what comes out. (Plain module, unique name: this folder has no __init__.py.)"""
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,7 @@ AMSTERDAM, ROTTERDAM, GRONINGEN, UTRECHT = "GM0363", "GM0599", "GM0014", "GM0344
 # Registered in Groningen for years, asked for help in Amsterdam: Amsterdam is responsible now,
 # Groningen is the better-bound region a warm handover should go to.
 GRONINGEN_BOUND = common_pb2.BindingFacts(
-    residence=[common_pb2.Period(municipality="GM0014", from_date="2015-01-01", to_date="2026-10-01",
-                                 registered=True)],
+    residence=[common_pb2.Period(municipality="GM0014", from_date="2015-01-01", to_date="2026-10-01", registered=True)],
     grew_up_in=["GM0599"],
     work=[common_pb2.Period(municipality="GM0363", from_date="2025-01-01")],
 )
@@ -56,9 +56,12 @@ class Mesh:
         self.config = config
         self.producer = KafkaProducer(bootstrap_servers=config.kafka_bootstrap, linger_ms=0)
         self.consumer = KafkaConsumer(
-            config.topic(ASSIGNMENTS.base_name), config.topic(DEAD_LETTERS.base_name),
-            bootstrap_servers=config.kafka_bootstrap, group_id=f"region-it-{uuid.uuid4()}",
-            auto_offset_reset="earliest", enable_auto_commit=False,
+            config.topic(ASSIGNMENTS.base_name),
+            config.topic(DEAD_LETTERS.base_name),
+            bootstrap_servers=config.kafka_bootstrap,
+            group_id=f"region-it-{uuid.uuid4()}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
         )
         self.assignments: dict[str, list[events_pb2.EventEnvelope]] = {}
         self.dead_letters: list[events_pb2.DeadLetter] = []
@@ -69,34 +72,60 @@ class Mesh:
 
     # ---------------------------------------------------------------- producing
 
-    def referral(self, case_id: str, event_type: str, *, referral_id: str = "", version: int = 1,
-                 event_id: str | None = None, asked_in: str = AMSTERDAM,
-                 facts: common_pb2.BindingFacts | None = None, **fields) -> events_pb2.EventEnvelope:
+    def referral(
+        self,
+        case_id: str,
+        event_type: str,
+        *,
+        referral_id: str = "",
+        version: int = 1,
+        event_id: str | None = None,
+        asked_in: str = AMSTERDAM,
+        facts: common_pb2.BindingFacts | None = None,
+        **fields,
+    ) -> events_pb2.EventEnvelope:
         payload = events_pb2.ReferralEvent(
-            referral_id=referral_id or f"ref-{case_id}", event_type=event_type, version=version,
-            need_domains=["shelter"], languages=["en"], asked_in=asked_in,
-            facts=facts if facts is not None else GRONINGEN_BOUND, **fields,
+            referral_id=referral_id or f"ref-{case_id}",
+            event_type=event_type,
+            version=version,
+            need_domains=["shelter"],
+            languages=["en"],
+            asked_in=asked_in,
+            facts=facts if facts is not None else GRONINGEN_BOUND,
+            **fields,
         )
         envelope = envelopes.new_envelope(
-            case_id=case_id, producer="region-it",
+            case_id=case_id,
+            producer="region-it",
             event_id=event_id or envelopes.derived_id("referral-event", payload.referral_id, str(version)),
             referral=payload,
         )
         return self.send(REFERRAL_EVENTS, envelope)
 
-    def override(self, case_id: str, *, region: str = "", reason_code: str = "dispute_settled",
-                 lift: bool = False) -> events_pb2.EventEnvelope:
+    def override(
+        self, case_id: str, *, region: str = "", reason_code: str = "dispute_settled", lift: bool = False
+    ) -> events_pb2.EventEnvelope:
         envelope = envelopes.new_envelope(
-            case_id=case_id, producer="region-it", event_id=str(uuid.uuid4()),
+            case_id=case_id,
+            producer="region-it",
+            event_id=str(uuid.uuid4()),
             override=events_pb2.CoordinatorOverride(
-                referral_id=f"ref-{case_id}", region=region, reason_code=reason_code,
-                coordinator="coordinator-1", lift=lift),
+                referral_id=f"ref-{case_id}",
+                region=region,
+                reason_code=reason_code,
+                coordinator="coordinator-1",
+                lift=lift,
+            ),
         )
         return self.send(OVERRIDES, envelope)
 
     def send(self, spec, envelope: events_pb2.EventEnvelope) -> events_pb2.EventEnvelope:
-        self.producer.send(self.config.topic(spec.base_name), key=envelope.case_id.encode(),
-                           value=envelopes.encode(envelope), headers=envelopes.kafka_headers(envelope))
+        self.producer.send(
+            self.config.topic(spec.base_name),
+            key=envelope.case_id.encode(),
+            value=envelopes.encode(envelope),
+            headers=envelopes.kafka_headers(envelope),
+        )
         self.producer.flush()
         return envelope
 
@@ -121,8 +150,10 @@ class Mesh:
         while len(self.assignments.get(case_id, [])) < count and time.monotonic() < deadline:
             self.poll()
         found = self.assignments.get(case_id, [])
-        assert len(found) >= count, f"{case_id}: {len(found)} assignments after {timeout}s, wanted {count}: " \
+        assert len(found) >= count, (
+            f"{case_id}: {len(found)} assignments after {timeout}s, wanted {count}: "
             f"{[(a.assignment.trigger, a.assignment.responsible_region, a.assignment.rule) for a in found]}"
+        )
         return found
 
     def settle(self, seconds: float) -> None:

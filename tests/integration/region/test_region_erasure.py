@@ -1,4 +1,5 @@
 """A client's erasure reaches the region worker's tables: tombstones on both changelog topics."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def changelog_topics(config) -> list[str]:
 def latest_values(config, case_id: str, timeout: float = 30.0) -> dict[str, list[bytes | None]]:
     """Every value written under the case's key, per changelog topic, oldest first (to the end offsets)."""
     key = json.dumps(case_id).encode()  # table keys are JSON (Faust's default for tables)
-    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, enable_auto_commit=False,
-                             group_id=None, auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        bootstrap_servers=config.kafka_bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+    )
     try:
         values: dict[str, list[bytes | None]] = {}
         for topic in changelog_topics(config):
@@ -51,25 +53,39 @@ def latest_values(config, case_id: str, timeout: float = 30.0) -> dict[str, list
 
 
 def erase(mesh, case_id: str) -> None:
-    mesh.send(OVERRIDES, envelopes.new_envelope(
-        case_id=case_id, producer="notify-test", event_id=str(uuid.uuid4()),
-        client_erased=events_pb2.ClientErased(requested_by="exit-the-hague")))
+    mesh.send(
+        OVERRIDES,
+        envelopes.new_envelope(
+            case_id=case_id,
+            producer="notify-test",
+            event_id=str(uuid.uuid4()),
+            client_erased=events_pb2.ClientErased(requested_by="exit-the-hague"),
+        ),
+    )
 
 
 def test_an_erased_case_leaves_tombstones_in_both_tables_and_is_no_longer_known(mesh, region_worker):
     _stack, config = region_worker
     admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap)
     try:
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)
-                                            for topic in changelog_topics(config)])
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in changelog_topics(config)]
+        )
     finally:
         admin.close()
     policies = {topic: entries["cleanup.policy"]["value"] for topic, entries in described["topic"].items()}
     assert policies and all("compact" in policy for policy in policies.values()), policies  # tombstones count
     case_id, other = new_case(), new_case()
     for case in (case_id, other):
-        mesh.referral(case, "ReferralRequested", version=1, sender="central-amsterdam",
-                      receiver="shelter-amsterdam", holder="central-amsterdam", addressee="shelter-amsterdam")
+        mesh.referral(
+            case,
+            "ReferralRequested",
+            version=1,
+            sender="central-amsterdam",
+            receiver="shelter-amsterdam",
+            holder="central-amsterdam",
+            addressee="shelter-amsterdam",
+        )
         mesh.wait_assignments(case, 1)
 
     deadline = time.monotonic() + 30

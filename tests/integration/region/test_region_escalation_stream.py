@@ -4,6 +4,7 @@ A private worker (own topics, state and ports) runs with a copy of the shipped e
 whose deadlines are a few seconds (MESH_ESCALATION_POLICY_PATH). Referral events and alert
 actions are produced straight onto its input topics; escalations are read from its output topic.
 """
+
 from __future__ import annotations
 
 import time
@@ -49,9 +50,13 @@ def short_policy(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def worker(kafka_bootstrap, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("region-escalation")
-    env = private_mesh_env(tmp, kafka_bootstrap, MESH_REGION_METRICS_PORT="0",
-                           MESH_ESCALATION_POLICY_PATH=str(short_policy(tmp / "escalation.yaml")),
-                           MESH_ESCALATION_TICK_SECONDS="0.05")
+    env = private_mesh_env(
+        tmp,
+        kafka_bootstrap,
+        MESH_REGION_METRICS_PORT="0",
+        MESH_ESCALATION_POLICY_PATH=str(short_policy(tmp / "escalation.yaml")),
+        MESH_ESCALATION_TICK_SECONDS="0.05",
+    )
     config = settings_from(env)
     prepare_kafka(config, "region-escalation-it", give_up_after=60)
     stack = Stack(env=env, log_dir=tmp / "logs")
@@ -69,8 +74,11 @@ class Escalations(Mesh):
     def __init__(self, config):
         super().__init__(config)
         self.reader = KafkaConsumer(
-            config.topic(ESCALATIONS.base_name), bootstrap_servers=config.kafka_bootstrap,
-            group_id=f"region-esc-it-{uuid.uuid4()}", auto_offset_reset="earliest", enable_auto_commit=False,
+            config.topic(ESCALATIONS.base_name),
+            bootstrap_servers=config.kafka_bootstrap,
+            group_id=f"region-esc-it-{uuid.uuid4()}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
         )
         self.escalations: dict[str, list[tuple[events_pb2.EventEnvelope, dict]]] = {}
 
@@ -103,17 +111,29 @@ class Escalations(Mesh):
 
     def alert_action(self, case_id: str, escalation_id: str, action: str = "ACKNOWLEDGED"):
         envelope = envelopes.new_envelope(
-            case_id=case_id, producer="region-esc-it", event_id=str(uuid.uuid4()),
-            alert_action=events_pb2.AlertAction(escalation_id=escalation_id, referral_id=f"ref-{case_id}",
-                                                coordinator="coordinator-1", action=action))
+            case_id=case_id,
+            producer="region-esc-it",
+            event_id=str(uuid.uuid4()),
+            alert_action=events_pb2.AlertAction(
+                escalation_id=escalation_id, referral_id=f"ref-{case_id}", coordinator="coordinator-1", action=action
+            ),
+        )
         return self.send(OVERRIDES, envelope)
 
 
 def request(mesh: Escalations, case: str, **fields):
     fields.setdefault("urgency", common_pb2.URGENT)
-    return mesh.referral(case, "ReferralRequested", version=1, sender="central-amsterdam",
-                         receiver="shelter-amsterdam", addressee="shelter-amsterdam", holder="central-amsterdam",
-                         to_status=common_pb2.REQUESTED, **fields)
+    return mesh.referral(
+        case,
+        "ReferralRequested",
+        version=1,
+        sender="central-amsterdam",
+        receiver="shelter-amsterdam",
+        addressee="shelter-amsterdam",
+        holder="central-amsterdam",
+        to_status=common_pb2.REQUESTED,
+        **fields,
+    )
 
 
 def summary(e: events_pb2.EscalationEvent) -> tuple[str, str]:
@@ -147,12 +167,25 @@ def test_acknowledging_and_accepting_cancel_the_pending_deadlines(worker):
     _stack, _config, mesh = worker
     case = new_case()
     request(mesh, case)
-    mesh.referral(case, "ReferralAcknowledged", version=2, to_status=common_pb2.RECEIVED,
-                  urgency=common_pb2.URGENT, holder="central-amsterdam")
+    mesh.referral(
+        case,
+        "ReferralAcknowledged",
+        version=2,
+        to_status=common_pb2.RECEIVED,
+        urgency=common_pb2.URGENT,
+        holder="central-amsterdam",
+    )
     mesh.watch(NOT_ACKNOWLEDGED_S + 1.5)
     assert mesh.of(case) == []  # no reminder: it was acknowledged
-    mesh.referral(case, "ReferralAccepted", version=3, to_status=common_pb2.ACCEPTED,
-                  urgency=common_pb2.URGENT, holder="shelter-amsterdam", previous_holder="central-amsterdam")
+    mesh.referral(
+        case,
+        "ReferralAccepted",
+        version=3,
+        to_status=common_pb2.ACCEPTED,
+        urgency=common_pb2.URGENT,
+        holder="shelter-amsterdam",
+        previous_holder="central-amsterdam",
+    )
     mesh.watch(NOT_ANSWERED_S - NOT_ACKNOWLEDGED_S + 1)
     assert mesh.of(case) == []  # no coordinator alert: it was accepted
 
@@ -162,15 +195,44 @@ def test_contact_lost_alerts_the_region_coordinator_at_once_and_a_refused_handov
     lost, refused = new_case(), new_case()
     for case in (lost, refused):
         request(mesh, case)
-        mesh.referral(case, "ReferralAccepted", version=2, to_status=common_pb2.ACCEPTED,
-                      urgency=common_pb2.URGENT, holder="shelter-amsterdam", previous_holder="central-amsterdam")
-    mesh.referral(lost, "ReferralContactLost", version=3, to_status=common_pb2.CONTACT_LOST,
-                  urgency=common_pb2.URGENT, holder="shelter-amsterdam")
-    mesh.referral(refused, "ReferralForwarded", version=3, to_status=common_pb2.REQUESTED, urgency=common_pb2.URGENT,
-                  holder="shelter-amsterdam", pending_receiver="shelter-groningen", addressee="shelter-groningen",
-                  handover=True)
-    mesh.referral(refused, "ReferralDeclined", version=4, to_status=common_pb2.DECLINED, urgency=common_pb2.URGENT,
-                  holder="shelter-amsterdam", handover=True, decline_reason=common_pb2.NO_CAPACITY)
+        mesh.referral(
+            case,
+            "ReferralAccepted",
+            version=2,
+            to_status=common_pb2.ACCEPTED,
+            urgency=common_pb2.URGENT,
+            holder="shelter-amsterdam",
+            previous_holder="central-amsterdam",
+        )
+    mesh.referral(
+        lost,
+        "ReferralContactLost",
+        version=3,
+        to_status=common_pb2.CONTACT_LOST,
+        urgency=common_pb2.URGENT,
+        holder="shelter-amsterdam",
+    )
+    mesh.referral(
+        refused,
+        "ReferralForwarded",
+        version=3,
+        to_status=common_pb2.REQUESTED,
+        urgency=common_pb2.URGENT,
+        holder="shelter-amsterdam",
+        pending_receiver="shelter-groningen",
+        addressee="shelter-groningen",
+        handover=True,
+    )
+    mesh.referral(
+        refused,
+        "ReferralDeclined",
+        version=4,
+        to_status=common_pb2.DECLINED,
+        urgency=common_pb2.URGENT,
+        holder="shelter-amsterdam",
+        handover=True,
+        decline_reason=common_pb2.NO_CAPACITY,
+    )
     assert summary(mesh.wait(lost, 1, timeout=5)[0]) == ("REGION_COORDINATOR", "contact_lost")
     found = mesh.wait(refused, 1, timeout=5)
     assert summary(found[0]) == ("NATIONAL_COORDINATOR", "refused_handover")
@@ -182,15 +244,30 @@ def test_an_acknowledged_alert_stops_climbing_an_unacknowledged_one_climbs(worke
     acked, ignored = new_case(), new_case()
     for case in (acked, ignored):
         request(mesh, case)
-        mesh.referral(case, "ReferralAccepted", version=2, to_status=common_pb2.ACCEPTED, urgency=common_pb2.URGENT,
-                      holder="shelter-amsterdam", previous_holder="central-amsterdam")
-        mesh.referral(case, "ReferralContactLost", version=3, to_status=common_pb2.CONTACT_LOST,
-                      urgency=common_pb2.URGENT, holder="shelter-amsterdam")
+        mesh.referral(
+            case,
+            "ReferralAccepted",
+            version=2,
+            to_status=common_pb2.ACCEPTED,
+            urgency=common_pb2.URGENT,
+            holder="shelter-amsterdam",
+            previous_holder="central-amsterdam",
+        )
+        mesh.referral(
+            case,
+            "ReferralContactLost",
+            version=3,
+            to_status=common_pb2.CONTACT_LOST,
+            urgency=common_pb2.URGENT,
+            holder="shelter-amsterdam",
+        )
     alert = mesh.wait(acked, 1, timeout=5)[0]
     mesh.alert_action(acked, alert.escalation_id, "ACKNOWLEDGED")
     climbed = mesh.wait(ignored, 2, timeout=CLIMB_S + 5)
-    assert [summary(e) for e in climbed] == [("REGION_COORDINATOR", "contact_lost"),
-                                            ("NATIONAL_COORDINATOR", "contact_lost")]
+    assert [summary(e) for e in climbed] == [
+        ("REGION_COORDINATOR", "contact_lost"),
+        ("NATIONAL_COORDINATOR", "contact_lost"),
+    ]
     headers = mesh.escalations[ignored][1][1]
     assert headers["escalation-cause"] == "not_acknowledged"
     assert headers["escalation-climbed-from"] == "REGION_COORDINATOR"

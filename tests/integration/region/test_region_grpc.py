@@ -1,4 +1,5 @@
 """RegionService over gRPC, served by the region worker itself."""
+
 from __future__ import annotations
 
 import grpc
@@ -22,8 +23,10 @@ def stub(region_worker):
 
 def test_resolve_is_a_dry_run_of_the_resolver(stub):
     region, _channel = stub
-    reply = region.Resolve(api.ResolveRequest(asked_in="GM0363", service="shelter", decision_date="2026-11-01",
-                                              facts=GRONINGEN_BOUND), timeout=10)
+    reply = region.Resolve(
+        api.ResolveRequest(asked_in="GM0363", service="shelter", decision_date="2026-11-01", facts=GRONINGEN_BOUND),
+        timeout=10,
+    )
     decision = reply.decision
     assert (decision.responsible_region, decision.handover_to) == (AMSTERDAM, GRONINGEN)
     assert decision.rule == "handover_to_better_bound_region"
@@ -31,18 +34,30 @@ def test_resolve_is_a_dry_run_of_the_resolver(stub):
     assert any(c.region == GRONINGEN and c.qualifies for c in decision.candidates)
 
 
-@pytest.mark.parametrize("request_fields, field", [
-    ({"asked_in": "GM9999", "service": "shelter"}, "asked_in"),
-    ({"asked_in": "GM0788", "service": "shelter"}, "asked_in"),  # Haaren: divided in 2021
-    ({"asked_in": "GM0363", "service": "shelter", "facts": common_pb2.BindingFacts(grew_up_in=["GM0140"])},
-     "facts.grew_up_in[0]"),  # Littenseradiel: divided in 2018
-    ({"asked_in": "", "service": "shelter"}, "asked_in"),
-    ({"asked_in": "GM0363", "service": "haircut"}, "service"),
-    ({"asked_in": "GM0363", "service": "shelter", "decision_date": "01-11-2026"}, "decision_date"),
-    ({"asked_in": "GM0363", "service": "shelter", "facts": common_pb2.BindingFacts(residence=[
-        common_pb2.Period(municipality="GM0014", from_date="2020-01-01", to_date="2019-01-01")])},
-     "facts.residence[0].to"),
-])
+@pytest.mark.parametrize(
+    "request_fields, field",
+    [
+        ({"asked_in": "GM9999", "service": "shelter"}, "asked_in"),
+        ({"asked_in": "GM0788", "service": "shelter"}, "asked_in"),  # Haaren: divided in 2021
+        (
+            {"asked_in": "GM0363", "service": "shelter", "facts": common_pb2.BindingFacts(grew_up_in=["GM0140"])},
+            "facts.grew_up_in[0]",
+        ),  # Littenseradiel: divided in 2018
+        ({"asked_in": "", "service": "shelter"}, "asked_in"),
+        ({"asked_in": "GM0363", "service": "haircut"}, "service"),
+        ({"asked_in": "GM0363", "service": "shelter", "decision_date": "01-11-2026"}, "decision_date"),
+        (
+            {
+                "asked_in": "GM0363",
+                "service": "shelter",
+                "facts": common_pb2.BindingFacts(
+                    residence=[common_pb2.Period(municipality="GM0014", from_date="2020-01-01", to_date="2019-01-01")]
+                ),
+            },
+            "facts.residence[0].to",
+        ),
+    ],
+)
 def test_resolve_refuses_invalid_input_naming_the_field(stub, request_fields, field):
     region, _channel = stub
     with pytest.raises(grpc.RpcError) as refused:
@@ -55,13 +70,22 @@ def test_get_assignment_returns_current_and_history(stub, mesh):
     region, _channel = stub
     case = new_case()
     mesh.referral(case, "ReferralRequested", version=1, sender="central-amsterdam", receiver="shelter-amsterdam")
-    mesh.referral(case, "ReferralAccepted", version=2, receiver="exit-groningen", holder="exit-groningen",
-                  previous_holder="central-amsterdam", handover=True)
+    mesh.referral(
+        case,
+        "ReferralAccepted",
+        version=2,
+        receiver="exit-groningen",
+        holder="exit-groningen",
+        previous_holder="central-amsterdam",
+        handover=True,
+    )
     mesh.wait_assignments(case, 2)
     reply = region.GetAssignment(api.GetAssignmentRequest(case_id=case), timeout=10)
     assert (reply.current.responsible_region, reply.current.rule) == (GRONINGEN, "handover_accepted")
     assert [(h.assignment.responsible_region, h.assignment.trigger) for h in reply.history] == [
-        (AMSTERDAM, "ReferralRequested"), (GRONINGEN, "ReferralAccepted")]
+        (AMSTERDAM, "ReferralRequested"),
+        (GRONINGEN, "ReferralAccepted"),
+    ]
     assert all(h.at.seconds > 0 for h in reply.history)
 
     with pytest.raises(grpc.RpcError) as missing:
@@ -105,8 +129,10 @@ def test_health_and_reflection(stub):
     _region, channel = stub
     health = health_pb2_grpc.HealthStub(channel)
     for name in ("", "referralmesh.v1.RegionService"):
-        assert health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status == \
-            health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     reflect = reflection_pb2_grpc.ServerReflectionStub(channel)

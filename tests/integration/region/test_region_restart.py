@@ -1,4 +1,5 @@
 """A region worker stopped mid-stream and started again continues from its table."""
+
 from __future__ import annotations
 
 import grpc
@@ -11,25 +12,44 @@ from tests.integration.region.region_stream_kit import AMSTERDAM, GRONINGEN, new
 pytestmark = pytest.mark.kafka
 
 
-def test_a_restarted_worker_knows_current_and_proposed_regions_and_re_emits_nothing_different(
-        mesh, region_worker):
+def test_a_restarted_worker_knows_current_and_proposed_regions_and_re_emits_nothing_different(mesh, region_worker):
     stack, config = region_worker
     cases = [new_case() for _ in range(3)]
     for case in cases:
-        mesh.referral(case, "ReferralRequested", version=1, sender="central-amsterdam",
-                      receiver="shelter-amsterdam", holder="central-amsterdam")
+        mesh.referral(
+            case,
+            "ReferralRequested",
+            version=1,
+            sender="central-amsterdam",
+            receiver="shelter-amsterdam",
+            holder="central-amsterdam",
+        )
     before = {case: mesh.wait_assignments(case, 1)[0] for case in cases}
     mesh.settle(2)  # let the worker commit its offsets and changelog
 
     stack.stop("region")  # SIGTERM, mid-stream: more events arrive while it is down
     for case in cases:
-        mesh.referral(case, "ReferralForwarded", version=2, receiver="shelter-amsterdam",
-                      pending_receiver="shelter-groningen", holder="shelter-amsterdam", handover=True)
+        mesh.referral(
+            case,
+            "ReferralForwarded",
+            version=2,
+            receiver="shelter-amsterdam",
+            pending_receiver="shelter-groningen",
+            holder="shelter-amsterdam",
+            handover=True,
+        )
     stack.start("region")
     wait_for_health(config.region_grpc_address)
     for case in cases:
-        mesh.referral(case, "ReferralAccepted", version=3, receiver="shelter-groningen", holder="shelter-groningen",
-                      previous_holder="shelter-amsterdam", handover=True)
+        mesh.referral(
+            case,
+            "ReferralAccepted",
+            version=3,
+            receiver="shelter-groningen",
+            holder="shelter-groningen",
+            previous_holder="shelter-amsterdam",
+            handover=True,
+        )
 
     for case in cases:
         found = mesh.wait_assignments(case, 3, timeout=90)
@@ -66,8 +86,15 @@ def test_a_killed_worker_continues_too(mesh, region_worker):
     stack.kill("region")  # SIGKILL: no clean-up at all
     stack.start("region")
     wait_for_health(config.region_grpc_address)
-    mesh.referral(case, "ReferralAccepted", version=2, receiver="central-groningen", holder="central-groningen",
-                  previous_holder="central-amsterdam", handover=True)
+    mesh.referral(
+        case,
+        "ReferralAccepted",
+        version=2,
+        receiver="central-groningen",
+        holder="central-groningen",
+        previous_holder="central-amsterdam",
+        handover=True,
+    )
     found = mesh.wait_assignments(case, 2, timeout=75)
     assert summary(found[-1])[:3] == ("ReferralAccepted", GRONINGEN, "handover_accepted")
     assert not stack.crashed()

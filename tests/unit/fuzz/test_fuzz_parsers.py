@@ -1,5 +1,6 @@
 """The in-process part of `make fuzz`, small: every decoder and parser refuses hostile input
 with its own error type and never crashes; the flood's records are malformed for every consumer."""
+
 from __future__ import annotations
 
 import pytest

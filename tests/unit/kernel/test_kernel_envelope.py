@@ -10,7 +10,9 @@ from referralmesh.v1 import events_pb2
 
 def _assignment_envelope(**overrides):
     arguments = dict(
-        case_id="case-1", producer="region", event_id=envelopes.derived_id("assignment", "e1"),
+        case_id="case-1",
+        producer="region",
+        event_id=envelopes.derived_id("assignment", "e1"),
         assignment=events_pb2.AssignmentEvent(referral_id="r1", responsible_region="GM0363", rule="bound_here"),
     )
     arguments.update(overrides)

@@ -1,5 +1,6 @@
 """The Kafka ACL plan: each service writes only its own topics, reads only what it consumes, and
 no process but the region worker reads the region worker's changelogs."""
+
 import pytest
 
 from meshkernel.kafka_acl import OBSERVER, SERVICES, acl_plan, allowed, stream_app_id

@@ -20,8 +20,16 @@ def test_an_unreachable_broker_gives_one_clear_line_per_try_and_backs_off(caplog
     # Time passes only through the backoff sleeps, so the schedule is exact.
     caplog.set_level(logging.WARNING, logger="meshkernel.kafka")
     with pytest.raises(ConnectionError, match=f"cannot reach Kafka at {address}"):
-        connect_admin(config, "referral", first_delay=1, max_delay=4, give_up_after=9,
-                      attempt_timeout=0.2, sleep=delays.append, clock=lambda: sum(delays))
+        connect_admin(
+            config,
+            "referral",
+            first_delay=1,
+            max_delay=4,
+            give_up_after=9,
+            attempt_timeout=0.2,
+            sleep=delays.append,
+            clock=lambda: sum(delays),
+        )
     assert delays == [1, 2, 4]
     lines = [record for record in caplog.records if record.name == "meshkernel.kafka"]
     assert len(lines) == len(delays)

@@ -1,5 +1,6 @@
 """Kafka client security from the settings: options for kafka-python, aiokafka and Faust, and
 the production check that names the missing setting in one line."""
+
 import ssl
 
 import faust
@@ -24,8 +25,12 @@ def material(tmp_path):
 
 
 def scram(material, **overrides) -> MeshSettings:
-    values = dict(kafka_security_protocol="SASL_SSL", kafka_ca=material / "ca.crt", kafka_username="referral",
-                  kafka_password_file=material / "referral.password")
+    values = dict(
+        kafka_security_protocol="SASL_SSL",
+        kafka_ca=material / "ca.crt",
+        kafka_username="referral",
+        kafka_password_file=material / "referral.password",
+    )
     values.update(overrides)
     return MeshSettings(**values)
 
@@ -61,22 +66,30 @@ def test_the_password_never_appears_in_a_repr(material):
 
 
 def test_a_client_certificate_is_the_principal_over_ssl(material):
-    security = KafkaSecurity.from_settings(MeshSettings(
-        kafka_security_protocol="SSL", kafka_ca=material / "ca.crt",
-        kafka_client_cert=material / "client.crt", kafka_client_key=material / "client.key"))
+    security = KafkaSecurity.from_settings(
+        MeshSettings(
+            kafka_security_protocol="SSL",
+            kafka_ca=material / "ca.crt",
+            kafka_client_cert=material / "client.crt",
+            kafka_client_key=material / "client.key",
+        )
+    )
     assert security.authenticated
     assert security.client_options()["security_protocol"] == "SSL"
     assert "sasl_mechanism" not in security.client_options()
     assert isinstance(security.faust_credentials(), faust.SSLCredentials)
 
 
-@pytest.mark.parametrize(("overrides", "named"), [
-    ({"kafka_username": None}, "MESH_KAFKA_USERNAME is not set"),
-    ({"kafka_password_file": None}, "MESH_KAFKA_PASSWORD_FILE is not set"),
-    ({"kafka_password_file": "/nonexistent/referral.password"}, "MESH_KAFKA_PASSWORD_FILE=/nonexistent"),
-    ({"kafka_ca": "/nonexistent/ca.crt"}, "MESH_KAFKA_CA=/nonexistent/ca.crt: no such file"),
-    ({"kafka_security_protocol": "PLAINTEXT"}, "MESH_KAFKA_USERNAME is set but"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"kafka_username": None}, "MESH_KAFKA_USERNAME is not set"),
+        ({"kafka_password_file": None}, "MESH_KAFKA_PASSWORD_FILE is not set"),
+        ({"kafka_password_file": "/nonexistent/referral.password"}, "MESH_KAFKA_PASSWORD_FILE=/nonexistent"),
+        ({"kafka_ca": "/nonexistent/ca.crt"}, "MESH_KAFKA_CA=/nonexistent/ca.crt: no such file"),
+        ({"kafka_security_protocol": "PLAINTEXT"}, "MESH_KAFKA_USERNAME is set but"),
+    ],
+)
 def test_incomplete_settings_are_refused_naming_the_setting(material, overrides, named):
     with pytest.raises(KafkaSecurityError) as refused:
         KafkaSecurity.from_settings(scram(material, **overrides))
@@ -95,10 +108,13 @@ def test_production_needs_tls_and_the_services_own_credentials(material):
     assert problem.startswith("MESH_KAFKA_SECURITY_PROTOCOL is not set")
     assert "region" in problem and "\n" not in problem
     assert production_problem(MeshSettings(kafka_security_protocol="PLAINTEXT"), "region").startswith(
-        "MESH_KAFKA_SECURITY_PROTOCOL is PLAINTEXT")
+        "MESH_KAFKA_SECURITY_PROTOCOL is PLAINTEXT"
+    )
     assert production_problem(scram(material, kafka_password_file=None), "referral").startswith(
-        "MESH_KAFKA_PASSWORD_FILE is not set")
+        "MESH_KAFKA_PASSWORD_FILE is not set"
+    )
     # TLS alone is no identity: production needs a principal too.
-    assert production_problem(MeshSettings(kafka_security_protocol="SSL", kafka_ca=material / "ca.crt"),
-                              "notify").startswith("MESH_KAFKA_CLIENT_CERT is not set")
+    assert production_problem(
+        MeshSettings(kafka_security_protocol="SSL", kafka_ca=material / "ca.crt"), "notify"
+    ).startswith("MESH_KAFKA_CLIENT_CERT is not set")
     assert production_problem(scram(material), "referral") is None

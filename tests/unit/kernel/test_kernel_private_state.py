@@ -1,4 +1,5 @@
 """The stream workers' state folders are private to the service's user, whatever the umask."""
+
 import os
 import stat
 

@@ -1,5 +1,6 @@
 """The stop deadline: once armed, a stop that does not finish is cut short with a log line that
 names what was left unfinished; a stop that finishes first disarms it."""
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,11 @@ def _deadline(budget: float):
         codes.append(code)
         exited.set()
 
-    return StopDeadline("region", lambda: "3 record(s) in the producer buffer", budget=budget,
-                        exit_process=exit_process), exited, codes
+    return (
+        StopDeadline("region", lambda: "3 record(s) in the producer buffer", budget=budget, exit_process=exit_process),
+        exited,
+        codes,
+    )
 
 
 def test_an_unfinished_stop_is_cut_short_and_says_what_was_left(caplog):

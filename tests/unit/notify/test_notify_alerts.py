@@ -12,8 +12,9 @@ REGIONS = frozenset({"GM0518", "GM0344", "GM0363"})
 
 
 def _alert(eid="e1", region="GM0518", level="REGION_COORDINATOR", fired=T0) -> a.Alert:
-    return a.raise_alert(a.Alert(eid, "case-1", "ref-1", region, level, "not_accepted_in_time", fired,
-                                 fired - timedelta(days=2)))
+    return a.raise_alert(
+        a.Alert(eid, "case-1", "ref-1", region, level, "not_accepted_in_time", fired, fired - timedelta(days=2))
+    )
 
 
 def test_a_new_alert_is_open_with_its_raise_in_the_history():
@@ -28,8 +29,12 @@ def test_acknowledge_take_resolve_walks_the_states_and_records_each_step():
     alert = a.take(alert, HAGUE, T0 + timedelta(minutes=1))
     alert = a.resolve(alert, HAGUE, T0 + timedelta(minutes=2), "HELP_STARTED")
     assert (alert.state, alert.owner, alert.outcome) == (a.AlertState.RESOLVED, "coord-gm0518", "HELP_STARTED")
-    assert [c.action for c in alert.history] == [a.Action.RAISED, a.Action.ACKNOWLEDGED, a.Action.TAKEN,
-                                                 a.Action.RESOLVED]
+    assert [c.action for c in alert.history] == [
+        a.Action.RAISED,
+        a.Action.ACKNOWLEDGED,
+        a.Action.TAKEN,
+        a.Action.RESOLVED,
+    ]
 
 
 def test_acknowledging_twice_changes_nothing():
@@ -59,8 +64,9 @@ def test_reassign_needs_a_known_region_and_a_reason_code_and_moves_the_alert():
         a.reassign(_alert(), HAGUE, T0, "GM0518", "CLIENT_MOVED", REGIONS)
     moved = a.reassign(_alert(), HAGUE, T0, "GM0344", "CLIENT_MOVED", REGIONS)
     assert moved.region == "GM0344"
-    assert moved.history[-1] == a.Change(a.Action.REASSIGNED, "coord-gm0518", T0, a.AlertState.OPEN,
-                                         "CLIENT_MOVED", "GM0344")
+    assert moved.history[-1] == a.Change(
+        a.Action.REASSIGNED, "coord-gm0518", T0, a.AlertState.OPEN, "CLIENT_MOVED", "GM0344"
+    )
     # Now it is Utrecht's case: The Hague no longer sees it.
     assert a.visible([moved], HAGUE) == [] and a.visible([moved], UTRECHT) == [moved]
 
@@ -69,8 +75,11 @@ def test_resolve_needs_an_outcome_code_and_a_resolved_alert_takes_no_more_action
     with pytest.raises(a.AlertError):
         a.resolve(_alert(), HAGUE, T0, "")
     done = a.resolve(_alert(), HAGUE, T0, "NO_LONGER_NEEDED")
-    for act in (lambda: a.take(done, HAGUE, T0), lambda: a.resolve(done, HAGUE, T0, "OTHER"),
-                lambda: a.reassign(done, HAGUE, T0, "GM0344", "OTHER", REGIONS)):
+    for act in (
+        lambda: a.take(done, HAGUE, T0),
+        lambda: a.resolve(done, HAGUE, T0, "OTHER"),
+        lambda: a.reassign(done, HAGUE, T0, "GM0344", "OTHER", REGIONS),
+    ):
         with pytest.raises(a.NotAllowed):
             act()
 

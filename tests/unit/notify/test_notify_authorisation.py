@@ -1,4 +1,5 @@
 """The notify API's authorisation policy, every role against every decision."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,11 @@ import pytest
 from meshkernel.principal import AGENCY, COORDINATOR, NATIONAL, SYSTEM, Denied, Principal
 from services.notify.domain import authorisation as policy
 
-SENDER, RECEIVER, OTHER = Principal(AGENCY, "exit-the-hague"), Principal(AGENCY, "shelter-utrecht"), \
-    Principal(AGENCY, "care-rotterdam")
+SENDER, RECEIVER, OTHER = (
+    Principal(AGENCY, "exit-the-hague"),
+    Principal(AGENCY, "shelter-utrecht"),
+    Principal(AGENCY, "care-rotterdam"),
+)
 REGION, ELSEWHERE = Principal(COORDINATOR, "coord-gm0518", "GM0518"), Principal(COORDINATOR, "coord-gm0344", "GM0344")
 NATIONAL_COORDINATOR, SYSTEM_SERVICE = Principal(COORDINATOR, "coord-national", NATIONAL), Principal(SYSTEM, "region")
 PARTIES = frozenset({SENDER.name, RECEIVER.name})
@@ -45,10 +49,18 @@ def test_notify_authorisation_a_coordinator_acts_with_their_own_scope():
     assert not acting.may_see("GM0518")
 
 
-@pytest.mark.parametrize("who, allowed", [
-    (SENDER, True), (RECEIVER, True), (OTHER, False), (REGION, False), (ELSEWHERE, False),
-    (NATIONAL_COORDINATOR, False), (SYSTEM_SERVICE, False),
-])
+@pytest.mark.parametrize(
+    "who, allowed",
+    [
+        (SENDER, True),
+        (RECEIVER, True),
+        (OTHER, False),
+        (REGION, False),
+        (ELSEWHERE, False),
+        (NATIONAL_COORDINATOR, False),
+        (SYSTEM_SERVICE, False),
+    ],
+)
 def test_notify_authorisation_seal_and_erase_only_for_parties(who, allowed):
     for decide in (policy.may_seal_contact, policy.may_erase_client):
         if allowed:

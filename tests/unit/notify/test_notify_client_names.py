@@ -1,5 +1,6 @@
 """Client messages name agencies neutrally and places by their Dutch names: a message may be read
 on a lock screen or a shared phone, and must not tell anyone that the client is a sex worker."""
+
 import re
 
 import pytest
@@ -19,9 +20,12 @@ OUTING = re.compile(r"sex|seks|prostitu|escort|peer support|exit|uitstap", re.IG
 
 def message(receiver: str | None, region: str, template: str, language: str, handover: str = "") -> str:
     facts = MessageFacts(
-        organisation=NAMES.client_organisation(receiver, region), region=NAMES.region(region),
-        handover_region=NAMES.region(handover or AMSTERDAM), help_name=NAMES.help_name,
-        help_phone=NAMES.help_phone, help_url=NAMES.help_url,
+        organisation=NAMES.client_organisation(receiver, region),
+        region=NAMES.region(region),
+        handover_region=NAMES.region(handover or AMSTERDAM),
+        help_name=NAMES.help_name,
+        help_phone=NAMES.help_phone,
+        help_url=NAMES.help_url,
     )
     return ClientMessages().render(template, language, facts)
 

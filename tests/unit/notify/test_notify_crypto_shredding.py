@@ -1,4 +1,5 @@
 """Contact details are sealed per case; erasing the case's key makes every copy unreadable."""
+
 import secrets
 
 import pytest

@@ -1,5 +1,6 @@
 """WatchAlerts refuses an escalation level the contract does not define (found by `make fuzz`:
 it ended the stream with UNKNOWN)."""
+
 from __future__ import annotations
 
 import grpc

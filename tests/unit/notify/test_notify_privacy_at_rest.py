@@ -1,4 +1,5 @@
 """Privacy at rest: contact keys are stored wrapped by a key-encryption key, state files are private."""
+
 import asyncio
 import os
 import secrets
@@ -53,7 +54,7 @@ def test_a_copy_of_keys_db_without_the_kek_opens_nothing(tmp_path):
         nonce, body = seal.ciphertext[:12], seal.ciphertext[12:]
         for start in range(len(raw) - 31):
             with pytest.raises(InvalidTag):
-                AESGCM(raw[start:start + 32]).decrypt(nonce, body, _aad(case, seal.key_id))
+                AESGCM(raw[start : start + 32]).decrypt(nonce, body, _aad(case, seal.key_id))
     # With the KEK the copy opens (it is the same key store): the KEK is what was missing.
     restored = KeyStore(stolen, LocalKeyFile.load(tmp_path / "secret" / "kek.key"))
     assert restored.open("case-a", sealed["case-a"]).address == PHONE
@@ -65,8 +66,9 @@ def test_a_wrapped_key_moved_to_another_case_does_not_unwrap(tmp_path):
     sealed = keys.seal("case-a", Contact("sms", PHONE))
     keys.seal("case-b", Contact("sms", "+31 6 3333 4444"))
     wrapped_a = keys._db.execute("SELECT wrapped_key FROM wrapped_case_keys WHERE case_id='case-a'").fetchone()[0]
-    keys._db.execute("UPDATE wrapped_case_keys SET wrapped_key=?, key_id=? WHERE case_id='case-b'",
-                     (wrapped_a, sealed.key_id))
+    keys._db.execute(
+        "UPDATE wrapped_case_keys SET wrapped_key=?, key_id=? WHERE case_id='case-b'", (wrapped_a, sealed.key_id)
+    )
     with pytest.raises(ContactUnavailable):
         keys.open("case-b", sealed)
 
@@ -76,8 +78,10 @@ def test_a_key_store_from_before_wrapping_is_wrapped_at_first_open(tmp_path):
     plain_key = AESGCM.generate_key(bit_length=256)
     nonce = secrets.token_bytes(12)
     old = sqlite3.connect(path)
-    old.execute("CREATE TABLE case_keys (case_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, key BLOB NOT NULL,"
-                " created_at REAL NOT NULL)")
+    old.execute(
+        "CREATE TABLE case_keys (case_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, key BLOB NOT NULL,"
+        " created_at REAL NOT NULL)"
+    )
     old.execute("INSERT INTO case_keys VALUES ('case-a', 'k1', ?, 0)", (plain_key,))
     old.commit()
     old.close()
@@ -125,8 +129,14 @@ def test_state_files_are_0600_in_0700_folders_whatever_the_umask(tmp_path):
         with referral.begin() as connection:
             connection.exec_driver_sql("CREATE TABLE t (x)")
         files = list(folder.iterdir()) + list((tmp_path / "var").iterdir())
-        assert {p.name for p in files} >= {"notify.db", "notify.db-wal", "keys.db", "kek.key",
-                                            "client-outbox.jsonl", "referral.db"}
+        assert {p.name for p in files} >= {
+            "notify.db",
+            "notify.db-wal",
+            "keys.db",
+            "kek.key",
+            "client-outbox.jsonl",
+            "referral.db",
+        }
         for path in files:
             assert _mode(path) == 0o600, path.name
         assert _mode(folder) == 0o700 and _mode(tmp_path / "var") == 0o700
@@ -156,9 +166,17 @@ def _production(tmp_path, **values):
     present.write_text("x")
     password = tmp_path / "notify.password"
     password.write_text("secret\n")
-    return MeshSettings(mode="production", tls_cert=present, tls_key=present, tls_ca=present, tls_crl=present,
-                        kafka_security_protocol="SASL_SSL", kafka_username="notify", kafka_password_file=password,
-                        **values)
+    return MeshSettings(
+        mode="production",
+        tls_cert=present,
+        tls_key=present,
+        tls_ca=present,
+        tls_crl=present,
+        kafka_security_protocol="SASL_SSL",
+        kafka_username="notify",
+        kafka_password_file=password,
+        **values,
+    )
 
 
 def test_a_production_start_of_notify_needs_a_private_kek_file_and_https_for_the_dashboard(tmp_path):
@@ -176,6 +194,9 @@ def test_a_production_start_of_notify_needs_a_private_kek_file_and_https_for_the
         check_start(_production(tmp_path, notify_kek_path=kek), "notify", needs)
     check_start(_production(tmp_path, notify_kek_path=kek, notify_web_tls_proxy=True), "notify", needs)
     present = tmp_path / "present.pem"
-    check_start(_production(tmp_path, notify_kek_path=kek, notify_web_tls_cert=present, notify_web_tls_key=present),
-                "notify", needs)
+    check_start(
+        _production(tmp_path, notify_kek_path=kek, notify_web_tls_cert=present, notify_web_tls_key=present),
+        "notify",
+        needs,
+    )
     check_start(MeshSettings(mode="local"), "notify", needs)  # local mode makes its own key file

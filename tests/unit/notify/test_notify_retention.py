@@ -1,5 +1,6 @@
 """Retention runs by itself: dead deliveries past their retention are removed on a schedule,
 delivered and pending ones are never touched, and a failing run does not stop the next."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,12 +11,20 @@ from services.notify.adapters.store import NotifyStore
 
 
 def _delivery(store: NotifyStore, notification_id: str, *, status: str) -> None:
-    store.record_notification(notification_id=notification_id, case_id="case-r", audience="AGENCY",
-                              recipient="shelter-utrecht", template="t", language="nl", channel="webhook",
-                              envelope=b"x")
+    store.record_notification(
+        notification_id=notification_id,
+        case_id="case-r",
+        audience="AGENCY",
+        recipient="shelter-utrecht",
+        template="t",
+        language="nl",
+        channel="webhook",
+        envelope=b"x",
+    )
     if status != "pending":
-        store.record_attempt(notification_id, result="gave up" if status == "dead" else "ok",
-                             duration_ms=1, status=status)
+        store.record_attempt(
+            notification_id, result="gave up" if status == "dead" else "ok", duration_ms=1, status=status
+        )
 
 
 def test_only_dead_deliveries_finished_before_the_horizon_are_removed(tmp_path):

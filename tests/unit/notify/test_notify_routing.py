@@ -5,9 +5,17 @@ from services.notify.domain.routing import Assignment, Audience, route
 
 def _assignment(**overrides) -> Assignment:
     values: dict[str, Any] = dict(
-        event_id="evt-1", case_id="case-1", referral_id="ref-1", responsible_region="GM0518",
-        previous_region="", handover_to="", rule="bound_here", bound_nowhere=False,
-        sender="exit-the-hague", receiver="shelter-utrecht", languages=("es", "en"),
+        event_id="evt-1",
+        case_id="case-1",
+        referral_id="ref-1",
+        responsible_region="GM0518",
+        previous_region="",
+        handover_to="",
+        rule="bound_here",
+        bound_nowhere=False,
+        sender="exit-the-hague",
+        receiver="shelter-utrecht",
+        languages=("es", "en"),
     )
     values.update(overrides)
     return Assignment(**values)

@@ -6,9 +6,18 @@ from services.notify.domain.routing import Assignment, Audience, Escalation, rou
 
 def _assignment(**overrides) -> Assignment:
     values: dict[str, Any] = dict(
-        event_id="evt-1", case_id="case-1", referral_id="ref-1", responsible_region="GM0518",
-        previous_region="", handover_to="", rule="bound_nowhere", bound_nowhere=False,
-        sender="exit-the-hague", receiver="shelter-utrecht", languages=("ro", "en"), has_contact=True,
+        event_id="evt-1",
+        case_id="case-1",
+        referral_id="ref-1",
+        responsible_region="GM0518",
+        previous_region="",
+        handover_to="",
+        rule="bound_nowhere",
+        bound_nowhere=False,
+        sender="exit-the-hague",
+        receiver="shelter-utrecht",
+        languages=("ro", "en"),
+        has_contact=True,
     )
     values.update(overrides)
     return Assignment(**values)
@@ -17,7 +26,11 @@ def _assignment(**overrides) -> Assignment:
 def test_the_client_hears_in_their_language_when_a_region_is_first_named():
     client = route_client(_assignment())
     assert (client.audience, client.recipient, client.template, client.language) == (
-        Audience.CLIENT, "case-1", "client_responsible_region", "ro")
+        Audience.CLIENT,
+        "case-1",
+        "client_responsible_region",
+        "ro",
+    )
     assert client in route(_assignment())
 
 
@@ -47,7 +60,10 @@ def test_an_agency_reminder_goes_to_the_receiving_agency_and_coordinator_levels_
     reminder = Escalation("esc-1", "case-1", "ref-1", "GM0518", "AGENCY_REMINDER", receiver="shelter-utrecht")
     [notification] = route_escalation(reminder)
     assert (notification.audience, notification.recipient, notification.template) == (
-        Audience.AGENCY, "shelter-utrecht", "referral_reminder")
+        Audience.AGENCY,
+        "shelter-utrecht",
+        "referral_reminder",
+    )
     assert route_escalation(reminder) == [notification]
     assert route_escalation(Escalation("esc-2", "case-1", "ref-1", "GM0518", "REGION_COORDINATOR", "x")) == []
     assert route_escalation(Escalation("esc-3", "case-1", "ref-1", "GM0518", "AGENCY_REMINDER")) == []

@@ -8,7 +8,7 @@ from services.notify.domain import webhook
 
 
 def test_passwords_are_stored_as_salted_scrypt_hashes():
-    cheap = passwords.ScryptCost(n=2 ** 4, r=8, p=1)  # the cost itself: test_notify_sign_in.py
+    cheap = passwords.ScryptCost(n=2**4, r=8, p=1)  # the cost itself: test_notify_sign_in.py
     stored = passwords.hash_password("correct horse", cost=cheap)
     assert stored.startswith("scrypt$") and "correct horse" not in stored
     assert passwords.check_password("correct horse", stored)
@@ -65,8 +65,16 @@ def test_the_access_log_is_append_only(tmp_path):
 
 def test_a_notification_is_recorded_once_by_id(tmp_path):
     store = NotifyStore.open(f"sqlite:///{tmp_path / 'notify.db'}")
-    details = dict(notification_id="n1", case_id="c", audience="AGENCY", recipient="a", template="t",
-                   language="nl", channel="webhook", envelope=b"x")
+    details = dict(
+        notification_id="n1",
+        case_id="c",
+        audience="AGENCY",
+        recipient="a",
+        template="t",
+        language="nl",
+        channel="webhook",
+        envelope=b"x",
+    )
     assert store.record_notification(**details) is True
     assert store.record_notification(**details) is False
     assert len(store.deliveries()) == 1

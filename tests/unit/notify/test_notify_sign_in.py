@@ -1,4 +1,5 @@
 """Coordinator sign-in: scrypt at OWASP's cost, rehash on sign-in, throttling, account states."""
+
 import pytest
 
 from services.notify.adapters import passwords
@@ -6,14 +7,14 @@ from services.notify.adapters.dashboard import LocalPasswords
 from services.notify.adapters.store import NotifyStore
 from services.notify.domain.throttle import SignInThrottle, ThrottlePolicy
 
-CHEAP = passwords.ScryptCost(n=2 ** 4, r=8, p=1)  # for tests that are not about the cost
+CHEAP = passwords.ScryptCost(n=2**4, r=8, p=1)  # for tests that are not about the cost
 
 
 def test_new_hashes_use_owasps_scrypt_cost():
-    assert passwords.ScryptCost(n=2 ** 17, r=8, p=1) == passwords.OWASP_COST
+    assert passwords.ScryptCost(n=2**17, r=8, p=1) == passwords.OWASP_COST
     stored = passwords.hash_password("correct horse battery")
     kind, n, r, p, salt, digest = stored.split("$")
-    assert (kind, int(n), int(r), int(p)) == ("scrypt", 2 ** 17, 8, 1)
+    assert (kind, int(n), int(r), int(p)) == ("scrypt", 2**17, 8, 1)
     assert len(bytes.fromhex(salt)) == 16 and len(bytes.fromhex(digest)) == 32
     assert passwords.check_password("correct horse battery", stored)
     assert not passwords.check_password("correct horse battery!", stored)

@@ -1,4 +1,5 @@
 """Every client template renders in every language, with no missing variable (StrictUndefined)."""
+
 import re
 
 import jinja2
@@ -8,8 +9,14 @@ from services.notify.adapters.client_messages import TEMPLATE_DIR, ClientMessage
 from services.notify.adapters.ui_text import TEXT
 from services.notify.domain.messages import CLIENT_TEMPLATES, LANGUAGES, MessageFacts
 
-FACTS = MessageFacts(organisation="ORG-X", region="REGION-Y", handover_region="REGION-Z", help_name="HELP-N",
-                     help_phone="PHONE-P", help_url="URL-U")
+FACTS = MessageFacts(
+    organisation="ORG-X",
+    region="REGION-Y",
+    handover_region="REGION-Z",
+    help_name="HELP-N",
+    help_phone="PHONE-P",
+    help_url="URL-U",
+)
 # Words we never use about clients (DESIGN.md section 5), in the five languages.
 DISRESPECTFUL = re.compile(r"prostitu|victim|slachtoffer|víctima|victima|ofiar|probleemgeval|hoer", re.I)
 
@@ -22,7 +29,7 @@ def test_there_is_a_template_for_every_message_in_every_language_and_nothing_els
 @pytest.mark.parametrize("template", CLIENT_TEMPLATES)
 def test_every_template_renders_in_every_language_with_all_its_facts(template, language):
     text = ClientMessages().render(template, language, FACTS)
-    assert "ORG-X" in text and "REGION-Y" in text          # who is responsible now
+    assert "ORG-X" in text and "REGION-Y" in text  # who is responsible now
     assert "PHONE-P" in text and "URL-U" in text and "HELP-N" in text  # where to ask
     if template == "client_handover_proposed":
         assert "REGION-Z" in text
@@ -49,7 +56,9 @@ def test_unknown_templates_and_languages_are_refused():
 def test_the_dashboard_says_the_same_things_in_dutch_and_english():
     def keys(tree, prefix=""):
         return {prefix + k for k, v in tree.items()} | {
-            f"{prefix}{k}.{sub}" for k, v in tree.items() if isinstance(v, dict) for sub in keys(v)}
+            f"{prefix}{k}.{sub}" for k, v in tree.items() if isinstance(v, dict) for sub in keys(v)
+        }
+
     assert keys(TEXT["nl"]) == keys(TEXT["en"])
     for language in TEXT.values():
         assert not DISRESPECTFUL.search(str(language))

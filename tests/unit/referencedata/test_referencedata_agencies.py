@@ -67,16 +67,18 @@ def test_search_filters_and_order(directory):
     assert directory.search(domain="exit_programme", region="GM0014", accepting_only=True) == []
     combined = directory.search(domain="health", region="GM0518", language="es")
     assert [a.agency_id for a in combined] == ["health-rotterdam"]
-    assert [a.agency_id for a in directory.search(kind="legal_aid", region="GM0772")] == [
-        "legal-eindhoven"
-    ]
+    assert [a.agency_id for a in directory.search(kind="legal_aid", region="GM0772")] == ["legal-eindhoven"]
     assert directory.search(region="GM9999") == []  # well-formed but unknown: nothing
 
 
 @pytest.mark.parametrize(
     "kwargs,field",
-    [({"domain": "crime"}, "domain"), ({"region": "Amsterdam"}, "region"),
-     ({"language": "romanian"}, "language"), ({"kind": "bank"}, "kind")],
+    [
+        ({"domain": "crime"}, "domain"),
+        ({"region": "Amsterdam"}, "region"),
+        ({"language": "romanian"}, "language"),
+        ({"kind": "bank"}, "kind"),
+    ],
 )
 def test_search_refuses_bad_filters(directory, kwargs, field):
     with pytest.raises(InvalidQuery) as err:
@@ -128,34 +130,47 @@ def test_good_document_parses():
 @pytest.mark.parametrize(
     "old,new,place,words",
     [
-        ("id: care-rotterdam", "id: shelter-amsterdam", "agencies.yaml:14 agencies[1].id",
-         "duplicate agency id"),
-        ('"99990000000000000002"', '"99990000000000000001"', "agencies.yaml:18 agencies[1].oin",
-         "duplicate OIN"),
+        ("id: care-rotterdam", "id: shelter-amsterdam", "agencies.yaml:14 agencies[1].id", "duplicate agency id"),
+        ('"99990000000000000002"', '"99990000000000000001"', "agencies.yaml:18 agencies[1].oin", "duplicate OIN"),
         ("kind: care", "kind: bank", "agencies.yaml:17 agencies[1].kind", "unknown kind"),
-        ('"99990000000000000002"', "99990000000000000002", "agencies.yaml:18 agencies[1].oin",
-         "quoted string"),
+        ('"99990000000000000002"', "99990000000000000002", "agencies.yaml:18 agencies[1].oin", "quoted string"),
         ('"99990000000000000002"', '"12345"', "agencies.yaml:18 agencies[1].oin", "20-digit"),
-        ("regions_served: [GM0599]", "regions_served: [GM599]",
-         "agencies.yaml:19 agencies[1].regions_served[0]", "CBS code"),
-        ("regions_served: [GM0599]", "regions_served: [GM0772]",
-         "agencies.yaml:19 agencies[1].regions_served[0]", "not declared"),
-        ("need_domains: [health]", "need_domains: [health, crime]",
-         "agencies.yaml:20 agencies[1].need_domains[1]", "unknown need domain"),
-        ("languages: [nl]\n", "languages: [nl, xx]\n", "agencies.yaml:21 agencies[1].languages[1]",
-         "ISO 639-1"),
-        ("languages: [nl]\n", "languages: [nl, nl]\n", "agencies.yaml:21 agencies[1].languages[1]",
-         "duplicate code"),
-        ("accepting: false", "accepting: maybe", "agencies.yaml:22 agencies[1].accepting",
-         "true or false"),
+        (
+            "regions_served: [GM0599]",
+            "regions_served: [GM599]",
+            "agencies.yaml:19 agencies[1].regions_served[0]",
+            "CBS code",
+        ),
+        (
+            "regions_served: [GM0599]",
+            "regions_served: [GM0772]",
+            "agencies.yaml:19 agencies[1].regions_served[0]",
+            "not declared",
+        ),
+        (
+            "need_domains: [health]",
+            "need_domains: [health, crime]",
+            "agencies.yaml:20 agencies[1].need_domains[1]",
+            "unknown need domain",
+        ),
+        ("languages: [nl]\n", "languages: [nl, xx]\n", "agencies.yaml:21 agencies[1].languages[1]", "ISO 639-1"),
+        ("languages: [nl]\n", "languages: [nl, nl]\n", "agencies.yaml:21 agencies[1].languages[1]", "duplicate code"),
+        ("accepting: false", "accepting: maybe", "agencies.yaml:22 agencies[1].accepting", "true or false"),
         ("id: care-rotterdam", "id: Care Rotterdam", "agencies.yaml:14 agencies[1].id", "slug"),
-        ("    accepting: false\n", "    accepting: false\n    langauges: [en]\n",
-         "agencies.yaml:23 agencies[1].langauges", "unknown field"),
+        (
+            "    accepting: false\n",
+            "    accepting: false\n    langauges: [en]\n",
+            "agencies.yaml:23 agencies[1].langauges",
+            "unknown field",
+        ),
         ("    accepting: false\n", "", "agencies.yaml:14 agencies[1]", "missing field 'accepting'"),
-        ("  GM0599: Rotterdam\n", "  GM0599: Rotterdam\n  GM0599: Again\n",
-         "agencies.yaml:4 regions.GM0599", "duplicate key"),
-        ("  GM0599: Rotterdam\n", "  Rotterdam: Rotterdam\n", "agencies.yaml:3 regions.Rotterdam",
-         "CBS code"),
+        (
+            "  GM0599: Rotterdam\n",
+            "  GM0599: Rotterdam\n  GM0599: Again\n",
+            "agencies.yaml:4 regions.GM0599",
+            "duplicate key",
+        ),
+        ("  GM0599: Rotterdam\n", "  Rotterdam: Rotterdam\n", "agencies.yaml:3 regions.Rotterdam", "CBS code"),
     ],
 )
 def test_loader_refusals_name_the_place(old, new, place, words):
@@ -191,10 +206,17 @@ def test_shipped_directory_names_places_in_dutch(directory):
     assert "The Hague" not in CONFIG.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("outing", [
-    "Voices Together, sex worker peer support", "Sekswerkers Steunpunt", "Exit Programme North",
-    "Escort Support", "Prostitutie Maatschappelijk Werk", "Uitstapprogramma Zuid",
-])
+@pytest.mark.parametrize(
+    "outing",
+    [
+        "Voices Together, sex worker peer support",
+        "Sekswerkers Steunpunt",
+        "Exit Programme North",
+        "Escort Support",
+        "Prostitutie Maatschappelijk Werk",
+        "Uitstapprogramma Zuid",
+    ],
+)
 def test_a_client_display_name_that_outs_the_client_is_refused(outing):
     message = _refusal(GOOD.replace("client_display_name: Test Care", f"client_display_name: {outing}", 1))
     assert message.startswith("agencies.yaml:16 agencies[1].client_display_name"), message

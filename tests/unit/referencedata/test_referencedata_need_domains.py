@@ -14,14 +14,33 @@ from services.region.domain import SERVICE_KINDS
 DIRECTORY = load_directory()
 
 # Codes shipped before the study's areas were added; they must stay valid with the same value.
-EARLIER_CODES = ["shelter", "exit_programme", "health", "income", "housing", "legal", "work", "finance",
-                 "residence", "safety", "other"]
+EARLIER_CODES = [
+    "shelter",
+    "exit_programme",
+    "health",
+    "income",
+    "housing",
+    "legal",
+    "work",
+    "finance",
+    "residence",
+    "safety",
+    "other",
+]
 
 
 def test_the_sixteen_areas_of_the_study_each_have_a_code():
     assert len(STUDY_AREAS) == 16
-    assert set(STUDY_AREAS) >= {"advocacy", "taxes", "insurance", "banking and money", "working from home",
-                                "enforcement", "stigma and treatment", "government bodies"}
+    assert set(STUDY_AREAS) >= {
+        "advocacy",
+        "taxes",
+        "insurance",
+        "banking and money",
+        "working from home",
+        "enforcement",
+        "stigma and treatment",
+        "government bodies",
+    }
     assert NeedDomain.OTHER not in STUDY_AREAS.values()
 
 
@@ -55,10 +74,17 @@ def test_every_code_names_a_service_kind_of_the_region_policy():
     assert set(BINDING_SERVICE.values()) <= set(SERVICE_KINDS)
 
 
-@pytest.mark.parametrize(("domains", "service"), [
-    (["taxes"], "income"), (["permits", "housing"], "housing"), (["advocacy"], "legal"),
-    (["shelter", "taxes"], "shelter"), ([], "shelter"), (["nonsense"], "nonsense"),
-])
+@pytest.mark.parametrize(
+    ("domains", "service"),
+    [
+        (["taxes"], "income"),
+        (["permits", "housing"], "housing"),
+        (["advocacy"], "legal"),
+        (["shelter", "taxes"], "shelter"),
+        ([], "shelter"),
+        (["nonsense"], "nonsense"),
+    ],
+)
 def test_the_binding_service_of_a_referral(domains, service):
     assert binding_service(domains, frozenset(SERVICE_KINDS)) == service
 
@@ -78,7 +104,13 @@ def test_a_referral_about_a_new_area_gets_a_responsible_region(domain):
 
     config = MeshSettings()
     assigner = Assigner(load_resolver(config.region_policy_path), load_agency_regions(config.agency_directory_path))
-    event = envelopes.new_envelope(case_id="case-1", producer="t", event_id="e1", referral=events_pb2.ReferralEvent(
-        referral_id="ref-1", event_type="ReferralRequested", version=1, need_domains=[domain], asked_in="GM0599"))
+    event = envelopes.new_envelope(
+        case_id="case-1",
+        producer="t",
+        event_id="e1",
+        referral=events_pb2.ReferralEvent(
+            referral_id="ref-1", event_type="ReferralRequested", version=1, need_domains=[domain], asked_in="GM0599"
+        ),
+    )
     outcome = assigner.on_referral(event, {})
     assert outcome.assignment.assignment.responsible_region == "GM0599"

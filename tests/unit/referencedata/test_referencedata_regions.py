@@ -12,12 +12,49 @@ from referencedata.regions import REGIONS_PATH, load_region_data, write_region_d
 REGISTER = load_register()
 DATA = load_region_data(register=REGISTER)
 CENTRAL = {  # the 43 central municipalities named in the issue (Roosendaal is not one)
-    "Alkmaar", "Almelo", "Almere", "Amersfoort", "Amsterdam", "Apeldoorn", "Arnhem", "Assen",
-    "Bergen op Zoom", "Breda", "Delft", "'s-Gravenhage", "Den Helder", "Deventer", "Doetinchem",
-    "Dordrecht", "Ede", "Eindhoven", "Emmen", "Enschede", "Gouda", "Groningen", "Haarlem", "Heerlen",
-    "Helmond", "'s-Hertogenbosch", "Hilversum", "Hoorn", "Leeuwarden", "Leiden", "Maastricht",
-    "Nijmegen", "Nissewaard", "Oss", "Purmerend", "Rotterdam", "Tilburg", "Utrecht", "Venlo",
-    "Vlaardingen", "Vlissingen", "Zaanstad", "Zwolle",
+    "Alkmaar",
+    "Almelo",
+    "Almere",
+    "Amersfoort",
+    "Amsterdam",
+    "Apeldoorn",
+    "Arnhem",
+    "Assen",
+    "Bergen op Zoom",
+    "Breda",
+    "Delft",
+    "'s-Gravenhage",
+    "Den Helder",
+    "Deventer",
+    "Doetinchem",
+    "Dordrecht",
+    "Ede",
+    "Eindhoven",
+    "Emmen",
+    "Enschede",
+    "Gouda",
+    "Groningen",
+    "Haarlem",
+    "Heerlen",
+    "Helmond",
+    "'s-Hertogenbosch",
+    "Hilversum",
+    "Hoorn",
+    "Leeuwarden",
+    "Leiden",
+    "Maastricht",
+    "Nijmegen",
+    "Nissewaard",
+    "Oss",
+    "Purmerend",
+    "Rotterdam",
+    "Tilburg",
+    "Utrecht",
+    "Venlo",
+    "Vlaardingen",
+    "Vlissingen",
+    "Zaanstad",
+    "Zwolle",
 }
 
 
@@ -70,7 +107,8 @@ def test_a_missing_municipality_is_refused_naming_the_code(tmp_path):
     lines = [line for line in _lines() if not line.startswith("GM0050,")]  # Zeewolde
     assert _refusal(tmp_path, lines) == (
         "mo-regions.csv: GM0050 (Zeewolde) is missing; every current municipality of "
-        "municipalities-2026.csv must be in exactly one region")
+        "municipalities-2026.csv must be in exactly one region"
+    )
 
 
 def test_a_municipality_listed_twice_is_refused_naming_both_lines(tmp_path):
@@ -82,18 +120,25 @@ def test_a_municipality_listed_twice_is_refused_naming_both_lines(tmp_path):
 
 
 def test_an_abolished_code_in_a_region_is_refused_naming_code_line_and_successor(tmp_path):
-    lines = _lines() + ['GM0457,Weesp,GM0363,Amsterdam,confirmed,https://example.org,\n']
+    lines = _lines() + ["GM0457,Weesp,GM0363,Amsterdam,confirmed,https://example.org,\n"]
     message = _refusal(tmp_path, lines)
-    assert message.startswith(f"mo-regions.csv:{len(lines)}: GM0457 (Weesp) was abolished on 2022-03-24 "
-                              "(now Amsterdam GM0363)")
+    assert message.startswith(
+        f"mo-regions.csv:{len(lines)}: GM0457 (Weesp) was abolished on 2022-03-24 (now Amsterdam GM0363)"
+    )
 
 
-@pytest.mark.parametrize(("old", "new", "words"), [
-    (",GM0034,Almere,confirmed,", ",GM0034,Almere,likely,", "confidence 'likely' is not one of"),
-    ("GM0034,Almere,GM0034,Almere,confirmed,https://lelystad", "GM0034,Almere,GM0193,Zwolle,confirmed,https://lelystad",
-     "central municipality GM0034 of GM0050 is not in its own region (line 3 puts it under GM0193)"),
-    ("GM0050,Zeewolde,GM0034", "GM9999,Zeewolde,GM0034", "mo-regions.csv:6: GM9999 is not a current municipality"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        (",GM0034,Almere,confirmed,", ",GM0034,Almere,likely,", "confidence 'likely' is not one of"),
+        (
+            "GM0034,Almere,GM0034,Almere,confirmed,https://lelystad",
+            "GM0034,Almere,GM0193,Zwolle,confirmed,https://lelystad",
+            "central municipality GM0034 of GM0050 is not in its own region (line 3 puts it under GM0193)",
+        ),
+        ("GM0050,Zeewolde,GM0034", "GM9999,Zeewolde,GM0034", "mo-regions.csv:6: GM9999 is not a current municipality"),
+    ],
+)
 def test_inconsistent_rows_are_refused_naming_the_line(tmp_path, old, new, words):
     text = "".join(_lines())
     assert old in text

@@ -94,12 +94,8 @@ def scenarios() -> dict[str, Referral]:
     s["in_progress"] = r = act(r, Action.START, RECEIVER)
     s["handover_requested"] = h = act(r, Action.FORWARD, RECEIVER, new_receiver=NEXT)
     s["handover_received"] = h = act(h, Action.ACKNOWLEDGE, NEXT)
-    s["handover_refused"] = act(
-        h, Action.DECLINE, NEXT, decline_reason=DeclineReason.NOT_ELIGIBLE
-    )
-    s["declined"] = act(
-        s["received"], Action.DECLINE, RECEIVER, decline_reason=DeclineReason.NO_CAPACITY
-    )
+    s["handover_refused"] = act(h, Action.DECLINE, NEXT, decline_reason=DeclineReason.NOT_ELIGIBLE)
+    s["declined"] = act(s["received"], Action.DECLINE, RECEIVER, decline_reason=DeclineReason.NO_CAPACITY)
     s["re_requested"] = act(s["declined"], Action.FORWARD, SENDER, new_receiver=THIRD)
     s["completed"] = act(r, Action.COMPLETE, RECEIVER, outcome=Outcome.HELPED)
     s["failed"] = act(r, Action.FAIL, RECEIVER, outcome=Outcome.NOT_HELPED)

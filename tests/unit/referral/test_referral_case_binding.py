@@ -1,4 +1,5 @@
 """A case id is bound to its parties: another referral on an existing case only from a current party."""
+
 from __future__ import annotations
 
 import pytest

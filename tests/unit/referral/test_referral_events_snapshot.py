@@ -24,10 +24,28 @@ from tests.unit.referral.referral_testkit import RECEIVER, SENDER, act, open_, s
 
 # Every field an event may have. Adding one must be a deliberate privacy decision.
 EVENT_FIELDS = {
-    "event_type", "referral_id", "case_id", "action", "from_status", "to_status", "actor",
-    "version", "occurred_at", "sender", "receiver", "pending_receiver", "addressee", "holder",
-    "previous_holder", "handover", "urgency", "need_domains", "languages", "decline_reason",
-    "outcome", "cancel_reason",
+    "event_type",
+    "referral_id",
+    "case_id",
+    "action",
+    "from_status",
+    "to_status",
+    "actor",
+    "version",
+    "occurred_at",
+    "sender",
+    "receiver",
+    "pending_receiver",
+    "addressee",
+    "holder",
+    "previous_holder",
+    "handover",
+    "urgency",
+    "need_domains",
+    "languages",
+    "decline_reason",
+    "outcome",
+    "cancel_reason",
 }
 
 
@@ -43,14 +61,15 @@ def test_one_event_type_per_action():
 
 def test_event_values_are_ids_codes_and_times_only():
     r = scenarios()["handover_requested"]
-    _, event = apply(r, action=Action.ACCEPT, actor=r.pending_receiver,
-                     expected_version=r.version, now=r.updated_at)
+    _, event = apply(r, action=Action.ACCEPT, actor=r.pending_receiver, expected_version=r.version, now=r.updated_at)
     for field in dataclasses.fields(event):
         value = getattr(event, field.name)
         items = value if isinstance(value, tuple) else (value,)
         for item in items:
-            assert item is None or isinstance(item, (bool, int, datetime, _Code)) or (
-                isinstance(item, str) and " " not in item
+            assert (
+                item is None
+                or isinstance(item, (bool, int, datetime, _Code))
+                or (isinstance(item, str) and " " not in item)
             ), (field.name, item)
     assert event.event_id == f"{r.referral_id}:{r.version + 1}"
     assert event.languages == ()  # only requests carry languages

@@ -1,4 +1,5 @@
 """After the client withdrew consent, only consent recorded later opens a referral of the case."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta

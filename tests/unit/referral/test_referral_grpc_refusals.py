@@ -1,6 +1,7 @@
 """Refusals the fault runs found ending in UNKNOWN: a call while the referral database is down
 (`make chaos`, PostgreSQL killed under load) ends in UNAVAILABLE; a Timestamp outside
 protobuf's range (`make fuzz`) in INVALID_ARGUMENT."""
+
 from __future__ import annotations
 
 import grpc
@@ -57,11 +58,14 @@ UNDEFINED_REASON = common_pb2.DeclineReason.ValueType(974)
 UNDEFINED_OUTCOME = common_pb2.Outcome.ValueType(201)
 
 
-@pytest.mark.parametrize(("method", "request_"), [
-    ("Decline", api.DeclineRequest(referral_id="r-1", expected_version=1, reason=UNDEFINED_REASON)),
-    ("Complete", api.CompleteRequest(referral_id="r-1", expected_version=1, outcome=UNDEFINED_OUTCOME)),
-    ("Fail", api.CompleteRequest(referral_id="r-1", expected_version=1, outcome=UNDEFINED_OUTCOME)),
-])
+@pytest.mark.parametrize(
+    ("method", "request_"),
+    [
+        ("Decline", api.DeclineRequest(referral_id="r-1", expected_version=1, reason=UNDEFINED_REASON)),
+        ("Complete", api.CompleteRequest(referral_id="r-1", expected_version=1, outcome=UNDEFINED_OUTCOME)),
+        ("Fail", api.CompleteRequest(referral_id="r-1", expected_version=1, outcome=UNDEFINED_OUTCOME)),
+    ],
+)
 async def test_an_enum_value_the_contract_does_not_define_is_an_invalid_argument(method, request_):
     referral_api = ReferralApi.__new__(ReferralApi)
     context = Context()

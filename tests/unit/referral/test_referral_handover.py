@@ -29,8 +29,9 @@ def working():
 
 
 def _apply(r, action, actor, **kw):
-    return apply(r, action=action, actor=actor, expected_version=r.version,
-                 now=r.updated_at + timedelta(minutes=1), **kw)
+    return apply(
+        r, action=action, actor=actor, expected_version=r.version, now=r.updated_at + timedelta(minutes=1), **kw
+    )
 
 
 def test_forward_keeps_the_holder_until_the_next_receiver_accepts(working):
@@ -72,7 +73,9 @@ def test_refused_handover_leaves_the_referral_with_the_previous_holder(working):
     # The holder carries on ...
     resumed = act(refused, A.START, RECEIVER)
     assert (resumed.status, resumed.holder, resumed.decline_reason) == (
-        Status.IN_PROGRESS, RECEIVER, None,
+        Status.IN_PROGRESS,
+        RECEIVER,
+        None,
     )
     # ... or tries another agency, which can take it over.
     retry = act(refused, A.FORWARD, RECEIVER, new_receiver=THIRD)
@@ -81,8 +84,9 @@ def test_refused_handover_leaves_the_referral_with_the_previous_holder(working):
 
 
 def test_the_same_target_can_be_asked_again_after_refusing(working):
-    refused = act(act(working, A.FORWARD, RECEIVER, new_receiver=NEXT), A.DECLINE, NEXT,
-                  decline_reason=DeclineReason.NO_CAPACITY)
+    refused = act(
+        act(working, A.FORWARD, RECEIVER, new_receiver=NEXT), A.DECLINE, NEXT, decline_reason=DeclineReason.NO_CAPACITY
+    )
     again = act(refused, A.FORWARD, RECEIVER, new_receiver=NEXT)
     assert again.pending_receiver == NEXT
 
@@ -92,7 +96,9 @@ def test_holder_or_system_can_free_a_handover_from_a_silent_target(working):
     for actor in (RECEIVER, SYSTEM_ACTOR):
         freed = act(asked, A.DECLINE, actor, decline_reason=DeclineReason.RECEIVER_UNREACHABLE)
         assert (freed.status, freed.holder, freed.pending_receiver) == (
-            Status.DECLINED, RECEIVER, None,
+            Status.DECLINED,
+            RECEIVER,
+            None,
         )
     with pytest.raises(NotPermitted):  # other reasons are the target's own call
         act(asked, A.DECLINE, RECEIVER, decline_reason=DeclineReason.NO_CAPACITY)
@@ -113,13 +119,15 @@ def test_sender_forwards_to_the_next_receiver_after_a_decline():
     assert declined.holder == SENDER
     nxt, event = _apply(declined, A.FORWARD, SENDER, new_receiver=THIRD)
     assert (nxt.status, nxt.receiver, nxt.pending_receiver, nxt.holder) == (
-        Status.REQUESTED, THIRD, None, SENDER,
+        Status.REQUESTED,
+        THIRD,
+        None,
+        SENDER,
     )
     assert not event.handover and event.addressee == THIRD
     assert not can_read(nxt, RECEIVER), "the agency that declined is no longer a party"
     # The sender may ask the same agency again later (e.g. capacity came free).
-    again = act(act(nxt, A.DECLINE, THIRD, decline_reason="NO_CAPACITY"), A.FORWARD, SENDER,
-                new_receiver=RECEIVER)
+    again = act(act(nxt, A.DECLINE, THIRD, decline_reason="NO_CAPACITY"), A.FORWARD, SENDER, new_receiver=RECEIVER)
     assert again.receiver == RECEIVER
 
 

@@ -63,9 +63,7 @@ def _now_for(referral, action):
 
 def test_table_shape():
     assert all(s in OPEN_STATUSES for s, _ in TRANSITIONS), "terminal states accept nothing"
-    assert {
-        Status.COMPLETED, Status.CANCELLED, Status.CONTACT_LOST, Status.FAILED
-    } == TERMINAL_STATUSES
+    assert {Status.COMPLETED, Status.CANCELLED, Status.CONTACT_LOST, Status.FAILED} == TERMINAL_STATUSES
     reachable = {Status.REQUESTED, *TRANSITIONS.values()}
     assert reachable == set(Status)
     with pytest.raises(TypeError):
@@ -76,7 +74,8 @@ LEGAL_TRANSITIONS = sorted(TRANSITIONS, key=lambda k: (k[0].value, k[1].value))
 
 
 @pytest.mark.parametrize(
-    "status,action", LEGAL_TRANSITIONS,
+    "status,action",
+    LEGAL_TRANSITIONS,
     ids=lambda v: v.value,
 )
 def test_every_legal_transition(status, action):
@@ -89,8 +88,12 @@ def test_every_legal_transition(status, action):
         if action not in allowed_actions(referral, actor):
             continue
         new, event = apply(
-            referral, action=action, actor=actor, expected_version=referral.version,
-            now=_now_for(referral, action), **args_for(action, new_receiver=THIRD),
+            referral,
+            action=action,
+            actor=actor,
+            expected_version=referral.version,
+            now=_now_for(referral, action),
+            **args_for(action, new_receiver=THIRD),
         )
         assert new.status is TRANSITIONS[(status, action)]
         assert new.version == referral.version + 1
@@ -103,10 +106,7 @@ def test_every_legal_transition(status, action):
 
 
 ILLEGAL = [
-    (name, action)
-    for name, r in SCENARIOS.items()
-    for action in Action
-    if (r.status, action) not in TRANSITIONS
+    (name, action) for name, r in SCENARIOS.items() for action in Action if (r.status, action) not in TRANSITIONS
 ]
 
 
@@ -122,8 +122,14 @@ def test_everything_outside_the_table_is_illegal(name, action):
     }
     actor = next(a for role, a in role_actor.items() if action in ROLE_ACTIONS[role])
     with pytest.raises(IllegalTransition) as err:
-        apply(referral, action=action, actor=actor, expected_version=referral.version,
-              now=_now_for(referral, action), **args_for(action, new_receiver=THIRD))
+        apply(
+            referral,
+            action=action,
+            actor=actor,
+            expected_version=referral.version,
+            now=_now_for(referral, action),
+            **args_for(action, new_receiver=THIRD),
+        )
     assert err.value.code == "ILLEGAL_TRANSITION"
     assert referral.status.value in str(err.value)
 
@@ -183,9 +189,7 @@ PERMISSIONS = {
 }
 
 
-@pytest.mark.parametrize(
-    "name,actor", [(n, a) for n, m in PERMISSIONS.items() for a in m], ids=lambda v: str(v)
-)
+@pytest.mark.parametrize("name,actor", [(n, a) for n, m in PERMISSIONS.items() for a in m], ids=lambda v: str(v))
 def test_permission_matrix(name, actor):
     assert allowed_actions(SCENARIOS[name], actor) == frozenset(PERMISSIONS[name][actor])
 
@@ -199,8 +203,14 @@ def test_allowed_actions_agree_with_apply(name):
             if action is A.DECLINE and actor != referral.addressee:
                 kwargs = {"decline_reason": DeclineReason.RECEIVER_UNREACHABLE}
             try:
-                apply(referral, action=action, actor=actor, expected_version=referral.version,
-                      now=_now_for(referral, action), **kwargs)
+                apply(
+                    referral,
+                    action=action,
+                    actor=actor,
+                    expected_version=referral.version,
+                    now=_now_for(referral, action),
+                    **kwargs,
+                )
                 accepted = True
             except (NotPermitted, IllegalTransition):
                 accepted = False
@@ -232,8 +242,14 @@ def test_stranger_is_refused_before_anything_is_revealed():
 def test_not_permitted(name, actor, action):
     r = SCENARIOS[name]
     with pytest.raises(NotPermitted):
-        apply(r, action=action, actor=actor, expected_version=r.version,
-              now=_now_for(r, action), **args_for(action, new_receiver=THIRD))
+        apply(
+            r,
+            action=action,
+            actor=actor,
+            expected_version=r.version,
+            now=_now_for(r, action),
+            **args_for(action, new_receiver=THIRD),
+        )
 
 
 def test_can_read():
@@ -254,9 +270,7 @@ def test_stale_version_is_refused_and_changes_nothing():
     for wrong in (0, 2, 99):
         with pytest.raises(StaleVersion) as err:
             apply(r, action=A.ACCEPT, actor=RECEIVER, expected_version=wrong, now=T0)
-        assert err.value.details == {
-            "referral_id": r.referral_id, "expected": wrong, "actual": 1
-        }
+        assert err.value.details == {"referral_id": r.referral_id, "expected": wrong, "actual": 1}
     assert r == before
 
 
@@ -421,9 +435,16 @@ def test_work_needs_consent_but_closing_the_loop_does_not():
 
 def test_open_referral_result_and_event():
     r, event = open_referral(
-        referral_id="ref-1", case_id="case-1", sender=SENDER, receiver=RECEIVER,
-        need_domains=["safety", "shelter", "safety"], urgency="NORMAL", languages=["es", "nl"],
-        consent=consent(), purpose="REFERRAL", now=T0,
+        referral_id="ref-1",
+        case_id="case-1",
+        sender=SENDER,
+        receiver=RECEIVER,
+        need_domains=["safety", "shelter", "safety"],
+        urgency="NORMAL",
+        languages=["es", "nl"],
+        consent=consent(),
+        purpose="REFERRAL",
+        now=T0,
     )
     assert (r.status, r.version) == (Status.REQUESTED, 1)
     assert (r.holder, r.pending_receiver) == (SENDER, None)

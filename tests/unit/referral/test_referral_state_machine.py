@@ -60,8 +60,12 @@ class ReferralLifecycle(RuleBasedStateMachine):
         allowed = allowed_actions(before, actor)
         try:
             after, event = apply(
-                before, action=action, actor=actor,
-                expected_version=before.version + version_offset, now=self.now, **kwargs,
+                before,
+                action=action,
+                actor=actor,
+                expected_version=before.version + version_offset,
+                now=self.now,
+                **kwargs,
             )
         except DomainError as refusal:
             # A refusal changes nothing (the referral is immutable; we keep `before`) and is
@@ -95,8 +99,10 @@ class ReferralLifecycle(RuleBasedStateMachine):
             assert action is Action.ACCEPT and actor == after.holder == after.receiver
             assert event.previous_holder == before.holder
         # Shown by --hypothesis-show-statistics: which transitions the runs exercised.
-        note_event(f"{before.status.value} -{action.value}-> {after.status.value}"
-              + (" (handover)" if before.in_handover or after.in_handover else ""))
+        note_event(
+            f"{before.status.value} -{action.value}-> {after.status.value}"
+            + (" (handover)" if before.in_handover or after.in_handover else "")
+        )
         self.referral = after
         self.accepted += 1
 
@@ -132,7 +138,8 @@ class ReferralLifecycle(RuleBasedStateMachine):
         if action is Action.DECLINE:
             reasons = (
                 [d for d in DeclineReason if d is not DeclineReason.RECEIVER_UNREACHABLE]
-                if actor == r.addressee else [DeclineReason.RECEIVER_UNREACHABLE]
+                if actor == r.addressee
+                else [DeclineReason.RECEIVER_UNREACHABLE]
             )
             kwargs["decline_reason"] = data.draw(st.sampled_from(reasons))
         if action is Action.COMPLETE:

@@ -21,7 +21,12 @@ SHIPPED_CONFIG = REPO / "services" / "region" / "config" / "regions.yaml"
 SHIPPED = load_policy(SHIPPED_CONFIG)
 
 AMSTERDAM, ROTTERDAM, DEN_HAAG, UTRECHT, GRONINGEN, EINDHOVEN = (
-    "GM0363", "GM0599", "GM0518", "GM0344", "GM0014", "GM0772",
+    "GM0363",
+    "GM0599",
+    "GM0518",
+    "GM0344",
+    "GM0014",
+    "GM0772",
 )
 DECIDED = date(2026, 11, 1)
 

@@ -1,4 +1,5 @@
 """The region service's decision step without Kafka: event + case record -> assignment + record."""
+
 from __future__ import annotations
 
 import uuid
@@ -13,19 +14,28 @@ from services.region.decide import load_resolver
 
 CONFIG = MeshSettings()
 ASSIGNER = Assigner(load_resolver(CONFIG.region_policy_path), load_agency_regions(CONFIG.agency_directory_path))
-FACTS = common_pb2.BindingFacts(residence=[common_pb2.Period(
-    municipality="GM0014", from_date="2015-01-01", to_date="2026-10-01", registered=True)])
+FACTS = common_pb2.BindingFacts(
+    residence=[common_pb2.Period(municipality="GM0014", from_date="2015-01-01", to_date="2026-10-01", registered=True)]
+)
 
 
 def referral(event_type, version, **fields):
-    payload = events_pb2.ReferralEvent(referral_id="ref-1", event_type=event_type, version=version,
-                                       need_domains=["shelter"], asked_in="GM0363", facts=FACTS, **fields)
+    payload = events_pb2.ReferralEvent(
+        referral_id="ref-1",
+        event_type=event_type,
+        version=version,
+        need_domains=["shelter"],
+        asked_in="GM0363",
+        facts=FACTS,
+        **fields,
+    )
     return envelopes.new_envelope(case_id="case-1", producer="t", event_id=f"e{version}", referral=payload)
 
 
 def override(**fields):
-    return envelopes.new_envelope(case_id="case-1", producer="t", event_id=str(uuid.uuid4()),
-                                  override=events_pb2.CoordinatorOverride(**fields))
+    return envelopes.new_envelope(
+        case_id="case-1", producer="t", event_id=str(uuid.uuid4()), override=events_pb2.CoordinatorOverride(**fields)
+    )
 
 
 def run(events):
@@ -41,15 +51,18 @@ def run(events):
 
 
 def test_the_handover_flow():
-    record, out = run([
-        referral("ReferralRequested", 1, sender="central-amsterdam", receiver="shelter-amsterdam"),
-        referral("ReferralAccepted", 2, holder="shelter-amsterdam", previous_holder="central-amsterdam"),
-        referral("ReferralForwarded", 3, pending_receiver="shelter-groningen", handover=True),
-        referral("ReferralDeclined", 4, handover=True),
-        referral("ReferralAccepted", 5, holder="shelter-groningen", previous_holder="shelter-amsterdam",
-                 handover=True),
-        referral("ReferralStarted", 6, holder="shelter-groningen"),
-    ])
+    record, out = run(
+        [
+            referral("ReferralRequested", 1, sender="central-amsterdam", receiver="shelter-amsterdam"),
+            referral("ReferralAccepted", 2, holder="shelter-amsterdam", previous_holder="central-amsterdam"),
+            referral("ReferralForwarded", 3, pending_receiver="shelter-groningen", handover=True),
+            referral("ReferralDeclined", 4, handover=True),
+            referral(
+                "ReferralAccepted", 5, holder="shelter-groningen", previous_holder="shelter-amsterdam", handover=True
+            ),
+            referral("ReferralStarted", 6, holder="shelter-groningen"),
+        ]
+    )
     assert out == [
         ("ReferralRequested", "GM0363", "handover_to_better_bound_region", "GM0014"),
         ("ReferralForwarded", "GM0363", "handover_to_better_bound_region", "GM0014"),
@@ -68,15 +81,20 @@ def test_the_same_event_and_state_give_the_same_assignment():
 
 
 def test_override_and_lift():
-    _record, out = run([
-        referral("ReferralRequested", 1),
-        override(region="GM0344", reason_code="dispute_settled"),
-        referral("ReferralAccepted", 2, holder="shelter-groningen", previous_holder="x", handover=True),
-        override(lift=True, reason_code="closed"),
-    ])
+    _record, out = run(
+        [
+            referral("ReferralRequested", 1),
+            override(region="GM0344", reason_code="dispute_settled"),
+            referral("ReferralAccepted", 2, holder="shelter-groningen", previous_holder="x", handover=True),
+            override(lift=True, reason_code="closed"),
+        ]
+    )
     assert [o[1:3] for o in out] == [
-        ("GM0363", "handover_to_better_bound_region"), ("GM0344", "coordinator_override"),
-        ("GM0344", "coordinator_override"), ("GM0014", "override_lifted")]
+        ("GM0363", "handover_to_better_bound_region"),
+        ("GM0344", "coordinator_override"),
+        ("GM0344", "coordinator_override"),
+        ("GM0014", "override_lifted"),
+    ]
 
 
 def _interleavings(first: list, second: list):
@@ -97,15 +115,19 @@ def test_override_and_referral_events_give_one_outcome_in_any_interleaving():
     for order in _interleavings(referral_events, overrides):
         record, out = run(order)
         outcomes.add((str(record["state"]), out[-1][1]))
-    assert outcomes == {(str({"base_region": "GM0363", "override": None, "proposed": "GM0014",
-                              "provisional": False}), "GM0363")}
+    assert outcomes == {
+        (str({"base_region": "GM0363", "override": None, "proposed": "GM0014", "provisional": False}), "GM0363")
+    }
 
 
-@pytest.mark.parametrize("envelope, field", [
-    (override(region="GM0344"), "override.reason_code"),
-    (override(region="GM9999", reason_code="x"), "override.region"),
-    (override(lift=True, reason_code="x"), "override.lift"),
-])
+@pytest.mark.parametrize(
+    "envelope, field",
+    [
+        (override(region="GM0344"), "override.reason_code"),
+        (override(region="GM9999", reason_code="x"), "override.region"),
+        (override(lift=True, reason_code="x"), "override.lift"),
+    ],
+)
 def test_bad_overrides_are_refused_naming_the_field(envelope, field):
     with pytest.raises(Refused, match=field.replace(".", r"\.")):
         ASSIGNER.on_override(envelope, {})

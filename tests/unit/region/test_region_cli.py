@@ -27,7 +27,17 @@ def test_example_from_a_file_prints_the_documented_keys(tmp_path):
     code, out, err = run([str(path)])
     assert (code, err) == (0, "")
     decision = json.loads(out)
-    for key in ("region", "handover_to", "rule", "bound_nowhere", "candidates", "explanation", "no_programme_accepts", "tie_broken", "policy_version"):
+    for key in (
+        "region",
+        "handover_to",
+        "rule",
+        "bound_nowhere",
+        "candidates",
+        "explanation",
+        "no_programme_accepts",
+        "tie_broken",
+        "policy_version",
+    ):
         assert key in decision
     assert decision["region"] == "GM0363" and decision["handover_to"] == "GM0014"
     assert decision["rule"] == "handover_to_better_bound_region"
@@ -72,13 +82,41 @@ _DELETE = object()
 
 INVALID = [
     # (case, input, expected start of the single error line)
-    ("unknown municipality code", _with(["facts", "residence", 0, "municipality"], "GM9999"), "error: facts.residence[0].municipality: unknown municipality code GM9999"),
-    ("asked_in in a divided municipality", _with(["asked_in"], "GM0788"), "error: asked_in: GM0788 (Haaren) was divided between Boxtel, Oisterwijk, Tilburg, Vught on 2021-01-01; give the current municipality instead"),
-    ("fact in a divided municipality", _with(["facts", "grew_up_in"], ["GM0140"]), "error: facts.grew_up_in[0]: GM0140 (Littenseradiel) was divided between"),
-    ("malformed municipality code", _with(["facts", "grew_up_in"], ["Rotterdam"]), "error: facts.grew_up_in[0]: is not a CBS municipality code"),
-    ("period ending before it starts", _with(["facts", "residence", 0, "to"], "2014-12-31"), "error: facts.residence[0].to: period ends before it starts"),
-    ("start in the future", _with(["facts", "work", 0, "from"], "2026-11-02"), "error: facts.work[0].from: is in the future"),
-    ("end in the future", _with(["facts", "residence", 0, "to"], "2027-01-01"), "error: facts.residence[0].to: is in the future"),
+    (
+        "unknown municipality code",
+        _with(["facts", "residence", 0, "municipality"], "GM9999"),
+        "error: facts.residence[0].municipality: unknown municipality code GM9999",
+    ),
+    (
+        "asked_in in a divided municipality",
+        _with(["asked_in"], "GM0788"),
+        "error: asked_in: GM0788 (Haaren) was divided between Boxtel, Oisterwijk, Tilburg, Vught on 2021-01-01; give the current municipality instead",
+    ),
+    (
+        "fact in a divided municipality",
+        _with(["facts", "grew_up_in"], ["GM0140"]),
+        "error: facts.grew_up_in[0]: GM0140 (Littenseradiel) was divided between",
+    ),
+    (
+        "malformed municipality code",
+        _with(["facts", "grew_up_in"], ["Rotterdam"]),
+        "error: facts.grew_up_in[0]: is not a CBS municipality code",
+    ),
+    (
+        "period ending before it starts",
+        _with(["facts", "residence", 0, "to"], "2014-12-31"),
+        "error: facts.residence[0].to: period ends before it starts",
+    ),
+    (
+        "start in the future",
+        _with(["facts", "work", 0, "from"], "2026-11-02"),
+        "error: facts.work[0].from: is in the future",
+    ),
+    (
+        "end in the future",
+        _with(["facts", "residence", 0, "to"], "2027-01-01"),
+        "error: facts.residence[0].to: is in the future",
+    ),
     ("empty asked_in", _with(["asked_in"], ""), "error: asked_in: must not be empty"),
     ("blank service", _with(["service"], "  "), "error: service: must not be empty"),
     ("empty family code", _with(["facts", "family_in"], [""]), "error: facts.family_in[0]: must not be empty"),
@@ -86,14 +124,38 @@ INVALID = [
     ("missing service", _with(["service"], _DELETE), "error: service: is required"),
     ("missing decision date", _with(["decision_date"], _DELETE), "error: decision_date: is required"),
     ("missing facts", _with(["facts"], _DELETE), "error: facts: is required"),
-    ("missing registered", _with(["facts", "residence", 0, "registered"], _DELETE), "error: facts.residence[0].registered: is required"),
+    (
+        "missing registered",
+        _with(["facts", "residence", 0, "registered"], _DELETE),
+        "error: facts.residence[0].registered: is required",
+    ),
     ("missing to", _with(["facts", "work", 0, "to"], _DELETE), "error: facts.work[0].to: is required"),
-    ("registered as text", _with(["facts", "residence", 0, "registered"], "yes"), "error: facts.residence[0].registered: must be true or false"),
-    ("not a date", _with(["decision_date"], "1 November 2026"), "error: decision_date: is not a date in the form yyyy-mm-dd"),
-    ("impossible date", _with(["facts", "residence", 0, "from"], "2015-02-30"), "error: facts.residence[0].from: is not an existing date"),
+    (
+        "registered as text",
+        _with(["facts", "residence", 0, "registered"], "yes"),
+        "error: facts.residence[0].registered: must be true or false",
+    ),
+    (
+        "not a date",
+        _with(["decision_date"], "1 November 2026"),
+        "error: decision_date: is not a date in the form yyyy-mm-dd",
+    ),
+    (
+        "impossible date",
+        _with(["facts", "residence", 0, "from"], "2015-02-30"),
+        "error: facts.residence[0].from: is not an existing date",
+    ),
     ("unknown service", _with(["service"], "massage"), "error: service: unknown service"),
-    ("misspelt field", _with(["facts", "residence", 0, "regsitered"], True), "error: facts.residence[0].regsitered: unknown field"),
-    ("current region not central", _with(["current_region"], "GM0606"), "error: current_region: GM0606 is not a region code"),
+    (
+        "misspelt field",
+        _with(["facts", "residence", 0, "regsitered"], True),
+        "error: facts.residence[0].regsitered: unknown field",
+    ),
+    (
+        "current region not central",
+        _with(["current_region"], "GM0606"),
+        "error: current_region: GM0606 is not a region code",
+    ),
     ("facts not a list", _with(["facts", "work"], {"municipality": "GM0363"}), "error: facts.work: must be a list"),
     ("input not an object", [EXAMPLE_INPUT], "error: input: must be a JSON object"),
 ]

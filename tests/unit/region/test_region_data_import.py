@@ -47,8 +47,9 @@ def test_import_writes_the_region_data_and_reports_what_changed(tmp_path):
 
 def test_dry_run_writes_nothing(tmp_path):
     target = tmp_path / "mo-regions.csv"
-    code, out, _ = run("import", str(SAMPLE), "--central-column", "Centrumgemeente_6", "--output", str(target),
-                       "--dry-run")
+    code, out, _ = run(
+        "import", str(SAMPLE), "--central-column", "Centrumgemeente_6", "--output", str(target), "--dry-run"
+    )
     assert code == 0 and out.endswith("dry run: nothing written\n") and not target.exists()
 
 
@@ -60,18 +61,36 @@ def _sample_with(tmp_path, old: str, new: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("old", "new", "exit", "message"), [
-    ('"Centrumgemeente_6"', '"Centrum"', 2, "error: cbs.csv:1: no column 'Centrumgemeente_6'; columns: ID, RegioS"),
-    ('"GM0050    ";"GM0050    "', '"GM0457    ";"GM0457    "', 2,
-     "error: cbs.csv:2: GM0457 is not a current municipality of municipalities-2026.csv; update the municipality list first"),
-    ('"Almelo    "', '"Almeloo"', 2, "error: cbs.csv:3: Centrumgemeente_6 'Almeloo' of GM0163 is not a current municipality"),
-    # Almelo itself under Enschede would leave Hellendoorn's central municipality outside its own region.
-    ('"GM0141    "\n', '"GM0153    "\n', 1, "error: the result would not load, nothing written: mo-regions.csv:"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "exit", "message"),
+    [
+        ('"Centrumgemeente_6"', '"Centrum"', 2, "error: cbs.csv:1: no column 'Centrumgemeente_6'; columns: ID, RegioS"),
+        (
+            '"GM0050    ";"GM0050    "',
+            '"GM0457    ";"GM0457    "',
+            2,
+            "error: cbs.csv:2: GM0457 is not a current municipality of municipalities-2026.csv; update the municipality list first",
+        ),
+        (
+            '"Almelo    "',
+            '"Almeloo"',
+            2,
+            "error: cbs.csv:3: Centrumgemeente_6 'Almeloo' of GM0163 is not a current municipality",
+        ),
+        # Almelo itself under Enschede would leave Hellendoorn's central municipality outside its own region.
+        ('"GM0141    "\n', '"GM0153    "\n', 1, "error: the result would not load, nothing written: mo-regions.csv:"),
+    ],
+)
 def test_import_refuses_and_writes_nothing(tmp_path, old, new, exit, message):
     target = tmp_path / "mo-regions.csv"
-    code, out, err = run("import", str(_sample_with(tmp_path, old, new)), "--central-column", "Centrumgemeente_6",
-                         "--output", str(target))
+    code, out, err = run(
+        "import",
+        str(_sample_with(tmp_path, old, new)),
+        "--central-column",
+        "Centrumgemeente_6",
+        "--output",
+        str(target),
+    )
     assert code == exit and out == "" and not target.exists()
     assert err.startswith(message) and err.count("\n") == 1
 
@@ -83,7 +102,21 @@ def test_import_without_the_central_column_option_is_a_usage_error():
 
 def test_the_mesh_command_runs_the_import(tmp_path, capsys):
     target = tmp_path / "out.csv"
-    assert main(["region", "data", "import", str(SAMPLE), "--central-column", "Centrumgemeente_6",
-                 "--output", str(target), "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "region",
+                "data",
+                "import",
+                str(SAMPLE),
+                "--central-column",
+                "Centrumgemeente_6",
+                "--output",
+                str(target),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     assert "1 moved to another region" in capsys.readouterr().out
     assert REGIONS_PATH.exists() and not target.exists()

@@ -4,6 +4,7 @@ Covers proto -> facts, the table record, the outbox (a crash at any moment: at m
 escalation per id, none lost), load/drop on rebalance, alert actions, and the trace link from a
 fired escalation to the event that scheduled its deadline.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -77,21 +78,34 @@ def escalator(clock, store=None, topic=None):
 
 def referral(case_id, event_type, version, status, clock, **fields):
     fields.setdefault("urgency", common_pb2.URGENT)
-    payload = events_pb2.ReferralEvent(referral_id=f"ref-{case_id}", event_type=event_type, version=version,
-                                       to_status=status, **fields)
-    return envelopes.new_envelope(case_id=case_id, producer="t", event_id=str(uuid.uuid4()),
-                                  occurred_at=datetime.fromtimestamp(clock.now, UTC), referral=payload)
+    payload = events_pb2.ReferralEvent(
+        referral_id=f"ref-{case_id}", event_type=event_type, version=version, to_status=status, **fields
+    )
+    return envelopes.new_envelope(
+        case_id=case_id,
+        producer="t",
+        event_id=str(uuid.uuid4()),
+        occurred_at=datetime.fromtimestamp(clock.now, UTC),
+        referral=payload,
+    )
 
 
 def assignment(cause, **fields):
     return envelopes.new_envelope(
-        case_id=cause.case_id, producer="region", event_id=envelopes.derived_id("assignment", cause.event_id),
-        assignment=events_pb2.AssignmentEvent(referral_id=cause.referral.referral_id, **fields))
+        case_id=cause.case_id,
+        producer="region",
+        event_id=envelopes.derived_id("assignment", cause.event_id),
+        assignment=events_pb2.AssignmentEvent(referral_id=cause.referral.referral_id, **fields),
+    )
 
 
 def alert_action(case_id, eid, action="ACKNOWLEDGED"):
-    return envelopes.new_envelope(case_id=case_id, producer="t", event_id=str(uuid.uuid4()),
-                                  alert_action=events_pb2.AlertAction(escalation_id=eid, action=action))
+    return envelopes.new_envelope(
+        case_id=case_id,
+        producer="t",
+        event_id=str(uuid.uuid4()),
+        alert_action=events_pb2.AlertAction(escalation_id=eid, action=action),
+    )
 
 
 def run(coro):
@@ -104,10 +118,25 @@ def levels(topic):
 
 def test_proto_facts_take_codes_and_fall_back_to_the_event_type():
     clock = FakeClock(START)
-    facts = referral_facts(referral("c", "ReferralDeclined", 3, common_pb2.DECLINED, clock, handover=True,
-                                    decline_reason=common_pb2.NO_CAPACITY, addressee="a-1", holder="a-0"))
-    assert (facts.to_status, facts.urgency, facts.decline_reason, facts.refused_handover) == \
-        ("DECLINED", "URGENT", "NO_CAPACITY", True)
+    facts = referral_facts(
+        referral(
+            "c",
+            "ReferralDeclined",
+            3,
+            common_pb2.DECLINED,
+            clock,
+            handover=True,
+            decline_reason=common_pb2.NO_CAPACITY,
+            addressee="a-1",
+            holder="a-0",
+        )
+    )
+    assert (facts.to_status, facts.urgency, facts.decline_reason, facts.refused_handover) == (
+        "DECLINED",
+        "URGENT",
+        "NO_CAPACITY",
+        True,
+    )
     assert facts.occurred_at == pytest.approx(clock.now)
     old = referral_facts(referral("c", "ReferralRequested", 1, 0, clock, urgency=0, receiver="a-2"))
     assert (old.to_status, old.urgency, old.addressee) == ("REQUESTED", "NORMAL", "a-2")
@@ -244,8 +273,9 @@ def test_a_fired_escalation_starts_a_trace_linked_to_the_event_that_set_the_dead
     esc, store, topic = escalator(clock)
     with trace.get_tracer("test").start_as_current_span("process referral.events") as consuming:
         scheduling = consuming.get_span_context()
-        esc.on_decided(referral("c", "ReferralRequested", 1, common_pb2.REQUESTED, clock), None, 0,
-                       inject_current()["traceparent"])
+        esc.on_decided(
+            referral("c", "ReferralRequested", 1, common_pb2.REQUESTED, clock), None, 0, inject_current()["traceparent"]
+        )
     assert format(scheduling.trace_id, "032x") in json.dumps(store.records["c"]["traces"])
     clock.advance(hours=8)
     run(esc.tick())
@@ -272,10 +302,26 @@ def test_a_dispute_record_carries_the_regions_involved_and_the_decisions_so_far(
     esc.on_decided(request, assignment(request, responsible_region="GM0363", rule="bound_here"), 0)
     requested_at = clock.now
     clock.advance(hours=1)
-    decline = referral("d", "ReferralDeclined", 2, common_pb2.DECLINED, clock,
-                       decline_reason=common_pb2.NO_CAPACITY, holder="shelter-a")
-    esc.on_decided(decline, assignment(decline, responsible_region="GM0363", previous_region="GM0363",
-                                       handover_to="GM0599", rule="handover_to_better_bound_region"), 0)
+    decline = referral(
+        "d",
+        "ReferralDeclined",
+        2,
+        common_pb2.DECLINED,
+        clock,
+        decline_reason=common_pb2.NO_CAPACITY,
+        holder="shelter-a",
+    )
+    esc.on_decided(
+        decline,
+        assignment(
+            decline,
+            responsible_region="GM0363",
+            previous_region="GM0363",
+            handover_to="GM0599",
+            rule="handover_to_better_bound_region",
+        ),
+        0,
+    )
     declined_at = clock.now
     for _hour in range(40):  # no next receiver: national alert after 8 h, then the dispute
         clock.advance(hours=1)
@@ -301,8 +347,15 @@ def test_a_resolved_national_alert_never_becomes_a_dispute():
     request = referral("r", "ReferralRequested", 1, common_pb2.REQUESTED, clock, addressee="shelter-a")
     esc.on_decided(request, assignment(request, responsible_region="GM0363", rule="bound_here"), 0)
     clock.advance(hours=1)
-    decline = referral("r", "ReferralDeclined", 2, common_pb2.DECLINED, clock,
-                       decline_reason=common_pb2.NO_CAPACITY, holder="shelter-a")
+    decline = referral(
+        "r",
+        "ReferralDeclined",
+        2,
+        common_pb2.DECLINED,
+        clock,
+        decline_reason=common_pb2.NO_CAPACITY,
+        holder="shelter-a",
+    )
     esc.on_decided(decline, assignment(decline, responsible_region="GM0363", rule="bound_here"), 0)
     for _hour in range(9):  # no next receiver: the national alert
         clock.advance(hours=1)

@@ -212,7 +212,10 @@ def test_unacknowledged_alert_climbs_one_level_at_a_time(engine, clock, case):
     region_alert = fired[1]
     [climbed] = fire_after(engine, clock, 2)  # URGENT: 2 h to acknowledge
     assert (climbed.level, climbed.cause, climbed.climbed_from) == (
-        "NATIONAL_COORDINATOR", "not_acknowledged", "REGION_COORDINATOR")
+        "NATIONAL_COORDINATOR",
+        "not_acknowledged",
+        "REGION_COORDINATOR",
+    )
     assert climbed.rule == "not_answered"
     assert climbed.escalation_id != region_alert.escalation_id
     [dispute] = fire_after(engine, clock, 4)  # national alert not acknowledged in 4 h
@@ -371,9 +374,22 @@ def test_escalations_carry_no_personal_data(engine, clock, case):
     [reminder] = fire_after(engine, clock, 2)
     data = reminder.to_dict()
     assert set(data) == {
-        "escalation_id", "case_id", "referral_id", "region", "level", "rule", "deadline",
-        "fired_at", "late_seconds", "late", "agency", "cause", "climbed_from", "history",
-        "regions_involved", "decisions",
+        "escalation_id",
+        "case_id",
+        "referral_id",
+        "region",
+        "level",
+        "rule",
+        "deadline",
+        "fired_at",
+        "late_seconds",
+        "late",
+        "agency",
+        "cause",
+        "climbed_from",
+        "history",
+        "regions_involved",
+        "decisions",
     }
     assert data["history"] == [{"status": "REQUESTED", "at": "2026-03-10T09:00:00+00:00"}]
 
@@ -401,8 +417,9 @@ def test_disabled_rule_schedules_nothing(clock, case):
     assert levels(fire_after(engine, clock, 8)) == [("not_answered", "REGION_COORDINATOR")]
 
 
-@pytest.mark.parametrize("case_id,key", [("case-1", "ref-1|not_acknowledged|1"),
-                                         ("c/ä", "r|ping_pong|regions>NATIONAL_COORDINATOR")])
+@pytest.mark.parametrize(
+    "case_id,key", [("case-1", "ref-1|not_acknowledged|1"), ("c/ä", "r|ping_pong|regions>NATIONAL_COORDINATOR")]
+)
 def test_fast_escalation_id_equals_meshkernel_derived_id(case_id, key):
     from services.region.domain.escalation import Deadline
 

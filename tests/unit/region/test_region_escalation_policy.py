@@ -260,8 +260,13 @@ def test_exclude_good_friday_works_under_any_machine_locale(locale):
     env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
     env.update(LANG=locale, LC_ALL=locale, LC_MESSAGES=locale, LANGUAGE=locale.split(".")[0])
     result = subprocess.run(
-        [sys.executable, "-c", _EXCLUDE_CHECK], env=env, capture_output=True, text=True, timeout=120,
-        cwd=Path(__file__).resolve().parents[3], check=False,
+        [sys.executable, "-c", _EXCLUDE_CHECK],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[3],
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[0] == "True King's Day"

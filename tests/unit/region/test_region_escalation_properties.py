@@ -28,27 +28,44 @@ from services.region.domain.escalation.testing import FakeClock
 
 POLICY = load_escalation_policy()
 START = datetime(2026, 4, 23, 8, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))  # days before King's Day
-STATUSES = ["REQUESTED", "RECEIVED", "ACCEPTED", "DECLINED", "IN_PROGRESS", "COMPLETED",
-            "CANCELLED", "CONTACT_LOST", "FAILED"]
+STATUSES = [
+    "REQUESTED",
+    "RECEIVED",
+    "ACCEPTED",
+    "DECLINED",
+    "IN_PROGRESS",
+    "COMPLETED",
+    "CANCELLED",
+    "CONTACT_LOST",
+    "FAILED",
+]
 US = 2e-6
 CASES = ["case-a", "case-b", "case-c"]
 AGENCIES = ["agency-1", "agency-2", "agency-3", ""]
 REGIONS = ["GM0363", "GM0599", "GM0518"]
 
 referral_op = st.tuples(
-    st.just("event"), st.sampled_from(CASES), st.sampled_from(["r1", "r2"]),
-    st.sampled_from(STATUSES), st.sampled_from(AGENCIES), st.booleans(),
-    st.sampled_from(["URGENT", "NORMAL"]), st.integers(0, 1),  # 1 = redeliver the last one
+    st.just("event"),
+    st.sampled_from(CASES),
+    st.sampled_from(["r1", "r2"]),
+    st.sampled_from(STATUSES),
+    st.sampled_from(AGENCIES),
+    st.booleans(),
+    st.sampled_from(["URGENT", "NORMAL"]),
+    st.integers(0, 1),  # 1 = redeliver the last one
 )
 assignment_op = st.tuples(
-    st.just("assign"), st.sampled_from(CASES), st.sampled_from(["r1", "r2"]),
-    st.sampled_from(REGIONS), st.booleans(), st.integers(0, 3),
+    st.just("assign"),
+    st.sampled_from(CASES),
+    st.sampled_from(["r1", "r2"]),
+    st.sampled_from(REGIONS),
+    st.booleans(),
+    st.integers(0, 3),
 )
 ack_op = st.tuples(st.just("ack"), st.integers(0, 50))
 tick_op = st.tuples(st.just("tick"), st.floats(0, 3 * 24 * 3600, allow_nan=False))
 restart_op = st.tuples(st.just("restart"))
-ops = st.lists(st.one_of(referral_op, assignment_op, ack_op, tick_op, tick_op, restart_op),
-               max_size=60)
+ops = st.lists(st.one_of(referral_op, assignment_op, ack_op, tick_op, tick_op, restart_op), max_size=60)
 
 
 def restart(engine: EscalationEngine, clock: FakeClock) -> EscalationEngine:
@@ -103,20 +120,32 @@ def test_random_sequences_fire_each_deadline_at_most_once_and_only_when_due(oper
             else:
                 versions[key] = versions.get(key, 0) + 1
                 facts = ReferralFacts(
-                    case_id=case, referral_id=ref, event_type="ReferralX", to_status=status,
-                    version=versions[key], occurred_at=clock.now, urgency=urgency,
-                    addressee=agency, holder="agency-9", handover=handover,
+                    case_id=case,
+                    referral_id=ref,
+                    event_type="ReferralX",
+                    to_status=status,
+                    version=versions[key],
+                    occurred_at=clock.now,
+                    urgency=urgency,
+                    addressee=agency,
+                    holder="agency-9",
+                    handover=handover,
                 )
                 last[key] = facts
             engine.on_referral_event(facts)
         elif kind == "assign":
             _, case, ref, region, no_programme, replay = op
             assignments += 1
-            engine.on_assignment(AssignmentFacts(
-                case_id=case, referral_id=ref, responsible_region=region, occurred_at=clock.now,
-                no_programme_accepts=no_programme,
-                event_id=f"a{max(1, assignments - replay)}",
-            ))
+            engine.on_assignment(
+                AssignmentFacts(
+                    case_id=case,
+                    referral_id=ref,
+                    responsible_region=region,
+                    occurred_at=clock.now,
+                    no_programme_accepts=no_programme,
+                    event_id=f"a{max(1, assignments - replay)}",
+                )
+            )
         elif kind == "ack":
             if fired:
                 e = fired[op[1] % len(fired)]
@@ -141,17 +170,26 @@ def test_random_sequences_fire_each_deadline_at_most_once_and_only_when_due(oper
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.floats(0, 10 * 24 * 3600, allow_nan=False), min_size=1, max_size=30),
-       st.floats(0, 20 * 24 * 3600, allow_nan=False))
+@given(
+    st.lists(st.floats(0, 10 * 24 * 3600, allow_nan=False), min_size=1, max_size=30),
+    st.floats(0, 20 * 24 * 3600, allow_nan=False),
+)
 def test_down_time_fires_everything_due_once_on_recovery(offsets, down_for):
     clock = FakeClock(START)
     engine = EscalationEngine(POLICY, clock=clock)
     for i, offset in enumerate(sorted(offsets)):
-        engine.on_referral_event(ReferralFacts(
-            case_id=f"c{i}", referral_id="r", event_type="ReferralRequested",
-            to_status="REQUESTED", version=1, occurred_at=clock.now + offset, urgency="URGENT",
-            addressee="agency-1",
-        ))
+        engine.on_referral_event(
+            ReferralFacts(
+                case_id=f"c{i}",
+                referral_id="r",
+                event_type="ReferralRequested",
+                to_status="REQUESTED",
+                version=1,
+                occurred_at=clock.now + offset,
+                urgency="URGENT",
+                addressee="agency-1",
+            )
+        )
     due = sorted(d.due for s in engine.states.values() for d in s.pending)
     clock.advance(down_for)
     recovered = restart(engine, clock)

@@ -162,7 +162,8 @@ def test_old_wording_is_gone_from_the_catalogue_and_every_explanation():
 def _exit_programme_needs_registration(data: dict, region: str) -> None:
     entry = next(e for e in data["regions"] if e["code"] == region)
     entry.setdefault("services", {})["exit_programme"] = {
-        "requires": [{"kind": "residence", "years": 5, "registered_only": True}]}
+        "requires": [{"kind": "residence", "years": 5, "registered_only": True}]
+    }
 
 
 def test_several_regions_are_named_in_the_plural_in_every_language(tmp_path):

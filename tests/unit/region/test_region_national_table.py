@@ -45,8 +45,10 @@ def test_a_central_municipality_asked_with_no_facts_is_responsible_itself(centra
 
 def test_a_residence_in_weesp_counts_for_amsterdam():
     # Registered in Weesp until it joined Amsterdam; asked for help in Almere soon after.
-    decision = resolve(request("GM0034", residence=[lived("GM0457", "2015-01-01", "2022-03-23")],
-                               decision_date=date(2022, 6, 1)), SHIPPED)
+    decision = resolve(
+        request("GM0034", residence=[lived("GM0457", "2015-01-01", "2022-03-23")], decision_date=date(2022, 6, 1)),
+        SHIPPED,
+    )
     assert decision.region == "GM0034" and decision.handover_to == "GM0363"
     assert [r.code for r in decision.renamed] == ["GM0457"] and decision.renamed[0].now == "GM0363"
     for language in LANGUAGES:
@@ -54,7 +56,8 @@ def test_a_residence_in_weesp_counts_for_amsterdam():
         assert "Weesp" in text and "Amsterdam" in text and "2022" in text
     payload = decision_to_dict(decision)
     assert payload["renamed_municipalities"] == [
-        {"code": "GM0457", "name": "Weesp", "now": "GM0363", "now_name": "Amsterdam", "since": "2022-03-24"}]
+        {"code": "GM0457", "name": "Weesp", "now": "GM0363", "now_name": "Amsterdam", "since": "2022-03-24"}
+    ]
     evidence = payload["candidates"][0]["evidence_for"][0]
     assert payload["candidates"][0]["region"] == "GM0363" and evidence["rule"] == "residence"
 
@@ -75,14 +78,19 @@ def test_a_divided_municipality_is_refused_naming_the_field(code, name):
 
 
 def test_mesh_region_resolve_exits_2_with_a_short_error_for_a_divided_municipality():
-    document = {"asked_in": "GM0363", "service": "shelter", "decision_date": "2026-11-01",
-                "facts": {"grew_up_in": ["GM0788"]}}
+    document = {
+        "asked_in": "GM0363",
+        "service": "shelter",
+        "decision_date": "2026-11-01",
+        "facts": {"grew_up_in": ["GM0788"]},
+    }
     out, err = io.StringIO(), io.StringIO()
     code = run_resolve(["-"], io.StringIO(json.dumps(document)), out, err)
     assert code == 2 and out.getvalue() == ""
     assert err.getvalue() == (
         "error: facts.grew_up_in[0]: GM0788 (Haaren) was divided between Boxtel, Oisterwijk, Tilburg, Vught "
-        "on 2021-01-01; give the current municipality instead\n")
+        "on 2021-01-01; give the current municipality instead\n"
+    )
 
 
 def test_an_event_with_a_divided_municipality_goes_to_the_dead_letter_topic_with_the_reason():
@@ -94,9 +102,19 @@ def test_an_event_with_a_divided_municipality_goes_to_the_dead_letter_topic_with
 
     config = MeshSettings()
     assigner = Assigner(load_resolver(config.region_policy_path), load_agency_regions(config.agency_directory_path))
-    event = envelopes.new_envelope(case_id="case-split", producer="t", event_id="e1", referral=events_pb2.ReferralEvent(
-        referral_id="ref-1", event_type="ReferralRequested", version=1, need_domains=["shelter"], asked_in="GM0363",
-        facts=common_pb2.BindingFacts(grew_up_in=["GM0140"])))
+    event = envelopes.new_envelope(
+        case_id="case-split",
+        producer="t",
+        event_id="e1",
+        referral=events_pb2.ReferralEvent(
+            referral_id="ref-1",
+            event_type="ReferralRequested",
+            version=1,
+            need_domains=["shelter"],
+            asked_in="GM0363",
+            facts=common_pb2.BindingFacts(grew_up_in=["GM0140"]),
+        ),
+    )
     with pytest.raises(Refused, match=r"resolver refused the facts: facts\.grew_up_in\[0\]: GM0140 \(Littenseradiel\)"):
         assigner.on_referral(event, {})
 
@@ -112,8 +130,11 @@ def _policy_with_membership(tmp_path, lines):
 
 
 def test_the_service_refuses_to_start_on_region_data_missing_a_municipality(tmp_path):
-    lines = [line for line in REGIONS_PATH.read_text(encoding="utf-8").splitlines(keepends=True)
-             if not line.startswith("GM0193,")]  # Zwolle, a central municipality
+    lines = [
+        line
+        for line in REGIONS_PATH.read_text(encoding="utf-8").splitlines(keepends=True)
+        if not line.startswith("GM0193,")
+    ]  # Zwolle, a central municipality
     with pytest.raises(PolicyError) as caught:
         load_policy(_policy_with_membership(tmp_path, lines))
     assert caught.value.where == "membership"
@@ -149,9 +170,10 @@ MERGED = sorted(code for code, gone in SHIPPED.abolished.items() if not gone.spl
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(MERGED), st.sampled_from(["grew_up_in", "family_in"])),
-                min_size=1, max_size=4),
-       st.sampled_from(CENTRALS))
+@given(
+    st.lists(st.tuples(st.sampled_from(MERGED), st.sampled_from(["grew_up_in", "family_in"])), min_size=1, max_size=4),
+    st.sampled_from(CENTRALS),
+)
 def test_abolished_codes_decide_exactly_as_their_successors(named, asked_in):
     """Property: replacing every merged code by its successor changes nothing but the note."""
     old = {"grew_up_in": [], "family_in": []}
@@ -162,6 +184,9 @@ def test_abolished_codes_decide_exactly_as_their_successors(named, asked_in):
     with_old = resolve(request(asked_in, **old), SHIPPED)
     with_new = resolve(request(asked_in, **new), SHIPPED)
     assert with_old.region == with_new.region == asked_in
-    assert (with_old.handover_to, with_old.rule, with_old.candidates) == (with_new.handover_to, with_new.rule,
-                                                                          with_new.candidates)
+    assert (with_old.handover_to, with_old.rule, with_old.candidates) == (
+        with_new.handover_to,
+        with_new.rule,
+        with_new.candidates,
+    )
     assert {r.code for r in with_old.renamed} == {code for code, _ in named} and with_new.renamed == ()

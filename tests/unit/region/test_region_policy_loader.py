@@ -51,12 +51,14 @@ EXIT = ["regions", 2, "services"]
 def _with_exit_rules(rules):
     def mutate(data):
         data["regions"][2]["services"] = {"exit_programme": {"rules": rules}}
+
     return mutate
 
 
 def _append_member(at, code):
     def mutate(data):
         data["regions"][at]["municipalities"].append({"code": code, "name": "Somewhere"})
+
     return mutate
 
 
@@ -65,26 +67,121 @@ _AMSTERDAM = region_index(shipped_data(), "GM0363")
 REFUSALS = [
     # (what is broken, mutation, place named, words in the message), on the table listed inline
     # (regions[0] is Groningen with 10 municipalities, regions[1] Almere with 6)
-    ("municipality in two regions", _append_member(1, "GM0037"), "regions[1].municipalities[6].code", "already listed at regions[0].municipalities[1]"),
-    ("municipality twice in one region", _append_member(0, "GM0014"), "regions[0].municipalities[10].code", "already listed at regions[0].municipalities[0]"),
-    ("malformed municipality code", lambda d: _set(d, ["regions", 3, "municipalities", 1, "code"], "GM312"), "regions[3].municipalities[1].code", "not a CBS municipality code"),
-    ("lower-case code", lambda d: _set(d, ["regions", 3, "municipalities", 1, "code"], "gm0312"), "regions[3].municipalities[1].code", "not a CBS municipality code"),
-    ("unknown central municipality", lambda d: _set(d, ["regions", 2, "code"], "GM9999"), "regions[2].code", "unknown municipality GM9999"),
-    ("unknown rule kind", _with_exit_rules([{"kind": "vibes"}]), "regions[2].services.exit_programme.rules[0].kind", "unknown rule kind 'vibes'"),
-    ("rule without kind", _with_exit_rules([{"years": 2}]), "regions[2].services.exit_programme.rules[0].kind", "is required"),
-    ("zero years", _with_exit_rules([{"kind": "residence", "years": 0}]), "regions[2].services.exit_programme.rules[0].years", "whole number of 1 or more"),
-    ("years as text", _with_exit_rules([{"kind": "residence", "years": "two"}]), "regions[2].services.exit_programme.rules[0].years", "whole number"),
-    ("fractional months", _with_exit_rules([{"kind": "work", "months": 1.5}]), "regions[2].services.exit_programme.rules[0].months", "whole number"),
-    ("missing years", _with_exit_rules([{"kind": "residence"}]), "regions[2].services.exit_programme.rules[0].years", "is required"),
-    ("window shorter than period", _with_exit_rules([{"kind": "residence", "years": 5, "within_years": 3}]), "regions[2].services.exit_programme.rules[0].within_years", "shorter than the period"),
-    ("misspelt parameter", _with_exit_rules([{"kind": "residence", "years": 2, "yeras": 3}]), "regions[2].services.exit_programme.rules[0].yeras", "unknown key"),
-    ("parameter on a kind without parameters", _with_exit_rules([{"kind": "grew_up", "years": 3}]), "regions[2].services.exit_programme.rules[0].years", "unknown key"),
-    ("registered_only not a boolean", _with_exit_rules([{"kind": "residence", "years": 2, "registered_only": "sometimes"}]), "regions[2].services.exit_programme.rules[0].registered_only", "true or false"),
+    (
+        "municipality in two regions",
+        _append_member(1, "GM0037"),
+        "regions[1].municipalities[6].code",
+        "already listed at regions[0].municipalities[1]",
+    ),
+    (
+        "municipality twice in one region",
+        _append_member(0, "GM0014"),
+        "regions[0].municipalities[10].code",
+        "already listed at regions[0].municipalities[0]",
+    ),
+    (
+        "malformed municipality code",
+        lambda d: _set(d, ["regions", 3, "municipalities", 1, "code"], "GM312"),
+        "regions[3].municipalities[1].code",
+        "not a CBS municipality code",
+    ),
+    (
+        "lower-case code",
+        lambda d: _set(d, ["regions", 3, "municipalities", 1, "code"], "gm0312"),
+        "regions[3].municipalities[1].code",
+        "not a CBS municipality code",
+    ),
+    (
+        "unknown central municipality",
+        lambda d: _set(d, ["regions", 2, "code"], "GM9999"),
+        "regions[2].code",
+        "unknown municipality GM9999",
+    ),
+    (
+        "unknown rule kind",
+        _with_exit_rules([{"kind": "vibes"}]),
+        "regions[2].services.exit_programme.rules[0].kind",
+        "unknown rule kind 'vibes'",
+    ),
+    (
+        "rule without kind",
+        _with_exit_rules([{"years": 2}]),
+        "regions[2].services.exit_programme.rules[0].kind",
+        "is required",
+    ),
+    (
+        "zero years",
+        _with_exit_rules([{"kind": "residence", "years": 0}]),
+        "regions[2].services.exit_programme.rules[0].years",
+        "whole number of 1 or more",
+    ),
+    (
+        "years as text",
+        _with_exit_rules([{"kind": "residence", "years": "two"}]),
+        "regions[2].services.exit_programme.rules[0].years",
+        "whole number",
+    ),
+    (
+        "fractional months",
+        _with_exit_rules([{"kind": "work", "months": 1.5}]),
+        "regions[2].services.exit_programme.rules[0].months",
+        "whole number",
+    ),
+    (
+        "missing years",
+        _with_exit_rules([{"kind": "residence"}]),
+        "regions[2].services.exit_programme.rules[0].years",
+        "is required",
+    ),
+    (
+        "window shorter than period",
+        _with_exit_rules([{"kind": "residence", "years": 5, "within_years": 3}]),
+        "regions[2].services.exit_programme.rules[0].within_years",
+        "shorter than the period",
+    ),
+    (
+        "misspelt parameter",
+        _with_exit_rules([{"kind": "residence", "years": 2, "yeras": 3}]),
+        "regions[2].services.exit_programme.rules[0].yeras",
+        "unknown key",
+    ),
+    (
+        "parameter on a kind without parameters",
+        _with_exit_rules([{"kind": "grew_up", "years": 3}]),
+        "regions[2].services.exit_programme.rules[0].years",
+        "unknown key",
+    ),
+    (
+        "registered_only not a boolean",
+        _with_exit_rules([{"kind": "residence", "years": 2, "registered_only": "sometimes"}]),
+        "regions[2].services.exit_programme.rules[0].registered_only",
+        "true or false",
+    ),
     ("empty rules", _with_exit_rules([]), "regions[2].services.exit_programme.rules", "at least one rule"),
-    ("weight in a requirement", lambda d: _set(d, ["regions", _AMSTERDAM, "services", "exit_programme", "requires", 0, "weight"], 3), f"regions[{_AMSTERDAM}].services.exit_programme.requires[0].weight", "unknown key"),
-    ("unknown service in region", lambda d: _set(d, ["regions", 1, "services"], {"massage": {"rules": [{"kind": "family"}]}}), "regions[1].services.massage", "unknown service kind"),
-    ("unknown service in defaults", lambda d: _set(d, ["defaults", "services", "karaoke"], {"rules": [{"kind": "family"}]}), "defaults.services.karaoke", "unknown service kind"),
-    ("bad default rule", lambda d: _set(d, ["defaults", "services", "shelter", "rules"], [{"kind": "work", "months": -1}]), "defaults.services.shelter.rules[0].months", "whole number"),
+    (
+        "weight in a requirement",
+        lambda d: _set(d, ["regions", _AMSTERDAM, "services", "exit_programme", "requires", 0, "weight"], 3),
+        f"regions[{_AMSTERDAM}].services.exit_programme.requires[0].weight",
+        "unknown key",
+    ),
+    (
+        "unknown service in region",
+        lambda d: _set(d, ["regions", 1, "services"], {"massage": {"rules": [{"kind": "family"}]}}),
+        "regions[1].services.massage",
+        "unknown service kind",
+    ),
+    (
+        "unknown service in defaults",
+        lambda d: _set(d, ["defaults", "services", "karaoke"], {"rules": [{"kind": "family"}]}),
+        "defaults.services.karaoke",
+        "unknown service kind",
+    ),
+    (
+        "bad default rule",
+        lambda d: _set(d, ["defaults", "services", "shelter", "rules"], [{"kind": "work", "months": -1}]),
+        "defaults.services.shelter.rules[0].months",
+        "whole number",
+    ),
     ("ranking misses a kind", lambda d: _set(d, ["ranking", "work"], _DELETE), "ranking.work", "is required"),
     ("ranking has unknown kind", lambda d: _set(d, ["ranking", "charm"], 9), "ranking.charm", "unknown key"),
     ("ranking weight not positive", lambda d: _set(d, ["ranking", "family"], 0), "ranking.family", "whole number"),

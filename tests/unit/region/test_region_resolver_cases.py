@@ -18,13 +18,22 @@ from tests.unit.region.region_testkit import (
 
 def test_example_help_asked_in_amsterdam_handover_to_groningen():
     decision = resolve(
-        request(AMSTERDAM, residence=[lived("GM0014", "2015-01-01", "2026-10-01")], grew_up_in=["GM0599"], work=[worked("GM0363", "2025-01-01")]),
+        request(
+            AMSTERDAM,
+            residence=[lived("GM0014", "2015-01-01", "2026-10-01")],
+            grew_up_in=["GM0599"],
+            work=[worked("GM0363", "2025-01-01")],
+        ),
         SHIPPED,
     )
     assert decision.region == AMSTERDAM and decision.responsible_because == "help_asked_here"
     assert decision.handover_to == GRONINGEN
     assert decision.rule == "handover_to_better_bound_region"
-    assert [c.region for c in decision.candidates] == [GRONINGEN, ROTTERDAM, AMSTERDAM]  # residence 4 > grew up 3 > work 1
+    assert [c.region for c in decision.candidates] == [
+        GRONINGEN,
+        ROTTERDAM,
+        AMSTERDAM,
+    ]  # residence 4 > grew up 3 > work 1
     assert [c.rank for c in decision.candidates] == [1, 2, 3]
     assert not decision.bound_nowhere and not decision.no_programme_accepts and decision.tie_broken is None
 
@@ -36,7 +45,10 @@ def test_client_from_abroad_who_worked_three_years_in_salons_in_two_regions_with
     decision = resolve(
         request(
             AMSTERDAM,
-            residence=[lived("GM0502", "2023-05-01", "2025-04-30", registered=False), lived("GM0518", "2025-05-01", None, registered=False)],
+            residence=[
+                lived("GM0502", "2023-05-01", "2025-04-30", registered=False),
+                lived("GM0518", "2025-05-01", None, registered=False),
+            ],
             work=[worked("GM0502", "2023-05-01", "2025-04-30"), worked("GM0518", "2025-05-01")],
         ),
         SHIPPED,
@@ -57,8 +69,15 @@ def test_client_moving_between_municipalities_is_bound_nowhere_and_stays_where_s
     decision = resolve(
         request(
             ROTTERDAM,
-            residence=[lived("GM0363", "2025-01-01", "2025-06-30", registered=False), lived("GM0772", "2025-07-01", None, registered=False)],
-            work=[worked("GM0363", "2025-01-01", "2025-06-30"), worked("GM0772", "2025-07-01", "2025-12-31"), worked("GM0014", "2026-01-01")],
+            residence=[
+                lived("GM0363", "2025-01-01", "2025-06-30", registered=False),
+                lived("GM0772", "2025-07-01", None, registered=False),
+            ],
+            work=[
+                worked("GM0363", "2025-01-01", "2025-06-30"),
+                worked("GM0772", "2025-07-01", "2025-12-31"),
+                worked("GM0014", "2026-01-01"),
+            ],
         ),
         SHIPPED,
     )
@@ -105,13 +124,19 @@ def test_five_registered_years_meet_the_exit_programme_rule():
 
 
 def test_declared_years_do_not_meet_a_registered_only_rule():
-    decision = resolve(request(AMSTERDAM, "exit_programme", residence=[lived("GM0362", "2015-01-01", registered=False)]), SHIPPED)
+    decision = resolve(
+        request(AMSTERDAM, "exit_programme", residence=[lived("GM0362", "2015-01-01", registered=False)]), SHIPPED
+    )
     assert decision.rule == "no_programme_accepts"
 
 
 def test_exit_programme_elsewhere_without_local_rule_gets_a_handover():
     decision = resolve(
-        request(AMSTERDAM, "exit_programme", residence=[lived("GM0362", "2023-06-01", "2024-05-31"), lived("GM0599", "2024-06-01")]),
+        request(
+            AMSTERDAM,
+            "exit_programme",
+            residence=[lived("GM0362", "2023-06-01", "2024-05-31"), lived("GM0599", "2024-06-01")],
+        ),
         SHIPPED,
     )
     assert decision.region == AMSTERDAM and decision.handover_to == ROTTERDAM
@@ -153,7 +178,10 @@ def test_equal_tie_with_the_responsible_region_changes_nothing():
         (request(AMSTERDAM, "massage"), "service"),
         (request(AMSTERDAM, current_region="GM0362"), "current_region"),
         (request(AMSTERDAM, residence=[lived("GM0363", "2020-01-01", "2019-01-01")]), "facts.residence[0].to"),
-        (request(AMSTERDAM, work=[worked("GM0363", "2020-01-01"), worked("GM0363", "2027-01-01")]), "facts.work[1].from"),
+        (
+            request(AMSTERDAM, work=[worked("GM0363", "2020-01-01"), worked("GM0363", "2027-01-01")]),
+            "facts.work[1].from",
+        ),
         (request(AMSTERDAM, family_in=["GM0363", "GM1234"]), "facts.family_in[1]"),
     ],
 )

@@ -71,22 +71,26 @@ def policies(draw):
                 services[service] = {"requires": draw(st.lists(rule_data(), min_size=1, max_size=2))}
             elif choice == "rules":
                 services[service] = {"rules": draw(st.lists(rule_data(), min_size=1, max_size=3))}
-        regions.append({
-            "code": draw(st.sampled_from(members)),
-            "name": f"Region {i}",
-            "municipalities": [{"code": c, "name": f"Town {c}"} for c in members],
-            "services": services,
-        })
+        regions.append(
+            {
+                "code": draw(st.sampled_from(members)),
+                "name": f"Region {i}",
+                "municipalities": [{"code": c, "name": f"Town {c}"} for c in members],
+                "services": services,
+            }
+        )
     data = {
         "version": f"test-{draw(st.integers(1, 99))}",
         "ranking": {kind: draw(st.integers(1, 3)) for kind in RULE_KINDS},
-        "defaults": {"services": {
-            s: {
-                "rules": draw(st.lists(rule_data(), min_size=1, max_size=3)),
-                "requires": draw(st.lists(rule_data(), max_size=1)),
+        "defaults": {
+            "services": {
+                s: {
+                    "rules": draw(st.lists(rule_data(), min_size=1, max_size=3)),
+                    "requires": draw(st.lists(rule_data(), max_size=1)),
+                }
+                for s in SERVICES
             }
-            for s in SERVICES
-        }},
+        },
         "regions": regions,
     }
     return build_policy(data, "<random>")
@@ -157,9 +161,9 @@ def test_same_input_same_decision_whatever_the_order_of_the_facts(case, rnd):
     shuffled = [list(facts.residence), list(facts.work), list(facts.grew_up_in), list(facts.family_in)]
     for items in shuffled:
         rnd.shuffle(items)
-    reordered = replace(req, facts=BindingFacts(
-        residence=shuffled[0], work=shuffled[1], grew_up_in=shuffled[2], family_in=shuffled[3]
-    ))
+    reordered = replace(
+        req, facts=BindingFacts(residence=shuffled[0], work=shuffled[1], grew_up_in=shuffled[2], family_in=shuffled[3])
+    )
     assert resolve(reordered, policy) == first
 
 

@@ -1,4 +1,5 @@
 """When responsibility moves: table tests and hypothesis properties of the pure state machine."""
+
 from __future__ import annotations
 
 import pytest
@@ -94,8 +95,12 @@ def test_state_round_trips_through_a_plain_dict():
 regions = st.sampled_from([AMS, RTM, GRO, UTR, "GM0518", "GM0772"])
 maybe_region = st.none() | regions
 triggers = st.one_of(
-    st.builds(Redecide, st.sampled_from(["ReferralRequested", "ReferralDeclined", "ReferralForwarded",
-                                          "facts_changed"]), regions, maybe_region),
+    st.builds(
+        Redecide,
+        st.sampled_from(["ReferralRequested", "ReferralDeclined", "ReferralForwarded", "facts_changed"]),
+        regions,
+        maybe_region,
+    ),
     st.builds(HandoverAccepted, st.frozensets(regions, max_size=3)),
     st.just(HandoverRefused()),
     st.builds(OverrideSet, regions, st.sampled_from(["dispute_settled", "capacity"])),
@@ -104,10 +109,12 @@ triggers = st.one_of(
 
 
 @settings(max_examples=400)
-@given(first=st.builds(Redecide, st.just("ReferralRequested"), regions, maybe_region)
-       | st.builds(OverrideSet, regions, st.just("r")),
-       rest=st.lists(triggers, max_size=30),
-       proposals=st.lists(maybe_region, min_size=31, max_size=31))
+@given(
+    first=st.builds(Redecide, st.just("ReferralRequested"), regions, maybe_region)
+    | st.builds(OverrideSet, regions, st.just("r")),
+    rest=st.lists(triggers, max_size=30),
+    proposals=st.lists(maybe_region, min_size=31, max_size=31),
+)
 def test_exactly_one_responsible_region_and_moves_only_by_accepted_handover_or_override(first, rest, proposals):
     state = CaseState()
     for i, trigger in enumerate([first, *rest]):
@@ -159,14 +166,18 @@ override_triggers = st.one_of(
 
 
 @settings(max_examples=300)
-@given(opening=st.builds(Redecide, st.just("ReferralRequested"), regions, maybe_region),
-       referral_events=st.lists(referral_triggers, max_size=8),
-       overrides=st.lists(override_triggers, min_size=1, max_size=4),
-       interleaving=st.randoms(use_true_random=False))
-def test_the_outcome_does_not_depend_on_how_the_two_topics_interleave(opening, referral_events, overrides,
-                                                                      interleaving):
+@given(
+    opening=st.builds(Redecide, st.just("ReferralRequested"), regions, maybe_region),
+    referral_events=st.lists(referral_triggers, max_size=8),
+    overrides=st.lists(override_triggers, min_size=1, max_size=4),
+    interleaving=st.randoms(use_true_random=False),
+)
+def test_the_outcome_does_not_depend_on_how_the_two_topics_interleave(
+    opening, referral_events, overrides, interleaving
+):
     """Referral events and overrides travel on two topics: each stream keeps its own order, but
     the worker may read them interleaved in any way. The case ends in the same state."""
+
     def final_state(order):
         state = CaseState()
         for trigger in order:

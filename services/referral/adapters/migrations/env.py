@@ -1,4 +1,5 @@
 """Alembic environment: runs against the connection handed over by storage.migrate()."""
+
 from alembic import context
 
 from services.referral.adapters.tables import metadata

@@ -80,8 +80,11 @@ class WorkingHours:
         if day in self.extra_days_off:
             return "extra day off"
         names = list(self._holidays.get_list(day))  # type: ignore[attr-defined]
-        names += [name for month, dom, name in ANNUAL_DAYS_OFF.get(self.country, ())
-                  if (day.month, day.day) == (month, dom) and name not in names]
+        names += [
+            name
+            for month, dom, name in ANNUAL_DAYS_OFF.get(self.country, ())
+            if (day.month, day.day) == (month, dom) and name not in names
+        ]
         names = [n for n in names if n not in self.exclude]
         return names[0] if names else None
 
@@ -137,8 +140,7 @@ class WorkingHours:
 
 def _country_holidays(country: str, subdivision: str | None, years: range | None = None) -> Any:
     entity = type(_holidays.country_holidays(country, subdiv=subdivision))
-    language = (HOLIDAY_NAME_LANGUAGE if HOLIDAY_NAME_LANGUAGE in entity.supported_languages
-                else entity.default_language)
+    language = HOLIDAY_NAME_LANGUAGE if HOLIDAY_NAME_LANGUAGE in entity.supported_languages else entity.default_language
     return _holidays.country_holidays(country, subdiv=subdivision, language=language, years=years or ())
 
 

@@ -98,8 +98,9 @@ def _active(d: Deadline, t: Track | None) -> bool:
     if rule == P.PING_PONG:
         return status not in ("ACCEPTED", "IN_PROGRESS", "CONTACT_LOST")
     if rule == P.NO_PROGRAMME_ACCEPTS:
-        return (t.no_programme and d.episode == t.np_episode
-                and status not in ("ACCEPTED", "IN_PROGRESS", "CONTACT_LOST"))
+        return (
+            t.no_programme and d.episode == t.np_episode and status not in ("ACCEPTED", "IN_PROGRESS", "CONTACT_LOST")
+        )
     return False
 
 
@@ -111,8 +112,16 @@ def _key(referral_id: str, rule: str, episode: object) -> str:
     return f"{referral_id}|{rule}|{episode}"
 
 
-def _new_deadline(policy: EscalationPolicy, state: CaseState, rule: str, referral_id: str,
-                  episode: int, start: float, urgency: str, key_episode: object = None) -> Deadline | None:
+def _new_deadline(
+    policy: EscalationPolicy,
+    state: CaseState,
+    rule: str,
+    referral_id: str,
+    episode: int,
+    start: float,
+    urgency: str,
+    key_episode: object = None,
+) -> Deadline | None:
     spec = policy.rules[rule]
     if not spec.enabled:
         return None
@@ -120,8 +129,7 @@ def _new_deadline(policy: EscalationPolicy, state: CaseState, rule: str, referra
     if key in state.fired or any(d.key == key for d in state.pending):
         return None  # at most once, also under redelivery
     due = spec.after.due(start, urgency, policy.working_hours)
-    return Deadline(key=key, referral_id=referral_id, rule=rule, level=spec.level, due=due,
-                    episode=episode)
+    return Deadline(key=key, referral_id=referral_id, rule=rule, level=spec.level, due=due, episode=episode)
 
 
 def _settle(state: CaseState, track: Track, new: list[Deadline]) -> Result:
@@ -142,8 +150,9 @@ def _settle(state: CaseState, track: Track, new: list[Deadline]) -> Result:
 # --------------------------------------------------------------------------- transitions
 
 
-def on_referral_event(policy: EscalationPolicy, state: CaseState | None, facts: ReferralFacts,
-                      now: float | None = None) -> Result:
+def on_referral_event(
+    policy: EscalationPolicy, state: CaseState | None, facts: ReferralFacts, now: float | None = None
+) -> Result:
     """Apply one referral event: progress cancels or moves deadlines, new situations start some.
 
     Events at or below the version already seen (redeliveries) change nothing.
@@ -166,7 +175,7 @@ def on_referral_event(policy: EscalationPolicy, state: CaseState | None, facts: 
         request_version=version if changed and status == "REQUESTED" else old.request_version,
         addressee=addressee,
         holder=_intern(facts.holder) or old.holder,
-        history=(old.history + ((status, at),))[-policy.history_length:],
+        history=(old.history + ((status, at),))[-policy.history_length :],
     )
     passes = 0
     if addressee and addressee != old.last_asked:
@@ -191,8 +200,9 @@ def on_referral_event(policy: EscalationPolicy, state: CaseState | None, facts: 
     return _settle(state, track, [d for d in new if d is not None])
 
 
-def on_assignment(policy: EscalationPolicy, state: CaseState | None, facts: AssignmentFacts,
-                  now: float | None = None) -> Result:
+def on_assignment(
+    policy: EscalationPolicy, state: CaseState | None, facts: AssignmentFacts, now: float | None = None
+) -> Result:
     """Apply one region assignment: regions involved, region passes, no programme accepts."""
     state = state if state is not None else CaseState(case_id=facts.case_id)
     if facts.event_id and facts.event_id in state.assignments_seen:
@@ -207,8 +217,9 @@ def on_assignment(policy: EscalationPolicy, state: CaseState | None, facts: Assi
         region=region or state.region,
         regions=tuple(sorted(regions)),
         decisions=(state.decisions + ((at, "assignment", _intern(facts.rule), region),))[-_DECISIONS_KEEP:],
-        assignments_seen=((state.assignments_seen + (facts.event_id,))[-_SEEN_KEEP:]
-                          if facts.event_id else state.assignments_seen),
+        assignments_seen=(
+            (state.assignments_seen + (facts.event_id,))[-_SEEN_KEEP:] if facts.event_id else state.assignments_seen
+        ),
     )
     moved = bool(old.region and region and region != old.region)
     track = copy_with(
@@ -220,16 +231,21 @@ def on_assignment(policy: EscalationPolicy, state: CaseState | None, facts: Assi
     )
     new: list[Deadline | None] = []
     if facts.no_programme_accepts and not old.no_programme:
-        new.append(_new_deadline(policy, state, P.NO_PROGRAMME_ACCEPTS, track.referral_id,
-                                 track.np_episode, at, track.urgency))
+        new.append(
+            _new_deadline(policy, state, P.NO_PROGRAMME_ACCEPTS, track.referral_id, track.np_episode, at, track.urgency)
+        )
     if moved and policy.enabled(P.PING_PONG) and track.region_passes == policy.rules[P.PING_PONG].passes:
-        new.append(_new_deadline(policy, state, P.PING_PONG, track.referral_id, track.version, at,
-                                 track.urgency, key_episode="regions"))
+        new.append(
+            _new_deadline(
+                policy, state, P.PING_PONG, track.referral_id, track.version, at, track.urgency, key_episode="regions"
+            )
+        )
     return _settle(state, track, [d for d in new if d is not None])
 
 
-def on_alert_acknowledged(policy: EscalationPolicy, state: CaseState | None, escalation_id: str,
-                          now: float | None = None) -> Result:
+def on_alert_acknowledged(
+    policy: EscalationPolicy, state: CaseState | None, escalation_id: str, now: float | None = None
+) -> Result:
     """A coordinator acknowledged an alert: it stops climbing (its climb deadline is cancelled).
 
     The *unresolved* follow-up of a national alert stays: acknowledging is not resolving.
@@ -240,13 +256,13 @@ def on_alert_acknowledged(policy: EscalationPolicy, state: CaseState | None, esc
     acknowledged = state.acknowledged
     if escalation_id not in acknowledged:
         acknowledged = (acknowledged + (escalation_id,))[-_ACK_KEEP:]
-    state = copy_with(state, pending=tuple(d for d in state.pending if d not in cancelled),
-                    acknowledged=acknowledged)
+    state = copy_with(state, pending=tuple(d for d in state.pending if d not in cancelled), acknowledged=acknowledged)
     return state, (), cancelled
 
 
-def on_alert_resolved(policy: EscalationPolicy, state: CaseState | None, escalation_id: str,
-                      now: float | None = None) -> Result:
+def on_alert_resolved(
+    policy: EscalationPolicy, state: CaseState | None, escalation_id: str, now: float | None = None
+) -> Result:
     """A coordinator resolved an alert: it stops climbing, and the pending *unresolved* dispute
     deadline of a national alert is cancelled too, since the dispute it would open is settled.
     (A later stall of the case is a new situation and schedules deadlines of its own.)"""
@@ -272,8 +288,9 @@ def escalation_id(case_id: str, deadline: Deadline) -> str:
 _NAMESPACE = _ID_NAMESPACE.bytes
 
 
-def fire(policy: EscalationPolicy, state: CaseState, deadline: Deadline, now: float
-         ) -> tuple[CaseState, Escalation | None, tuple[Deadline, ...], tuple[Deadline, ...]]:
+def fire(
+    policy: EscalationPolicy, state: CaseState, deadline: Deadline, now: float
+) -> tuple[CaseState, Escalation | None, tuple[Deadline, ...], tuple[Deadline, ...]]:
     """Fire one due deadline (at most once): the escalation and its follow-ups.
 
     Returns ``escalation`` None if the deadline is not pending in ``state`` (already fired or
@@ -300,24 +317,39 @@ def fire(policy: EscalationPolicy, state: CaseState, deadline: Deadline, now: fl
 
     cancelled: tuple[Deadline, ...] = ()
     if level == P.DISPUTE and deadline.parent:  # one dispute per national alert
-        cancelled = tuple(d for d in pending if d is not deadline
-                          and d.parent == deadline.parent and d.level == P.DISPUTE)
+        cancelled = tuple(
+            d for d in pending if d is not deadline and d.parent == deadline.parent and d.level == P.DISPUTE
+        )
     urgency = track.urgency if track is not None else "NORMAL"
     follow: tuple[Deadline, ...] = ()
     target = policy.ladder.get(level)
     if target is not None and level in policy.acknowledge:
-        follow += (Deadline(
-            f"{deadline.key}>{target}", deadline.referral_id, deadline.rule, target,
-            policy.acknowledge[level].due(now, urgency, policy.working_hours),
-            deadline.episode, "climb", eid,
-        ),)
+        follow += (
+            Deadline(
+                f"{deadline.key}>{target}",
+                deadline.referral_id,
+                deadline.rule,
+                target,
+                policy.acknowledge[level].due(now, urgency, policy.working_hours),
+                deadline.episode,
+                "climb",
+                eid,
+            ),
+        )
     if level == P.NATIONAL_COORDINATOR and policy.enabled(P.UNRESOLVED):
         spec = policy.rules[P.UNRESOLVED]
-        follow += (Deadline(
-            f"{deadline.key}>{P.UNRESOLVED}", deadline.referral_id, deadline.rule, spec.level,
-            spec.after.due(now, urgency, policy.working_hours),
-            deadline.episode, "unresolved", eid,
-        ),)
+        follow += (
+            Deadline(
+                f"{deadline.key}>{P.UNRESOLVED}",
+                deadline.referral_id,
+                deadline.rule,
+                spec.level,
+                spec.after.due(now, urgency, policy.working_hours),
+                deadline.episode,
+                "unresolved",
+                eid,
+            ),
+        )
     if follow:
         follow = tuple(d for d in follow if d.key not in state.fired)
 
@@ -331,15 +363,34 @@ def fire(policy: EscalationPolicy, state: CaseState, deadline: Deadline, now: fl
         rest = tuple(d for d in pending if d is not deadline and not any(d is c for c in cancelled))
     else:
         rest = tuple(d for d in pending if d is not deadline)
-    state = CaseState(case_id, state.tracks, rest + follow, state.region, state.regions,
-                      decisions, fired, state.acknowledged, state.assignments_seen)
+    state = CaseState(
+        case_id,
+        state.tracks,
+        rest + follow,
+        state.region,
+        state.regions,
+        decisions,
+        fired,
+        state.acknowledged,
+        state.assignments_seen,
+    )
     if track is not None:
         region, history, agency = (track.region or state.region), track.history, (track.addressee or track.holder)
     else:
         region, history, agency = state.region, (), ""
     escalation = Escalation(
-        eid, case_id, deadline.referral_id, region, level, deadline.rule, deadline.due, now,
-        late, late > policy.late_tolerance, history, agency,
+        eid,
+        case_id,
+        deadline.referral_id,
+        region,
+        level,
+        deadline.rule,
+        deadline.due,
+        now,
+        late,
+        late > policy.late_tolerance,
+        history,
+        agency,
         _CAUSE.get(deadline.kind, deadline.kind),
         _climbed_from(policy, level) if deadline.kind == "climb" else "",
         state.regions,
@@ -400,16 +451,16 @@ class EscalationEngine:
 
     # -- inputs
     def on_referral_event(self, facts: ReferralFacts, now: datetime | float | None = None) -> Changes:
-        return self._apply(facts.case_id, on_referral_event(
-            self.policy, self.states.get(facts.case_id), facts, self._now(now)))
+        return self._apply(
+            facts.case_id, on_referral_event(self.policy, self.states.get(facts.case_id), facts, self._now(now))
+        )
 
     def on_assignment(self, facts: AssignmentFacts, now: datetime | float | None = None) -> Changes:
-        return self._apply(facts.case_id, on_assignment(
-            self.policy, self.states.get(facts.case_id), facts, self._now(now)))
+        return self._apply(
+            facts.case_id, on_assignment(self.policy, self.states.get(facts.case_id), facts, self._now(now))
+        )
 
-    def on_alert_acknowledged(
-        self, case_id: str, escalation_id: str, now: datetime | float | None = None
-    ) -> Changes:
+    def on_alert_acknowledged(self, case_id: str, escalation_id: str, now: datetime | float | None = None) -> Changes:
         state = self.states.get(case_id)
         if state is None:
             return Changes((), ())

@@ -16,10 +16,19 @@ from .calendar import utc
 
 TERMINAL = frozenset({"COMPLETED", "CANCELLED", "FAILED", "CONTACT_LOST"})
 CLOSED = frozenset({"COMPLETED", "CANCELLED", "FAILED"})  # nothing more to escalate
-STATUSES = frozenset({
-    "REQUESTED", "RECEIVED", "ACCEPTED", "IN_PROGRESS", "COMPLETED", "DECLINED", "CANCELLED",
-    "CONTACT_LOST", "FAILED",
-})
+STATUSES = frozenset(
+    {
+        "REQUESTED",
+        "RECEIVED",
+        "ACCEPTED",
+        "IN_PROGRESS",
+        "COMPLETED",
+        "DECLINED",
+        "CANCELLED",
+        "CONTACT_LOST",
+        "FAILED",
+    }
+)
 
 
 def to_ts(value: datetime | float | int) -> float:
@@ -75,10 +84,17 @@ class ReferralFacts:
     def from_domain_event(cls, event: Any) -> ReferralFacts:
         """From services.referral.domain.events.DomainEvent (duck-typed)."""
         return cls.of(
-            case_id=event.case_id, referral_id=event.referral_id, event_type=event.event_type,
-            to_status=event.to_status, version=event.version, occurred_at=event.occurred_at,
-            urgency=event.urgency, addressee=event.addressee, holder=event.holder,
-            handover=event.handover, decline_reason=event.decline_reason,
+            case_id=event.case_id,
+            referral_id=event.referral_id,
+            event_type=event.event_type,
+            to_status=event.to_status,
+            version=event.version,
+            occurred_at=event.occurred_at,
+            urgency=event.urgency,
+            addressee=event.addressee,
+            holder=event.holder,
+            handover=event.handover,
+            decline_reason=event.decline_reason,
         )
 
 
@@ -236,16 +252,22 @@ class Escalation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "escalation_id": self.escalation_id, "case_id": self.case_id,
-            "referral_id": self.referral_id, "region": self.region, "level": self.level,
-            "rule": self.rule, "deadline": self.deadline.isoformat(),
-            "fired_at": self.fired_at.isoformat(), "late_seconds": self.late_seconds,
-            "late": self.late, "agency": self.agency, "cause": self.cause,
+            "escalation_id": self.escalation_id,
+            "case_id": self.case_id,
+            "referral_id": self.referral_id,
+            "region": self.region,
+            "level": self.level,
+            "rule": self.rule,
+            "deadline": self.deadline.isoformat(),
+            "fired_at": self.fired_at.isoformat(),
+            "late_seconds": self.late_seconds,
+            "late": self.late,
+            "agency": self.agency,
+            "cause": self.cause,
             "climbed_from": self.climbed_from,
             "history": [{"status": s, "at": t.isoformat()} for s, t in self.history],
             "regions_involved": list(self.regions_involved),
-            "decisions": [{"at": a.isoformat(), "kind": k, "rule": r, "value": v}
-                          for a, k, r, v in self.decisions],
+            "decisions": [{"at": a.isoformat(), "kind": k, "rule": r, "value": v} for a, k, r, v in self.decisions],
         }
 
 
@@ -261,19 +283,35 @@ def state_to_dict(state: CaseState) -> dict[str, Any]:
         "case_id": state.case_id,
         "tracks": [
             {
-                "referral_id": t.referral_id, "status": t.status, "urgency": t.urgency,
-                "version": t.version, "status_version": t.status_version,
-                "request_version": t.request_version, "addressee": t.addressee,
-                "holder": t.holder, "last_asked": t.last_asked, "agency_passes": t.agency_passes,
-                "region": t.region, "region_passes": t.region_passes,
-                "no_programme": t.no_programme, "np_episode": t.np_episode,
+                "referral_id": t.referral_id,
+                "status": t.status,
+                "urgency": t.urgency,
+                "version": t.version,
+                "status_version": t.status_version,
+                "request_version": t.request_version,
+                "addressee": t.addressee,
+                "holder": t.holder,
+                "last_asked": t.last_asked,
+                "agency_passes": t.agency_passes,
+                "region": t.region,
+                "region_passes": t.region_passes,
+                "no_programme": t.no_programme,
+                "np_episode": t.np_episode,
                 "history": [[s, at] for s, at in t.history],
             }
             for t in state.tracks
         ],
         "pending": [
-            {"key": d.key, "referral_id": d.referral_id, "rule": d.rule, "level": d.level,
-             "due": d.due, "episode": d.episode, "kind": d.kind, "parent": d.parent}
+            {
+                "key": d.key,
+                "referral_id": d.referral_id,
+                "rule": d.rule,
+                "level": d.level,
+                "due": d.due,
+                "episode": d.episode,
+                "kind": d.kind,
+                "parent": d.parent,
+            }
             for d in state.pending
         ],
         "region": state.region,
@@ -291,8 +329,7 @@ def state_from_dict(data: dict[str, Any]) -> CaseState:
     return CaseState(
         case_id=data["case_id"],
         tracks=tuple(
-            Track(**{**t, "history": tuple((s, float(at)) for s, at in t["history"])})
-            for t in data["tracks"]
+            Track(**{**t, "history": tuple((s, float(at)) for s, at in t["history"])}) for t in data["tracks"]
         ),
         pending=tuple(Deadline(**{**d, "due": float(d["due"])}) for d in data["pending"]),
         region=data["region"],
@@ -305,6 +342,13 @@ def state_from_dict(data: dict[str, Any]) -> CaseState:
 
 
 __all__ = [
-    "AssignmentFacts", "CaseState", "Deadline", "Escalation", "ReferralFacts", "Track",
-    "state_from_dict", "state_to_dict", "to_ts",
+    "AssignmentFacts",
+    "CaseState",
+    "Deadline",
+    "Escalation",
+    "ReferralFacts",
+    "Track",
+    "state_from_dict",
+    "state_to_dict",
+    "to_ts",
 ]

@@ -34,7 +34,11 @@ NATIONAL_COORDINATOR = "NATIONAL_COORDINATOR"
 DISPUTE = "DISPUTE"
 AT_RISK_OF_LOSING_CONTACT = "AT_RISK_OF_LOSING_CONTACT"
 LEVELS: tuple[str, ...] = (
-    AGENCY_REMINDER, REGION_COORDINATOR, NATIONAL_COORDINATOR, DISPUTE, AT_RISK_OF_LOSING_CONTACT,
+    AGENCY_REMINDER,
+    REGION_COORDINATOR,
+    NATIONAL_COORDINATOR,
+    DISPUTE,
+    AT_RISK_OF_LOSING_CONTACT,
 )
 
 URGENCIES: tuple[str, ...] = ("URGENT", "NORMAL")
@@ -50,8 +54,15 @@ NOT_STARTED = "not_started"
 CONTACT_LOST = "contact_lost"
 UNRESOLVED = "unresolved"
 RULES: tuple[str, ...] = (
-    NOT_ACKNOWLEDGED, NOT_ANSWERED, NO_NEXT_RECEIVER, REFUSED_HANDOVER, NO_PROGRAMME_ACCEPTS,
-    PING_PONG, NOT_STARTED, CONTACT_LOST, UNRESOLVED,
+    NOT_ACKNOWLEDGED,
+    NOT_ANSWERED,
+    NO_NEXT_RECEIVER,
+    REFUSED_HANDOVER,
+    NO_PROGRAMME_ACCEPTS,
+    PING_PONG,
+    NOT_STARTED,
+    CONTACT_LOST,
+    UNRESOLVED,
 )
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*\Z")
@@ -125,9 +136,12 @@ def build_escalation_policy(data: Any, source: str = "<escalation policy>") -> E
 
 
 def _build(data: Any, source: str) -> EscalationPolicy:
-    top = _mapping(data, "", {"version", "working_hours", "ladder", "acknowledge", "rules",
-                              "history_length", "late_tolerance"},
-                   required={"version", "working_hours", "ladder", "acknowledge", "rules"})
+    top = _mapping(
+        data,
+        "",
+        {"version", "working_hours", "ladder", "acknowledge", "rules", "history_length", "late_tolerance"},
+        required={"version", "working_hours", "ladder", "acknowledge", "rules"},
+    )
     version = top["version"]
     if isinstance(version, bool) or not isinstance(version, (str, int, float)) or not str(version).strip():
         raise PolicyError("version", 'must be a non-empty text or number, e.g. "2026.1"')
@@ -151,15 +165,22 @@ def _build(data: Any, source: str) -> EscalationPolicy:
         raise PolicyError("history_length", f"must be a whole number from 1 to 100, not {history_length!r}")
     late_tolerance = _duration(top.get("late_tolerance", "5s"), "late_tolerance", None)
     return EscalationPolicy(
-        version=str(version), working_hours=calendar, ladder=ladder, acknowledge=acknowledge,
-        rules=rules, history_length=history_length, late_tolerance=late_tolerance, source=source,
+        version=str(version),
+        working_hours=calendar,
+        ladder=ladder,
+        acknowledge=acknowledge,
+        rules=rules,
+        history_length=history_length,
+        late_tolerance=late_tolerance,
+        source=source,
     )
 
 
 def _working_hours(data: Any) -> WorkingHours:
     where = "working_hours"
-    wh = _mapping(data, where, {"timezone", "days", "start", "end", "holidays"},
-                  required={"timezone", "days", "start", "end"})
+    wh = _mapping(
+        data, where, {"timezone", "days", "start", "end", "holidays"}, required={"timezone", "days", "start", "end"}
+    )
     zone = wh["timezone"]
     if not isinstance(zone, str):
         raise PolicyError(f"{where}.timezone", "must be an IANA time zone name, e.g. Europe/Amsterdam")
@@ -171,8 +192,12 @@ def _working_hours(data: Any) -> WorkingHours:
     start, end = _clock(wh["start"], f"{where}.start"), _clock(wh["end"], f"{where}.end")
     if end <= start:
         raise PolicyError(f"{where}.end", "must be later than start (a window within one day)")
-    hol = _mapping(wh.get("holidays") or {"country": "NL"}, f"{where}.holidays",
-                   {"country", "subdivision", "exclude", "extra_days_off"}, required={"country"})
+    hol = _mapping(
+        wh.get("holidays") or {"country": "NL"},
+        f"{where}.holidays",
+        {"country", "subdivision", "exclude", "extra_days_off"},
+        required={"country"},
+    )
     exclude = hol.get("exclude", []) or []
     if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
         raise PolicyError(f"{where}.holidays.exclude", "must be a list of holiday names (in English, e.g. Good Friday)")
@@ -191,9 +216,14 @@ def _working_hours(data: Any) -> WorkingHours:
     subdivision = hol.get("subdivision")
     try:
         calendar = WorkingHours(
-            timezone=zone, days=frozenset(WEEKDAYS.index(d) for d in days), start=start, end=end,
-            country=country, subdivision=subdivision,
-            exclude=frozenset(exclude), extra_days_off=frozenset(extra),
+            timezone=zone,
+            days=frozenset(WEEKDAYS.index(d) for d in days),
+            start=start,
+            end=end,
+            country=country,
+            subdivision=subdivision,
+            exclude=frozenset(exclude),
+            extra_days_off=frozenset(extra),
         )
     except NotImplementedError as exc:  # the holidays library refuses an unknown subdivision
         raise PolicyError(f"{where}.holidays.subdivision", f"not usable: {exc}") from None
@@ -241,7 +271,8 @@ def _timing(data: Any, where: str, calendar: WorkingHours) -> Timing:
     working_raw = raw.get("working_hours", False)
     working = _per_urgency(working_raw, f"{where}.working_hours", _bool)
     seconds = _per_urgency(
-        raw["after"], f"{where}.after",
+        raw["after"],
+        f"{where}.after",
         lambda v, w, u: _duration(v, w, calendar if working[u] else None),
     )
     return Timing(seconds=seconds, working=working)

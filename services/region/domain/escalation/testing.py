@@ -37,10 +37,14 @@ class FakeClock:
 
 
 _EVENT_OF = {
-    "REQUESTED": "ReferralRequested", "RECEIVED": "ReferralAcknowledged",
-    "ACCEPTED": "ReferralAccepted", "DECLINED": "ReferralDeclined",
-    "IN_PROGRESS": "ReferralStarted", "COMPLETED": "ReferralCompleted",
-    "CANCELLED": "ReferralCancelled", "CONTACT_LOST": "ReferralContactLost",
+    "REQUESTED": "ReferralRequested",
+    "RECEIVED": "ReferralAcknowledged",
+    "ACCEPTED": "ReferralAccepted",
+    "DECLINED": "ReferralDeclined",
+    "IN_PROGRESS": "ReferralStarted",
+    "COMPLETED": "ReferralCompleted",
+    "CANCELLED": "ReferralCancelled",
+    "CONTACT_LOST": "ReferralContactLost",
     "FAILED": "ReferralFailed",
 }
 
@@ -58,15 +62,28 @@ class CaseScript:
     holder: str = "agency-sender"
     _seen: list[str] = field(default_factory=list)
 
-    def event(self, to_status: str, *, addressee: str = "", handover: bool = False,
-              event_type: str | None = None, decline_reason: str = "",
-              at: datetime | float | None = None) -> ReferralFacts:
+    def event(
+        self,
+        to_status: str,
+        *,
+        addressee: str = "",
+        handover: bool = False,
+        event_type: str | None = None,
+        decline_reason: str = "",
+        at: datetime | float | None = None,
+    ) -> ReferralFacts:
         self.version += 1
         return ReferralFacts(
-            case_id=self.case_id, referral_id=self.referral_id,
-            event_type=event_type or _EVENT_OF[to_status], to_status=to_status,
-            version=self.version, occurred_at=self.clock.now if at is None else to_ts(at),
-            urgency=self.urgency, addressee=addressee, holder=self.holder, handover=handover,
+            case_id=self.case_id,
+            referral_id=self.referral_id,
+            event_type=event_type or _EVENT_OF[to_status],
+            to_status=to_status,
+            version=self.version,
+            occurred_at=self.clock.now if at is None else to_ts(at),
+            urgency=self.urgency,
+            addressee=addressee,
+            holder=self.holder,
+            handover=handover,
             decline_reason=decline_reason,
         )
 
@@ -74,16 +91,27 @@ class CaseScript:
         return self.event("REQUESTED", addressee=receiver)
 
     def forward(self, receiver: str, *, handover: bool = False) -> ReferralFacts:
-        return self.event("REQUESTED", addressee=receiver, handover=handover,
-                          event_type="ReferralForwarded")
+        return self.event("REQUESTED", addressee=receiver, handover=handover, event_type="ReferralForwarded")
 
-    def assignment(self, region: str, *, previous: str = "", handover_to: str = "",
-                   rule: str = "bound_here", no_programme_accepts: bool = False) -> AssignmentFacts:
+    def assignment(
+        self,
+        region: str,
+        *,
+        previous: str = "",
+        handover_to: str = "",
+        rule: str = "bound_here",
+        no_programme_accepts: bool = False,
+    ) -> AssignmentFacts:
         self.assignments += 1
         return AssignmentFacts(
-            case_id=self.case_id, referral_id=self.referral_id, responsible_region=region,
-            occurred_at=self.clock.now, previous_region=previous, handover_to=handover_to,
-            rule=rule, no_programme_accepts=no_programme_accepts,
+            case_id=self.case_id,
+            referral_id=self.referral_id,
+            responsible_region=region,
+            occurred_at=self.clock.now,
+            previous_region=previous,
+            handover_to=handover_to,
+            rule=rule,
+            no_programme_accepts=no_programme_accepts,
             event_id=f"{self.case_id}/assignment/{self.assignments}",
         )
 

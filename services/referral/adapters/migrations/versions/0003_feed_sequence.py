@@ -17,6 +17,7 @@ cursor; the columns exist for one schema, and are filled for rows that predate t
 Revision ID: 0003
 Revises: 0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -3,6 +3,7 @@
 Revision ID: 0004
 Revises: 0003
 """
+
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -29,7 +30,8 @@ def upgrade() -> None:
         valid_until = (document or {}).get("consent", {}).get("valid_until")
         if valid_until:
             connection.execute(
-                referrals.update().where(referrals.c.referral_id == referral_id)
+                referrals.update()
+                .where(referrals.c.referral_id == referral_id)
                 .values(consent_valid_until=datetime.fromisoformat(valid_until))
             )
 

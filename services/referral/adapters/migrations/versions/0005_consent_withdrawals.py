@@ -4,6 +4,7 @@ consent, even when no referral of the case was open at the moment of the withdra
 Revision ID: 0005
 Revises: 0004
 """
+
 import sqlalchemy as sa
 from alembic import op
 
