@@ -217,14 +217,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         )
         raw = envelopes.encode(outgoing)
         # Event first, record second: a crash in between re-emits the same id (receivers dedupe).
-        # Inside an agent Faust would attach the send to the input and publish it only when the
-        # input's offset is committed, after the record below: a crash in between lost the event
-        # for good (the redelivered input finds the record and skips). So send now (force) and
-        # wait for the broker's acknowledgement before recording.
-        sent = await notifications.send(
-            key=case_id.encode(), value=raw, headers=envelopes.kafka_headers(outgoing), force=True
-        )
-        await sent
+        await notifications.send(key=case_id.encode(), value=raw, headers=envelopes.kafka_headers(outgoing))
         store.record_notification(
             notification_id=notification.notification_id,
             case_id=case_id,
