@@ -247,17 +247,7 @@ class ReferralUseCases:
                 caller.agency_id, case_id, [referral_from_dict(document) for document in self.store.of_case(case_id)]
             )
         except NotPermitted:
-            self.store.record_access(
-                AccessEntry(
-                    action="referral.create",
-                    organisation=caller.agency_id,
-                    user=caller.user,
-                    on_behalf_of=caller.on_behalf_of,
-                    purpose=caller.purpose,
-                    outcome="denied",
-                    case_id=case_id,
-                )
-            )
+            self.store.record_access(self._case_access(caller, "referral.create", case_id, "denied"))
             raise
 
     def _match_receiver(self, command: NewReferral) -> str:
@@ -425,17 +415,7 @@ class ReferralUseCases:
             stored = [referral_from_dict(document) for document in self.store.of_case(case_id)]
             mine = [referral for referral in stored if can_read(referral, caller.agency_id)]
             if not mine:
-                self.store.record_access(
-                    AccessEntry(
-                        action="referral.withdraw_consent",
-                        organisation=caller.agency_id,
-                        user=caller.user,
-                        on_behalf_of=caller.on_behalf_of,
-                        purpose=caller.purpose,
-                        outcome="denied",
-                        case_id=case_id,
-                    )
-                )
+                self.store.record_access(self._case_access(caller, "referral.withdraw_consent", case_id, "denied"))
                 raise NotPermitted(f"{caller.agency_id} is not a party to case {case_id}", party=False)
             now = self.clock()
             # Recorded first, so even a case with no open referral takes no new one until fresh
@@ -563,17 +543,7 @@ class ReferralUseCases:
             if can_read(referral, caller.agency_id)
         ]
         if not mine:
-            self.store.record_access(
-                AccessEntry(
-                    action="access_log.read",
-                    organisation=caller.agency_id,
-                    user=caller.user,
-                    on_behalf_of=caller.on_behalf_of,
-                    purpose=caller.purpose,
-                    outcome="denied",
-                    case_id=case_id,
-                )
-            )
+            self.store.record_access(self._case_access(caller, "access_log.read", case_id, "denied"))
             raise NotPermitted(f"{caller.agency_id} is not a party to case {case_id}", party=False)
         entries = self.store.access_entries(case_id, [referral.referral_id for referral in mine])
         self.store.record_accesses(self._access(caller, "access_log.read", referral, "read") for referral in mine)
@@ -600,6 +570,19 @@ class ReferralUseCases:
             "contact_ciphertext": contact.ciphertext if contact is not None else None,
             "consent_valid_until": referral.consent.valid_until,
         }
+
+    @staticmethod
+    def _case_access(caller: Caller, action: str, case_id: str, outcome: str) -> AccessEntry:
+        """An access entry about a whole case (no single referral), e.g. a refused party."""
+        return AccessEntry(
+            action=action,
+            organisation=caller.agency_id,
+            user=caller.user,
+            on_behalf_of=caller.on_behalf_of,
+            purpose=caller.purpose,
+            outcome=outcome,
+            case_id=case_id,
+        )
 
     @staticmethod
     def _access(caller: Caller, action: str, referral: Referral, outcome: str) -> AccessEntry:
