@@ -17,6 +17,7 @@ from collections.abc import Iterator
 os.environ["MESH_MODE"] = "local"
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from meshcli.supervisor import (
     Stack,
@@ -32,6 +33,11 @@ from meshcli.supervisor import (
 )
 from meshkernel.config import MeshSettings
 from meshkernel.kafka import prepare_kafka
+
+# Property tests assert what they find, not how fast: on a loaded 2-core CI machine hypothesis's
+# default 200 ms deadline and its too-slow health check fail runs that found nothing wrong.
+settings.register_profile("mesh", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("mesh")
 
 
 @pytest.fixture(scope="session")
