@@ -278,7 +278,7 @@ def _play(config, narrator: Narrator, stack: Stack, tracing_url: str | None) -> 
         )
         login = dashboard_login(config, COORDINATOR_REGION)
         narrator.say(f"the alert is live on {login.url}; coordinator {login.username} signs in and takes the case")
-        _take_on_dashboard(login, alert.escalation.escalation_id)
+        _take_on_dashboard(login, alert.case_id)
         timeline.until(_is("alert_action", action="TAKEN"), "the coordinator's action")
         narrator.say(f"{login.username} owns the case now; the alert stops climbing the ladder")
     finally:
@@ -287,8 +287,8 @@ def _play(config, narrator: Narrator, stack: Stack, tracing_url: str | None) -> 
         client.close()
 
 
-def _take_on_dashboard(login, escalation_id: str) -> None:
-    """Sign in and press "take" the way a coordinator does in the browser."""
+def _take_on_dashboard(login, case_id: str) -> None:
+    """Sign in and press "take" on the case's card the way a coordinator does in the browser."""
     base = login.url.removesuffix("/dashboard")
     browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     form = urllib.parse.urlencode({"username": login.username, "password": login.password}).encode()
@@ -297,7 +297,7 @@ def _take_on_dashboard(login, escalation_id: str) -> None:
     if token is None:
         raise _DemoFailed("could not sign in to the dashboard")
     form = urllib.parse.urlencode({"csrf": token.group(1)}).encode()
-    browser.open(f"{base}/dashboard/alerts/{escalation_id}/take", data=form, timeout=10).read()
+    browser.open(f"{base}/dashboard/cases/{urllib.parse.quote(case_id)}/take", data=form, timeout=10).read()
 
 
 def _client_message(config, notification_id: str, timeout: float = 30.0) -> dict | None:

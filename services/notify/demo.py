@@ -35,9 +35,10 @@ def dashboard_login(config: MeshSettings | None = None, region: str = "GM0518") 
 
 def describe_dashboard(config: MeshSettings | None = None, region: str = "GM0518") -> str:
     login = dashboard_login(config, region)
+    insight = login.url.removesuffix("/dashboard") + "/insight"
     return (
-        f"coordinator dashboard: {login.url}  (sign in as {login.username} or {login.national_username}, "
-        f"password {login.password})"
+        f"coordinator case view: {login.url}  (sign in as {login.username} or {login.national_username}, "
+        f"password {login.password})\n    insight page (charts per region): {insight}"
     )
 
 

@@ -33,8 +33,11 @@ import jinja2
 from aiohttp import web
 
 from meshkernel.config import MeshSettings
-from referralmesh.v1 import common_pb2, events_pb2
+from referralmesh.v1 import events_pb2
 from services.notify.adapters import passwords
+from services.notify.adapters.case_facts import CaseFacts
+from services.notify.adapters.case_view import CaseView
+from services.notify.adapters.insight import InsightPage, rule_label
 from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.ui_text import TEXT, UI_LANGUAGES
 from services.notify.application import AlertDesk
@@ -148,6 +151,9 @@ class Dashboard:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined
         )
+        facts = CaseFacts(store.engine)
+        self.cases = CaseView(self, facts)
+        self.insight = InsightPage(self, facts)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[security_headers(hsts=self.secure)], client_max_size=64 * 1024)
@@ -161,6 +167,8 @@ class Dashboard:
         app.router.add_get("/dashboard/alerts", self.fragment)
         app.router.add_get("/dashboard/events", self.events)
         app.router.add_post("/dashboard/alerts/{escalation_id}/{action}", self.act)
+        self.cases.add_routes(app)
+        self.insight.add_routes(app)
         app.router.add_static("/static", str(STATIC), show_index=False)
         return app
 
@@ -197,7 +205,7 @@ class Dashboard:
         text = TEXT[lang]
         now = datetime.now(UTC)
 
-        def age(alert) -> str:
+        def age(alert) -> str:  # an alert or a case card
             seconds = int(alert.age_seconds(now))
             days, rest = divmod(seconds, 86400)
             hours, rest = divmod(rest, 3600)
@@ -217,6 +225,7 @@ class Dashboard:
             age=age,
             when=when,
             region_name=lambda code: self.regions.get(code, code),
+            rule_label=lambda rule: rule_label(text, rule),
             regions=sorted(self.regions.items(), key=lambda kv: kv[1]),
             reasons=domain.REASSIGN_REASONS,
             outcomes=domain.OUTCOMES,
@@ -233,17 +242,6 @@ class Dashboard:
         response.set_cookie(
             name, value, httponly=True, samesite="Strict", path="/", max_age=max_age, secure=self.secure
         )
-
-    def _items(self, who: Coordinator) -> list[dict]:
-        items = []
-        for stored in self.desk.visible(who):
-            escalation = events_pb2.EscalationEvent.FromString(stored.escalation)
-            history = [
-                {"status": common_pb2.ReferralStatus.Name(step.status), "at": step.at.ToDatetime(tzinfo=UTC)}
-                for step in escalation.history
-            ]
-            items.append({"alert": stored.alert, "referral_history": history})
-        return items
 
     # --- pages --------------------------------------------------------------------------
     async def root(self, request: web.Request) -> web.Response:
@@ -349,7 +347,6 @@ class Dashboard:
         who, token = current
         lang = self._lang(request)
         cursor = self.store.last_cursor()
-        items = self._items(who)
         self.store.log_access(
             actor=who.username,
             action="VIEW_ALERTS",
@@ -367,11 +364,11 @@ class Dashboard:
                 lang,
                 user=who,
                 csrf=self._csrf(token),
-                items=items,
                 cursor=cursor,
                 scope_name=scope_name,
                 flash=flash,
                 flash_kind=flash_kind,
+                **self.cases.context(request, who),
             ),
             lang,
         )
@@ -383,7 +380,11 @@ class Dashboard:
         who, token = current
         return self._html(
             self._render(
-                "alerts.html.j2", self._lang(request), user=who, csrf=self._csrf(token), items=self._items(who)
+                "cases.html.j2",
+                self._lang(request),
+                user=who,
+                csrf=self._csrf(token),
+                **self.cases.context(request, who),
             )
         )
 

@@ -35,6 +35,7 @@ from meshkernel.tls import make_verifier, server_tls_from
 from referencedata.agencies import load_directory
 from referralmesh.v1 import events_pb2
 from services.notify.adapters import passwords
+from services.notify.adapters.case_facts import CaseFacts
 from services.notify.adapters.channels import ChannelRouter, OutboxChannel
 from services.notify.adapters.client_messages import ClientMessages
 from services.notify.adapters.dashboard import Dashboard, LocalPasswords, dashboard_tls, start_http
@@ -124,6 +125,7 @@ def seed_demo_coordinators(store: NotifyStore, regions: dict[str, str], password
 def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> faust.App:
     runtime = runtime or NotifyRuntime.create(config)
     store, desk, keys = runtime.store, runtime.desk, runtime.keys
+    facts = CaseFacts(store.engine)  # the case view's timeline and the insight page's projection
     app = make_app(SERVICE, config, web_port=None)  # our own aiohttp server serves HTTP
     observe_consumer_lag(app)
     assignments = topic(app, config, declared.ASSIGNMENTS)
@@ -253,6 +255,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         async for _event, envelope in decoded_events(stream, dead_letters, expect="assignment"):
             with _span(assignments.get_topic_name(), envelope):
                 payload = envelope.assignment
+                facts.record_assignment(envelope)
                 case = store.update_case(
                     envelope.case_id,
                     referral_id=payload.referral_id,
@@ -277,6 +280,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
     async def remember_contact(stream):
         async for _event, envelope in decoded_events(stream, dead_letters, expect="referral"):
             referral = envelope.referral
+            facts.record_referral(envelope)
             if not referral.contact.ciphertext:
                 continue
             with _span(referral_events.get_topic_name(), envelope):

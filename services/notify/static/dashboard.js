@@ -1,5 +1,6 @@
 // Live list: the server sends an "alerts" event when anything in view changed; we fetch the
-// rendered list and swap it in, unless the coordinator is busy in a form (then after blur).
+// rendered list of cases (with the page's filter) and swap it in, unless the coordinator is
+// busy in a form (then after blur).
 (function () {
   var box = document.getElementById("alerts");
   if (!box || !window.EventSource) { return; }
@@ -16,13 +17,22 @@
   function refresh() {
     if (busy()) { pending = true; return; }
     pending = false;
-    fetch("/dashboard/alerts", { credentials: "same-origin" })
+    var query = box.dataset.query ? "?" + box.dataset.query : "";
+    fetch("/dashboard/alerts" + query, { credentials: "same-origin" })
       .then(function (r) { if (r.status === 401) { location.reload(); } return r.text(); })
       .then(function (html) {
         box.innerHTML = html;
         var list = box.querySelector("[data-count]");
         var n = list ? list.dataset.count : "0";
         if (count) { count.textContent = "(" + n + ")"; }
+        var counts = box.querySelector("[data-counts]");
+        if (counts) {
+          counts.dataset.counts.split(",").forEach(function (pair) {
+            var parts = pair.split(":");
+            var shown = document.querySelector("#per-level [data-level='" + parts[0] + "'] .number");
+            if (shown) { shown.textContent = parts[1]; }
+          });
+        }
         if (status) { status.textContent = updatedText + ": " + n; }
       });
   }
