@@ -60,6 +60,16 @@ class MeshSettings(BaseSettings):
     escalation_policy_path: Path = PROJECT_ROOT / "services" / "region" / "config" / "escalation.yaml"
     # Longest sleep of the region worker's deadline timer; it wakes earlier for a due deadline.
     escalation_tick_seconds: float = Field(default=0.1, gt=0, le=5)
+    # The region worker's tables (services/region/README.md, "The tables"): `rocksdb` keeps them
+    # in a local store under MESH_REGION_DATA_DIR (unset: state_dir/<prefix>region-data; in a pod,
+    # a volume), so a restart reads only the changelog tail; `memory` rebuilds them from the
+    # changelogs at every start.
+    region_table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    region_data_dir: Path | None = None
+    # A closed case (every referral ended, no deadline pending) leaves the region tables this
+    # long after it closed, with tombstones in their changelogs; checked every
+    # MESH_RETENTION_SWEEP_SECONDS.
+    region_closed_case_retention_days: float = Field(default=30.0, gt=0)
     # Shared reference data (referencedata/README.md): the agency directory.
     agency_directory_path: Path = PROJECT_ROOT / "referencedata" / "data" / "agencies.yaml"
 
@@ -155,6 +165,7 @@ class MeshSettings(BaseSettings):
         "kafka_password_file",
         "kafka_client_cert",
         "kafka_client_key",
+        "region_data_dir",
         mode="before",
     )
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -23,6 +24,7 @@ from meshkernel.logs import logging_config
 from meshkernel.metrics import meter
 from meshkernel.private_files import private_folder
 from meshkernel.shutdown import StopDeadline
+from meshkernel.table_store import StoreKind, mark_clean_stop, open_local_store, store_url
 from referralmesh.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -30,15 +32,23 @@ SESSION_TIMEOUT_SECONDS = 10.0
 
 
 def make_app(
-    service: str, config: MeshSettings, *, web_port: int | None = None, web_host: str = "127.0.0.1"
+    service: str,
+    config: MeshSettings,
+    *,
+    web_port: int | None = None,
+    web_host: str = "127.0.0.1",
+    store: StoreKind = "memory",
+    datadir: Path | None = None,
 ) -> faust.App:
+    """`store="memory"`: tables rebuilt from their changelog topics at every start; `"rocksdb"`:
+    kept in a local store under `datadir` as well (meshkernel/table_store.py)."""
     private_folder(config.state_dir)
-    private_folder(config.state_dir / f"{config.topic_prefix}{service}-data")
-    return faust.App(
+    datadir = private_folder(datadir or config.state_dir / f"{config.topic_prefix}{service}-data")
+    app = faust.App(
         stream_app_id(config.topic_prefix, service),  # also its consumer group: see kafka_acl
         broker=f"kafka://{config.kafka_bootstrap}",
         broker_credentials=kafka_security(config).faust_credentials(),
-        store="memory://",  # tables are rebuilt from their changelog topics on start
+        store=store_url(store),
         topic_partitions=config.topic_partitions,
         topic_replication_factor=config.topic_replication,
         # Tables and offsets must survive restarts; Kafka keeps them, the worker keeps nothing.
@@ -53,7 +63,7 @@ def make_app(
         web_graph_enabled=False,
         web_stats_enabled=False,
         web_metrics_enabled=False,
-        datadir=str(config.state_dir / f"{config.topic_prefix}{service}-data"),
+        datadir=str(datadir),
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,
         broker_commit_interval=1.0,
@@ -63,6 +73,9 @@ def make_app(
         broker_session_timeout=SESSION_TIMEOUT_SECONDS,
         loghandlers=[],
     )
+    if store == "rocksdb":
+        open_local_store(datadir, Path(app.conf.tabledir))
+    return app
 
 
 def topic(app: faust.App, config: MeshSettings, spec: declared.TopicSpec) -> faust.TopicT:
@@ -155,6 +168,20 @@ class _BoundedStopWorker(faust.Worker):
     def _schedule_shutdown(self, signal: Any) -> None:
         self.stop_deadline.arm()
         super()._schedule_shutdown(signal)
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        # The app (producer included) has stopped: a producer with nothing left unsent means
+        # every table change reached its changelog, so the local store may be reused.
+        if self.app.conf.store.scheme == "rocksdb" and _nothing_unsent(self.app):
+            mark_clean_stop(Path(self.app.conf.datadir))
+
+
+def _nothing_unsent(app: Any) -> bool:
+    try:
+        return bool(app.producer.buffer.size == 0)
+    except Exception:
+        return False
 
 
 def _unfinished_stop(app: faust.App, config: MeshSettings) -> Callable[[], str]:

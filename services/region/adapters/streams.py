@@ -26,10 +26,13 @@ from meshkernel.config import MeshSettings
 from meshkernel.metrics import meter
 from meshkernel.streams import DeadLetters, decoded_events, make_app, observe_consumer_lag, topic
 from referralmesh.v1 import events_pb2
+from services.region.adapters import tables
 from services.region.adapters.assigning import SERVICE, Assigner, Refused, already_seen, assignment_from_entry
 from services.region.adapters.escalating import Escalator
+from services.region.adapters.retention_sweep import ClosedCaseSweep
 from services.region.decide import Resolver
 from services.region.domain.escalation import EscalationPolicy, load_escalation_policy
+from services.region.domain.retention import ClosedCaseRetention
 
 log = logging.getLogger(__name__)
 TABLE = "cases"
@@ -46,7 +49,14 @@ def build_app(
     escalation_policy: EscalationPolicy | None = None,
     clock: Callable[[], float] = time.time,
 ) -> faust.App:
-    app = make_app(SERVICE, config, web_port=config.region_web_port, web_host=config.region_web_host)
+    app = make_app(
+        SERVICE,
+        config,
+        web_port=config.region_web_port,
+        web_host=config.region_web_host,
+        store=config.region_table_store,
+        datadir=config.region_data_dir,
+    )
     # A worker that died without leaving the group (SIGKILL, lost node) holds its partitions
     # until the session times out; Faust's default of 60 s would stall every case that long.
     app.conf.broker_session_timeout = SESSION_TIMEOUT_SECONDS
@@ -60,7 +70,7 @@ def build_app(
     assignments = topic(app, config, declared.ASSIGNMENTS)
     dead_letters = DeadLetters(app, config, consumer=SERVICE)
     # case id -> record (see assigning.Assigner._record): responsibility state, history, seen ids.
-    cases = app.Table(TABLE, default=dict, partitions=config.topic_partitions)
+    cases = _table(app, config, TABLE)
     assigner = Assigner(resolver, agency_regions)
     escalator = _escalator(
         app,
@@ -191,6 +201,18 @@ def build_app(
     async def escalation_timer():
         await escalator.run(lambda: app.should_stop)
 
+    sweep = ClosedCaseSweep(
+        ClosedCaseRetention.of_days(config.region_closed_case_retention_days, clock), escalator, cases
+    )
+    app.closed_case_sweep = sweep  # type: ignore[attr-defined]  # for tests
+
+    @app.timer(interval=config.retention_sweep_seconds)
+    async def closed_case_retention():
+        try:
+            await sweep.sweep()
+        except Exception:  # a failed sweep is retried at the next interval
+            log.exception("retention sweep of closed cases failed")
+
     @app.page("/health")
     async def health(web, request):
         return web.json({"status": "ok", "service": SERVICE})
@@ -204,6 +226,23 @@ def build_app(
     return app
 
 
+# RocksDB per table partition, sized for a pod of 512 MiB with 12 of them open (6 partitions, 2
+# tables): write buffers of 4 MiB (two at most) and an 8 MiB block cache each; faust's defaults
+# (64 MiB buffers, a 2 GiB cache per database) are meant for a machine of its own.
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 4 * 2**20,
+    "max_write_buffer_number": 2,
+    "target_file_size_base": 8 * 2**20,
+    "block_cache_size": 8 * 2**20,
+}
+
+
+def _table(app: faust.App, config: MeshSettings, name: str):
+    # A fresh dict per table: faust's RocksDB store pops keys off the options it is given.
+    options = dict(ROCKSDB_OPTIONS) if config.region_table_store == "rocksdb" else None
+    return app.Table(name, default=dict, partitions=config.topic_partitions, options=options)
+
+
 class TableStore:
     """The `escalation-state` table as the escalator's store. Written with an explicit partition
     (the case's partition on the input topics), so the timer task, which runs outside any
@@ -213,29 +252,21 @@ class TableStore:
         self.table = table
 
     def write(self, case_id: str, record: dict, partition: int):
-        self.table.data[case_id] = record
-        return self.table.send_changelog(partition, case_id, record)
+        return tables.write(self.table, case_id, record, partition)
 
     def delete(self, case_id: str, partition: int):
-        self.table.data.pop(case_id, None)
-        return _tombstone_send(self.table, case_id, partition)
-
-
-def _tombstone_send(table, case_id: str, partition: int):
-    # A null value (raw, not JSON "null") is what log compaction treats as a delete.
-    return table.send_changelog(partition, case_id, None, value_serializer="raw")
+        return tables.delete(self.table, case_id, partition)
 
 
 async def tombstone(table, case_id: str, partition: int) -> None:
     """Delete `case_id` from a table and wait until its changelog has the tombstone."""
-    table.data.pop(case_id, None)
-    await _tombstone_send(table, case_id, partition)
+    await tables.delete(table, case_id, partition)
 
 
 def _escalator(
     app: faust.App, config: MeshSettings, policy: EscalationPolicy, clock, *, source_topic: str
 ) -> Escalator:
-    table = app.Table(ESCALATION_TABLE, default=dict, partitions=config.topic_partitions)
+    table = _table(app, config, ESCALATION_TABLE)
     escalations = topic(app, config, declared.ESCALATIONS)
 
     async def publish(case_id: str, value: bytes, headers: list) -> None:
