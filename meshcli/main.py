@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
 
     add_kafka_arguments(kafka)
 
+    outbox = commands.add_parser("outbox", help="referral outbox: events waiting to publish, parked rows")
+    from meshcli.outbox_ops import add_arguments as add_outbox_arguments
+
+    add_outbox_arguments(outbox)
+
     referral = commands.add_parser("referral", help="work with referrals as an agency")
     referral.add_argument("--address", default=None, help="referral service address (default from config)")
     referral.add_argument("--agency", required=True, help="acting agency id (development identity)")
@@ -221,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         from meshcli.kafka_ops import run as run_kafka
 
         return run_kafka(options)
+    if options.command == "outbox":
+        from meshcli.outbox_ops import run as run_outbox
+        from meshkernel.config import settings
+
+        return run_outbox(options, settings())
     return 2
 
 

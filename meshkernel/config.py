@@ -91,6 +91,9 @@ class MeshSettings(BaseSettings):
     consent_sweep_seconds: float = Field(default=60.0, gt=0)
     # How often retention runs by itself (referral access log, notify dead deliveries).
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # Published (and parked) referral outbox rows hold binding facts and sealed contacts; the
+    # retention run deletes them this long after. WatchReferrals cursors older than this re-list.
+    outbox_retention_days: float = Field(default=7.0, gt=0)
     # Prometheus scrape endpoints on MESH_METRICS_HOST; a port of 0 turns one off.
     metrics_host: str = "127.0.0.1"
     referral_metrics_port: int = 9464

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from meshkernel.config import MeshSettings, settings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
@@ -95,6 +95,16 @@ async def serve(config: MeshSettings) -> None:
         ),
         name="access-log-retention",
     )
+    # Published outbox rows leave after MESH_OUTBOX_RETENTION_DAYS (they hold facts and contacts).
+    outbox_retention = timedelta(days=config.outbox_retention_days)
+    outbox_retention_task = asyncio.create_task(
+        run_periodically(
+            "referral_outbox",
+            lambda: store.prune_outbox(datetime.now(UTC), outbox_retention),
+            config.retention_sweep_seconds,
+        ),
+        name="outbox-retention",
+    )
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
@@ -106,7 +116,7 @@ async def serve(config: MeshSettings) -> None:
     log.info("referral service stopping")
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=3)
-    for task in (retention_task, sweeper_task, relay_task):
+    for task in (outbox_retention_task, retention_task, sweeper_task, relay_task):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

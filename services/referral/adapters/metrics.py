@@ -42,6 +42,12 @@ class ReferralMetrics:
             unit="{event}",
             description="committed events not yet published to Kafka",
         )
+        instruments.create_observable_gauge(
+            "referralmesh.outbox.parked_rows",
+            callbacks=[self._parked],
+            unit="{event}",
+            description="outbox rows set aside because they can never be published (see `mesh outbox`)",
+        )
 
     def created(self, referral: Referral) -> None:
         self.transitions.add(1, {"referralmesh.action": "CREATE", "referralmesh.status": referral.status.value})
@@ -64,4 +70,11 @@ class ReferralMetrics:
             return [Observation(self.store.outbox_backlog())]
         except Exception as error:
             log.warning("could not measure the outbox backlog: %s", type(error).__name__)
+            return []
+
+    def _parked(self, _options):
+        try:
+            return [Observation(self.store.parked_count())]
+        except Exception as error:
+            log.warning("could not count parked outbox rows: %s", type(error).__name__)
             return []

@@ -3,6 +3,14 @@
 A crash between publish and mark sends a row again after restart: at-least-once, and every
 receiver deduplicates by event id. The producer is idempotent with acks=all, so retries
 inside one run neither duplicate nor reorder a partition.
+
+Any number of referral replicas may run a relay against one PostgreSQL: each batch is a claim
+(ReferralStore.claim_unpublished) held while it is published, so one relay at a time publishes
+a row, a case's rows leave in order, and the rows of a relay that dies go to the next claim.
+
+A row that can never be published (its envelope does not decode, or Kafka refuses the record
+for good, e.g. too large) is parked with a reason code instead of blocking the relay: counted
+in `referralmesh.outbox.parked`, logged without its content, shown by `mesh outbox`.
 """
 
 from __future__ import annotations
@@ -13,16 +21,41 @@ import logging
 import os
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError
 
 from meshkernel import envelope as envelopes
 from meshkernel import tracing
-from services.referral.adapters.storage import ReferralStore
+from meshkernel.metrics import meter
+from services.referral.adapters.storage import OutboxRecord, ReferralStore
 
 log = logging.getLogger(__name__)
 
 # Seconds the relay waits before its first publish. Only for crash tests and drills: it
 # opens a window in which committed events sit in the outbox, unpublished.
 START_DELAY_ENV = "MESH_OUTBOX_RELAY_START_DELAY"
+
+
+# Kafka refuses these records whatever the relay does; trying again would block the relay.
+_REFUSED_FOR_GOOD = {
+    MessageSizeTooLargeError: "too_large",
+    RecordTooLargeError: "too_large",
+    InvalidTopicError: "invalid_topic",
+}
+
+
+class Unpublishable(Exception):
+    """This row can never be published; `reason` is a code, never the row's content."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def refusal_reason(error: BaseException) -> str | None:
+    for error_type, reason in _REFUSED_FOR_GOOD.items():
+        if isinstance(error, error_type):
+            return reason
+    return None
 
 
 def start_delay_from_env() -> float:
@@ -53,6 +86,12 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self.published_total = 0
+        self.parked_total = 0
+        self._parked_counter = meter("referralmesh.referral").create_counter(
+            "referralmesh.outbox.parked",
+            unit="{event}",
+            description="outbox rows the relay set aside because they can never be published, by reason",
+        )
 
     def wake(self) -> None:
         """Called after a commit so the event leaves now instead of at the next poll."""
@@ -92,27 +131,67 @@ class OutboxRelay:
                 self._wake.clear()
 
     async def publish_pending(self) -> int:
+        """Publish one claimed batch; returns how many rows it settled (published or parked)."""
         assert self._producer is not None, "start() first"
-        batch = await asyncio.to_thread(self.store.unpublished, self.batch_size)
-        if not batch:
-            return 0
-        deliveries = []
-        for _position, record in batch:
+        claim = await asyncio.to_thread(self.store.claim_unpublished, self.batch_size)
+        finished = False
+        try:
+            if not claim.rows:
+                return 0
+            parked: list[tuple[int, str]] = []
+            sent: list[tuple[int, asyncio.Future]] = []
+            for position, record in claim.rows:
+                try:
+                    sent.append((position, await self._send(record)))
+                except Unpublishable as refusal:
+                    parked.append((position, refusal.reason))
+            outcomes = await asyncio.gather(*(delivery for _, delivery in sent), return_exceptions=True)
+            published, unacknowledged = [], 0
+            for (position, _), outcome in zip(sent, outcomes, strict=True):
+                if not isinstance(outcome, BaseException):
+                    published.append(position)
+                elif (reason := refusal_reason(outcome)) is not None:
+                    parked.append((position, reason))
+                else:  # the row stays unpublished and a later claim tries again
+                    unacknowledged += 1
+            await asyncio.to_thread(claim.finish, published, parked)
+            finished = True
+            self._report_parked(claim.rows, parked)
+            self.published_total += len(published)
+            if unacknowledged:
+                raise RuntimeError(f"{unacknowledged} outbox row(s) not acknowledged by Kafka; tried again later")
+            return len(published) + len(parked)
+        finally:
+            if not finished:
+                await asyncio.to_thread(claim.abandon)
+
+    async def _send(self, record: OutboxRecord) -> asyncio.Future:
+        assert self._producer is not None
+        try:
             parsed = envelopes.decode(record.value)
-            # The row keeps the context of the request that committed it; the send span is
-            # its child, and the consumer continues from the send span named in the headers.
-            stored = tracing.context_from(parsed.trace.traceparent, parsed.trace.tracestate)
-            with tracing.publishing(record.topic, case_id=parsed.case_id, parent=stored, event_id=parsed.event_id):
-                headers = envelopes.kafka_headers(parsed, tracing.inject_current())
-                deliveries.append(
-                    await self._producer.send(
-                        record.topic,
-                        key=record.key.encode(),
-                        value=record.value,
-                        headers=headers,
-                    )
+        except Exception as error:
+            raise Unpublishable("undecodable_envelope") from error
+        # The row keeps the context of the request that committed it; the send span is
+        # its child, and the consumer continues from the send span named in the headers.
+        stored = tracing.context_from(parsed.trace.traceparent, parsed.trace.tracestate)
+        with tracing.publishing(record.topic, case_id=parsed.case_id, parent=stored, event_id=parsed.event_id):
+            headers = envelopes.kafka_headers(parsed, tracing.inject_current())
+            try:
+                return await self._producer.send(
+                    record.topic, key=record.key.encode(), value=record.value, headers=headers
                 )
-        await asyncio.gather(*deliveries)
-        await asyncio.to_thread(self.store.mark_published, [position for position, _ in batch])
-        self.published_total += len(batch)
-        return len(batch)
+            except Exception as error:
+                if (reason := refusal_reason(error)) is not None:
+                    raise Unpublishable(reason) from error
+                raise
+
+    def _report_parked(self, rows: list[tuple[int, OutboxRecord]], parked: list[tuple[int, str]]) -> None:
+        topics = {position: record.topic for position, record in rows}
+        for position, reason in parked:
+            self.parked_total += 1
+            self._parked_counter.add(1, {"referralmesh.outbox.park_reason": reason})
+            # Position, topic and reason only: the row itself holds binding facts and contacts.
+            log.error(
+                "outbox row parked: it can never be published (see `mesh outbox`)",
+                extra={"position": position, "topic": topics.get(position, ""), "reason": reason},
+            )

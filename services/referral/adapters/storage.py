@@ -53,6 +53,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_ACCESS_LOG_RETENTION_DAYS = 3650
 MINIMUM_ACCESS_LOG_RETENTION_DAYS = 365  # the database triggers refuse anything younger
 _FEED_LOCK = 7_311_947_002  # pg_advisory_xact_lock key: one feed sequencer at a time
+_MIGRATION_LOCK = 7_311_947_003  # one migration at a time
 # PostgreSQL connections: enough for every worker thread of the gRPC server plus the relay.
 PG_POOL_SIZE = int(os.environ.get("MESH_DB_POOL_SIZE", "32"))
 
@@ -88,6 +89,9 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Replicas starting together: one migrates, the others wait and then find it done.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -146,6 +150,79 @@ class StoredReferral:
     asked_in: str
     contact_key_id: str | None
     contact_ciphertext: bytes | None
+
+
+@dataclass(frozen=True)
+class ParkedRow:
+    position: int
+    event_id: str
+    topic: str
+    reason: str
+    parked_at: datetime
+
+
+class OutboxClaim:
+    """Rows one relay publishes now; `finish` records the outcome, `abandon` hands them back."""
+
+    rows: list[tuple[int, OutboxRecord]]
+
+    def finish(self, published: list[int], parked: Sequence[tuple[int, str]]) -> None:
+        raise NotImplementedError
+
+    def abandon(self) -> None:
+        raise NotImplementedError
+
+
+class _SqliteClaim(OutboxClaim):
+    def __init__(self, store: ReferralStore, rows: list[tuple[int, OutboxRecord]]):
+        self._store = store
+        self.rows = rows
+
+    def finish(self, published: list[int], parked: Sequence[tuple[int, str]]) -> None:
+        self._store.park(parked)
+        self._store.mark_published(published)
+
+    def abandon(self) -> None:
+        pass
+
+
+class _PgClaim(OutboxClaim):
+    def __init__(self, pooled: Any, rows: list[tuple[int, OutboxRecord]]):
+        self._pooled = pooled
+        self.rows = rows
+
+    def finish(self, published: list[int], parked: Sequence[tuple[int, str]]) -> None:
+        try:
+            driver = self._pooled.driver_connection
+            with driver.cursor() as cursor:
+                now = _now()
+                if published:
+                    cursor.execute(_PG_MARK_PUBLISHED, (now, published))
+                for position, reason in parked:
+                    cursor.execute(_PG_PARK, (now, reason, position))
+        except BaseException:
+            _end(self._pooled, commit=False)
+            raise
+        _end(self._pooled, commit=True)
+
+    def abandon(self) -> None:
+        _end(self._pooled, commit=False)
+
+
+def _end(pooled: Any, *, commit: bool) -> None:
+    """Commit or roll back a claim's transaction and give its connection back (or drop it)."""
+    try:
+        driver = pooled.driver_connection
+        if commit:
+            driver.commit()
+        else:
+            driver.rollback()
+    except Exception:
+        pooled.invalidate()  # cut off (e.g. idle too long) or broken: never back to the pool
+        if commit:
+            raise
+    finally:
+        pooled.close()
 
 
 class ConcurrentChange(Exception):
@@ -426,9 +503,29 @@ class ReferralStore:
         return dict(rows)
 
     def outbox_backlog(self) -> int:
+        """Rows still to publish (parked rows are not: they wait for an operator)."""
         with self.engine.connect() as connection:
             return connection.execute(
-                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+                select(func.count())
+                .select_from(outbox)
+                .where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
+            ).scalar_one()
+
+    def parked_rows(self, limit: int = 100) -> list[ParkedRow]:
+        """Rows the relay parked, oldest first: what `mesh outbox` shows an operator."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(outbox.c.position, outbox.c.event_id, outbox.c.topic, outbox.c.park_reason, outbox.c.parked_at)
+                .where(outbox.c.parked_at.is_not(None))
+                .order_by(outbox.c.position)
+                .limit(limit)
+            ).all()
+        return [ParkedRow(*row) for row in rows]
+
+    def parked_count(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.parked_at.is_not(None))
             ).scalar_one()
 
     def unpublished(self, limit: int = 500) -> list[tuple[int, OutboxRecord]]:
@@ -438,17 +535,107 @@ class ReferralStore:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(outbox.c.position, outbox.c.event_id, outbox.c.topic, outbox.c.key, outbox.c.value)
-                .where(outbox.c.published_at.is_(None), feed.is_not(None))
+                .where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None), feed.is_not(None))
                 .order_by(feed)
                 .limit(limit)
             ).all()
         return [(row.position, OutboxRecord(row.event_id, row.topic, row.key, row.value)) for row in rows]
+
+    def claim_unpublished(self, limit: int = 500, hold_seconds: int = 60) -> OutboxClaim:
+        """The next rows this relay may publish, held for it until the claim is finished.
+
+        PostgreSQL: the rows are locked (`FOR UPDATE SKIP LOCKED`) in a transaction that stays
+        open while they are published, so any number of relays share one outbox and each row is
+        published by one relay at a time. A claimed row is handed out only when every older
+        unpublished row of its key (its case) is in the same claim, so a case's events leave in
+        order even when another relay holds part of them. A relay that dies ends its
+        transaction and its rows go to the next claim; one that hangs is cut off after
+        `hold_seconds` idle in the transaction.
+
+        SQLite (one replica): the oldest rows, unlocked; the claim only marks them.
+        """
+        if not self._postgresql:
+            return _SqliteClaim(self, self.unpublished(limit))
+        self.sequence_feed()
+        pooled = self.engine.raw_connection()
+        try:
+            driver: Any = pooled.driver_connection
+            driver.autocommit = False
+            with driver.cursor() as cursor:
+                cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{int(hold_seconds)}s'")
+                locked = cursor.execute(_PG_CLAIM, (limit,)).fetchall()
+                keys = sorted({row[3] for row in locked})
+                newest = max((row[5] for row in locked), default=0)
+                pending = cursor.execute(_PG_PENDING_OF_KEYS, (keys, newest)).fetchall() if locked else []
+        except BaseException:
+            _end(pooled, commit=False)
+            raise
+        mine = {row[0] for row in locked}
+        blocked: set[str] = set()
+        allowed: set[int] = set()
+        for position, key in pending:  # each key's unpublished rows, oldest first
+            if key in blocked:
+                continue
+            if position in mine:
+                allowed.add(position)
+            else:  # an older row of this case is elsewhere: this claim waits for it
+                blocked.add(key)
+        rows = [
+            (position, OutboxRecord(event_id, topic, key, bytes(value)))
+            for position, event_id, topic, key, value, _feed in locked
+            if position in allowed
+        ]
+        return _PgClaim(pooled, rows)
 
     def mark_published(self, positions: list[int]) -> None:
         if not positions:
             return
         with self._writing() as connection:
             connection.execute(update(outbox).where(outbox.c.position.in_(positions)).values(published_at=_now()))
+
+    def park(self, parked: Sequence[tuple[int, str]]) -> None:
+        """Set rows aside that cannot be published, each with its reason code."""
+        if not parked:
+            return
+        with self._writing() as connection:
+            now = _now()
+            for position, reason in parked:
+                connection.execute(
+                    update(outbox).where(outbox.c.position == position).values(parked_at=now, park_reason=reason)
+                )
+
+    def prune_outbox(self, now: datetime, retention: timedelta, batch: int = 2000) -> int:
+        """Delete rows published (or parked) longer than `retention` ago; returns how many.
+
+        They hold binding facts and sealed contacts, so they do not stay for ever. The newest
+        row always stays: positions and feed positions continue after it, never restart.
+        """
+        horizon = now - retention
+        removed = 0
+        while True:
+            with self._writing() as connection:
+                newest = connection.execute(
+                    select(func.max(outbox.c.position), func.max(outbox.c.feed_position))
+                ).first()
+                if newest is None or newest[0] is None:
+                    return removed
+                newest_position, newest_feed = newest
+                conditions = [
+                    or_(outbox.c.published_at < horizon, outbox.c.parked_at < horizon),
+                    outbox.c.position < newest_position,
+                ]
+                if newest_feed is not None:
+                    conditions.append(or_(outbox.c.feed_position.is_(None), outbox.c.feed_position < newest_feed))
+                positions = [
+                    row.position
+                    for row in connection.execute(select(outbox.c.position).where(*conditions).limit(batch)).all()
+                ]
+                if positions:
+                    connection.execute(delete(outbox_parties).where(outbox_parties.c.position.in_(positions)))
+                    connection.execute(delete(outbox).where(outbox.c.position.in_(positions)))
+            removed += len(positions)
+            if len(positions) < batch:
+                return removed
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -606,6 +793,23 @@ WITH keyed AS (
 INSERT INTO outbox_parties (agency_id, position)
 SELECT party, event.position FROM event CROSS JOIN unnest(%(e_parties)s::text[]) AS party
 """
+
+# The relay's claim: the oldest sequenced rows nobody else holds, locked until the claim ends.
+_PG_CLAIM = """
+SELECT position, event_id, topic, key, value, feed_position FROM outbox
+WHERE published_at IS NULL AND parked_at IS NULL AND feed_position IS NOT NULL
+ORDER BY feed_position LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+# Every unpublished row of the claimed keys up to the newest claimed one, held or not.
+_PG_PENDING_OF_KEYS = """
+SELECT position, key FROM outbox
+WHERE key = ANY(%s) AND published_at IS NULL AND parked_at IS NULL
+  AND feed_position IS NOT NULL AND feed_position <= %s
+ORDER BY key, feed_position
+"""
+_PG_MARK_PUBLISHED = "UPDATE outbox SET published_at = %s WHERE position = ANY(%s)"
+_PG_PARK = "UPDATE outbox SET parked_at = %s, park_reason = %s WHERE position = %s"
 
 _PG_ANY_UNSEQUENCED = "SELECT 1 FROM outbox WHERE feed_position IS NULL LIMIT 1"
 

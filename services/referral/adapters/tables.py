@@ -67,7 +67,11 @@ outbox = Table(
     Column("snapshot", JSON, nullable=True),
     # The WatchReferrals cursor on PostgreSQL, in commit order, set by the feed sequencer (0003).
     Column("feed_position", BigInteger, nullable=True),
+    # A row the relay could not encode is parked with a reason code, never retried (0006).
+    Column("parked_at", DateTime(timezone=True), nullable=True),
+    Column("park_reason", String(64), nullable=True),
     Index("ix_outbox_unpublished", "published_at", "position"),
+    Index("ix_outbox_key_feed", "key", "feed_position"),
     Index("ix_outbox_feed_position", "feed_position", unique=True),
 )
 
