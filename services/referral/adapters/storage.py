@@ -189,9 +189,13 @@ class _SqliteClaim(OutboxClaim):
 class _PgClaim(OutboxClaim):
     def __init__(self, pooled: Any, rows: list[tuple[int, OutboxRecord]]):
         self._pooled = pooled
+        self._ended = False
         self.rows = rows
 
     def finish(self, published: list[int], parked: Sequence[tuple[int, str]]) -> None:
+        if self._ended:
+            raise RuntimeError("this claim has ended")
+        self._ended = True
         try:
             driver = self._pooled.driver_connection
             with driver.cursor() as cursor:
@@ -206,7 +210,9 @@ class _PgClaim(OutboxClaim):
         _end(self._pooled, commit=True)
 
     def abandon(self) -> None:
-        _end(self._pooled, commit=False)
+        if not self._ended:
+            self._ended = True
+            _end(self._pooled, commit=False)
 
 
 def _end(pooled: Any, *, commit: bool) -> None:
