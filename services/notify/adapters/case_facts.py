@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Float, MetaData, String, Table, insert, select, update
+from sqlalchemy import Column, Float, MetaData, String, Table, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -196,6 +196,11 @@ class CaseFacts:
             self._insert_once(connection, insight_referrals, referral_id=referral_id, case_id=case_id, region="")
 
     # --- reading ------------------------------------------------------------------------
+    def timeline_size(self) -> int:
+        """How many timeline steps are kept: live views refresh when it grows."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(case_timeline)).scalar() or 0)
+
     def timeline(self, case_id: str) -> list[timeline.Entry]:
         with self.engine.connect() as connection:
             rows = connection.execute(

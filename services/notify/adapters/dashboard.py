@@ -174,11 +174,10 @@ class Dashboard:
 
     # --- plumbing -----------------------------------------------------------------------
     def _lang(self, request: web.Request) -> str:
+        """Dutch unless English was chosen (?lang=en, kept in a cookie): the browser's language
+        setting is not a choice, and the coordinators' working language is Dutch."""
         wanted = request.query.get("lang") or request.cookies.get(self.lang_cookie)
-        if wanted in UI_LANGUAGES:
-            return wanted
-        accept = request.headers.get("Accept-Language", "").lower()
-        return "en" if accept.startswith("en") else "nl"
+        return wanted if wanted in UI_LANGUAGES else "nl"
 
     def _user(self, request: web.Request) -> tuple[Coordinator, str] | None:
         token = request.cookies.get(self.session_cookie)
@@ -196,6 +195,10 @@ class Dashboard:
         forwarded = request.headers.getall("X-Forwarded-For", []) if self.behind_proxy else []
         hops = [hop.strip() for value in forwarded for hop in value.split(",") if hop.strip()]
         return hops[-1] if hops else (request.remote or "-")
+
+    def _live_cursor(self) -> int:
+        """Grows whenever an alert changes or a case's timeline gains a step (both only grow)."""
+        return self.store.last_cursor() + self.cases.facts.timeline_size()
 
     @staticmethod
     def _csrf(token: str) -> str:
@@ -346,7 +349,7 @@ class Dashboard:
             raise web.HTTPSeeOther("/login")
         who, token = current
         lang = self._lang(request)
-        cursor = self.store.last_cursor()
+        cursor = self._live_cursor()
         self.store.log_access(
             actor=who.username,
             action="VIEW_ALERTS",
@@ -406,7 +409,7 @@ class Dashboard:
             while not self.closing:
                 if request.transport is None or request.transport.is_closing():
                     break  # the browser went away
-                latest = self.store.last_cursor()
+                latest = self._live_cursor()
                 if latest > cursor:
                     cursor = latest
                     await response.write(f"event: alerts\nid: {cursor}\ndata: {cursor}\n\n".encode())

@@ -79,6 +79,7 @@ def build_charts(
                 title,
                 week_labels,
                 [(text["median_hours"], [w.median for w in weekly]), (text["p90_hours"], [w.p90 for w in weekly])],
+                whole_numbers=False,
             ),
             (text["week"], text["referrals"], text["median_hours"], text["p90_hours"]),
             [

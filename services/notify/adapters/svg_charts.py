@@ -42,14 +42,18 @@ def grouped_bars(
     categories: Sequence[str],
     series: Sequence[tuple[str, Sequence[float | None]]],
     *,
+    whole_numbers: bool = True,
     width: int = 720,
     height: int = 280,
 ) -> Markup:
-    """Bars per category, one per series, side by side; a missing value (None) draws no bar."""
+    """Bars per category, one per series, side by side; a missing value (None) draws no bar.
+    With `whole_numbers` (counts) the axis steps are whole numbers too."""
     left, right, top, bottom = 48, 12, 16, 64
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for _, row in series for v in row if v is not None]
     ceiling = nice_ceiling(max(values, default=0.0))
+    if whole_numbers:
+        ceiling = max(4, math.ceil(ceiling / 4) * 4)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{escape(chart_id)}" role="img" '
         f'aria-labelledby="{escape(chart_id)}-title" viewBox="0 0 {width} {height}" width="100%" {FONT}>',

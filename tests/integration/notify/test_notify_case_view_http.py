@@ -175,3 +175,45 @@ async def test_the_insight_page_shows_figures_for_the_region_and_no_case_ids(sto
         assert "Insight for all of the Netherlands" in await (await national.get("/insight?lang=en")).text()
     finally:
         await national.close()
+
+
+async def test_the_live_cursor_moves_when_a_case_gains_a_timeline_step_and_dutch_stays_the_default(store):
+    desk = AlertDesk(store, REGIONS)
+    dashboard = Dashboard(desk, store, LocalPasswords(store, cost=CHEAP), REGIONS, secure=False)
+    before = dashboard._live_cursor()
+    dashboard.cases.facts.record_referral(_referral("case-live", common_pb2.REQUESTED, 0, datetime.now(UTC)))
+    assert dashboard._live_cursor() == before + 1
+    desk.record_escalation(escalation("case-live"))
+    assert dashboard._live_cursor() == before + 2
+    client = TestClient(TestServer(dashboard.app()))
+    await client.start_server()
+    try:
+        page = await (await client.get("/login", headers={"Accept-Language": "en-US,en;q=0.9"})).text()
+        assert '<html lang="nl">' in page  # a browser setting is not a choice
+        chosen = await client.get("/login?lang=en")
+        assert '<html lang="en">' in await chosen.text()
+        assert '<html lang="en">' in await (await client.get("/login")).text()  # the choice is kept
+    finally:
+        await client.close()
+
+
+async def test_a_dispute_shows_the_regions_involved_and_the_decisions_so_far(store):
+    client, desk = await _signed_in(store, "coord-national")
+    try:
+        dispute = escalation("case-dispute", level=events_pb2.DISPUTE, rule="unresolved")
+        dispute.escalation.regions_involved.extend(["GM0518", "GM0344"])
+        first = dispute.escalation.decisions.add(kind="assignment", rule="help_asked_here", region="GM0518")
+        first.at.FromDatetime(datetime.now(UTC) - timedelta(days=3))
+        second = dispute.escalation.decisions.add(
+            kind="escalation", rule="ping_pong", level=events_pb2.NATIONAL_COORDINATOR
+        )
+        second.at.FromDatetime(datetime.now(UTC) - timedelta(days=1))
+        desk.record_escalation(dispute)
+        page = await (await client.get("/dashboard?lang=en&level=DISPUTE")).text()
+        assert page.count("data-case-id=") == 1
+        assert "Regions involved: Den Haag, Utrecht" in page
+        decisions = page[page.index('<ol class="dispute">') :]
+        assert "Responsibility: Den Haag, Help was asked here (help_asked_here)" in decisions
+        assert "Escalation: National coordinator, Passed between regions twice (ping_pong)" in decisions
+    finally:
+        await client.close()
