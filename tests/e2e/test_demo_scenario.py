@@ -31,7 +31,8 @@ def test_the_demo_scenario_runs_from_referral_to_a_coordinator_taking_the_stalle
         "escalates to AGENCY_REMINDER",
         "escalates to REGION_COORDINATOR",
         "coordinator coord-gm0518 took the alert",
-        "coordinator dashboard: http://127.0.0.1:",
+        "coordinator case view: http://127.0.0.1:",
+        "insight page (charts per region): http://127.0.0.1:",
     ):
         assert step in shown, f"the demo did not show: {step}"
     assert demo.DEMO_PHONE not in shown  # the client's number is shown masked only
