@@ -102,9 +102,13 @@ class ReplicaStack(Stack):
         for name in firsts:
             self.start(name)
         for name in firsts:
-            port = self.listen_port(name)
-            if port is not None and not wait_for(lambda port=port: _listening(port), timeout=timeout, interval=0.5):
-                raise RuntimeError(f"{name} did not start listening within {timeout:g} s")
+            port, process = self.listen_port(name), self.processes[name]
+            if port is None:
+                continue
+            wait_for(lambda p=process, n=port: p.poll() is not None or _listening(n), timeout=timeout, interval=0.5)
+            if not _listening(port):
+                lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-5:]
+                raise RuntimeError(f"{name} is not listening after {timeout:g} s: " + " | ".join(lines))
         for service in SERVICES:
             for _ in range(replicas - 1):
                 self.start(self.add(service))
