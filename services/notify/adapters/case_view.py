@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -32,6 +32,7 @@ CASE_ACTIONS = ("acknowledge", "take", "reassign", "resolve")
 # Levels most pressing first, for the counts at the top and the level filter.
 LEVELS = tuple(sorted(LEVEL_RANK, key=lambda level: -LEVEL_RANK[level]))
 MAX_CARDS = 200
+RESOLVED_SHOWN_FOR = timedelta(days=30)  # the "resolved" filter shows cases resolved this recently
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,12 @@ class CaseView:
             request.query.get("level", ""), request.query.get("state", ""), request.query.get("age", "")
         )
         now = datetime.now(UTC)
-        stored = {s.alert.escalation_id: s for s in self.dashboard.store.alerts(include_resolved=True)}
+        store = self.dashboard.store
+        if chosen.state == "RESOLVED":  # cases resolved lately, not every case ever
+            loaded = store.alerts_touched_since((now - RESOLVED_SHOWN_FOR).timestamp())
+        else:  # the cases with an unresolved alert, each with all its alerts
+            loaded = store.alerts_of_cases({s.alert.case_id for s in store.alerts()})
+        stored = {s.alert.escalation_id: s for s in loaded}
         cards = cases.case_cards((s.alert for s in stored.values()), who)
         shown = [card for card in cards if chosen.matches(card, now)][:MAX_CARDS]
         items = [self._item(card, stored) for card in shown]

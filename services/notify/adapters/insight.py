@@ -198,11 +198,7 @@ class InsightPage:
         text = TEXT[lang]
         now = datetime.now(UTC)
         since = now - timedelta(weeks=WEEKS + 1)
-        alerts = [
-            s.alert
-            for s in dashboard.store.alerts(include_resolved=True)
-            if s.alert.open or (closed_at(s.alert) or now) >= since
-        ]
+        alerts = [s.alert for s in dashboard.store.alerts_touched_since(since.timestamp())]
         charts = build_charts(text, dashboard.regions.get, alerts, self.facts, region, now)
         dashboard.store.log_access(
             actor=who.username,

@@ -313,6 +313,20 @@ class NotifyStore:
         with self.engine.connect() as connection:
             return [self._stored(row) for row in connection.execute(query).mappings()]
 
+    def alerts_of_cases(self, case_ids: set[str] | frozenset[str]) -> list[StoredAlert]:
+        """Every alert (resolved ones too) of the given cases."""
+        if not case_ids:
+            return []
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(alerts).where(alerts.c.case_id.in_(sorted(case_ids)))).mappings()
+            return [self._stored(row) for row in rows]
+
+    def alerts_touched_since(self, since: float) -> list[StoredAlert]:
+        """The alerts not resolved, and those changed (e.g. resolved) at or after `since`."""
+        query = select(alerts).where((alerts.c.state != AlertState.RESOLVED.value) | (alerts.c.updated_at >= since))
+        with self.engine.connect() as connection:
+            return [self._stored(row) for row in connection.execute(query).mappings()]
+
     def changes_after(self, cursor: int, limit: int = 500) -> list[StoredAlert]:
         """Alert states changed after `cursor`, each with the seq of its latest change."""
         with self.engine.connect() as connection:
