@@ -5,8 +5,9 @@ Agents:
 - referral events -> the case's sealed contact (ciphertext only) and languages; a client
   notification that waited for the contact is routed then;
 - escalations -> alert records for coordinators, and agency reminders.
-Every notification is emitted as a NotificationEvent once (by id) and recorded in the store,
-from where the dispatcher delivers it (webhook, client channel).
+Every notification is recorded once (by id) in the store, from where the dispatcher delivers it
+(webhook, client channel), and emitted as a NotificationEvent at least once, always under its one
+id: a redelivered input sends the recorded event again (see `emit`).
 
 Services started with the worker: the dashboard (aiohttp on notify_web_port), the NotifyService
 gRPC server (notify_grpc_address) and the delivery loop.
@@ -70,6 +71,27 @@ def _assignment_from(envelope: events_pb2.EventEnvelope, has_contact: bool = Fal
         languages=tuple(payload.languages),
         has_contact=has_contact,
     )
+
+
+def notification_envelope(
+    notification: Notification, *, case_id: str, referral_id: str, caused_by: str, responsible_region: str
+) -> bytes:
+    """The NotificationEvent of one notification, under the notification's id (derived from its
+    cause). These bytes are recorded with the delivery and are what a redelivery sends again."""
+    payload = events_pb2.NotificationEvent(
+        notification_id=notification.notification_id,
+        referral_id=referral_id,
+        audience=events_pb2.Audience.Value(notification.audience.value),
+        recipient=notification.recipient,
+        template=notification.template,
+        language=notification.language,
+        caused_by_event_id=caused_by,
+        responsible_region=responsible_region,
+    )
+    outgoing = envelopes.new_envelope(
+        case_id=case_id, producer=SERVICE, event_id=notification.notification_id, notification=payload
+    )
+    return envelopes.encode(outgoing)
 
 
 @dataclass
@@ -202,24 +224,22 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
     async def emit(
         notification: Notification, *, case_id: str, referral_id: str, caused_by: str, responsible_region: str
     ) -> None:
-        if store.delivery(notification.notification_id) is not None:
-            return  # recorded (and emitted) before: a redelivered input
-        payload = events_pb2.NotificationEvent(
-            notification_id=notification.notification_id,
+        recorded = store.delivery(notification.notification_id)
+        if recorded is not None:
+            # A redelivered input. The record is written before the broker has the event, and the
+            # input is committed only after the producer flushed: so a crash in between leaves a
+            # record whose event may be lost. Send the recorded bytes again, under the same id
+            # (receivers deduplicate on it); recorded once, delivered once.
+            await _send_notification(case_id, recorded.envelope)
+            return
+        raw = notification_envelope(
+            notification,
+            case_id=case_id,
             referral_id=referral_id,
-            audience=events_pb2.Audience.Value(notification.audience.value),
-            recipient=notification.recipient,
-            template=notification.template,
-            language=notification.language,
-            caused_by_event_id=caused_by,
+            caused_by=caused_by,
             responsible_region=responsible_region,
         )
-        outgoing = envelopes.new_envelope(
-            case_id=case_id, producer=SERVICE, event_id=notification.notification_id, notification=payload
-        )
-        raw = envelopes.encode(outgoing)
-        # Event first, record second: a crash in between re-emits the same id (receivers dedupe).
-        await notifications.send(key=case_id.encode(), value=raw, headers=envelopes.kafka_headers(outgoing))
+        await _send_notification(case_id, raw)
         store.record_notification(
             notification_id=notification.notification_id,
             case_id=case_id,
@@ -240,6 +260,10 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
                 "template": notification.template,
             },
         )
+
+    async def _send_notification(case_id: str, raw: bytes) -> None:
+        outgoing = envelopes.decode(raw, expect="notification")
+        await notifications.send(key=case_id.encode(), value=raw, headers=envelopes.kafka_headers(outgoing))
 
     def _span(name: str, envelope: events_pb2.EventEnvelope):
         parent = tracing.context_from(envelope.trace.traceparent, envelope.trace.tracestate)

@@ -5,12 +5,14 @@ case's record from its table, calls `Assigner.on_referral` / `Assigner.on_overri
 assignment if there is one, and stores the new record. What moves responsibility is decided by
 the pure `services.region.domain.responsibility`; the resolver says who is bound where.
 
-A case record holds identifiers, region codes, rule names and times only: no facts, no names,
-no languages (those stay on the referral events).
+A case record holds identifiers, region codes, rule names and times, no facts and no names; and
+the last few assignments as sent (what `region.assignments.v1` carries), to send again when
+their cause is redelivered (`sent_for`).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +38,9 @@ DECIDING_EVENTS = frozenset({"ReferralRequested", "ReferralDeclined", "ReferralF
 OVERRIDE_TRIGGER = "CoordinatorOverride"
 LIFT_TRIGGER = "CoordinatorOverrideLifted"
 SEEN_LIMIT = 256  # event ids remembered per case for deduplication of redeliveries
+# Assignments kept as sent (bytes) per case, for a redelivered cause to send again: the record is
+# durable before the assignment surely is (see `sent_for`); only the newest inputs can come again.
+SENT_LIMIT = 8
 
 
 class Refused(ValueError):
@@ -164,7 +169,7 @@ class Assigner:
         assert after.responsible is not None and rule is not None  # a decision always names both
         assignment.responsible_region = after.responsible
         assignment.rule = rule
-        return Outcome(new_record, self._wrap(envelope, assignment))
+        return _sent(new_record, envelope, self._wrap(envelope, assignment))
 
     # ------------------------------------------------------------------ overrides
 
@@ -218,7 +223,7 @@ class Assigner:
             reason_code=override.reason_code,
         )
         new_record = self._record(record, envelope, s.after, history + [entry])
-        return Outcome(new_record, self._wrap(envelope, assignment))
+        return _sent(new_record, envelope, self._wrap(envelope, assignment))
 
     # ------------------------------------------------------------------ helpers
 
@@ -280,13 +285,31 @@ class Assigner:
             "parties": sorted(parties),
             "seen": seen,
             "history": history,
+            "sent": list(record.get("sent", [])),
             "resolved": record.get("resolved"),
             "updated_at": datetime.now(UTC).isoformat(),
         }
 
 
+def _sent(record: dict, cause: events_pb2.EventEnvelope, assignment: events_pb2.EventEnvelope) -> Outcome:
+    """The outcome, with the assignment's bytes kept in the record under its cause's id."""
+    raw = base64.b64encode(envelopes.encode(assignment)).decode()
+    record["sent"] = [*record.get("sent", []), {"caused_by": cause.event_id, "envelope": raw}][-SENT_LIMIT:]
+    return Outcome(record, assignment)
+
+
 def already_seen(record: Mapping[str, Any], event_id: str) -> bool:
     return event_id in record.get("seen", ())
+
+
+def sent_for(record: Mapping[str, Any], event_id: str) -> list[bytes]:
+    """The assignment(s) sent for an event already handled, as sent (empty if none, or too old).
+
+    The case's record is written before the broker has the assignment, and the input is
+    committed only after the producer flushed: a crash in between leaves a record that names the
+    event as handled while its assignment may be lost. The redelivered event sends these bytes
+    again, under the same id; receivers deduplicate on it."""
+    return [base64.b64decode(item["envelope"]) for item in record.get("sent", ()) if item.get("caused_by") == event_id]
 
 
 def assignment_from_entry(entry: Mapping[str, Any], record: Mapping[str, Any]) -> events_pb2.AssignmentEvent:

@@ -27,7 +27,14 @@ from meshkernel.metrics import meter
 from meshkernel.streams import DeadLetters, decoded_events, make_app, observe_consumer_lag, topic
 from referralmesh.v1 import events_pb2
 from services.region.adapters import tables
-from services.region.adapters.assigning import SERVICE, Assigner, Refused, already_seen, assignment_from_entry
+from services.region.adapters.assigning import (
+    SERVICE,
+    Assigner,
+    Refused,
+    already_seen,
+    assignment_from_entry,
+    sent_for,
+)
 from services.region.adapters.escalating import Escalator
 from services.region.adapters.retention_sweep import ClosedCaseSweep
 from services.region.decide import Resolver
@@ -100,8 +107,12 @@ def build_app(
                 continue
             record = dict(cases[envelope.case_id])
             if already_seen(record, envelope.event_id):
-                # A redelivered event: its assignment was sent already. The stall detector may not
-                # have stored it (crash between the two table writes); feeding it again is harmless.
+                # A redelivered event: decided and recorded before, but the assignment may not have
+                # reached the broker (the record can be durable first), so it goes out again as
+                # sent, same id. The stall detector may not have stored it (crash between the two
+                # table writes); feeding it again is harmless.
+                for raw in sent_for(record, envelope.event_id):
+                    await _send_assignment(envelopes.decode(raw, expect="assignment"), raw)
                 _feed_escalator(envelope, _replayed_assignment(envelope, record), partition)
                 continue
             with tracing.consuming(
@@ -128,13 +139,7 @@ def build_app(
                 if outcome.assignment is not None:
                     # Sent before the table is written: after a crash in between, the same event
                     # is redelivered, decided from the same state and sent with the same id.
-                    sent = outcome.assignment
-                    with tracing.publishing(assignments.get_topic_name(), case_id=sent.case_id, event_id=sent.event_id):
-                        await assignments.send(
-                            key=envelope.case_id.encode(),
-                            value=envelopes.encode(sent),
-                            headers=envelopes.kafka_headers(sent, tracing.inject_current()),
-                        )
+                    await _send_assignment(outcome.assignment, envelopes.encode(outcome.assignment))
                     decided = outcome.assignment.assignment
                     assignments_made.add(
                         1, {"referralmesh.rule": decided.rule, "referralmesh.trigger": decided.trigger}
@@ -155,6 +160,12 @@ def build_app(
                 )
                 cases[envelope.case_id] = outcome.record
 
+    async def _send_assignment(sent: events_pb2.EventEnvelope, raw: bytes) -> None:
+        with tracing.publishing(assignments.get_topic_name(), case_id=sent.case_id, event_id=sent.event_id):
+            await assignments.send(
+                key=sent.case_id.encode(), value=raw, headers=envelopes.kafka_headers(sent, tracing.inject_current())
+            )
+
     async def _forget_case(case_id: str, partition: int) -> None:
         """The client was erased: tombstones for the case in both tables, so that compaction
         removes it from the changelog topics too. Later events for the case id start afresh."""
@@ -171,7 +182,10 @@ def build_app(
             log.exception("stall detector failed on an event", extra={"case_id": envelope.case_id})
 
     def _replayed_assignment(envelope, record):
-        """The assignment this worker emitted for an already handled event, from the history."""
+        """The assignment this worker emitted for an already handled event, as sent or else
+        (older records) from the history."""
+        for raw in sent_for(record, envelope.event_id):
+            return envelopes.decode(raw, expect="assignment")
         for entry in reversed(record.get("history", [])):
             if entry.get("caused_by") == envelope.event_id:
                 wrapped = events_pb2.EventEnvelope(event_id=entry["event_id"], case_id=envelope.case_id)

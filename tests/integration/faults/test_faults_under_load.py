@@ -23,14 +23,7 @@ def test_chaos_kills_and_stops_lose_and_duplicate_nothing():
     assert figures["faults"] == 6 and figures["referrals"] > 0
     assert figures["stranded_outbox_rows"] == 0 and not any(figures["consumer_lag"].values())
     assert None not in figures["recovered_in_s"].values()
-    if figures["lost"]:
-        # Known and open: the region and notify workers write their state before Faust publishes
-        # what they sent (sends are attached to the input's commit), so a kill in between can
-        # lose an assignment or a notification; most runs lose nothing. `make chaos` still fails
-        # on any loss; here it is reported until the workers record on commit.
-        pytest.xfail(
-            f"{figures['lost']} lost under kills (open bug, see services/notify/README.md): {figures['examples']}"
-        )
+    assert figures["lost"] == 0, figures["examples"]
     assert code == 0
 
 

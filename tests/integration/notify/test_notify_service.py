@@ -22,6 +22,8 @@ from meshkernel.topics import ALL_TOPICS, ASSIGNMENTS, ESCALATIONS, NOTIFICATION
 from referralmesh.v1 import events_pb2, notify_service_pb2_grpc
 from referralmesh.v1 import notify_service_pb2 as api
 from services.notify.adapters.store import NotifyStore
+from services.notify.adapters.streams import _assignment_from, notification_envelope
+from services.notify.domain.routing import route
 from services.notify.paths import NotifyPaths
 from tests.integration.notify.notify_kit import (
     DEMO_PASSWORD,
@@ -258,6 +260,27 @@ def test_the_client_message_arrives_in_their_language_and_contact_details_never_
     assert [e.client_erased.requested_by for e in erasures] == ["exit-the-hague"]
 
 
+def _notifications_of(notify, case_id: str, wanted: set[str], timeout: float = 30.0) -> list:
+    """Every NotificationEvent of the case on the topic, read until all `wanted` ids are there."""
+    consumer = KafkaConsumer(
+        notify.config.topic(NOTIFICATIONS.base_name),
+        bootstrap_servers=notify.config.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"t-{uuid.uuid4()}",
+        consumer_timeout_ms=3000,
+    )
+    emitted: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            emitted += [decode(r.value) for r in consumer if r.key == case_id.encode()]
+            if wanted <= {e.event_id for e in emitted}:
+                break
+    finally:
+        consumer.close()
+    return emitted
+
+
 def test_agency_notifications_are_emitted_and_recorded_once(notify, producer):
     case_id = new_case()
     event = assignment(case_id)
@@ -270,14 +293,50 @@ def test_agency_notifications_are_emitted_and_recorded_once(notify, producer):
     assert sorted(d.template for d in store.deliveries(case_id)) == expected
     # No webhook configured for these agencies, coordinators read the dashboard: recorded, not sent.
     assert {d.status for d in store.deliveries(case_id)} == {"skipped"}
-    consumer = KafkaConsumer(
-        notify.config.topic(NOTIFICATIONS.base_name),
-        bootstrap_servers=notify.config.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=f"t-{uuid.uuid4()}",
-        consumer_timeout_ms=3000,
-    )
-    emitted = [decode(r.value) for r in consumer if r.key == case_id.encode()]
-    consumer.close()
-    assert sorted(e.notification.template for e in emitted) == expected
+    ids = {d.notification_id for d in store.deliveries(case_id)}
+    emitted = _notifications_of(notify, case_id, ids)
+    # Once by id: the redelivered input sends the recorded events again, under the same ids and
+    # with the same bytes (receivers deduplicate on the id).
+    by_id: dict[str, set[bytes]] = {}
+    for e in emitted:
+        by_id.setdefault(e.event_id, set()).add(e.SerializeToString(deterministic=True))
+    assert set(by_id) == ids and all(len(contents) == 1 for contents in by_id.values())
+    assert sorted({e.event_id: e.notification.template for e in emitted}.values()) == expected
     assert recorded
+
+
+def test_a_notification_recorded_before_a_crash_is_sent_on_redelivery(notify, producer):
+    """The loss window without SIGKILL timing: the worker recorded an assignment's notifications
+    in its store, and died before the producer flushed their events and before the input's offset
+    was committed. That state is made here by recording them; the input read again must then
+    put every recorded notification on the topic, each once by id, and record nothing twice."""
+    case_id = new_case()
+    event = assignment(case_id)
+    store = _store(notify)
+    recorded: dict[str, bytes] = {}
+    for notification in route(_assignment_from(event)):
+        raw = notification_envelope(
+            notification,
+            case_id=case_id,
+            referral_id=event.assignment.referral_id,
+            caused_by=event.event_id,
+            responsible_region=event.assignment.responsible_region,
+        )
+        assert store.record_notification(
+            notification_id=notification.notification_id,
+            case_id=case_id,
+            audience=notification.audience.value,
+            recipient=notification.recipient,
+            template=notification.template,
+            language=notification.language,
+            channel="none",
+            envelope=raw,
+        )
+        recorded[notification.notification_id] = raw
+
+    producer.send(ASSIGNMENTS, event)  # the input whose offset the dead worker never committed
+
+    emitted = _notifications_of(notify, case_id, set(recorded))
+    assert {e.event_id for e in emitted} == set(recorded)
+    assert all(e == decode(recorded[e.event_id]) for e in emitted)  # as recorded
+    assert len(store.deliveries(case_id)) == len(recorded) == 3

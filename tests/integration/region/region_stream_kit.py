@@ -33,20 +33,22 @@ def new_case() -> str:
     return f"case-{uuid.uuid4().hex[:12]}"
 
 
-def wait_for_health(address: str, timeout: float = 60.0) -> None:
+def wait_for_health(address: str, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs of grpcio-health-checking lack Check
-        while True:
+    while True:
+        # A fresh channel per try: one channel that failed to connect while the worker was still
+        # starting backs off for longer and longer, past the moment the server answers.
+        with grpc.insecure_channel(address) as channel:
+            stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs of grpcio-health-checking lack Check
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
                 pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"region gRPC on {address} never became SERVING")
-            time.sleep(0.3)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"region gRPC on {address} never became SERVING")
+        time.sleep(0.3)
 
 
 class Mesh:
@@ -72,8 +74,11 @@ class Mesh:
 
     # ---------------------------------------------------------------- producing
 
-    def referral(
-        self,
+    def referral(self, case_id: str, event_type: str, **fields) -> events_pb2.EventEnvelope:
+        return self.send(REFERRAL_EVENTS, self.referral_event(case_id, event_type, **fields))
+
+    @staticmethod
+    def referral_event(
         case_id: str,
         event_type: str,
         *,
@@ -100,7 +105,7 @@ class Mesh:
             event_id=event_id or envelopes.derived_id("referral-event", payload.referral_id, str(version)),
             referral=payload,
         )
-        return self.send(REFERRAL_EVENTS, envelope)
+        return envelope
 
     def override(
         self, case_id: str, *, region: str = "", reason_code: str = "dispute_settled", lift: bool = False

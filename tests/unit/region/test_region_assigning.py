@@ -9,7 +9,14 @@ import pytest
 from meshkernel import envelope as envelopes
 from meshkernel.config import MeshSettings
 from referralmesh.v1 import common_pb2, events_pb2
-from services.region.adapters.assigning import Assigner, Refused, already_seen, load_agency_regions
+from services.region.adapters.assigning import (
+    SENT_LIMIT,
+    Assigner,
+    Refused,
+    already_seen,
+    load_agency_regions,
+    sent_for,
+)
 from services.region.decide import load_resolver
 
 CONFIG = MeshSettings()
@@ -78,6 +85,27 @@ def test_the_same_event_and_state_give_the_same_assignment():
     first, second = ASSIGNER.on_referral(event, {}), ASSIGNER.on_referral(event, {})
     assert first.assignment.event_id == second.assignment.event_id
     assert first.assignment.assignment == second.assignment.assignment
+
+
+def test_a_handled_event_keeps_its_assignment_as_sent_for_a_redelivery_to_send_again():
+    requested = referral("ReferralRequested", 1, sender="central-amsterdam", receiver="shelter-amsterdam")
+    first = ASSIGNER.on_referral(requested, {})
+    as_sent = envelopes.encode(first.assignment)
+    assert sent_for(first.record, requested.event_id) == [as_sent]
+
+    started = ASSIGNER.on_referral(referral("ReferralStarted", 2, holder="shelter-amsterdam"), first.record)
+    assert started.assignment is None and sent_for(started.record, "e2") == []
+    assert sent_for(started.record, requested.event_id) == [as_sent]
+
+    record = started.record
+    for version in range(3, 3 + SENT_LIMIT):  # each a new decision with an assignment
+        outcome = ASSIGNER.on_referral(
+            referral("ReferralForwarded", version, pending_receiver="shelter-groningen"), record
+        )
+        assert outcome.assignment is not None
+        record = outcome.record
+    # Only the newest inputs can be read again after a crash: the record stays bounded.
+    assert len(record["sent"]) == SENT_LIMIT and sent_for(record, requested.event_id) == []
 
 
 def test_override_and_lift():
