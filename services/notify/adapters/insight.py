@@ -213,6 +213,7 @@ class InsightPage:
             dashboard._render(
                 "insight.html.j2",
                 lang,
+                page_title=text["insight_title"],
                 user=who,
                 csrf=dashboard._csrf(token),
                 charts=charts,

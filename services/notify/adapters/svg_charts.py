@@ -32,6 +32,21 @@ def nice_ceiling(value: float) -> float:
     return 10 * power
 
 
+LEGEND_ROW = 20
+
+
+def _legend_places(names: Sequence[str], left: int, right: int) -> list[tuple[int, int]]:
+    """Where each legend entry goes (x, row): left to right, wrapping before the right edge."""
+    places, x, row = [], left, 0
+    for name in names:
+        needed = 24 + 7 * len(name)  # swatch, gap and a generous width per character
+        if x > left and x + needed > right:
+            x, row = left, row + 1
+        places.append((x, row))
+        x += needed + 12
+    return places
+
+
 def _number(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
@@ -50,6 +65,8 @@ def grouped_bars(
     With `whole_numbers` (counts) the axis steps are whole numbers too."""
     left, right, top, bottom = 48, 12, 16, 64
     plot_w, plot_h = width - left - right, height - top - bottom
+    legend = _legend_places([name for name, _ in series], left, width - right)
+    height += LEGEND_ROW * max((line for _, line in legend), default=0)  # extra legend rows below
     values = [v for _, row in series for v in row if v is not None]
     ceiling = nice_ceiling(max(values, default=0.0))
     if whole_numbers:
@@ -84,14 +101,10 @@ def grouped_bars(
             f'<text x="{left + slot * (index + 0.5):.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
             f'fill="{INK}">{escape(category)}</text>'
         )
-    legend_x = left
-    for position, (name, _row) in enumerate(series):
-        y = height - 18
-        parts.append(
-            f'<rect x="{legend_x}" y="{y - 10}" width="12" height="12" fill="{PALETTE[position % len(PALETTE)]}"/>'
-        )
-        parts.append(f'<text x="{legend_x + 18}" y="{y}" fill="{INK}">{escape(name)}</text>')
-        legend_x += 24 + 8 * len(name)
+    for (x, line), (position, name) in zip(legend, enumerate(name for name, _ in series), strict=True):
+        y = top + plot_h + 40 + LEGEND_ROW * line
+        parts.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{PALETTE[position % len(PALETTE)]}"/>')
+        parts.append(f'<text x="{x + 18}" y="{y}" fill="{INK}">{escape(name)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

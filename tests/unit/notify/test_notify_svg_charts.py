@@ -32,3 +32,12 @@ def test_horizontal_bars_label_each_row_with_its_value():
 
 def test_nice_ceiling():
     assert [svg_charts.nice_ceiling(v) for v in (0, 0.7, 3, 7, 12, 260)] == [1, 1, 5, 10, 20, 500]
+
+
+def test_a_long_legend_wraps_onto_more_rows_inside_the_chart():
+    names = [f"A rather long series name {n}" for n in range(5)]
+    svg = str(svg_charts.grouped_bars("c", "t", ["w1"], [(name, [1]) for name in names], width=720))
+    height = int(re.search(r'viewBox="0 0 720 (\d+)"', svg).group(1))
+    assert height > 280  # grown for the extra rows
+    for x in re.findall(r'<text x="(\d+)" y="[\d.]+" fill="#1a1a1a">A rather', svg):
+        assert int(x) + 7 * len(names[0]) <= 720
