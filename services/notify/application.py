@@ -1,6 +1,7 @@
 """The notify service's use cases: alerts from escalations, coordinator actions, the access log.
 
 Adapters (Faust agents, the dashboard, gRPC) call these; the rules live in domain/alerts.py.
+Store calls go through `store.aio` (the store's thread pool), never blocking the event loop.
 """
 
 from __future__ import annotations
@@ -66,14 +67,14 @@ class AlertDesk:
         self.changed.set()
         self.changed = asyncio.Event()
 
-    def record_escalation(self, envelope: events_pb2.EventEnvelope) -> Alert | None:
-        case = self.store.case(envelope.case_id)
+    async def record_escalation(self, envelope: events_pb2.EventEnvelope) -> Alert | None:
+        case = await self.store.aio.case(envelope.case_id)
         alert = alert_from_escalation(envelope, case.responsible_rule if case else "")
         if not alert.region:
             raise ValueError("escalation.region: must name the responsible region")
-        if not self.store.add_alert(alert, envelope.escalation.SerializeToString()):
+        if not await self.store.aio.add_alert(alert, envelope.escalation.SerializeToString()):
             return None
-        self.store.log_access(
+        await self.store.aio.log_access(
             actor="system",
             action="ALERT_RAISED",
             case_id=alert.case_id,
@@ -85,15 +86,15 @@ class AlertDesk:
         self._notify_change()
         return alert
 
-    def visible(self, who: Coordinator) -> list[StoredAlert]:
-        stored = {s.alert.escalation_id: s for s in self.store.alerts()}
+    async def visible(self, who: Coordinator) -> list[StoredAlert]:
+        stored = {s.alert.escalation_id: s for s in await self.store.aio.alerts()}
         return [stored[a.escalation_id] for a in domain.visible([s.alert for s in stored.values()], who)]
 
     async def act(
         self, who: Coordinator, escalation_id: str, action: str, *, channel: str, code: str = "", region: str = ""
     ) -> Alert:
         """Apply one coordinator action; every attempt (allowed or not) goes to the access log."""
-        stored = self.store.get_alert(escalation_id)
+        stored = await self.store.aio.get_alert(escalation_id)
         case_id = stored.alert.case_id if stored else "unknown"
         why = code or action.lower()
         try:
@@ -112,7 +113,7 @@ class AlertDesk:
             else:
                 raise domain.AlertError(f"unknown action {action!r}")
         except AlertError as problem:
-            self.store.log_access(
+            await self.store.aio.log_access(
                 actor=who.username,
                 action=action.upper(),
                 case_id=case_id,
@@ -143,9 +144,9 @@ class AlertDesk:
                         outcome_code=code if action == "resolve" else "",
                     ),
                 )
-            self.store.save_alert(after)
+            await self.store.aio.save_alert(after)
             self._notify_change()
-        self.store.log_access(
+        await self.store.aio.log_access(
             actor=who.username,
             action=action.upper(),
             case_id=after.case_id,

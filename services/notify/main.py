@@ -16,12 +16,13 @@ from meshkernel.tracing import setup_tracing
 from services.notify.adapters.dashboard import web_tls_problem
 from services.notify.adapters.kek_file import key_encryption_key_problem
 from services.notify.adapters.streams import SERVICE, build_app
+from services.notify.paths import database_problem
 
 
 def run() -> None:
     config = settings()
     # before Kafka or a database is touched
-    refuse_unsafe_start(config, SERVICE, service_needs=(key_encryption_key_problem, web_tls_problem))
+    refuse_unsafe_start(config, SERVICE, service_needs=(key_encryption_key_problem, web_tls_problem, database_problem))
     setup_logging(SERVICE, config.log_level)
     setup_tracing(SERVICE, environment=config.environment)
     setup_metrics(SERVICE, config.notify_metrics_port, address=config.metrics_host)

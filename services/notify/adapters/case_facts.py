@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from referralmesh.v1 import common_pb2, events_pb2
+from services.notify.adapters.store import schema_transaction
 from services.notify.domain import timeline
 
 facts_metadata = MetaData()
@@ -94,7 +95,8 @@ class CaseFacts:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._lock = threading.RLock()
-        facts_metadata.create_all(engine)
+        with schema_transaction(engine) as connection:  # one replica at a time on PostgreSQL
+            facts_metadata.create_all(connection)
 
     # --- recording (from the Faust agents) -----------------------------------------------
     def record_referral(self, envelope: events_pb2.EventEnvelope) -> None:

@@ -82,11 +82,12 @@ class CaseView:
         app.router.add_post("/dashboard/cases/{case_id}/{action}", self.act)
 
     # --- reading ------------------------------------------------------------------------
-    def context(self, request: web.Request, who: Coordinator) -> dict:
+    async def context(self, request: web.Request, who: Coordinator) -> dict:
         """What the dashboard page and its live fragment render: cards, counts and the filter."""
-        chosen = cases.CaseFilter.parse(
-            request.query.get("level", ""), request.query.get("state", ""), request.query.get("age", "")
-        )
+        return await self.dashboard.store.aio.run(self._context, dict(request.query), who)
+
+    def _context(self, query: dict[str, str], who: Coordinator) -> dict:  # blocking: the store's threads
+        chosen = cases.CaseFilter.parse(query.get("level", ""), query.get("state", ""), query.get("age", ""))
         now = datetime.now(UTC)
         store = self.dashboard.store
         if chosen.state == "RESOLVED":  # cases resolved lately, not every case ever
@@ -125,7 +126,7 @@ class CaseView:
     # --- acting -------------------------------------------------------------------------
     async def act(self, request: web.Request) -> web.Response:
         dashboard = self.dashboard
-        current = dashboard._user(request)
+        current = await dashboard._user(request)
         if current is None:
             raise web.HTTPSeeOther("/login")
         who, token = current
@@ -136,7 +137,7 @@ class CaseView:
         if action not in CASE_ACTIONS:
             raise web.HTTPNotFound()
         case_id = request.match_info["case_id"]
-        alerts = [s.alert for s in dashboard.store.alerts() if s.alert.case_id == case_id]
+        alerts = [s.alert for s in await dashboard.store.aio.alerts() if s.alert.case_id == case_id]
         card = next(iter(cases.case_cards(alerts, who)), None)
         targets = cases.case_actions_for(card, action) if card else []
         done = 0

@@ -179,12 +179,12 @@ class Dashboard:
         wanted = request.query.get("lang") or request.cookies.get(self.lang_cookie)
         return wanted if wanted in UI_LANGUAGES else "nl"
 
-    def _user(self, request: web.Request) -> tuple[Coordinator, str] | None:
+    async def _user(self, request: web.Request) -> tuple[Coordinator, str] | None:
         token = request.cookies.get(self.session_cookie)
         if not token:
             return None
-        username = self.store.session_user(passwords.token_hash(token))
-        row = self.store.coordinator(username) if username else None
+        username = await self.store.aio.session_user(passwords.token_hash(token))
+        row = await self.store.aio.coordinator(username) if username else None
         if row is None or row["disabled"]:
             return None
         return Coordinator(row["username"], row["scope"], row["display_name"]), token
@@ -196,9 +196,9 @@ class Dashboard:
         hops = [hop.strip() for value in forwarded for hop in value.split(",") if hop.strip()]
         return hops[-1] if hops else (request.remote or "-")
 
-    def _live_cursor(self) -> int:
+    async def _live_cursor(self) -> int:
         """Grows whenever an alert changes or a case's timeline gains a step (both only grow)."""
-        return self.store.last_cursor() + self.cases.facts.timeline_size()
+        return await self.store.aio.run(lambda: self.store.last_cursor() + self.cases.facts.timeline_size())
 
     @staticmethod
     def _csrf(token: str) -> str:
@@ -255,12 +255,12 @@ class Dashboard:
 
     async def notifications(self, request: web.Request) -> web.Response:
         """The latest notifications of the coordinator's scope (ids and codes); needs a session."""
-        current = self._user(request)
+        current = await self._user(request)
         if current is None:
             raise web.HTTPUnauthorized()
         who = current[0]
-        recent = [d for d in self.store.deliveries() if who.national or _region_of(d) == who.scope][-200:]
-        self.store.log_access(
+        recent = [d for d in await self.store.aio.deliveries() if who.national or _region_of(d) == who.scope][-200:]
+        await self.store.aio.log_access(
             actor=who.username,
             action="VIEW_NOTIFICATIONS",
             case_id="*",
@@ -288,7 +288,7 @@ class Dashboard:
 
     async def login_page(self, request: web.Request) -> web.Response:
         lang = self._lang(request)
-        if self._user(request):
+        if await self._user(request):
             raise web.HTTPFound("/dashboard")
         return self._html(self._render("login.html.j2", lang, failed=""), lang)
 
@@ -299,7 +299,7 @@ class Dashboard:
         address = self._client_address(request)
         wait = self.throttle.retry_after(address, username, self.monotonic())
         if wait > 0:
-            self.store.log_access(
+            await self.store.aio.log_access(
                 actor=username or "-",
                 action="SIGN_IN",
                 case_id="-",
@@ -314,7 +314,7 @@ class Dashboard:
             who = await asyncio.to_thread(self.auth.authenticate, username, str(form.get("password", ""))[:200])
         if who is None:
             self.throttle.failed(address, username, self.monotonic())
-            self.store.log_access(
+            await self.store.aio.log_access(
                 actor=username or "-",
                 action="SIGN_IN",
                 case_id="-",
@@ -325,8 +325,8 @@ class Dashboard:
             return self._html(self._render("login.html.j2", lang, failed="sign_in_failed"), lang, status=401)
         self.throttle.succeeded(username)
         token = secrets.token_urlsafe(32)
-        self.store.add_session(passwords.token_hash(token), who.username, time.time() + self.session_seconds)
-        self.store.log_access(
+        await self.store.aio.add_session(passwords.token_hash(token), who.username, time.time() + self.session_seconds)
+        await self.store.aio.log_access(
             actor=who.username, action="SIGN_IN", case_id="-", why="dashboard", channel="web", organisation=who.scope
         )
         response = web.HTTPSeeOther("/dashboard")
@@ -335,22 +335,22 @@ class Dashboard:
         raise response
 
     async def logout(self, request: web.Request) -> web.Response:
-        current = self._user(request)
+        current = await self._user(request)
         form = await request.post()
         if current and hmac.compare_digest(str(form.get("csrf", "")), self._csrf(current[1])):
-            self.store.drop_session(passwords.token_hash(current[1]))
+            await self.store.aio.drop_session(passwords.token_hash(current[1]))
         response = web.HTTPSeeOther("/login")
         response.del_cookie(self.session_cookie, path="/", secure=self.secure, httponly=True, samesite="Strict")
         raise response
 
     async def page(self, request: web.Request) -> web.Response:
-        current = self._user(request)
+        current = await self._user(request)
         if current is None:
             raise web.HTTPSeeOther("/login")
         who, token = current
         lang = self._lang(request)
-        cursor = self._live_cursor()
-        self.store.log_access(
+        cursor = await self._live_cursor()
+        await self.store.aio.log_access(
             actor=who.username,
             action="VIEW_ALERTS",
             case_id="*",
@@ -371,13 +371,13 @@ class Dashboard:
                 scope_name=scope_name,
                 flash=flash,
                 flash_kind=flash_kind,
-                **self.cases.context(request, who),
+                **(await self.cases.context(request, who)),
             ),
             lang,
         )
 
     async def fragment(self, request: web.Request) -> web.Response:
-        current = self._user(request)
+        current = await self._user(request)
         if current is None:
             raise web.HTTPUnauthorized()
         who, token = current
@@ -387,12 +387,12 @@ class Dashboard:
                 self._lang(request),
                 user=who,
                 csrf=self._csrf(token),
-                **self.cases.context(request, who),
+                **(await self.cases.context(request, who)),
             )
         )
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        current = self._user(request)
+        current = await self._user(request)
         if current is None:
             raise web.HTTPUnauthorized()
         try:
@@ -409,7 +409,7 @@ class Dashboard:
             while not self.closing:
                 if request.transport is None or request.transport.is_closing():
                     break  # the browser went away
-                latest = self._live_cursor()
+                latest = await self._live_cursor()
                 if latest > cursor:
                     cursor = latest
                     await response.write(f"event: alerts\nid: {cursor}\ndata: {cursor}\n\n".encode())
@@ -417,7 +417,7 @@ class Dashboard:
                 elif time.monotonic() - last_write > SSE_KEEPALIVE_SECONDS:
                     await response.write(b": keep-alive\n\n")
                     last_write = time.monotonic()
-                if self._user(request) is None:  # signed out or expired: stop streaming
+                if await self._user(request) is None:  # signed out or expired: stop streaming
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.desk.changed.wait(), SSE_POLL_SECONDS)
@@ -426,7 +426,7 @@ class Dashboard:
         return response
 
     async def act(self, request: web.Request) -> web.Response:
-        current = self._user(request)
+        current = await self._user(request)
         if current is None:
             raise web.HTTPSeeOther("/login")
         who, token = current

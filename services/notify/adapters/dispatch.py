@@ -73,6 +73,7 @@ class Dispatcher:
         base_delay: float = 1.0,
         max_delay: float = 300.0,
         poll_interval: float = 0.5,
+        lease_seconds: float | None = None,
     ):
         self.store = store
         self.webhooks = webhooks
@@ -87,6 +88,11 @@ class Dispatcher:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.poll_interval = poll_interval
+        # How long a claimed delivery is this dispatcher's alone (other replicas skip it); longer
+        # than any attempt can take, so it only matters when this replica dies mid-attempt.
+        self.lease_seconds = (
+            lease_seconds if lease_seconds is not None else max(60.0, 3 * getattr(sender, "timeout", 10.0))
+        )
         self.wake = asyncio.Event()
         self._inflight: set[str] = set()
 
@@ -110,7 +116,8 @@ class Dispatcher:
             self.wake.clear()
 
     async def run_due(self) -> int:
-        due = [d for d in self.store.due_deliveries(time.time()) if d.notification_id not in self._inflight]
+        claimed = await self.store.aio.claim_due_deliveries(time.time(), self.lease_seconds)
+        due = [d for d in claimed if d.notification_id not in self._inflight]
         for delivery in due:
             self._inflight.add(delivery.notification_id)
         try:
@@ -128,27 +135,27 @@ class Dispatcher:
             if delivery.channel == "webhook":
                 endpoint = self.webhooks.get(delivery.recipient)
                 if endpoint is None:
-                    return self._finish(delivery, "skipped", "no webhook configured", started)
+                    return await self._finish(delivery, "skipped", "no webhook configured", started)
                 ok, result = await self.sender.post(
                     endpoint, delivery.notification_id, webhook_payload(envelope), attempt
                 )
             elif delivery.channel == "client":
                 ok, result = await self._client_message(delivery, envelope)
                 if result == "contact_unavailable":
-                    return self._finish(delivery, "skipped", result, started)
+                    return await self._finish(delivery, "skipped", result, started)
             else:
-                return self._finish(delivery, "skipped", "no channel", started)
+                return await self._finish(delivery, "skipped", "no channel", started)
         except Exception as error:  # a bug in one delivery must not stop the others
             ok, result = False, f"error:{type(error).__name__}"
         if ok:
-            return self._finish(delivery, "delivered", result, started)
+            return await self._finish(delivery, "delivered", result, started)
         _ATTEMPTS_FAILED.add(1, {"referralmesh.channel": delivery.channel})
         if attempt >= self.max_attempts:
-            self._finish(delivery, "dead", result, started)
+            await self._finish(delivery, "dead", result, started)
             await self._dead_letter(delivery, result, attempt)
             return "dead"
         delay = backoff_delay(attempt, self.base_delay, self.max_delay)
-        self.store.record_attempt(
+        await self.store.aio.record_attempt(
             delivery.notification_id,
             result=result,
             status="pending",
@@ -167,9 +174,9 @@ class Dispatcher:
         )
         return "retry"
 
-    def _finish(self, delivery: Delivery, status: str, result: str, started: float) -> str:
+    async def _finish(self, delivery: Delivery, status: str, result: str, started: float) -> str:
         _DELIVERIES.add(1, {"referralmesh.channel": delivery.channel, "referralmesh.outcome": status})
-        self.store.record_attempt(
+        await self.store.aio.record_attempt(
             delivery.notification_id, result=result, status=status, duration_ms=int((time.monotonic() - started) * 1000)
         )
         log.info(
@@ -203,11 +210,11 @@ class Dispatcher:
         await self.dead_letters(delivery.case_id.encode(), letter)
 
     async def _client_message(self, delivery: Delivery, envelope: events_pb2.EventEnvelope) -> tuple[bool, str]:
-        case = self.store.case(delivery.case_id)
+        case = await self.store.aio.case(delivery.case_id)
         if case is None or not case.contact_ciphertext:
             return False, "contact_unavailable"
         try:
-            contact = self.keys.open(
+            contact = await self.keys.aio.open(
                 case.case_id,
                 common_pb2.SealedContact(key_id=case.contact_key_id or "", ciphertext=case.contact_ciphertext),
             )

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 from google.protobuf import timestamp_pb2
 
-from meshkernel.callers import NoIdentity, principal_of
+from meshkernel.callers import DEV_COORDINATOR_HEADER, NoIdentity, principal_of
 from meshkernel.config import MeshSettings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
 from meshkernel.grpc_server import bind, new_server
@@ -102,21 +102,26 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
         self.stream_seconds = stream_seconds
         self.open_streams: Counter[str] = Counter()
 
-    def _coordinator_scope(self, username: str) -> str | None:
-        row = self.store.coordinator(username)
+    async def _coordinator_scope(self, username: str) -> str | None:
+        row = await self.store.aio.coordinator(username)
         return row["scope"] if row and not row["disabled"] else None  # a disabled account acts nowhere
 
     async def _principal(self, context) -> Principal:
+        # A development coordinator header (local mode) is looked up first, off the event loop.
+        scope = None
+        if self.development_identities:
+            named = dict(context.invocation_metadata() or ()).get(DEV_COORDINATOR_HEADER, "")[:64]
+            scope = await self._coordinator_scope(named) if named else None
         try:
             return principal_of(
-                context, development_identities=self.development_identities, coordinator_scope=self._coordinator_scope
+                context, development_identities=self.development_identities, coordinator_scope=lambda _name: scope
             )
         except NoIdentity as problem:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(problem))
             raise  # abort raises; this line is for the type checker
 
     async def _refuse(self, context, who: Principal, action: str, case_id: str, problem: Denied) -> None:
-        self.store.log_access(
+        await self.store.aio.log_access(
             actor=who.name,
             action=action,
             case_id=case_id,
@@ -149,7 +154,7 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
 
     async def _alerts(self, request, context, who: Principal, regions: set[str]):
         levels = {events_pb2.EscalationLevel.Name(level) for level in request.levels if level}
-        self.store.log_access(
+        await self.store.aio.log_access(
             actor=who.name,
             action="WATCH_ALERTS",
             case_id="*",
@@ -165,13 +170,13 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "cursor: not a cursor of this stream")
         else:
             # No cursor: first the open alerts as they are now, then every change.
-            cursor = self.store.last_cursor()
-            for stored in sorted(self.store.alerts(), key=lambda s: s.alert.fired_at):
+            cursor = await self.store.aio.last_cursor()
+            for stored in sorted(await self.store.aio.alerts(), key=lambda s: s.alert.fired_at):
                 if domain.matches(stored.alert, regions, levels):
                     yield alert_message(stored, cursor)
         while time.monotonic() < ends_at:
             changed = self.desk.changed
-            batch = self.store.changes_after(cursor)
+            batch = await self.store.aio.changes_after(cursor)
             for stored in batch:
                 cursor = stored.seq
                 if domain.matches(stored.alert, regions, levels):
@@ -186,7 +191,7 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
         try:
             coordinator = policy.acting_coordinator(who)
         except Denied as problem:
-            stored = self.store.get_alert(request.escalation_id)
+            stored = await self.store.aio.get_alert(request.escalation_id)
             await self._refuse(context, who, "ACKNOWLEDGE", stored.alert.case_id if stored else "unknown", problem)
         try:
             await self.desk.act(coordinator, request.escalation_id, "acknowledge", channel="grpc")
@@ -195,16 +200,16 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
         except AlertError as problem:
             code = grpc.StatusCode.NOT_FOUND if "no such" in str(problem) else grpc.StatusCode.FAILED_PRECONDITION
             await context.abort(code, str(problem))
-        stored = self.store.get_alert(request.escalation_id)
+        stored = await self.store.aio.get_alert(request.escalation_id)
         assert stored is not None  # acted on just above
-        return alert_message(stored, self.store.last_cursor())
+        return alert_message(stored, await self.store.aio.last_cursor())
 
     async def SealContact(self, request, context):
         who = await self._principal(context)
         if not request.case_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id: required")
         try:
-            policy.may_seal_contact(who, self.store.case_parties(request.case_id))
+            policy.may_seal_contact(who, await self.store.aio.case_parties(request.case_id))
         except Denied as problem:
             await self._refuse(context, who, "SEAL_CONTACT", request.case_id, problem)
         if request.channel not in CHANNELS:
@@ -213,9 +218,9 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
             contact = Contact(CHANNELS[request.channel], request.address)
         except InvalidContact as problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"address: {problem}")
-        self.store.record_sealer(request.case_id, who.name)
-        sealed = await asyncio.to_thread(self.keys.seal, request.case_id, contact)
-        self.store.log_access(
+        await self.store.aio.record_sealer(request.case_id, who.name)
+        sealed = await self.keys.aio.seal(request.case_id, contact)
+        await self.store.aio.log_access(
             actor=who.name,
             action="SEAL_CONTACT",
             case_id=request.case_id,
@@ -230,7 +235,7 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
         if not request.case_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id: required")
         try:
-            policy.may_erase_client(who, self.store.case_parties(request.case_id))
+            policy.may_erase_client(who, await self.store.aio.case_parties(request.case_id))
         except Denied as problem:
             await self._refuse(context, who, "ERASE_CLIENT", request.case_id, problem)
         destroyed = await asyncio.to_thread(erase_client, self.keys, self.store, request.case_id)
@@ -238,7 +243,7 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
             # Every time, not only when a key existed: the region service may hold the case anyway.
             # A failure here fails the call, so the agency asks again (erasure is idempotent).
             await self.announce_erasure(request.case_id, who.name)
-        self.store.log_access(
+        await self.store.aio.log_access(
             actor=who.name,
             action="ERASE_CLIENT",
             case_id=request.case_id,

@@ -189,7 +189,7 @@ class InsightPage:
 
     async def page(self, request: web.Request) -> web.Response:
         dashboard = self.dashboard
-        current = dashboard._user(request)
+        current = await dashboard._user(request)
         if current is None:
             raise web.HTTPSeeOther("/login")
         who, token = current
@@ -198,9 +198,11 @@ class InsightPage:
         text = TEXT[lang]
         now = datetime.now(UTC)
         since = now - timedelta(weeks=WEEKS + 1)
-        alerts = [s.alert for s in dashboard.store.alerts_touched_since(since.timestamp())]
-        charts = build_charts(text, dashboard.regions.get, alerts, self.facts, region, now)
-        dashboard.store.log_access(
+        alerts = [s.alert for s in await dashboard.store.aio.alerts_touched_since(since.timestamp())]
+        charts = await dashboard.store.aio.run(
+            build_charts, text, dashboard.regions.get, alerts, self.facts, region, now
+        )
+        await dashboard.store.aio.log_access(
             actor=who.username,
             action="VIEW_INSIGHT",
             case_id="*",

@@ -1,4 +1,5 @@
-"""The notify service's own store (SQLite file by default, any SQLAlchemy URL when configured).
+"""The notify service's own store: a SQLite file (the embedded default) or PostgreSQL, shared
+by every notify replica (MESH_NOTIFY_DATABASE_URL).
 
 Holds alert records and their change feed (the cursor of the live dashboard and the gRPC
 stream), the append-only access log, what is known per case (from assignments and referral
@@ -6,14 +7,35 @@ events: region codes, agency ids, the sealed contact as ciphertext only), every 
 with its delivery attempts, and the coordinators' password store and sessions.
 
 Nothing here is readable contact data: the keys to open sealed contacts live in the key store
-(adapters/keystore.py), a separate file, so that erasing a key shreds every copy.
+(adapters/keystore.py; its own file with SQLite, its own table with PostgreSQL), so that
+erasing a key shreds every copy.
+
+Guarantees with several replicas on one PostgreSQL:
+- the schema is made and upgraded by one replica at a time (an advisory lock around a
+  versioned create), so replicas may start together;
+- the change feed never skips: appending a change takes a transaction-scoped advisory lock
+  first, so changes commit in the order of their sequence numbers, and a reader that has seen
+  number N never later finds a new change at or below N;
+- recording an alert, a notification, a case's sealer or an account is idempotent (INSERT ...
+  ON CONFLICT), so two replicas handling one redelivered event both succeed, once;
+- a due delivery is claimed (FOR UPDATE SKIP LOCKED, then leased) by one dispatcher at a time.
+
+Every method is blocking; asynchronous code calls them through `store.aio` (`await
+store.aio.case(case_id)`), which runs them in the store's own thread pool, never on the loop;
+other blocking work on the same database goes there too (`await store.aio.run(fn, *args)`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import json
 import threading
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,13 +52,15 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    false,
     insert,
     inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 
 from meshkernel.sqlite import sqlite_engine
 from services.notify.domain.alerts import Action, Alert, AlertState, Change
@@ -152,8 +176,8 @@ coordinators = Table(
     Column("scope", String(16), nullable=False),
     Column("display_name", String(120), nullable=False, default=""),
     Column("organisation", String(120), nullable=False, default=""),
-    Column("disabled", Boolean, nullable=False, default=False, server_default=text("0")),
-    Column("demo", Boolean, nullable=False, default=False, server_default=text("0")),  # MESH_MODE=local only
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
+    Column("demo", Boolean, nullable=False, default=False, server_default=false()),  # MESH_MODE=local only
 )
 
 sessions = Table(
@@ -164,30 +188,115 @@ sessions = Table(
     Column("expires_at", Float, nullable=False),
 )
 
-_APPEND_ONLY = (
+# The version of the schema this code makes; a database of a newer version is refused (an
+# older replica during a rolling upgrade must not write a schema it does not know).
+SCHEMA_VERSION = 1
+schema_version = Table("notify_schema", metadata, Column("version", Integer, primary_key=True))
+
+_SQLITE_APPEND_ONLY = (
     "CREATE TRIGGER IF NOT EXISTS access_log_no_update BEFORE UPDATE ON access_log "
     "BEGIN SELECT RAISE(ABORT, 'access_log is append-only'); END",
     "CREATE TRIGGER IF NOT EXISTS access_log_no_delete BEFORE DELETE ON access_log "
     "BEGIN SELECT RAISE(ABORT, 'access_log is append-only'); END",
 )
+_POSTGRES_APPEND_ONLY = (
+    "CREATE OR REPLACE FUNCTION notify_access_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'access_log is append-only'; END $$",
+    "CREATE OR REPLACE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON access_log "
+    "FOR EACH STATEMENT EXECUTE FUNCTION notify_access_log_append_only()",
+)
+# pg_advisory_xact_lock keys: one schema set-up at a time; one change-feed append at a time.
+_SCHEMA_LOCK = 7_311_947_101
+_FEED_LOCK = 7_311_947_102
+# PostgreSQL: threads of the store's pool, and connections (a few more for the command line).
+POSTGRES_THREADS = 8
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was set up by a newer version of the notify service."""
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True, pool_size=POSTGRES_THREADS, max_overflow=4, pool_recycle=1800)
 
 
-def _add_missing_columns(engine: Engine, table: Table) -> None:
+def _upsert_insert(connection: Connection, table: Table):
+    """INSERT with ON CONFLICT support, in the connection's dialect. Whether a row went in is
+    read from RETURNING (the driver's rowcount is not reliable for ON CONFLICT DO NOTHING)."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _add_missing_columns(connection: Connection, table: Table) -> None:
     """Columns added to a table after a database was first created (server defaults fill them)."""
-    present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    for column in table.columns:
+        if column.name not in present:
+            kind = column.type.compile(dialect=connection.dialect)
+            server_default: Any = column.server_default  # a DefaultClause: its argument is the SQL
+            default = ""
+            if server_default is not None:
+                default = f" DEFAULT {server_default.arg.compile(dialect=connection.dialect)}"
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} NOT NULL{default}"))
+
+
+@contextmanager
+def schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction for creating or upgrading tables; on PostgreSQL one replica at a time (the
+    others wait, then find the work done). DDL is transactional there: nothing is half-made."""
     with engine.begin() as connection:
-        for column in table.columns:
-            if column.name not in present:
-                kind = column.type.compile(dialect=engine.dialect)
-                server_default: Any = column.server_default  # a DefaultClause: its text is the SQL
-                default = f" DEFAULT {server_default.arg.text}" if server_default is not None else ""
-                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} NOT NULL{default}"))
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        yield connection
+
+
+def prepare_schema(engine: Engine) -> None:
+    """Create or upgrade the tables (safe when replicas start together)."""
+    with schema_transaction(engine) as connection:
+        postgres = connection.dialect.name == "postgresql"
+        metadata.create_all(connection)
+        found = connection.execute(select(schema_version.c.version)).scalar()
+        if found is not None and found > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"the notify database has schema version {found}; this version of the service knows {SCHEMA_VERSION}"
+            )
+        _add_missing_columns(connection, coordinators)
+        for statement in _POSTGRES_APPEND_ONLY if postgres else _SQLITE_APPEND_ONLY:
+            connection.execute(text(statement))
+        if found != SCHEMA_VERSION:
+            connection.execute(delete(schema_version))
+            connection.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+
+
+class OffLoop:
+    """The asynchronous face of a blocking object: `await facade.method(...)` runs
+    `target.method(...)` in the given thread pool (with the caller's context, so spans nest)."""
+
+    def __init__(self, target: object, executor: ThreadPoolExecutor):
+        self._target = target
+        self._executor = executor
+
+    async def run(self, blocking: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Any other blocking work on the same database (a projection's queries, a page's
+        figures), in the same thread pool."""
+        context = contextvars.copy_context()
+        work = functools.partial(context.run, blocking, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._target, name)
+        if name.startswith("_") or not callable(method):
+            raise AttributeError(name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await self.run(method, *args, **kwargs)
+
+        call.__name__ = name
+        return call
 
 
 def _ts(moment: datetime) -> float:
@@ -262,44 +371,64 @@ class Delivery:
 class NotifyStore:
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._lock = threading.RLock()  # SQLite: one writer at a time inside this process
-        metadata.create_all(engine)
-        _add_missing_columns(engine, coordinators)
-        if engine.dialect.name == "sqlite":
-            with engine.begin() as connection:
-                for statement in _APPEND_ONLY:
-                    connection.execute(text(statement))
+        self.postgres = engine.dialect.name == "postgresql"
+        # SQLite: one writer at a time inside this process (PostgreSQL takes row locks itself).
+        self._sqlite_lock = threading.RLock()
+        prepare_schema(engine)
+        in_memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
+        threads = POSTGRES_THREADS if self.postgres else 1 if in_memory else 4
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="notify-store")
+        self.aio = OffLoop(self, self._executor)  # `await store.aio.<method>(...)` from async code
 
     @classmethod
     def open(cls, url: str) -> NotifyStore:
         return cls(make_engine(url))
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+    @property
+    def _lock(self):
+        return self._sqlite_lock if not self.postgres else nullcontext()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._lock, self.engine.begin() as connection:
+            yield connection
+
+    def _append_change(self, connection: Connection, escalation_id: str, now: float) -> None:
+        """The last statement of a transaction that changed an alert: under the feed lock, so
+        changes commit in sequence order (readers never skip one committed late)."""
+        if self.postgres:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK})
+        connection.execute(insert(alert_changes).values(escalation_id=escalation_id, at=now))
 
     # --- alerts -------------------------------------------------------------------------
     def add_alert(self, alert: Alert, escalation: bytes, now: float | None = None) -> bool:
         """Insert once per escalation id; False when it was already there (a redelivery)."""
         now = now or time.time()
-        with self._lock, self.engine.begin() as connection:
-            exists = connection.execute(
-                select(alerts.c.escalation_id).where(alerts.c.escalation_id == alert.escalation_id)
+        with self._writing() as connection:
+            added = connection.execute(
+                _upsert_insert(connection, alerts)
+                .values(**self._alert_row(alert), escalation=escalation, updated_at=now)
+                .on_conflict_do_nothing(index_elements=[alerts.c.escalation_id])
+                .returning(alerts.c.escalation_id)
             ).first()
-            if exists:
+            if added is None:
                 return False
-            connection.execute(insert(alerts).values(**self._alert_row(alert), escalation=escalation, updated_at=now))
-            connection.execute(insert(alert_changes).values(escalation_id=alert.escalation_id, at=now))
+            self._append_change(connection, alert.escalation_id, now)
             return True
 
     def save_alert(self, alert: Alert, now: float | None = None) -> None:
         now = now or time.time()
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             row = self._alert_row(alert)
             row.pop("escalation_id")
             connection.execute(
                 update(alerts).where(alerts.c.escalation_id == alert.escalation_id).values(**row, updated_at=now)
             )
-            connection.execute(insert(alert_changes).values(escalation_id=alert.escalation_id, at=now))
+            self._append_change(connection, alert.escalation_id, now)
 
     def get_alert(self, escalation_id: str) -> StoredAlert | None:
         with self.engine.connect() as connection:
@@ -330,20 +459,18 @@ class NotifyStore:
     def changes_after(self, cursor: int, limit: int = 500) -> list[StoredAlert]:
         """Alert states changed after `cursor`, each with the seq of its latest change."""
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(alert_changes.c.seq, alert_changes.c.escalation_id)
-                .where(alert_changes.c.seq > cursor)
-                .order_by(alert_changes.c.seq)
-                .limit(limit)
-            ).all()
-            result = []
-            for seq, escalation_id in rows:
-                row = (
-                    connection.execute(select(alerts).where(alerts.c.escalation_id == escalation_id)).mappings().first()
+            rows = (
+                connection.execute(
+                    select(alert_changes.c.seq, alerts)
+                    .join(alerts, alerts.c.escalation_id == alert_changes.c.escalation_id)
+                    .where(alert_changes.c.seq > cursor)
+                    .order_by(alert_changes.c.seq)
+                    .limit(limit)
                 )
-                if row:
-                    result.append(self._stored(row, seq))
-            return result
+                .mappings()
+                .all()
+            )
+        return [self._stored(row, row["seq"]) for row in rows]
 
     def last_cursor(self) -> int:
         with self.engine.connect() as connection:
@@ -401,7 +528,7 @@ class NotifyStore:
         organisation: str = "",
         on_behalf_of: str = "client",
     ) -> None:
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(
                 insert(access_log).values(
                     at=time.time(),
@@ -438,12 +565,12 @@ class NotifyStore:
 
     def record_sealer(self, case_id: str, agency_id: str) -> None:
         """The first agency to seal a contact for a case; later seals change nothing."""
-        with self._lock, self.engine.begin() as connection:
-            present = connection.execute(
-                select(case_sealers.c.agency_id).where(case_sealers.c.case_id == case_id)
-            ).scalar()
-            if present is None:
-                connection.execute(insert(case_sealers).values(case_id=case_id, agency_id=agency_id))
+        with self._writing() as connection:
+            connection.execute(
+                _upsert_insert(connection, case_sealers)
+                .values(case_id=case_id, agency_id=agency_id)
+                .on_conflict_do_nothing(index_elements=[case_sealers.c.case_id])
+            )
 
     def case(self, case_id: str) -> CaseInfo | None:
         with self.engine.connect() as connection:
@@ -466,20 +593,19 @@ class NotifyStore:
     def update_case(self, case_id: str, **values) -> CaseInfo:
         if "languages" in values:
             values["languages"] = ",".join(values["languages"])
-        with self._lock, self.engine.begin() as connection:
-            exists = connection.execute(select(cases.c.case_id).where(cases.c.case_id == case_id)).first()
-            if exists:
-                connection.execute(
-                    update(cases).where(cases.c.case_id == case_id).values(**values, updated_at=time.time())
-                )
-            else:
-                connection.execute(insert(cases).values(case_id=case_id, **values, updated_at=time.time()))
+        values["updated_at"] = time.time()
+        with self._writing() as connection:
+            connection.execute(
+                _upsert_insert(connection, cases)
+                .values(case_id=case_id, **values)
+                .on_conflict_do_update(index_elements=[cases.c.case_id], set_=values)
+            )
         stored = self.case(case_id)
         assert stored is not None  # written just above
         return stored
 
     def forget_contact(self, case_id: str) -> None:
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(
                 update(cases).where(cases.c.case_id == case_id).values(contact_key_id=None, contact_ciphertext=None)
             )
@@ -499,13 +625,10 @@ class NotifyStore:
     ) -> bool:
         """Record once by id; False when it already exists (redelivered input)."""
         now = time.time()
-        with self._lock, self.engine.begin() as connection:
-            if connection.execute(
-                select(deliveries.c.notification_id).where(deliveries.c.notification_id == notification_id)
-            ).first():
-                return False
-            connection.execute(
-                insert(deliveries).values(
+        with self._writing() as connection:
+            recorded = connection.execute(
+                _upsert_insert(connection, deliveries)
+                .values(
                     notification_id=notification_id,
                     case_id=case_id,
                     audience=audience,
@@ -521,8 +644,10 @@ class NotifyStore:
                     finished_at=None if channel != "none" else now,
                     envelope=envelope,
                 )
-            )
-            return True
+                .on_conflict_do_nothing(index_elements=[deliveries.c.notification_id])
+                .returning(deliveries.c.notification_id)
+            ).first()
+            return recorded is not None
 
     def due_deliveries(self, now: float, limit: int = 50) -> list[Delivery]:
         with self.engine.connect() as connection:
@@ -537,6 +662,30 @@ class NotifyStore:
                 .all()
             )
         return [self._delivery(row) for row in rows]
+
+    def claim_due_deliveries(self, now: float, lease_seconds: float, limit: int = 50) -> list[Delivery]:
+        """The due deliveries this dispatcher may attempt now: each is leased (its next attempt
+        moved `lease_seconds` ahead), so another replica's dispatcher skips it; the attempt's
+        outcome sets the real next time. A dispatcher that dies mid-attempt leaves the delivery
+        to any dispatcher once the lease ends (at least once; receivers dedupe by id)."""
+        with self._writing() as connection:
+            due = (
+                select(deliveries.c.notification_id)
+                .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+                .order_by(deliveries.c.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(connection.execute(due).scalars())
+            if not ids:
+                return []
+            rows = connection.execute(select(deliveries).where(deliveries.c.notification_id.in_(ids))).mappings().all()
+            connection.execute(
+                update(deliveries)
+                .where(deliveries.c.notification_id.in_(ids))
+                .values(next_attempt_at=now + lease_seconds)
+            )
+        return sorted((self._delivery(row) for row in rows), key=lambda d: d.next_attempt_at)
 
     def delivery(self, notification_id: str) -> Delivery | None:
         with self.engine.connect() as connection:
@@ -570,7 +719,7 @@ class NotifyStore:
     ) -> int:
         """Add one attempt; set the new status (pending with a next time, delivered, dead, skipped)."""
         now = time.time()
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             current = connection.execute(
                 select(deliveries.c.attempts).where(deliveries.c.notification_id == notification_id)
             ).scalar_one()
@@ -593,7 +742,7 @@ class NotifyStore:
     def purge_dead_deliveries(self, finished_before: float) -> int:
         """Remove deliveries that gave up (dead) before the given time, with their attempts.
         The retention run calls it; returns how many deliveries it removed."""
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             expired = select(deliveries.c.notification_id).where(
                 deliveries.c.status == "dead", deliveries.c.finished_at < finished_before
             )
@@ -604,7 +753,7 @@ class NotifyStore:
 
     def requeue(self, notification_id: str) -> bool:
         """Give a dead delivery a fresh set of tries (replay); False if delivered or unknown."""
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             result = connection.execute(
                 update(deliveries)
                 .where(deliveries.c.notification_id == notification_id, deliveries.c.status.in_(("dead", "pending")))
@@ -642,18 +791,19 @@ class NotifyStore:
         *,
         demo: bool = False,
     ) -> None:
-        with self._lock, self.engine.begin() as connection:
-            connection.execute(coordinators.delete().where(coordinators.c.username == username))
+        account = {
+            "password_hash": password_hash,
+            "scope": scope,
+            "display_name": display_name,
+            "organisation": organisation,
+            "disabled": False,
+            "demo": demo,
+        }
+        with self._writing() as connection:
             connection.execute(
-                insert(coordinators).values(
-                    username=username,
-                    password_hash=password_hash,
-                    scope=scope,
-                    display_name=display_name,
-                    organisation=organisation,
-                    disabled=False,
-                    demo=demo,
-                )
+                _upsert_insert(connection, coordinators)
+                .values(username=username, **account)
+                .on_conflict_do_update(index_elements=[coordinators.c.username], set_=account)
             )
 
     def coordinator(self, username: str) -> dict | None:
@@ -669,7 +819,7 @@ class NotifyStore:
 
     def set_password_hash(self, username: str, password_hash: str) -> bool:
         """A new hash (reset, or the same password at a new cost); False for an unknown account."""
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             result = connection.execute(
                 update(coordinators).where(coordinators.c.username == username).values(password_hash=password_hash)
             )
@@ -677,7 +827,7 @@ class NotifyStore:
 
     def set_disabled(self, username: str, disabled: bool) -> bool:
         """Disable (or enable) an account; disabling ends its sessions. False for an unknown account."""
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             result = connection.execute(
                 update(coordinators).where(coordinators.c.username == username).values(disabled=disabled)
             )
@@ -686,11 +836,11 @@ class NotifyStore:
             return result.rowcount > 0
 
     def drop_sessions_of(self, username: str) -> None:
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(sessions.delete().where(sessions.c.username == username))
 
     def add_session(self, token_hash: str, username: str, expires_at: float) -> None:
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(sessions.delete().where(sessions.c.expires_at < time.time()))
             connection.execute(insert(sessions).values(token_hash=token_hash, username=username, expires_at=expires_at))
 
@@ -702,5 +852,5 @@ class NotifyStore:
         return row["username"]
 
     def drop_session(self, token_hash: str) -> None:
-        with self._lock, self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(sessions.delete().where(sessions.c.token_hash == token_hash))

@@ -44,7 +44,7 @@ from services.notify.adapters.directory import Names, load_names
 from services.notify.adapters.dispatch import Dispatcher
 from services.notify.adapters.grpc_api import NotifyApi, build_server, serving
 from services.notify.adapters.kek_file import kek_from_settings
-from services.notify.adapters.keystore import KeyStore
+from services.notify.adapters.keystore import KeyStore, KeyTable
 from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.webhooks import WebhookSender, load_webhooks
 from services.notify.application import AlertDesk
@@ -111,10 +111,13 @@ class NotifyRuntime:
         store = NotifyStore.open(paths.database_url)
         names = load_names(config)
         kek = kek_from_settings(paths.kek_file, local_mode=config.local_mode)
+        # Shared by every replica on PostgreSQL: the wrapped keys in the same database; the
+        # embedded SQLite store keeps them in a file of their own.
+        key_storage = KeyTable(store.engine) if store.postgres else paths.key_store
         runtime = cls(
             config=config,
             store=store,
-            keys=KeyStore(paths.key_store, kek),
+            keys=KeyStore(key_storage, kek),
             names=names,
             desk=AlertDesk(store, names.regions),
         )
@@ -169,7 +172,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
                 override.coordinator,
                 override.region,
                 override.reason_code,
-                str(store.last_cursor()),
+                str(await store.aio.last_cursor()),
             ),
         )
         await overrides.send(
@@ -224,7 +227,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
     async def emit(
         notification: Notification, *, case_id: str, referral_id: str, caused_by: str, responsible_region: str
     ) -> None:
-        recorded = store.delivery(notification.notification_id)
+        recorded = await store.aio.delivery(notification.notification_id)
         if recorded is not None:
             # A redelivered input. The record is written before the broker has the event, and the
             # input is committed only after the producer flushed: so a crash in between leaves a
@@ -240,7 +243,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             responsible_region=responsible_region,
         )
         await _send_notification(case_id, raw)
-        store.record_notification(
+        await store.aio.record_notification(
             notification_id=notification.notification_id,
             case_id=case_id,
             audience=notification.audience.value,
@@ -279,8 +282,8 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         async for _event, envelope in decoded_events(stream, dead_letters, expect="assignment"):
             with _span(assignments.get_topic_name(), envelope):
                 payload = envelope.assignment
-                facts.record_assignment(envelope)
-                case = store.update_case(
+                await store.aio.run(facts.record_assignment, envelope)
+                case = await store.aio.update_case(
                     envelope.case_id,
                     referral_id=payload.referral_id,
                     responsible_region=payload.responsible_region,
@@ -304,11 +307,11 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
     async def remember_contact(stream):
         async for _event, envelope in decoded_events(stream, dead_letters, expect="referral"):
             referral = envelope.referral
-            facts.record_referral(envelope)
+            await store.aio.run(facts.record_referral, envelope)
             if not referral.contact.ciphertext:
                 continue
             with _span(referral_events.get_topic_name(), envelope):
-                case = store.update_case(
+                case = await store.aio.update_case(
                     envelope.case_id,
                     referral_id=referral.referral_id,
                     contact_key_id=referral.contact.key_id,
@@ -331,7 +334,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         async for event, envelope in decoded_events(stream, dead_letters, expect="escalation"):
             with _span(escalations.get_topic_name(), envelope):
                 try:
-                    alert = desk.record_escalation(envelope)
+                    alert = await desk.record_escalation(envelope)
                 except ValueError as problem:
                     await dead_letters.send(event, str(problem))
                     continue
@@ -345,7 +348,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
                             "region": alert.region,
                         },
                     )
-                case = store.case(envelope.case_id)
+                case = await store.aio.case(envelope.case_id)
                 escalation = envelope.escalation
                 for notification in route_escalation(
                     Escalation(

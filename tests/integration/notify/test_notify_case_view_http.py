@@ -73,9 +73,9 @@ def _assignment(case_id, at, region="GM0518", **extra):
 async def test_the_alerts_of_a_case_are_one_card_and_taking_the_case_takes_every_alert(store):
     client, desk = await _signed_in(store, "coord-gm0518")
     try:
-        desk.record_escalation(escalation("case-one", level=events_pb2.AGENCY_REMINDER, rule="not_acknowledged"))
-        desk.record_escalation(escalation("case-one", level=events_pb2.REGION_COORDINATOR, rule="not_answered"))
-        desk.record_escalation(escalation("case-utrecht", region="GM0344"))
+        await desk.record_escalation(escalation("case-one", level=events_pb2.AGENCY_REMINDER, rule="not_acknowledged"))
+        await desk.record_escalation(escalation("case-one", level=events_pb2.REGION_COORDINATOR, rule="not_answered"))
+        await desk.record_escalation(escalation("case-utrecht", region="GM0344"))
         page = await (await client.get("/dashboard")).text()
         assert '<html lang="nl">' in page  # Dutch by default
         assert page.count('data-case-id="case-one"') == 1 and "case-utrecht" not in page
@@ -110,7 +110,7 @@ async def test_the_alerts_of_a_case_are_one_card_and_taking_the_case_takes_every
 async def test_a_case_action_outside_the_coordinators_region_changes_nothing(store):
     client, desk = await _signed_in(store, "coord-gm0344")
     try:
-        desk.record_escalation(escalation("case-hague"))
+        await desk.record_escalation(escalation("case-hague"))
         page = await (await client.get("/dashboard")).text()
         refused = await client.post(
             "/dashboard/cases/case-hague/take", data={"csrf": _csrf(page)}, allow_redirects=False
@@ -130,7 +130,7 @@ async def test_the_timeline_shows_referral_states_decisions_and_actions_in_words
         start = datetime.now(UTC) - timedelta(days=2)
         facts.record_referral(_referral("case-t", common_pb2.REQUESTED, 0, start))
         facts.record_assignment(_assignment("case-t", start, handover_to="GM0344"))
-        desk.record_escalation(escalation("case-t", rule="not_answered"))
+        await desk.record_escalation(escalation("case-t", rule="not_answered"))
         page = await (await client.get("/dashboard?lang=en")).text()
         timeline = page[page.index('<ol class="timeline">') :]
         assert "Requested" in timeline and "Help was asked here (help_asked_here)" in timeline
@@ -151,7 +151,7 @@ async def test_the_insight_page_shows_figures_for_the_region_and_no_case_ids(sto
             accepted = requested + timedelta(hours=2 + 10 * index)  # 2, 12 and 22 hours
             facts.record_referral(_referral(case_id, common_pb2.ACCEPTED, common_pb2.RECEIVED, accepted))
         facts.record_assignment(_assignment("case-elsewhere", now, region="GM0344", bound_nowhere=True))
-        desk.record_escalation(escalation("case-i1", rule="not_answered"))
+        await desk.record_escalation(escalation("case-i1", rule="not_answered"))
         page = await (await client.get("/insight?lang=en")).text()
         assert "<h1>Insight — how fast clients get help</h1>" in page and "Insight for Den Haag" in page
         assert page.count('role="img"') == 6 and page.count("<table") == 6

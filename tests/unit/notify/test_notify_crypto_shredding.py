@@ -52,7 +52,7 @@ def test_erasing_a_client_destroys_the_key_and_every_copy_becomes_unreadable(tmp
     # ... so no key left anywhere opens the copy; other clients are untouched.
     reopened = KeyStore(tmp_path / "keys.db", KEK)
     nonce, body = sealed.ciphertext[:12], sealed.ciphertext[12:]
-    for case_id, key_id, _kek, wrapped, _at in reopened._db.execute("SELECT * FROM wrapped_case_keys"):
+    for case_id, key_id, _kek, wrapped, _at in reopened.keys._db.execute("SELECT * FROM wrapped_case_keys"):
         key = KEK.unwrap(wrapped, f"{case_id}|{key_id}".encode())
         with pytest.raises(InvalidTag):
             AESGCM(key).decrypt(nonce, body, f"referralmesh/contact/v1|case-a|{sealed.key_id}".encode())

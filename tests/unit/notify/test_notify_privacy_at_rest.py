@@ -65,8 +65,8 @@ def test_a_wrapped_key_moved_to_another_case_does_not_unwrap(tmp_path):
     keys = KeyStore(tmp_path / "keys.db", kek)
     sealed = keys.seal("case-a", Contact("sms", PHONE))
     keys.seal("case-b", Contact("sms", "+31 6 3333 4444"))
-    wrapped_a = keys._db.execute("SELECT wrapped_key FROM wrapped_case_keys WHERE case_id='case-a'").fetchone()[0]
-    keys._db.execute(
+    wrapped_a = keys.keys._db.execute("SELECT wrapped_key FROM wrapped_case_keys WHERE case_id='case-a'").fetchone()[0]
+    keys.keys._db.execute(
         "UPDATE wrapped_case_keys SET wrapped_key=?, key_id=? WHERE case_id='case-b'", (wrapped_a, sealed.key_id)
     )
     with pytest.raises(ContactUnavailable):

@@ -129,12 +129,12 @@ def test_the_throttle_forgets_the_stalest_key_when_full():
     assert throttle.retry_after("c", "", now=3) > 0
 
 
-def test_a_disabled_account_has_no_scope_for_the_grpc_development_identity(store):
+async def test_a_disabled_account_has_no_scope_for_the_grpc_development_identity(store):
     from services.notify.adapters.grpc_api import NotifyApi
     from services.notify.application import AlertDesk
 
     store.put_coordinator("coord-a", "x", "GM0518")
     api = NotifyApi(AlertDesk(store, {"GM0518": "Haaglanden"}), store, keys=None, development_identities=True)
-    assert api._coordinator_scope("coord-a") == "GM0518"
+    assert await api._coordinator_scope("coord-a") == "GM0518"
     store.set_disabled("coord-a", True)
-    assert api._coordinator_scope("coord-a") is None
+    assert await api._coordinator_scope("coord-a") is None
