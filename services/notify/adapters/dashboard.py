@@ -43,7 +43,7 @@ from services.notify.adapters.ui_text import TEXT, UI_LANGUAGES
 from services.notify.application import AlertDesk
 from services.notify.domain import alerts as domain
 from services.notify.domain.alerts import AlertError, Coordinator
-from services.notify.domain.throttle import SignInThrottle
+from services.notify.domain.throttle import SignInThrottle, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Dashboard:
         session_hours: float = 8.0,
         service: str = "notify",
         secure: bool = True,
-        throttle: SignInThrottle | None = None,
+        throttle: Throttle | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         behind_proxy: bool = False,
     ):
@@ -142,7 +142,7 @@ class Dashboard:
         self.secure = secure
         self.session_cookie = (SECURE_PREFIX if secure else "") + SESSION_COOKIE
         self.lang_cookie = (SECURE_PREFIX if secure else "") + LANG_COOKIE
-        self.throttle = throttle or SignInThrottle()
+        self.throttle: Throttle = throttle or SignInThrottle()
         # Behind a TLS proxy every request comes from the proxy: throttle on the address it saw.
         self.behind_proxy = behind_proxy
         self.monotonic = monotonic
@@ -199,6 +199,13 @@ class Dashboard:
     async def _live_cursor(self) -> int:
         """Grows whenever an alert changes or a case's timeline gains a step (both only grow)."""
         return await self.store.aio.run(lambda: self.store.last_cursor() + self.cases.facts.timeline_size())
+
+    async def _throttle(self, method: str, *args):
+        """The throttle's call: in memory at once, or a shared (database) throttle's off the loop."""
+        call = getattr(self.throttle, method)
+        if getattr(self.throttle, "blocking", False):
+            return await self.store.aio.run(call, *args)
+        return call(*args)
 
     @staticmethod
     def _csrf(token: str) -> str:
@@ -297,7 +304,7 @@ class Dashboard:
         lang = cast(str, form.get("lang")) if form.get("lang") in UI_LANGUAGES else self._lang(request)
         username = str(form.get("username", ""))[:80]
         address = self._client_address(request)
-        wait = self.throttle.retry_after(address, username, self.monotonic())
+        wait = await self._throttle("retry_after", address, username, self.monotonic())
         if wait > 0:
             await self.store.aio.log_access(
                 actor=username or "-",
@@ -313,7 +320,7 @@ class Dashboard:
         async with self._hashing:
             who = await asyncio.to_thread(self.auth.authenticate, username, str(form.get("password", ""))[:200])
         if who is None:
-            self.throttle.failed(address, username, self.monotonic())
+            await self._throttle("failed", address, username, self.monotonic())
             await self.store.aio.log_access(
                 actor=username or "-",
                 action="SIGN_IN",
@@ -323,7 +330,7 @@ class Dashboard:
                 result="refused:credentials",
             )
             return self._html(self._render("login.html.j2", lang, failed="sign_in_failed"), lang, status=401)
-        self.throttle.succeeded(username)
+        await self._throttle("succeeded", username)
         token = secrets.token_urlsafe(32)
         await self.store.aio.add_session(passwords.token_hash(token), who.username, time.time() + self.session_seconds)
         await self.store.aio.log_access(

@@ -45,6 +45,7 @@ from services.notify.adapters.dispatch import Dispatcher
 from services.notify.adapters.grpc_api import NotifyApi, build_server, serving
 from services.notify.adapters.kek_file import kek_from_settings
 from services.notify.adapters.keystore import KeyStore, KeyTable
+from services.notify.adapters.shared_throttle import SharedSignInThrottle
 from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.webhooks import WebhookSender, load_webhooks
 from services.notify.application import AlertDesk
@@ -375,6 +376,10 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         runtime.names.regions,
         session_hours=config.notify_session_hours,
         service=SERVICE,
+        # Several replicas share one PostgreSQL: they share the sign-in counts too (wall-clock
+        # seconds, as replicas share no monotonic clock); one SQLite replica counts in memory.
+        throttle=SharedSignInThrottle(store.engine) if store.postgres else None,
+        monotonic=time.time if store.postgres else time.monotonic,
         secure=not config.local_mode,
         behind_proxy=config.notify_web_tls_proxy,
     )

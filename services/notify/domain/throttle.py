@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,23 @@ ADDRESS_POLICY = ThrottlePolicy(max_failures=20, window=15 * 60, lockout=60, max
 
 
 @dataclass
-class _Key:
+class KeyState:
+    """One key's recent failures and lock; kept in memory here, or in a shared store by an adapter."""
+
     failures: list[float] = field(default_factory=list)
     locked_until: float = 0.0
     locks: int = 0
+
+    def retry_after(self, now: float) -> float:
+        return max(0.0, self.locked_until - now)
+
+    def failed(self, policy: ThrottlePolicy, now: float) -> None:
+        """Count one failure; the `max_failures`-th within the window locks the key."""
+        self.failures = [at for at in self.failures if now - at < policy.window] + [now]
+        if len(self.failures) >= policy.max_failures:
+            self.locked_until = now + min(policy.max_lockout, policy.lockout * 2**self.locks)
+            self.locks += 1
+            self.failures = []
 
 
 class Counter:
@@ -44,28 +58,32 @@ class Counter:
     def __init__(self, policy: ThrottlePolicy, max_keys: int = 100_000):
         self.policy = policy
         self.max_keys = max_keys
-        self._keys: OrderedDict[str, _Key] = OrderedDict()
+        self._keys: OrderedDict[str, KeyState] = OrderedDict()
 
     def retry_after(self, key: str, now: float) -> float:
         """Seconds until `key` may try again (0 when it may try now)."""
         entry = self._keys.get(key)
-        if entry is None:
-            return 0.0
-        return max(0.0, entry.locked_until - now)
+        return 0.0 if entry is None else entry.retry_after(now)
 
     def failed(self, key: str, now: float) -> None:
-        entry = self._keys.pop(key, None) or _Key()
+        entry = self._keys.pop(key, None) or KeyState()
         self._keys[key] = entry  # most recently used last
-        entry.failures = [at for at in entry.failures if now - at < self.policy.window] + [now]
-        if len(entry.failures) >= self.policy.max_failures:
-            entry.locked_until = now + min(self.policy.max_lockout, self.policy.lockout * 2**entry.locks)
-            entry.locks += 1
-            entry.failures = []
+        entry.failed(self.policy, now)
         while len(self._keys) > self.max_keys:
             self._keys.popitem(last=False)
 
     def clear(self, key: str) -> None:
         self._keys.pop(key, None)
+
+
+class Throttle(Protocol):
+    """What the dashboard asks of a throttle (this in-memory one, or a shared adapter)."""
+
+    def retry_after(self, address: str, username: str, now: float) -> float: ...
+
+    def failed(self, address: str, username: str, now: float) -> None: ...
+
+    def succeeded(self, username: str) -> None: ...
 
 
 class SignInThrottle:

@@ -4,7 +4,8 @@ pools, as two processes have) on one fresh database.
 - replicas may start at once (the schema is set up by one of them, the other finds it done);
 - the alert change feed never skips a change, however the two replicas' appends interleave
   and commit (a live reader following the cursor sees every change exactly once, in order);
-- a coordinator who signs in on replica A is served by replica B (sessions are shared);
+- a coordinator who signs in on replica A is served by replica B (sessions are shared), and
+  failed sign-ins count on every replica (throttling is shared);
 - a contact sealed through A opens through B, and an erasure through B shreds the key for A;
 - the same notification, alert or sealer recorded by both replicas at once is recorded once,
   and neither replica fails;
@@ -31,10 +32,12 @@ from services.notify.adapters.dashboard import Dashboard, LocalPasswords
 from services.notify.adapters.grpc_api import erase_client
 from services.notify.adapters.kek_file import LocalKeyFile
 from services.notify.adapters.keystore import ContactUnavailable, KeyStore, KeyTable, wrapped_case_keys
+from services.notify.adapters.shared_throttle import SharedSignInThrottle
 from services.notify.adapters.store import NotifyStore, alert_changes
 from services.notify.application import AlertDesk
 from services.notify.domain.alerts import Alert, raise_alert
 from services.notify.domain.contact import Contact
+from services.notify.domain.throttle import ACCOUNT_POLICY, ADDRESS_POLICY
 
 CHEAP = passwords.ScryptCost(n=2**4, r=8, p=1)
 REGIONS = {"GM0518": "Haaglanden", "GM0344": "Utrecht"}
@@ -311,3 +314,39 @@ async def test_the_async_face_runs_store_calls_off_the_event_loop(replicas):
     results = await asyncio.gather(*(a.aio.last_cursor() for _ in range(4)))
     assert results == [0, 0, 0, 0]
     assert threads and loop_thread not in threads
+
+
+def test_failed_sign_ins_spread_over_two_replicas_lock_the_account_on_both(replicas):
+    a, b = replicas
+    on_a, on_b = SharedSignInThrottle(a.engine), SharedSignInThrottle(b.engine)
+    now = 1_900_000_000.0
+    for attempt in range(ACCOUNT_POLICY.max_failures - 1):
+        (on_a if attempt % 2 else on_b).failed(f"198.51.100.{attempt}", "Coord-GM0518", now + attempt)
+    assert on_a.retry_after("203.0.113.9", "coord-gm0518", now + 10) == 0
+    on_b.failed("203.0.113.9", "coord-gm0518", now + 10)  # the 5th, on the other replica
+    assert on_a.retry_after("192.0.2.1", "COORD-gm0518", now + 11) == ACCOUNT_POLICY.lockout - 1
+    assert on_b.retry_after("192.0.2.1", "someone-else", now + 11) == 0
+    on_a.succeeded("coord-gm0518")
+    assert on_b.retry_after("192.0.2.1", "coord-gm0518", now + 12) == 0
+
+
+def test_failures_counted_at_once_by_two_replicas_are_all_counted(replicas):
+    a, b = replicas
+    throttles = [SharedSignInThrottle(a.engine), SharedSignInThrottle(b.engine)]
+    now = 1_900_000_000.0
+    per_replica = (ADDRESS_POLICY.max_failures - 1) // 2  # 9 + 9 = 18: not locked yet
+    start = threading.Barrier(2)
+
+    def fail(throttle: SharedSignInThrottle) -> None:
+        start.wait(timeout=30)
+        for i in range(per_replica):
+            throttle.failed("198.51.100.7", f"user-{i}", now + i)
+
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(fail, throttle) for throttle in throttles]:
+            future.result(timeout=60)
+    assert throttles[0].retry_after("198.51.100.7", "", now + 20) == 0
+    throttles[1].failed("198.51.100.7", "x", now + 20)  # 19th
+    assert throttles[0].retry_after("198.51.100.7", "", now + 21) == 0
+    throttles[0].failed("198.51.100.7", "y", now + 21)  # 20th: the address is locked everywhere
+    assert throttles[1].retry_after("198.51.100.7", "", now + 22) > 0
