@@ -180,11 +180,11 @@ async def test_the_insight_page_shows_figures_for_the_region_and_no_case_ids(sto
 async def test_the_live_cursor_moves_when_a_case_gains_a_timeline_step_and_dutch_stays_the_default(store):
     desk = AlertDesk(store, REGIONS)
     dashboard = Dashboard(desk, store, LocalPasswords(store, cost=CHEAP), REGIONS, secure=False)
-    before = dashboard._live_cursor()
+    before = await dashboard._live_cursor()
     dashboard.cases.facts.record_referral(_referral("case-live", common_pb2.REQUESTED, 0, datetime.now(UTC)))
-    assert dashboard._live_cursor() == before + 1
-    desk.record_escalation(escalation("case-live"))
-    assert dashboard._live_cursor() == before + 2
+    assert await dashboard._live_cursor() == before + 1
+    await desk.record_escalation(escalation("case-live"))
+    assert await dashboard._live_cursor() == before + 2
     client = TestClient(TestServer(dashboard.app()))
     await client.start_server()
     try:
@@ -208,7 +208,7 @@ async def test_a_dispute_shows_the_regions_involved_and_the_decisions_so_far(sto
             kind="escalation", rule="ping_pong", level=events_pb2.NATIONAL_COORDINATOR
         )
         second.at.FromDatetime(datetime.now(UTC) - timedelta(days=1))
-        desk.record_escalation(dispute)
+        await desk.record_escalation(dispute)
         page = await (await client.get("/dashboard?lang=en&level=DISPUTE")).text()
         assert page.count("data-case-id=") == 1
         assert "Regions involved: Den Haag, Utrecht" in page
