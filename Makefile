@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/referralmesh/v1/*.proto)
 GENERATED := generated/referralmesh/v1/.stamp
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test unit lint check proto-lint proto-breaking proto-image proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-e2e-replicas bench-escalation k8s-check chaos fuzz
+.PHONY: run test unit lint check proto-lint proto-breaking proto-image proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-e2e-replicas bench-escalation k8s-check prometheus-rules-check chaos fuzz
 
 run: $(INSTALLED)
 	$(BIN)/mesh demo
@@ -102,8 +102,21 @@ lint: $(INSTALLED) $(BUF)
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory proto-lint proto-breaking
 
-check: lint k8s-check
+check: lint k8s-check prometheus-rules-check
 	$(BIN)/ruff format --check .
+
+# The operators' Prometheus alerting rules (deploy/prometheus): `promtool check rules` and every
+# rule's unit test (`promtool test rules`). promtool is built once with the Go toolchain at the
+# pinned Prometheus module version (v0.316.0 is Prometheus 3.x's Go module numbering).
+PROMETHEUS_MODULE_VERSION := v0.316.0
+PROMTOOL := $(TOOLS)/promtool-$(PROMETHEUS_MODULE_VERSION)/promtool
+
+prometheus-rules-check: $(PROMTOOL)
+	$(PROMTOOL) check rules deploy/prometheus/alerts.yaml
+	cd deploy/prometheus && $(abspath $(PROMTOOL)) test rules alerts.test.yaml
+
+$(PROMTOOL):
+	GOBIN="$(abspath $(dir $@))" GOTOOLCHAIN=local go install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_MODULE_VERSION)
 
 proto-lint: $(BUF)
 	$(BUF) lint

@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
 
     add_pki_arguments(pki)
 
+    agency = commands.add_parser("agency", help="the agency directory (operators): add, update, suspend, list")
+    from meshcli.agency import add_arguments as add_agency_arguments
+
+    add_agency_arguments(agency)
+
     kafka = commands.add_parser("kafka", help="credentials, topics and ACLs of a secured Kafka")
     from meshcli.kafka_ops import add_arguments as add_kafka_arguments
 
@@ -222,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         from meshcli.pki import run as run_pki
 
         return run_pki(options)
+    if options.command == "agency":
+        from meshcli.agency import run as run_agency
+
+        return run_agency(options)
     if options.command == "kafka":
         from meshcli.kafka_ops import run as run_kafka
 

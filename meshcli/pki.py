@@ -13,6 +13,8 @@ Lays out, in DIR (a root CA and two intermediates, as PKIoverheid issues from se
     coordinators/<user>.crt .key     coordinators: URI name urn:referralmesh:coordinator:SCOPE:USER,
                                      one per region (coord-gm0518, scope GM0518) and coord-national
     system/<service>.crt .key        the mesh's own services: urn:referralmesh:system:SERVICE
+    operators/<name>.crt .key        the mesh's operators (agency directory admin API):
+                                     urn:referralmesh:operator:NAME; `operator` by default
     crl.pem                          one CRL per CA (root, agencies-ca, mesh-ca), in one file
     revoked.json                     the revocations the CRLs are built from
 
@@ -249,6 +251,19 @@ def issue_system(ca_cert, ca_key, service: str):
     return _leaf(ca_cert, ca_key, subject, client=True, uri=f"urn:referralmesh:system:{service}")
 
 
+def issue_operator(ca_cert, ca_key, name: str):
+    """An operator of the mesh: may call the agency directory's admin API (AgencyAdminService)."""
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Referral Mesh (demo)"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "operators"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
+    return _leaf(ca_cert, ca_key, subject, client=True, uri=f"urn:referralmesh:operator:{name}")
+
+
 def issue_kafka_broker(ca_cert, ca_key, names=("127.0.0.1", "::1", "localhost")):
     """A broker certificate for TLS listeners; it is a client too, of its own controller listener,
     where Kafka maps the CN to the broker's principal (User:broker)."""
@@ -308,6 +323,7 @@ def init(
     revoke: tuple[str, ...] = (),
     renew: tuple[str, ...] = (),
     server_names: tuple[str, ...] = (),
+    operators: tuple[str, ...] = ("operator",),
     log=print,
 ) -> None:
     """Create or complete the PKI in `directory` for `agencies` (Agency objects of the
@@ -320,7 +336,7 @@ def init(
         for folder in ("agencies",):
             for stale_file in (directory / folder).glob("*") if (directory / folder).exists() else ():
                 stale_file.unlink()
-    for folder in ("agencies", "coordinators", "system", "intermediates"):
+    for folder in ("agencies", "coordinators", "system", "operators", "intermediates"):
         (directory / folder).mkdir(exist_ok=True)
 
     # Who gets a certificate: name -> (folder, issuing CA, how to issue).
@@ -336,6 +352,8 @@ def init(
         holders[name] = ("coordinators", MESH_CA, lambda ca, n=name, sc=scope: issue_coordinator(ca[0], ca[1], n, sc))
     for service in SYSTEM_SERVICES:
         holders[service] = ("system", MESH_CA, lambda ca, sv=service: issue_system(ca[0], ca[1], sv))
+    for operator in operators:
+        holders[operator] = ("operators", MESH_CA, lambda ca, op=operator: issue_operator(ca[0], ca[1], op))
     for name in (*revoke, *renew):
         if name not in holders:
             raise SystemExit(f"error: {name!r} is not an agency, coordinator or service of this PKI")

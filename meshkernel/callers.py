@@ -4,6 +4,7 @@ development headers.
 With mutual TLS the kernel's AuthInterceptor has verified the certificate and left the peer in
 `tls.current_peer`; headers then mean nothing. Without TLS (MESH_MODE=local, loopback only,
 meshkernel/safety.py) a caller names itself: `x-mesh-dev-agency: AGENCY`, or
+`x-mesh-dev-operator: NAME` (an operator of the mesh), or
 `x-mesh-coordinator: USER` (the scope from `x-mesh-dev-scope`, or from the service's own
 coordinator list), and a call naming nobody acts as the development system identity.
 """
@@ -14,11 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from meshkernel import tls
-from meshkernel.principal import AGENCY, COORDINATOR, SYSTEM, Principal
+from meshkernel.principal import AGENCY, COORDINATOR, OPERATOR, SYSTEM, Principal
 
 DEV_AGENCY_HEADER = "x-mesh-dev-agency"
 DEV_COORDINATOR_HEADER = "x-mesh-coordinator"
 DEV_SCOPE_HEADER = "x-mesh-dev-scope"
+DEV_OPERATOR_HEADER = "x-mesh-dev-operator"
 LOOPBACK_PEERS = ("ipv4:127.", "ipv6:[::1]", "unix:")
 DEVELOPMENT_SYSTEM = Principal(SYSTEM, "development")
 
@@ -48,4 +50,6 @@ def principal_of(
         return Principal(COORDINATOR, name, scope)
     if metadata.get(DEV_AGENCY_HEADER):
         return Principal(AGENCY, metadata[DEV_AGENCY_HEADER][:80])
+    if metadata.get(DEV_OPERATOR_HEADER):
+        return Principal(OPERATOR, metadata[DEV_OPERATOR_HEADER][:64])
     return DEVELOPMENT_SYSTEM

@@ -18,7 +18,16 @@ from referralmesh.v1 import events_pb2
 SCHEMA_VERSION = 1
 _ID_NAMESPACE = uuid.UUID("6f1c6a52-3d0e-4e59-9d7e-6a1b2f0c9e11")
 
-PAYLOAD_KINDS = ("referral", "assignment", "escalation", "notification", "override", "alert_action", "client_erased")
+PAYLOAD_KINDS = (
+    "referral",
+    "assignment",
+    "escalation",
+    "notification",
+    "override",
+    "alert_action",
+    "client_erased",
+    "agency_directory_changed",
+)
 
 
 class MalformedEvent(ValueError):

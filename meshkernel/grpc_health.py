@@ -8,11 +8,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 
-def add_health_and_reflection(server: grpc.aio.Server, service_name: str) -> health.aio.HealthServicer:
-    """Register both on `server` for `service_name` (full name, e.g. referralmesh.v1.RegionService)."""
+def add_health_and_reflection(
+    server: grpc.aio.Server, service_name: str, *more_services: str
+) -> health.aio.HealthServicer:
+    """Register both on `server` for `service_name` (full name, e.g. referralmesh.v1.RegionService)
+    and any further services the server serves (reflection lists them too)."""
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (service_name, *more_services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
     return health_servicer
 
 

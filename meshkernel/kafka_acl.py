@@ -18,6 +18,7 @@ from meshkernel.topics import (
     ALL_TOPICS,
     ASSIGNMENTS,
     DEAD_LETTERS,
+    DIRECTORY_EVENTS,
     ESCALATIONS,
     NOTIFICATIONS,
     OVERRIDES,
@@ -34,14 +35,14 @@ BROKER = "broker"
 PRINCIPALS = (*SERVICES, OBSERVER, ADMIN)
 
 WRITES: dict[str, tuple[TopicSpec, ...]] = {
-    "referral": (REFERRAL_EVENTS,),
+    "referral": (REFERRAL_EVENTS, DIRECTORY_EVENTS),
     "region": (ASSIGNMENTS, ESCALATIONS, DEAD_LETTERS),
     "notify": (NOTIFICATIONS, OVERRIDES, DEAD_LETTERS),
 }
 READS: dict[str, tuple[TopicSpec, ...]] = {
     "referral": (),
-    "region": (REFERRAL_EVENTS, OVERRIDES),
-    "notify": (ASSIGNMENTS, ESCALATIONS, REFERRAL_EVENTS),
+    "region": (REFERRAL_EVENTS, OVERRIDES, DIRECTORY_EVENTS),
+    "notify": (ASSIGNMENTS, ESCALATIONS, REFERRAL_EVENTS, DIRECTORY_EVENTS),
 }
 STREAM_WORKERS = ("region", "notify")
 # Consumer groups of short-lived readers start with these names (meshcli/watch.py, replay).

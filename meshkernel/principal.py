@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-AGENCY, COORDINATOR, SYSTEM = "agency", "coordinator", "system"
+AGENCY, COORDINATOR, SYSTEM, OPERATOR = "agency", "coordinator", "system", "operator"
 NATIONAL = "NATIONAL"  # the scope of a national coordinator: every region
 
 
 @dataclass(frozen=True)
 class Principal:
-    role: str  # AGENCY, COORDINATOR or SYSTEM
+    role: str  # AGENCY, COORDINATOR, SYSTEM or OPERATOR (the mesh's operators: agency directory)
     name: str  # agency id, coordinator user name, or service name
     scope: str | None = None  # coordinators: a region code, or NATIONAL
 
@@ -25,6 +25,10 @@ class Principal:
     @property
     def is_coordinator(self) -> bool:
         return self.role == COORDINATOR and bool(self.scope)
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == OPERATOR
 
     @property
     def is_system(self) -> bool:

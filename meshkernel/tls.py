@@ -16,6 +16,7 @@ and check revocation; that is here, and runs for every call before any handler l
    - a coordinator: a URI subject alternative name `urn:referralmesh:coordinator:SCOPE:USER`
      (SCOPE a region code such as GM0518, or NATIONAL);
    - a mesh service ("system"): `urn:referralmesh:system:SERVICE`;
+   - an operator of the mesh (the agency directory's admin API): `urn:referralmesh:operator:NAME`;
    - otherwise an agency: its subject serialNumber is the organisation's OIN (20 digits, as
      PKIoverheid certificates carry it), and the agency directory names it.
    Roles are only as good as the CA that signs them: the coordinator and system names are
@@ -70,8 +71,8 @@ class CertificateRefused(Exception):
     """The peer certificate does not identify an agency that may call; the text says why."""
 
 
-AGENCY, COORDINATOR, SYSTEM = "agency", "coordinator", "system"
-ROLES = frozenset({AGENCY, COORDINATOR, SYSTEM})
+AGENCY, COORDINATOR, SYSTEM, OPERATOR = "agency", "coordinator", "system", "operator"
+ROLES = frozenset({AGENCY, COORDINATOR, SYSTEM, OPERATOR})
 URN = "urn:referralmesh:"
 SCOPE_RE = re.compile(r"^(NATIONAL|[A-Z]{2}\d{4})$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -82,7 +83,7 @@ class PeerIdentity:
     agency_id: str | None  # None: not an agency (a coordinator, a service, or infrastructure)
     oin: str | None
     serial: int
-    role: str | None = None  # AGENCY, COORDINATOR, SYSTEM; None: a valid certificate of no role
+    role: str | None = None  # AGENCY, COORDINATOR, SYSTEM, OPERATOR; None: a valid certificate of no role
     name: str = ""  # agency id, coordinator user name or service name
     scope: str | None = None  # a coordinator's region code, or NATIONAL
 
@@ -227,8 +228,8 @@ def mesh_role_of(certificate: x509.Certificate) -> tuple[str, str, str | None] |
     parts = uris[0][len(URN) :].split(":")
     if len(parts) == 3 and parts[0] == COORDINATOR and SCOPE_RE.match(parts[1]) and NAME_RE.match(parts[2]):
         return COORDINATOR, parts[2], parts[1]
-    if len(parts) == 2 and parts[0] == SYSTEM and NAME_RE.match(parts[1]):
-        return SYSTEM, parts[1], None
+    if len(parts) == 2 and parts[0] in (SYSTEM, OPERATOR) and NAME_RE.match(parts[1]):
+        return parts[0], parts[1], None
     raise CertificateRefused("the certificate's mesh role name is not understood")
 
 
@@ -345,6 +346,9 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
 
 
 def make_verifier(tls: ServerTls, directory: AgencyLookup) -> PeerVerifier:
+    from meshkernel.certificate_metrics import observe_certificate_expiry
+
+    observe_certificate_expiry(tls.cert, tls.ca)
     trusted = x509.load_pem_x509_certificates(tls.ca.read_bytes())
     crl = None
     if tls.crl is not None:

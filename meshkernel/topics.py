@@ -33,6 +33,14 @@ OVERRIDES = TopicSpec(
     365 * DAY_MS,
 )
 NOTIFICATIONS = TopicSpec("notify.notifications.v1", "notifications decided by the notify service", 90 * DAY_MS)
+# Keyed by agency id; compacted, so the topic is the directory's latest change per agency and
+# every region and notify replica reads it whole at start (meshkernel/directory_feed.py).
+DIRECTORY_EVENTS = TopicSpec(
+    "mesh.directory.v1",
+    "agency directory changes by operators (referral service outbox)",
+    -1,
+    cleanup_policy="compact",
+)
 DEAD_LETTERS = TopicSpec("mesh.deadletter.v1", "records a consumer could not process, with the reason", 30 * DAY_MS)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
@@ -42,6 +50,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     OVERRIDES,
     NOTIFICATIONS,
     DEAD_LETTERS,
+    DIRECTORY_EVENTS,
 )
 
 

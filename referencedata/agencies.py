@@ -69,6 +69,8 @@ class Agency:
     # The neutral name every client-facing text uses ("Voices Together", not "Voices Together,
     # sex worker peer support and advocacy"); required, never derived from `name`.
     client_display_name: str
+    # Suspended by an operator (`mesh agency suspend`): found by id, never matched, never a receiver.
+    suspended: bool = False
 
 
 class Directory:
@@ -128,6 +130,7 @@ class Directory:
             and (language is None or language in a.languages)
             and (kind is None or a.kind is kind)
             and (a.accepting or not accepting_only)
+            and not a.suspended
         ]
 
     def __iter__(self) -> Iterator[Agency]:
@@ -172,6 +175,27 @@ def load_directory(path: str | Path = DEFAULT_PATH) -> Directory:
     except OSError as exc:
         raise DirectoryError(str(path), f"cannot read the file ({exc.strerror})") from None
     return parse_directory(text, source=path.name)
+
+
+def agency_from_fields(item: Mapping[str, Any], regions: Mapping[str, str], source: str = "agency") -> Agency:
+    """One agency from its fields (the keys of the YAML file), validated as the file is: used
+    when an operator adds or changes an agency without a redeploy."""
+    return _Parser(source, {}).agency((), dict(item), regions)
+
+
+def agency_fields(agency: Agency) -> dict[str, Any]:
+    """The fields `agency_from_fields` reads, from an agency (for storage and round trips)."""
+    return {
+        "id": agency.agency_id,
+        "name": agency.name,
+        "client_display_name": agency.client_display_name,
+        "kind": agency.kind.value,
+        "oin": agency.oin,
+        "regions_served": list(agency.regions_served),
+        "need_domains": [d.value for d in agency.need_domains],
+        "languages": list(agency.languages),
+        "accepting": agency.accepting,
+    }
 
 
 def parse_directory(text: str, source: str = "<directory>") -> Directory:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
+from typing import Protocol, cast, runtime_checkable
 
 from meshkernel.config import MeshSettings
 from referencedata.errors import InvalidQuery
@@ -45,10 +45,11 @@ from services.referral.domain import (
     referral_from_dict,
     referral_to_dict,
 )
+from services.referral.domain.agency_directory import receiver_refusal
 from services.referral.domain.binding import FactPeriod, check_binding_facts
 from services.referral.domain.case_binding import check_may_refer_on_case
 from services.referral.domain.consent import check_fresh_consent
-from services.referral.domain.errors import InvalidCommand, InvalidReferral
+from services.referral.domain.errors import InvalidCommand, InvalidReferral, ReceiverSuspended
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -162,6 +163,23 @@ class NoMatchingReceiver(Exception):
     pass
 
 
+@runtime_checkable
+class DirectoryView(Protocol):
+    """The agency directory as it stands now (the database's, reloaded when it changes)."""
+
+    def current(self) -> Directory: ...
+
+
+@dataclass(frozen=True)
+class FixedDirectory:
+    """A directory that never changes (tests, tools)."""
+
+    directory: Directory
+
+    def current(self) -> Directory:
+        return self.directory
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -171,14 +189,14 @@ class ReferralUseCases:
         self,
         store: ReferralStore,
         config: MeshSettings,
-        directory: Directory,
+        directory: Directory | DirectoryView,
         *,
         clock: Callable[[], datetime] = _utcnow,
         on_commit: Callable[[], object] = lambda: None,
     ):
         self.store = store
         self.config = config
-        self.directory = directory
+        self.directory = directory if isinstance(directory, DirectoryView) else FixedDirectory(directory)
         self.clock = clock
         self.on_commit = on_commit
 
@@ -189,6 +207,7 @@ class ReferralUseCases:
             raise InvalidReferral("request_key", "a request key is required for safe retries")
         self._check_case_binding(caller, command.case_id)
         receiver = command.receiver_agency or self._match_receiver(command)
+        self._refuse_suspended(receiver)
         now = self.clock()
         consent = Consent(
             organisations=frozenset(command.consent_organisations),
@@ -236,6 +255,11 @@ class ReferralUseCases:
             return self.get(caller, existing_id)
         self.on_commit()
         return referral
+
+    def _refuse_suspended(self, receiver: str) -> None:
+        refusal = receiver_refusal(self.directory.current(), receiver)
+        if refusal:
+            raise ReceiverSuspended(refusal, receiver=receiver)
 
     def _consent_withdrawn_at(self, case_id: str) -> datetime | None:
         return self.store.consent_withdrawn_at(case_id)
@@ -288,6 +312,8 @@ class ReferralUseCases:
         if stored is None:
             raise NotFound("no such referral")
         current = referral_from_dict(stored.document)
+        if action is Action.FORWARD and codes.get("new_receiver") and can_read(current, caller.agency_id):
+            self._refuse_suspended(codes["new_receiver"])
         try:
             updated, event = apply(
                 current,
@@ -529,7 +555,7 @@ class ReferralUseCases:
 
     def _search(self, **filters) -> list[Agency]:
         try:
-            return self.directory.search(**filters)
+            return self.directory.current().search(**filters)
         except InvalidQuery as bad:
             raise InvalidCommand(bad.field, bad.problem) from None
 

@@ -23,14 +23,23 @@ from meshkernel.metrics import setup_metrics
 from meshkernel.retention import run_periodically
 from meshkernel.safety import refuse_unsafe_start
 from meshkernel.shutdown import StopDeadline
-from meshkernel.tls import AGENCY, make_verifier, server_tls_from
+from meshkernel.tls import AGENCY, OPERATOR, make_verifier, server_tls_from
 from meshkernel.tracing import setup_tracing
-from referralmesh.v1 import referral_service_pb2, referral_service_pb2_grpc
+from referralmesh.v1 import (
+    agency_admin_service_pb2,
+    agency_admin_service_pb2_grpc,
+    referral_service_pb2,
+    referral_service_pb2_grpc,
+)
 from services.referral.adapters import identity
+from services.referral.adapters.agency_admin_api import AgencyAdminApi
+from services.referral.adapters.agency_store import AgencyStore
 from services.referral.adapters.grpc_api import ReferralApi
+from services.referral.adapters.live_directory import LiveDirectory
 from services.referral.adapters.metrics import ReferralMetrics
 from services.referral.adapters.outbox_relay import OutboxRelay
 from services.referral.adapters.storage import ReferralStore, make_engine, migrate
+from services.referral.agency_admin import AgencyAdmin
 from services.referral.application import ReferralUseCases
 from services.referral.domain import load_directory
 
@@ -54,7 +63,12 @@ async def serve(config: MeshSettings) -> None:
     engine = make_engine(config.database_url)
     migrate(engine)
     store = ReferralStore(engine)
-    directory = load_directory(config.agency_directory_path)
+    # The directory lives in the database; the shipped file seeds it on the first start only.
+    shipped = load_directory(config.agency_directory_path)
+    agencies = AgencyStore(store, shipped.regions)
+    if seeded := agencies.seed_if_empty(shipped):
+        log.info("agency directory seeded from the shipped file", extra={"agencies": seeded})
+    directory = LiveDirectory(agencies)
     await asyncio.to_thread(prepare_kafka, config, SERVICE)
 
     relay = OutboxRelay(store, config.kafka_bootstrap, client_options=kafka_security(config).client_options())
@@ -66,7 +80,10 @@ async def serve(config: MeshSettings) -> None:
     server_tls = server_tls_from(config)  # mutual TLS when its files are configured
     verifier = make_verifier(server_tls, directory) if server_tls is not None else None
     identity.configure(verifier)
-    server = new_server(config, max_receive_bytes=MAX_MESSAGE_BYTES, verifier=verifier, roles=frozenset({AGENCY}))
+    # Agencies call the ReferralService, operators the AgencyAdminService (each refuses the other).
+    server = new_server(
+        config, max_receive_bytes=MAX_MESSAGE_BYTES, verifier=verifier, roles=frozenset({AGENCY, OPERATOR})
+    )
     referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
         ReferralApi(
             use_cases,
@@ -77,8 +94,13 @@ async def serve(config: MeshSettings) -> None:
         ),
         server,
     )
+    admin = AgencyAdmin(agencies, config, on_commit=lambda: loop.call_soon_threadsafe(relay.wake))
+    agency_admin_service_pb2_grpc.add_AgencyAdminServiceServicer_to_server(
+        AgencyAdminApi(admin, allow_dev_identity=config.development_identities), server
+    )
     service_name = referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name
-    health_servicer = add_health_and_reflection(server, service_name)
+    admin_name = agency_admin_service_pb2.DESCRIPTOR.services_by_name["AgencyAdminService"].full_name
+    health_servicer = add_health_and_reflection(server, service_name, admin_name)
     bind(server, config.referral_grpc_address, server_tls)
     await server.start()
     await mark_serving(health_servicer, service_name)

@@ -14,7 +14,9 @@ from pathlib import Path
 import yaml
 
 from meshkernel.config import MeshSettings
+from meshkernel.directory_feed import DirectoryFeed
 from referencedata import AgencyKind, load_directory
+from referralmesh.v1 import events_pb2
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,15 @@ class Names:
 
     def region(self, code: str) -> str:
         return self.regions.get(code, code)
+
+    def apply(self, change: events_pb2.AgencyDirectoryChanged) -> None:
+        """An operator's directory change (mesh.directory.v1); a suspended agency keeps its
+        name, which its earlier referrals' messages and alerts still show."""
+        agency = change.agency
+        self.agencies[agency.agency_id] = agency.client_display_name
+        if agency.kind == AgencyKind.CENTRAL_MUNICIPALITY.value and not agency.suspended:
+            for code in agency.regions_served:
+                self.region_desks.setdefault(code, agency.client_display_name)
 
     def client_organisation(self, receiver: str | None, region: str) -> str:
         """Who helps the client now, as a client may read it: the receiving agency, else the
@@ -66,3 +77,14 @@ def load_names(config: MeshSettings) -> Names:
         help_url=help_line.get("url", ""),
         region_desks=desks,
     )
+
+
+def follow_directory(app, config: MeshSettings, names: Names) -> DirectoryFeed:
+    """Keep `names` in step with the directory's changes, in every replica, without a restart."""
+    feed = DirectoryFeed(config, names.apply, client_id=f"{app.conf.id}-directory")
+
+    @app.task
+    async def follow() -> None:
+        await feed.run()
+
+    return feed

@@ -40,7 +40,7 @@ from services.notify.adapters.case_facts import CaseFacts
 from services.notify.adapters.channels import ChannelRouter, OutboxChannel
 from services.notify.adapters.client_messages import ClientMessages
 from services.notify.adapters.dashboard import Dashboard, LocalPasswords, dashboard_tls, start_http
-from services.notify.adapters.directory import Names, load_names
+from services.notify.adapters.directory import Names, follow_directory, load_names
 from services.notify.adapters.dispatch import Dispatcher
 from services.notify.adapters.grpc_api import NotifyApi, build_server, serving
 from services.notify.adapters.kek_file import kek_from_settings
@@ -154,6 +154,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
     facts = CaseFacts(store.engine)  # the case view's timeline and the insight page's projection
     app = make_app(SERVICE, config, web_port=None)  # our own aiohttp server serves HTTP
     observe_consumer_lag(app)
+    app.directory_feed = follow_directory(app, config, runtime.names)  # type: ignore[attr-defined]
     assignments = topic(app, config, declared.ASSIGNMENTS)
     escalations = topic(app, config, declared.ESCALATIONS)
     referral_events = topic(app, config, declared.REFERRAL_EVENTS)

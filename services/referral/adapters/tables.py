@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    false,
 )
 
 metadata = MetaData()
@@ -117,6 +119,21 @@ consent_withdrawals = Table(
     Column("withdrawn_at", DateTime(timezone=True), nullable=False),
 )
 
+# The agency directory (0006): seeded from the shipped YAML on first start, then changed by
+# operators (AgencyAdminService, `mesh agency`). `entry` holds the file's fields; the columns
+# exist for uniqueness and for the cheap "did anything change" check of every replica.
+agencies = Table(
+    "agencies",
+    metadata,
+    Column("agency_id", String(64), primary_key=True),
+    Column("oin", String(20), nullable=False, unique=True),
+    Column("suspended", Boolean, nullable=False, server_default=false()),
+    Column("version", Integer, nullable=False),
+    Column("entry", JSON, nullable=False),
+    Column("reason_code", String(64), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 ALL_TABLES = (
     referrals,
     request_keys,
@@ -125,4 +142,5 @@ ALL_TABLES = (
     access_log,
     access_log_purge_horizon,
     consent_withdrawals,
+    agencies,
 )

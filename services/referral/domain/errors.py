@@ -94,3 +94,10 @@ class InvalidCommand(DomainError):
     def __init__(self, field: str, message: str, **details: Any) -> None:
         super().__init__(f"{field}: {message}", field=field, **details)
         self.field = field
+
+
+class ReceiverSuspended(DomainError):
+    """The receiver (or forward target) is suspended by an operator: it takes no new referrals."""
+
+    code = "AGENCY_SUSPENDED"
+    grpc_status = "FAILED_PRECONDITION"

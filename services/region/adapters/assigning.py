@@ -72,7 +72,8 @@ def _resolved(decision: Mapping[str, Any]) -> list:
 class Assigner:
     def __init__(self, resolver: Resolver, agency_regions: Mapping[str, frozenset[str]]):
         self.resolver = resolver
-        self.agency_regions = agency_regions
+        # A copy of its own: the directory feed updates it (adapters/directory_follow.py).
+        self.agency_regions: dict[str, frozenset[str]] = dict(agency_regions)
 
     # ------------------------------------------------------------------ referral events
 

@@ -215,6 +215,17 @@ def escalation_headers(envelope: events_pb2.EventEnvelope, escalation: Escalatio
     return headers
 
 
+def _escalation_attributes(e: Escalation) -> dict[str, str]:
+    """Codes only; `cause` not_acknowledged with `climbed_from` is an alert that waited past its
+    acknowledge deadline (deploy/prometheus/alerts.yaml, MeshEscalationNotAcknowledged)."""
+    return {
+        "referralmesh.level": e.level,
+        "referralmesh.rule": e.rule,
+        "referralmesh.cause": e.cause,
+        "referralmesh.climbed_from": e.climbed_from or "",
+    }
+
+
 # --------------------------------------------------------------------------- the escalator
 
 
@@ -443,7 +454,7 @@ class Escalator:
         now = self.clock()
         for case_id, e, _data, _headers in sent:
             self.outbox.get(case_id, {}).pop(e.escalation_id, None)
-            self._escalations.add(1, {"referralmesh.level": e.level, "referralmesh.rule": e.rule})
+            self._escalations.add(1, _escalation_attributes(e))
             self._lateness.record(max(0.0, now - e.deadline_ts), {"referralmesh.level": e.level})
             log.info(
                 "escalation emitted",

@@ -35,6 +35,7 @@ from services.region.adapters.assigning import (
     assignment_from_entry,
     sent_for,
 )
+from services.region.adapters.directory_follow import follow_directory
 from services.region.adapters.escalating import Escalator
 from services.region.adapters.retention_sweep import ClosedCaseSweep
 from services.region.decide import Resolver
@@ -79,6 +80,7 @@ def build_app(
     # case id -> record (see assigning.Assigner._record): responsibility state, history, seen ids.
     cases = _table(app, config, TABLE)
     assigner = Assigner(resolver, agency_regions)
+    app.directory_feed = follow_directory(app, config, assigner)  # type: ignore[attr-defined]
     escalator = _escalator(
         app,
         config,

@@ -9,14 +9,14 @@ from meshkernel.topics import ALL_TOPICS, REFERRAL_EVENTS
 PREFIX = "t1234."
 PLAN = acl_plan(PREFIX)
 OWN_TOPICS = {
-    "referral": {"referral.events.v1"},
+    "referral": {"referral.events.v1", "mesh.directory.v1"},
     "region": {"region.assignments.v1", "region.escalations.v1", "mesh.deadletter.v1"},
     "notify": {"notify.notifications.v1", "region.overrides.v1", "mesh.deadletter.v1"},
 }
 CONSUMES = {
     "referral": set(),
-    "region": {"referral.events.v1", "region.overrides.v1"},
-    "notify": {"region.assignments.v1", "region.escalations.v1", "referral.events.v1"},
+    "region": {"referral.events.v1", "region.overrides.v1", "mesh.directory.v1"},
+    "notify": {"region.assignments.v1", "region.escalations.v1", "referral.events.v1", "mesh.directory.v1"},
 }
 REGION_CHANGELOGS = [f"{stream_app_id(PREFIX, 'region')}-{table}-changelog" for table in ("cases", "escalation-state")]
 

@@ -56,6 +56,7 @@ def test_shipped_policy_has_every_rule_and_the_ladder():
         "unresolved": "DISPUTE",
         "not_started": "AT_RISK_OF_LOSING_CONTACT",
         "contact_lost": "REGION_COORDINATOR",
+        "receiver_suspended": "REGION_COORDINATOR",
     }
     assert "AGENCY_REMINDER" not in SHIPPED.acknowledge  # followed by not_answered instead
     assert "DISPUTE" not in SHIPPED.acknowledge

@@ -95,6 +95,8 @@ def _active(d: Deadline, t: Track | None) -> bool:
         return status == "ACCEPTED" and d.episode == t.status_version
     if rule == P.CONTACT_LOST:
         return status == "CONTACT_LOST"
+    if rule == P.RECEIVER_SUSPENDED:
+        return True  # open (checked above): a suspended agency cannot end the situation itself
     if rule == P.PING_PONG:
         return status not in ("ACCEPTED", "IN_PROGRESS", "CONTACT_LOST")
     if rule == P.NO_PROGRAMME_ACCEPTS:
@@ -159,6 +161,8 @@ def on_referral_event(
     """
     state = state if state is not None else CaseState(case_id=facts.case_id)
     old = state.track(facts.referral_id) or Track(referral_id=facts.referral_id)
+    if facts.event_type == RECEIVER_SUSPENDED_EVENT:
+        return _on_receiver_suspended(policy, state, old, facts, now)
     if facts.version and facts.version <= old.version:
         return state, (), ()
     at = facts.occurred_at or (now if now is not None else time.time())
@@ -198,6 +202,29 @@ def on_referral_event(
     if passes and policy.enabled(P.PING_PONG) and track.agency_passes == policy.rules[P.PING_PONG].passes:
         add(_new_deadline(policy, state, P.PING_PONG, rid, version, at, urgency, key_episode="agencies"))
     return _settle(state, track, [d for d in new if d is not None])
+
+
+# Not a lifecycle change (status and version stay): the referral service tells that an operator
+# suspended the agency the referral waits on (`addressee`); services/referral/agency_admin.py.
+RECEIVER_SUSPENDED_EVENT = "ReferralReceiverSuspended"
+
+
+def _on_receiver_suspended(
+    policy: EscalationPolicy, state: CaseState, old: Track, facts: ReferralFacts, now: float | None
+) -> Result:
+    """The coordinator of the responsible region, at once, once per suspended agency and referral
+    (the deadline key names the agency, so a redelivery schedules nothing new)."""
+    track = old
+    if not old.status:  # the worker never saw this referral (it predates its state): take its status
+        track = copy_with(old, status=_intern(facts.to_status), urgency=_intern(facts.urgency) or old.urgency)
+    if track.status in CLOSED:
+        return state, (), ()
+    at = facts.occurred_at or (now if now is not None else time.time())
+    rid = facts.referral_id
+    deadline = _new_deadline(
+        policy, state, P.RECEIVER_SUSPENDED, rid, track.version, at, track.urgency, key_episode=facts.addressee
+    )
+    return _settle(state, track, [deadline] if deadline is not None else [])
 
 
 def on_assignment(

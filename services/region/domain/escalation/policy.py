@@ -53,6 +53,9 @@ PING_PONG = "ping_pong"
 NOT_STARTED = "not_started"
 CONTACT_LOST = "contact_lost"
 UNRESOLVED = "unresolved"
+# An operator suspended the agency that receives (or holds) an open referral: the coordinator
+# of the responsible region finds another receiver. Optional in a policy file (default below).
+RECEIVER_SUSPENDED = "receiver_suspended"
 RULES: tuple[str, ...] = (
     NOT_ACKNOWLEDGED,
     NOT_ANSWERED,
@@ -63,7 +66,10 @@ RULES: tuple[str, ...] = (
     NOT_STARTED,
     CONTACT_LOST,
     UNRESOLVED,
+    RECEIVER_SUSPENDED,
 )
+# Rules a policy file may leave out, and what they are then.
+OPTIONAL_RULES: dict[str, dict[str, Any]] = {RECEIVER_SUSPENDED: {"level": "REGION_COORDINATOR", "after": 0}}
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*\Z")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -158,7 +164,10 @@ def _build(data: Any, source: str) -> EscalationPolicy:
                 f"{level} does not climb (it is not a step in `ladder`); remove it or add it to the ladder",
             )
         acknowledge[level] = _timing(raw, f"acknowledge.{level}", calendar)
-    raw_rules = _mapping(top["rules"], "rules", set(RULES), required=set(RULES))
+    raw_rules = {
+        **OPTIONAL_RULES,
+        **_mapping(top["rules"], "rules", set(RULES), required=set(RULES) - set(OPTIONAL_RULES)),
+    }
     rules = {name: _rule(name, raw_rules[name], f"rules.{name}", calendar) for name in RULES}
     history_length = top.get("history_length", 10)
     if isinstance(history_length, bool) or not isinstance(history_length, int) or not 1 <= history_length <= 100:
