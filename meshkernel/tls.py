@@ -72,7 +72,9 @@ class CertificateRefused(Exception):
 
 
 AGENCY, COORDINATOR, SYSTEM, OPERATOR = "agency", "coordinator", "system", "operator"
-ROLES = frozenset({AGENCY, COORDINATOR, SYSTEM, OPERATOR})
+# The roles that use the mesh's case APIs. OPERATOR is apart: it calls the referral service's
+# AgencyAdminService only, and a server admits it only when it names it.
+ROLES = frozenset({AGENCY, COORDINATOR, SYSTEM})
 URN = "urn:referralmesh:"
 SCOPE_RE = re.compile(r"^(NATIONAL|[A-Z]{2}\d{4})$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")

@@ -34,6 +34,12 @@ from meshkernel.kafka import prepare_kafka
 from meshkernel.tls import ClientIdentity, open_channel
 from referencedata.agencies import load_directory
 from referralmesh.v1 import (
+    agency_admin_service_pb2 as admin_api,
+)
+from referralmesh.v1 import (
+    agency_admin_service_pb2_grpc as admin_grpc,
+)
+from referralmesh.v1 import (
     common_pb2,
     events_pb2,
 )
@@ -71,11 +77,14 @@ ROLES = {
     "other region's coordinator": ("coordinators", "coord-gm0344"),
     "national coordinator": ("coordinators", "coord-national"),
     "system": ("system", "region"),
+    "operator": ("operators", "operator"),
 }
 PARTIES = {"sending agency", "receiving agency"}
 AGENCIES = PARTIES | {"other agency"}
 CASE_READERS = PARTIES | {"region coordinator", "national coordinator", "system"}
 ALERT_ACTORS = {"region coordinator", "national coordinator"}
+CASE_API_ROLES = set(ROLES) - {"operator"}  # an operator manages the agency directory only
+OPERATORS = {"operator"}
 DENIED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND}
 
 
@@ -101,6 +110,9 @@ class Mesh:
 
     def referral(self, role):
         return referral_grpc.ReferralServiceStub(self.channel(role, "referral"))
+
+    def admin(self, role):
+        return admin_grpc.AgencyAdminServiceStub(self.channel(role, "referral"))
 
     def region(self, role):
         return region_grpc.RegionServiceStub(self.channel(role, "region"))
@@ -342,11 +354,49 @@ def test_mtls_matrix_referral_service(mesh, rpc, role):
     assert _outcome(call(mesh, role), denied) == _expect(role, allowed)
 
 
+# ----------------------------------------------------------------------- agency directory (admin)
+
+# Requests the application refuses for their content (an empty entry, a stale version, an empty
+# reason code), so that the operator's calls prove access without changing the directory.
+ADMIN_CALLS = {
+    "ListAgencies": (
+        OPERATORS,
+        lambda mesh, role: lambda: mesh.admin(role).ListAgencies(admin_api.ListAgenciesRequest(), timeout=10),
+    ),
+    "AddAgency": (
+        OPERATORS,
+        lambda mesh, role: lambda: mesh.admin(role).AddAgency(admin_api.AddAgencyRequest(), timeout=10),
+    ),
+    "UpdateAgency": (
+        OPERATORS,
+        lambda mesh, role: (
+            lambda: mesh.admin(role).UpdateAgency(
+                admin_api.UpdateAgencyRequest(agency=common_pb2.DirectoryAgency(agency_id=OTHER), expected_version=999),
+                timeout=10,
+            )
+        ),
+    ),
+    "SuspendAgency": (
+        OPERATORS,
+        lambda mesh, role: (
+            lambda: mesh.admin(role).SuspendAgency(admin_api.SuspendAgencyRequest(agency_id=OTHER), timeout=10)
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+@pytest.mark.parametrize("rpc", list(ADMIN_CALLS))
+def test_mtls_matrix_agency_admin_service(mesh, rpc, role):
+    allowed, call = ADMIN_CALLS[rpc]
+    assert _outcome(call(mesh, role)) == _expect(role, allowed)
+
+
 # ----------------------------------------------------------------------------- region service
 
 REGION_CALLS = {
     "Resolve": (
-        set(ROLES),
+        CASE_API_ROLES,
         lambda mesh, role: (
             lambda: mesh.region(role).Resolve(
                 region_api.ResolveRequest(asked_in="GM0363", service="shelter", decision_date="2026-11-01"), timeout=10
@@ -354,7 +404,7 @@ REGION_CALLS = {
         ),
     ),
     "ListRegions": (
-        set(ROLES),
+        CASE_API_ROLES,
         lambda mesh, role: lambda: mesh.region(role).ListRegions(region_api.ListRegionsRequest(), timeout=10),
     ),
     "GetAssignment": (
