@@ -1,4 +1,4 @@
-"""The agency directory in the referral service's database (table `agencies`, migration 0006).
+"""The agency directory in the referral service's database (table `agencies`, migration 0007).
 
 Seeded from the shipped YAML file on the first start (an empty table), so `make run` and a fresh
 deployment work as before; from then on the database is the directory and operators change it

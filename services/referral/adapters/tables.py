@@ -119,7 +119,7 @@ consent_withdrawals = Table(
     Column("withdrawn_at", DateTime(timezone=True), nullable=False),
 )
 
-# The agency directory (0006): seeded from the shipped YAML on first start, then changed by
+# The agency directory (0007): seeded from the shipped YAML on first start, then changed by
 # operators (AgencyAdminService, `mesh agency`). `entry` holds the file's fields; the columns
 # exist for uniqueness and for the cheap "did anything change" check of every replica.
 agencies = Table(

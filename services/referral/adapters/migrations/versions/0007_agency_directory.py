@@ -2,15 +2,15 @@
 (AgencyAdminService, `mesh agency`). Empty here: the service seeds it from the shipped YAML
 file on its first start (adapters/agency_store.py).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
