@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -197,7 +198,8 @@ def _referral_to(receiver: str, case_id: str | None = None) -> referral_api.Crea
 
 
 def _error_code(error: grpc.RpcError) -> str | None:
-    return dict(error.trailing_metadata() or ()).get(ERROR_CODE)
+    metadata: Any = error.trailing_metadata() or ()
+    return dict(metadata).get(ERROR_CODE)
 
 
 def test_an_added_agency_receives_referrals_and_calls_with_its_new_certificate_without_a_restart(mesh):
