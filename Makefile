@@ -102,7 +102,7 @@ lint: $(INSTALLED) $(BUF)
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory proto-lint proto-breaking
 
-check: lint k8s-check prometheus-rules-check
+check: lint k8s-check
 	$(BIN)/ruff format --check .
 
 # The operators' Prometheus alerting rules (deploy/prometheus): `promtool check rules` and every
