@@ -14,8 +14,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -144,6 +145,20 @@ class MeshSettings(BaseSettings):
     # bytes, base64). Required outside MESH_MODE=local, where it should come from a secret
     # store mounted apart from keys.db; local mode makes one under state_dir/notify/.
     notify_kek_path: Path | None = None  # MESH_NOTIFY_KEK_PATH
+    # Sign-in with the organisation's OpenID Connect provider (services/notify/README.md,
+    # "Sign-in with an identity provider"): set issuer, client id, secret file and redirect URL
+    # together (or none: local accounts only). Outside local mode the issuer and the redirect URL
+    # must be https. The region comes from the claim named here, or from the mapping file.
+    notify_oidc_issuer: str | None = None  # MESH_NOTIFY_OIDC_ISSUER: the provider's issuer URL
+    notify_oidc_client_id: str | None = None  # MESH_NOTIFY_OIDC_CLIENT_ID
+    notify_oidc_client_secret_file: Path | None = None  # MESH_NOTIFY_OIDC_CLIENT_SECRET_FILE: read at start
+    notify_oidc_redirect_url: str | None = (
+        None  # MESH_NOTIFY_OIDC_REDIRECT_URL: https://<dashboard>/login/oidc/callback
+    )
+    notify_oidc_scopes: str = "openid"  # MESH_NOTIFY_OIDC_SCOPES: requested scopes, space separated
+    notify_oidc_scope_claim: str = "mesh_region"  # MESH_NOTIFY_OIDC_SCOPE_CLAIM: a region code, NATIONAL, or groups
+    notify_oidc_mapping_path: Path | None = None  # MESH_NOTIFY_OIDC_MAPPING_PATH: subjects/claim values -> scope
+    notify_oidc_label: str = ""  # MESH_NOTIFY_OIDC_LABEL: the provider's name on the sign-in page
 
     @field_validator("notify_web_tls_cert", "notify_web_tls_key", "notify_kek_path", mode="before")
     @classmethod
@@ -162,6 +177,11 @@ class MeshSettings(BaseSettings):
         "notify_client_outbox_path",
         "notify_database_url",
         "notify_demo_password",
+        "notify_oidc_issuer",
+        "notify_oidc_client_id",
+        "notify_oidc_client_secret_file",
+        "notify_oidc_redirect_url",
+        "notify_oidc_mapping_path",
         "kafka_security_protocol",
         "kafka_ca",
         "kafka_username",
@@ -174,6 +194,17 @@ class MeshSettings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _oidc_settings_are_complete_and_safe(self) -> MeshSettings:
+        problem = oidc_settings_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return self.notify_oidc_issuer is not None
 
     @property
     def tls_enabled(self) -> bool:
@@ -194,6 +225,37 @@ class MeshSettings(BaseSettings):
 
     def topic(self, base_name: str) -> str:
         return f"{self.topic_prefix}{base_name}"
+
+
+OIDC_CALLBACK_PATH = "/login/oidc/callback"
+
+
+def oidc_settings_problem(config: MeshSettings) -> str | None:
+    """What is wrong with the OpenID Connect settings, or None (also when none are set)."""
+    required = {
+        "MESH_NOTIFY_OIDC_ISSUER": config.notify_oidc_issuer,
+        "MESH_NOTIFY_OIDC_CLIENT_ID": config.notify_oidc_client_id,
+        "MESH_NOTIFY_OIDC_CLIENT_SECRET_FILE": config.notify_oidc_client_secret_file,
+        "MESH_NOTIFY_OIDC_REDIRECT_URL": config.notify_oidc_redirect_url,
+    }
+    missing = [name for name, value in required.items() if value is None]
+    if len(missing) == len(required):
+        return None
+    if missing:
+        return f"OpenID Connect sign-in needs {', '.join(missing)} as well (or none of the MESH_NOTIFY_OIDC_* settings)"
+    for name in ("MESH_NOTIFY_OIDC_ISSUER", "MESH_NOTIFY_OIDC_REDIRECT_URL"):
+        url = urlsplit(str(required[name]))
+        if url.scheme not in ("https", "http") or not url.netloc or url.query or url.fragment:
+            return f"{name}={required[name]}: not an absolute http(s) URL without query or fragment"
+        if url.scheme != "https" and not config.local_mode:
+            return f"{name}={required[name]}: production mode needs https (http only with MESH_MODE=local)"
+    if urlsplit(str(config.notify_oidc_redirect_url)).path != OIDC_CALLBACK_PATH:
+        return f"MESH_NOTIFY_OIDC_REDIRECT_URL must end in {OIDC_CALLBACK_PATH} (the dashboard's callback)"
+    if "openid" not in config.notify_oidc_scopes.split():
+        return "MESH_NOTIFY_OIDC_SCOPES must include openid"
+    if not config.notify_oidc_scope_claim.strip() and config.notify_oidc_mapping_path is None:
+        return "MESH_NOTIFY_OIDC_SCOPE_CLAIM is empty and no MESH_NOTIFY_OIDC_MAPPING_PATH is set"
+    return None
 
 
 @lru_cache(maxsize=1)

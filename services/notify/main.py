@@ -15,6 +15,7 @@ from meshkernel.streams import run_worker
 from meshkernel.tracing import setup_tracing
 from services.notify.adapters.dashboard import web_tls_problem
 from services.notify.adapters.kek_file import key_encryption_key_problem
+from services.notify.adapters.oidc import oidc_problem
 from services.notify.adapters.streams import SERVICE, build_app
 from services.notify.paths import database_problem
 
@@ -22,7 +23,9 @@ from services.notify.paths import database_problem
 def run() -> None:
     config = settings()
     # before Kafka or a database is touched
-    refuse_unsafe_start(config, SERVICE, service_needs=(key_encryption_key_problem, web_tls_problem, database_problem))
+    refuse_unsafe_start(
+        config, SERVICE, service_needs=(key_encryption_key_problem, web_tls_problem, database_problem, oidc_problem)
+    )
     setup_logging(SERVICE, config.log_level)
     setup_tracing(SERVICE, environment=config.environment)
     setup_metrics(SERVICE, config.notify_metrics_port, address=config.metrics_host)

@@ -6,7 +6,8 @@ events: "alerts" whenever something in the list may have changed), and POST
 /dashboard/alerts/{escalation_id}/{acknowledge|take|reassign|resolve}.
 
 Sign-in goes through an `Authenticator` (the embedded default checks the local scrypt password
-store); an OIDC adapter implements the same port (see the README). Failed sign-ins are throttled
+store); with an identity provider configured, adapters/oidc_dashboard.py adds /login/oidc and
+its callback and ends in the same `start_session`. Failed sign-ins are throttled
 per client address and per account (domain/throttle.py). Sessions are random tokens in an
 HttpOnly, SameSite=Strict cookie, stored hashed; outside MESH_MODE=local the cookie is `Secure`
 with the `__Host-` prefix and every response carries HSTS. Forms carry a CSRF token derived from
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 import jinja2
 from aiohttp import web
@@ -46,6 +47,7 @@ from services.notify.domain.alerts import AlertError, Coordinator
 from services.notify.domain.throttle import SignInThrottle, Throttle
 
 log = logging.getLogger(__name__)
+AnyResponse = TypeVar("AnyResponse", bound=web.StreamResponse)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "dashboard"
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -69,6 +71,14 @@ SECURITY_HEADERS = {
 
 class Authenticator(Protocol):
     def authenticate(self, username: str, password: str) -> Coordinator | None: ...
+
+
+class IdentityProviderRoutes(Protocol):
+    """Sign-in at an identity provider: its routes, and the sign-in page's link text per language."""
+
+    link_texts: dict[str, str]
+
+    def add_routes(self, app: web.Application) -> None: ...
 
 
 class LocalPasswords:
@@ -154,6 +164,13 @@ class Dashboard:
         facts = CaseFacts(store.engine)
         self.cases = CaseView(self, facts)
         self.insight = InsightPage(self, facts)
+        self.identity_provider: IdentityProviderRoutes | None = None
+        self.env.globals["identity_provider"] = None
+
+    def offer_identity_provider(self, routes: IdentityProviderRoutes) -> None:
+        """Sign-in at the organisation's identity provider beside local accounts (adapters/oidc_dashboard.py)."""
+        self.identity_provider = routes
+        self.env.globals["identity_provider"] = routes.link_texts
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[security_headers(hsts=self.secure)], client_max_size=64 * 1024)
@@ -170,6 +187,8 @@ class Dashboard:
         self.cases.add_routes(app)
         self.insight.add_routes(app)
         app.router.add_static("/static", str(STATIC), show_index=False)
+        if self.identity_provider is not None:
+            self.identity_provider.add_routes(app)
         return app
 
     # --- plumbing -----------------------------------------------------------------------
@@ -331,15 +350,18 @@ class Dashboard:
             )
             return self._html(self._render("login.html.j2", lang, failed="sign_in_failed"), lang, status=401)
         await self._throttle("succeeded", username)
+        raise await self.start_session(who, lang, web.HTTPSeeOther("/dashboard"))
+
+    async def start_session(self, who: Coordinator, lang: str, response: AnyResponse) -> AnyResponse:
+        """A new session for a signed-in coordinator (any sign-in), access-logged; `response` sets its cookie."""
         token = secrets.token_urlsafe(32)
         await self.store.aio.add_session(passwords.token_hash(token), who.username, time.time() + self.session_seconds)
         await self.store.aio.log_access(
             actor=who.username, action="SIGN_IN", case_id="-", why="dashboard", channel="web", organisation=who.scope
         )
-        response = web.HTTPSeeOther("/dashboard")
         self._set_cookie(response, self.session_cookie, token, int(self.session_seconds))
         self._set_cookie(response, self.lang_cookie, lang, 365 * 86400)
-        raise response
+        return response
 
     async def logout(self, request: web.Request) -> web.Response:
         current = await self._user(request)

@@ -45,6 +45,7 @@ from services.notify.adapters.dispatch import Dispatcher
 from services.notify.adapters.grpc_api import NotifyApi, build_server, serving
 from services.notify.adapters.kek_file import kek_from_settings
 from services.notify.adapters.keystore import KeyStore, KeyTable
+from services.notify.adapters.oidc_dashboard import offer_identity_provider
 from services.notify.adapters.shared_throttle import SharedSignInThrottle
 from services.notify.adapters.store import NotifyStore
 from services.notify.adapters.webhooks import WebhookSender, load_webhooks
@@ -384,6 +385,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         secure=not config.local_mode,
         behind_proxy=config.notify_web_tls_proxy,
     )
+    offer_identity_provider(config, dashboard)
     web_tls = dashboard_tls(config)
     web_host = config.notify_web_host
 
