@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -146,15 +146,15 @@ class MeshSettings(BaseSettings):
     # store mounted apart from keys.db; local mode makes one under state_dir/notify/.
     notify_kek_path: Path | None = None  # MESH_NOTIFY_KEK_PATH
     # Sign-in with the organisation's OpenID Connect provider (services/notify/README.md,
-    # "Sign-in with an identity provider"): set issuer, client id, secret file and redirect URL
-    # together (or none: local accounts only). Outside local mode the issuer and the redirect URL
-    # must be https. The region comes from the claim named here, or from the mapping file.
+    # "Sign-in with an identity provider"): the issuer turns it on and then needs the client id,
+    # secret file and redirect URL (no issuer: local accounts only). Outside local mode the
+    # issuer and the redirect URL must be https (oidc_settings_problem, checked when the notify
+    # service starts). The region comes from the claim named here, or from the mapping file.
     notify_oidc_issuer: str | None = None  # MESH_NOTIFY_OIDC_ISSUER: the provider's issuer URL
     notify_oidc_client_id: str | None = None  # MESH_NOTIFY_OIDC_CLIENT_ID
     notify_oidc_client_secret_file: Path | None = None  # MESH_NOTIFY_OIDC_CLIENT_SECRET_FILE: read at start
-    notify_oidc_redirect_url: str | None = (
-        None  # MESH_NOTIFY_OIDC_REDIRECT_URL: https://<dashboard>/login/oidc/callback
-    )
+    # MESH_NOTIFY_OIDC_REDIRECT_URL: https://<dashboard host>/login/oidc/callback
+    notify_oidc_redirect_url: str | None = None
     notify_oidc_scopes: str = "openid"  # MESH_NOTIFY_OIDC_SCOPES: requested scopes, space separated
     notify_oidc_scope_claim: str = "mesh_region"  # MESH_NOTIFY_OIDC_SCOPE_CLAIM: a region code, NATIONAL, or groups
     notify_oidc_mapping_path: Path | None = None  # MESH_NOTIFY_OIDC_MAPPING_PATH: subjects/claim values -> scope
@@ -195,13 +195,6 @@ class MeshSettings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @model_validator(mode="after")
-    def _oidc_settings_are_complete_and_safe(self) -> MeshSettings:
-        problem = oidc_settings_problem(self)
-        if problem:
-            raise ValueError(problem)
-        return self
-
     @property
     def oidc_enabled(self) -> bool:
         return self.notify_oidc_issuer is not None
@@ -231,7 +224,10 @@ OIDC_CALLBACK_PATH = "/login/oidc/callback"
 
 
 def oidc_settings_problem(config: MeshSettings) -> str | None:
-    """What is wrong with the OpenID Connect settings, or None (also when none are set)."""
+    """What is wrong with the OpenID Connect settings, or None; without an issuer sign-in at an
+    identity provider is off and the other MESH_NOTIFY_OIDC_* settings are not used."""
+    if config.notify_oidc_issuer is None:
+        return None
     required = {
         "MESH_NOTIFY_OIDC_ISSUER": config.notify_oidc_issuer,
         "MESH_NOTIFY_OIDC_CLIENT_ID": config.notify_oidc_client_id,
@@ -239,10 +235,8 @@ def oidc_settings_problem(config: MeshSettings) -> str | None:
         "MESH_NOTIFY_OIDC_REDIRECT_URL": config.notify_oidc_redirect_url,
     }
     missing = [name for name, value in required.items() if value is None]
-    if len(missing) == len(required):
-        return None
     if missing:
-        return f"OpenID Connect sign-in needs {', '.join(missing)} as well (or none of the MESH_NOTIFY_OIDC_* settings)"
+        return f"MESH_NOTIFY_OIDC_ISSUER is set: OpenID Connect sign-in needs {', '.join(missing)} as well"
     for name in ("MESH_NOTIFY_OIDC_ISSUER", "MESH_NOTIFY_OIDC_REDIRECT_URL"):
         url = urlsplit(str(required[name]))
         if url.scheme not in ("https", "http") or not url.netloc or url.query or url.fragment:

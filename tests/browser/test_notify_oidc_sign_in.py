@@ -100,7 +100,7 @@ def test_a_coordinator_signs_in_at_the_identity_provider_and_sees_only_their_reg
     wait.until(seen.presence_of_element_located((By.ID, "alerts")))
     assert urlsplit(browser.current_url).path == "/dashboard"
     assert "Coordinator Den Haag" in browser.find_element(By.CLASS_NAME, "account").text
-    wait.until(seen.presence_of_element_located((By.ID, f"alert-{mine.escalation.escalation_id}")))
+    wait.until(seen.presence_of_element_located((By.ID, f"case-{here}")))  # one card per case
     assert elsewhere not in browser.page_source
     browser.save_screenshot(str(artifacts / "notify-oidc-signed-in.png"))
 

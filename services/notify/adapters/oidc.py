@@ -32,7 +32,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
-from meshkernel.config import MeshSettings
+from meshkernel.config import MeshSettings, oidc_settings_problem
 from services.notify.domain.oidc_scope import ScopeMapping, check_mapping
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,10 @@ def client_settings(config: MeshSettings) -> OidcClientSettings | None:
     """The client settings, with the secret read from its file; None when OIDC is not configured."""
     if not config.oidc_enabled:
         return None
-    assert config.notify_oidc_client_secret_file is not None  # MeshSettings checked completeness
+    problem = oidc_settings_problem(config)
+    if problem:
+        raise ValueError(problem)
+    assert config.notify_oidc_client_secret_file is not None  # oidc_settings_problem checked completeness
     secret = Path(config.notify_oidc_client_secret_file).read_text().strip()
     if not secret:
         raise ValueError(f"MESH_NOTIFY_OIDC_CLIENT_SECRET_FILE={config.notify_oidc_client_secret_file} is empty")
@@ -130,9 +133,12 @@ def load_scope_mapping(config: MeshSettings, regions: Mapping[str, str]) -> Scop
 
 
 def oidc_problem(config: MeshSettings, service: str) -> str | None:
-    """At start: the secret file is readable and not empty (the rest MeshSettings checks)."""
-    if service != "notify" or not config.oidc_enabled:
+    """At start: the settings are complete and safe, the secret file readable and not empty."""
+    if service != "notify":
         return None
+    problem = oidc_settings_problem(config)
+    if problem or not config.oidc_enabled:
+        return problem
     try:
         client_settings(config)
     except (OSError, ValueError) as error:
