@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from meshkernel.config import MeshSettings, settings
-from meshkernel.grpc_health import add_health_and_reflection, mark_serving
+from meshkernel.grpc_health import add_health_and_reflection
 from meshkernel.grpc_server import bind, new_server
+from meshkernel.health import KafkaProbe, ServiceHealth
 from meshkernel.kafka import prepare_kafka
 from meshkernel.kafka_security import kafka_security
 from meshkernel.logs import setup_logging
@@ -103,7 +104,10 @@ async def serve(config: MeshSettings) -> None:
     health_servicer = add_health_and_reflection(server, service_name, admin_name)
     bind(server, config.referral_grpc_address, server_tls)
     await server.start()
-    await mark_serving(health_servicer, service_name)
+    # SERVING only while Kafka answers (meshkernel/health.py); "liveness" apart from it.
+    readiness = ServiceHealth((service_name,), kafka=KafkaProbe(config))
+    await readiness.attach(health_servicer)
+    readiness_task = asyncio.create_task(readiness.run(), name="readiness")
     log.info("referral service listening", extra={"address": config.referral_grpc_address})
 
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
@@ -136,9 +140,9 @@ async def serve(config: MeshSettings) -> None:
     deadline = StopDeadline(SERVICE, lambda: _outbox_left(store))
     deadline.arm()
     log.info("referral service stopping")
-    await health_servicer.enter_graceful_shutdown()
+    await readiness.stop()
     await server.stop(grace=3)
-    for task in (outbox_retention_task, retention_task, sweeper_task, relay_task):
+    for task in (readiness_task, outbox_retention_task, retention_task, sweeper_task, relay_task):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -30,6 +30,7 @@ from meshkernel import envelope as envelopes
 from meshkernel import topics as declared
 from meshkernel import tracing
 from meshkernel.config import MeshSettings
+from meshkernel.health import KafkaProbe, ServiceHealth, faust_worker_checks, with_probes
 from meshkernel.retention import run_periodically
 from meshkernel.streams import DeadLetters, decoded_events, make_app, observe_consumer_lag, topic
 from meshkernel.tls import make_verifier, server_tls_from
@@ -42,7 +43,8 @@ from services.notify.adapters.client_messages import ClientMessages
 from services.notify.adapters.dashboard import Dashboard, LocalPasswords, dashboard_tls, start_http
 from services.notify.adapters.directory import Names, follow_directory, load_names
 from services.notify.adapters.dispatch import Dispatcher
-from services.notify.adapters.grpc_api import NotifyApi, build_server, serving
+from services.notify.adapters.grpc_api import SERVICE_NAME as NOTIFY_API
+from services.notify.adapters.grpc_api import NotifyApi, build_server
 from services.notify.adapters.kek_file import kek_from_settings
 from services.notify.adapters.keystore import KeyStore, KeyTable
 from services.notify.adapters.oidc_dashboard import offer_identity_provider
@@ -388,6 +390,13 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
     offer_identity_provider(config, dashboard)
     web_tls = dashboard_tls(config)
     web_host = config.notify_web_host
+    # Ready: Kafka answers, partitions assigned, no rebalance (meshkernel/health.py).
+    readiness = ServiceHealth((NOTIFY_API,), kafka=KafkaProbe(config), checks=faust_worker_checks(app))
+    app.readiness = readiness  # type: ignore[attr-defined]  # for tests
+
+    @app.task
+    async def readiness_probe():
+        await readiness.run(lambda: app.should_stop)
 
     @app.service
     class NotifyServers(mode.Service):
@@ -398,7 +407,9 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         retention_task = None
 
         async def on_start(self) -> None:
-            self.runner = await start_http(dashboard.app(), web_host, config.notify_web_port, web_tls)
+            self.runner = await start_http(
+                with_probes(dashboard.app(), readiness), web_host, config.notify_web_port, web_tls
+            )
             address = f"{'https' if web_tls else 'http'}://{web_host}:{config.notify_web_port}/"
             log.info("notify dashboard listening", extra={"address": address})
             servicer = NotifyApi(
@@ -414,7 +425,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             verifier = make_verifier(tls, load_directory(config.agency_directory_path)) if tls else None
             self.grpc_server, self.health = build_server(servicer, config, tls, verifier)
             await self.grpc_server.start()
-            await serving(self.health)
+            await readiness.attach(self.health)
             log.info("notify gRPC listening", extra={"address": config.notify_grpc_address})
             self.delivery_task = asyncio.ensure_future(dispatcher.run())
             keep_seconds = config.notify_dead_letter_retention_days * 86400
@@ -433,6 +444,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            await readiness.stop()
             if self.grpc_server is not None:
                 await self.health.enter_graceful_shutdown()
                 await self.grpc_server.stop(grace=2)

@@ -22,6 +22,7 @@ from meshkernel.callers import NoIdentity, principal_of
 from meshkernel.config import MeshSettings
 from meshkernel.grpc_health import add_health_and_reflection, mark_serving
 from meshkernel.grpc_server import bind, new_server
+from meshkernel.health import ServiceHealth
 from meshkernel.principal import Denied, Principal
 from meshkernel.tls import ROLES, PeerVerifier, ServerTls, make_verifier, server_tls_from
 from referencedata.agencies import load_directory
@@ -189,7 +190,15 @@ def build_server(
     return server, health_servicer
 
 
-def attach_grpc_server(app: faust.App, config: MeshSettings, resolver: Resolver, cases, *, incoming_topic: str) -> None:
+def attach_grpc_server(
+    app: faust.App,
+    config: MeshSettings,
+    resolver: Resolver,
+    cases,
+    *,
+    incoming_topic: str,
+    readiness: ServiceHealth | None = None,
+) -> None:
     """Start the gRPC server with the worker and stop it (gracefully) when the worker stops."""
 
     @app.service
@@ -210,11 +219,16 @@ def attach_grpc_server(app: faust.App, config: MeshSettings, resolver: Resolver,
             verifier = make_verifier(tls, load_directory(config.agency_directory_path)) if tls else None
             self.server, self.health_servicer = build_server(servicer, config, tls, verifier)
             await self.server.start()
-            await mark_serving(self.health_servicer, SERVICE_NAME)
+            if readiness is not None:  # SERVING only while the worker is ready
+                await readiness.attach(self.health_servicer)
+            else:
+                await mark_serving(self.health_servicer, SERVICE_NAME)
             log.info("region gRPC listening", extra={"address": config.region_grpc_address})
 
         async def on_stop(self) -> None:
             if self.server is not None:
+                if readiness is not None:
+                    await readiness.stop()
                 await self.health_servicer.enter_graceful_shutdown()
                 await self.server.stop(grace=3)
                 log.info("region gRPC stopped")

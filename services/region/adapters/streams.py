@@ -23,6 +23,7 @@ from meshkernel import envelope as envelopes
 from meshkernel import topics as declared
 from meshkernel import tracing
 from meshkernel.config import MeshSettings
+from meshkernel.health import KafkaProbe, ServiceHealth, faust_health_pages, faust_worker_checks
 from meshkernel.metrics import meter
 from meshkernel.streams import DeadLetters, decoded_events, make_app, observe_consumer_lag, topic
 from referralmesh.v1 import events_pb2
@@ -43,6 +44,7 @@ from services.region.domain.escalation import EscalationPolicy, load_escalation_
 from services.region.domain.retention import ClosedCaseRetention
 
 log = logging.getLogger(__name__)
+API_NAME = "referralmesh.v1.RegionService"
 TABLE = "cases"
 ESCALATION_TABLE = "escalation-state"
 SESSION_TIMEOUT_SECONDS = 10.0
@@ -233,11 +235,30 @@ def build_app(
     async def health(web, request):
         return web.json({"status": "ok", "service": SERVICE})
 
+    # Ready: Kafka answers, partitions assigned, no rebalance, both tables recovered (the stall
+    # detector loaded them); /ready, /live and gRPC health (meshkernel/health.py).
+    readiness = ServiceHealth(
+        (API_NAME,),
+        kafka=KafkaProbe(config),
+        checks=faust_worker_checks(app, tables_recovered=lambda: escalator.ready),
+    )
+    app.readiness = readiness  # type: ignore[attr-defined]  # for tests and the gRPC server
+    faust_health_pages(app, readiness)
+
+    @app.task
+    async def readiness_probe():
+        await readiness.run(lambda: app.should_stop)
+
     if grpc:
         from services.region.adapters.grpc_api import attach_grpc_server
 
         attach_grpc_server(
-            app, config, resolver, cases, incoming_topic=config.topic(declared.REFERRAL_EVENTS.base_name)
+            app,
+            config,
+            resolver,
+            cases,
+            incoming_topic=config.topic(declared.REFERRAL_EVENTS.base_name),
+            readiness=readiness,
         )
     return app
 
