@@ -26,6 +26,7 @@ from referralmesh.v1 import events_pb2
 from services.region.adapters.facts_mapping import assignment_from_decision, request_document
 from services.region.decide import Resolver
 from services.region.domain import responsibility as r
+from services.region.domain.decision import explanation_languages
 from services.region.domain.errors import InvalidInput
 
 SERVICE = "region"
@@ -87,6 +88,9 @@ class Assigner:
         if not referral.event_type:
             raise Refused("referral.event_type: must not be empty")
 
+        # The assignment explains itself in the case's languages only (and Dutch), not all five.
+        explained_in = explanation_languages(referral.languages)
+
         def decide(current_region: str | None) -> dict:
             document = request_document(
                 asked_in=referral.asked_in,
@@ -96,7 +100,7 @@ class Assigner:
                 facts=referral.facts,
             )
             try:
-                return self.resolver.decide(document)
+                return self.resolver.decide(document, explained_in)
             except InvalidInput as problem:
                 raise Refused(f"resolver refused the facts: {problem}") from None
 

@@ -11,6 +11,7 @@ from .decision import (
     Decision,
     Explanation,
     TieBreak,
+    explanation_languages,
 )
 from .errors import InvalidInput, PolicyError, RegionError
 from .facts import BindingFacts, ResidencePeriod, ResolutionRequest, WorkPeriod
@@ -47,6 +48,7 @@ __all__ = [
     "WorkRule",
     "build_policy",
     "decision_to_dict",
+    "explanation_languages",
     "load_policy",
     "parse_request",
     "request_to_dict",

@@ -3,12 +3,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date
+from functools import cached_property
 
 from .rules import RuleOutcome
 
 LANGUAGES: tuple[str, ...] = ("nl", "en", "es", "pl", "ro")
+# Always written when a case's explanation is sent: the language of the coordinators, and the text
+# there is when none of the client's languages is in the catalogue.
+ALWAYS_EXPLAINED = "nl"
+
+
+def explanation_languages(wanted: Iterable[str]) -> tuple[str, ...]:
+    """The languages a case's explanation is sent in: Dutch, then each wanted catalogue language."""
+    return tuple(dict.fromkeys([ALWAYS_EXPLAINED, *(lang for lang in wanted if lang in LANGUAGES)]))
+
 
 # Why the responsible region is responsible (responsibility is immediate, DESIGN.md section 4).
 HELP_ASKED_HERE = "help_asked_here"
@@ -100,8 +111,21 @@ class Decision:
     candidates: tuple[Candidate, ...]
     tie_broken: TieBreak | None
     policy_version: str
-    explanation: Explanation
     renamed: tuple[Renamed, ...] = ()  # abolished codes in the request and what they count as
 
     def candidate(self, region: str | None) -> Candidate | None:
         return next((c for c in self.candidates if c.region == region), None)
+
+    # The text is written when asked for, and only in the languages asked for: most readers (the
+    # region worker) need one or two languages, and writing all five for every event cost more than
+    # deciding (issue 13). The text is a function of the fields above, so it is not compared.
+    @cached_property
+    def explanation(self) -> Explanation:
+        """The decision in plain words in every catalogue language (written once, then kept)."""
+        return Explanation(**self.explained(LANGUAGES))
+
+    def explained(self, languages: Iterable[str]) -> dict[str, str]:
+        """The decision in plain words in each of `languages` that the catalogue has, in that order."""
+        from .explanation import explain_in  # the writer reads Decision: imported when first asked
+
+        return explain_in(self, languages)

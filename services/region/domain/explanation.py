@@ -6,6 +6,8 @@ and what the client can do if they disagree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .catalogue import CATALOGUE, plural_form
 from .decision import (
     BOUND_HERE,
@@ -24,7 +26,12 @@ from .rules import BINDING, REQUIREMENT, RULE_KINDS, ResidenceRule, RuleOutcome,
 
 
 def explain(decision: Decision) -> Explanation:
-    return Explanation(**{lang: _Writer(decision, lang).text() for lang in LANGUAGES})
+    return Explanation(**explain_in(decision, LANGUAGES))
+
+
+def explain_in(decision: Decision, languages: Iterable[str]) -> dict[str, str]:
+    """The text in each of `languages` the catalogue has (others are left out), in the order given."""
+    return {lang: _Writer(decision, lang).text() for lang in dict.fromkeys(languages) if lang in CATALOGUE}
 
 
 class _Writer:

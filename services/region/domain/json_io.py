@@ -10,10 +10,11 @@ period is plausible is checked by the resolver against the policy, with the same
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from .decision import Candidate, Decision
+from .decision import LANGUAGES, Candidate, Decision
 from .errors import InvalidInput
 from .facts import BindingFacts, ResidencePeriod, ResolutionRequest, WorkPeriod
 from .rules import RuleOutcome
@@ -79,6 +80,8 @@ def _object(
 ) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput(where or "input", "must be a JSON object")
+    if data.keys() <= allowed and data.keys() >= required:
+        return data  # the usual case, checked without building the messages below
     prefix = f"{where}." if where else ""
     for key in sorted(data):
         if key not in allowed:
@@ -145,7 +148,8 @@ def request_to_dict(request: ResolutionRequest) -> dict[str, Any]:
     }
 
 
-def decision_to_dict(decision: Decision) -> dict[str, Any]:
+def decision_to_dict(decision: Decision, languages: Iterable[str] = LANGUAGES) -> dict[str, Any]:
+    """The decision as JSON-able data, its explanation in `languages` (all five unless narrowed)."""
     tie = decision.tie_broken
     return {
         "region": decision.region,
@@ -167,7 +171,7 @@ def decision_to_dict(decision: Decision) -> dict[str, Any]:
             {"code": r.code, "name": r.name, "now": r.now, "now_name": r.now_name, "since": r.since.isoformat()}
             for r in decision.renamed
         ],
-        "explanation": decision.explanation.as_dict(),
+        "explanation": decision.explained(languages),
     }
 
 

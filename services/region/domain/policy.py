@@ -59,10 +59,11 @@ class Region:
     name: str
     municipalities: tuple[Municipality, ...]
     services: Mapping[str, ServiceRules]
+    # Built once: the resolver asks for the member set of every region it weighs, per decision.
+    municipality_codes: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def municipality_codes(self) -> frozenset[str]:
-        return frozenset(m.code for m in self.municipalities)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "municipality_codes", frozenset(m.code for m in self.municipalities))
 
 
 @dataclass(frozen=True)

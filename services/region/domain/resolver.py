@@ -12,14 +12,11 @@ from dataclasses import replace
 from datetime import date
 
 from . import decision as d
-from .decision import Candidate, Decision, Explanation, Renamed, TieBreak
+from .decision import Candidate, Decision, Renamed, TieBreak
 from .errors import InvalidInput
-from .explanation import explain
 from .facts import BindingFacts, ResolutionRequest
 from .policy import MUNICIPALITY_CODE, Region, RegionPolicy
-from .rules import BINDING, REQUIREMENT, evaluate
-
-_NO_TEXT = Explanation("", "", "", "", "")  # placeholder while the explanation is written
+from .rules import BINDING, REQUIREMENT, RuleOutcome, evaluate
 
 
 def resolve(request: ResolutionRequest, policy: RegionPolicy) -> Decision:
@@ -36,7 +33,7 @@ def resolve(request: ResolutionRequest, policy: RegionPolicy) -> Decision:
 
     candidates = _rank(
         [
-            _evaluate_region(policy.region(code), request, policy)
+            _assess_region(policy.region(code), request, policy)
             for code in _involved_regions(request, policy, responsible)
         ]
     )
@@ -66,7 +63,7 @@ def resolve(request: ResolutionRequest, policy: RegionPolicy) -> Decision:
     else:
         rule = d.NO_BETTER_BOUND_REGION
 
-    draft = Decision(
+    return Decision(
         region=responsible,
         region_name=resp.name,
         responsible_because=because,
@@ -82,17 +79,15 @@ def resolve(request: ResolutionRequest, policy: RegionPolicy) -> Decision:
         candidates=tuple(candidates),
         tie_broken=tie,
         policy_version=policy.version,
-        explanation=_NO_TEXT,
         renamed=renamed,
     )
-    return replace(draft, explanation=explain(draft))
 
 
 def _current_codes(request: ResolutionRequest, policy: RegionPolicy) -> tuple[ResolutionRequest, tuple[Renamed, ...]]:
     """The request with every abolished municipality code replaced by its successor (a residence in
     Weesp until 2022 counts for Amsterdam), and the replacements made, in code order."""
-    if not policy.abolished:
-        return request, ()
+    if not policy.abolished or not any(code in policy.abolished for code in _codes_in(request)):
+        return request, ()  # the usual case: nothing to rename, no copy of the request
     used: dict[str, Renamed] = {}
 
     def now(code: str) -> str:
@@ -115,6 +110,14 @@ def _current_codes(request: ResolutionRequest, policy: RegionPolicy) -> tuple[Re
         ),
     )
     return current, tuple(used[c] for c in sorted(used))
+
+
+def _codes_in(request: ResolutionRequest) -> list[str]:
+    facts = request.facts
+    codes = [request.asked_in, *facts.grew_up_in, *facts.family_in]
+    codes += [p.municipality for p in facts.residence]
+    codes += [p.municipality for p in facts.work]
+    return codes
 
 
 def _better(candidate: Candidate, than: Candidate) -> bool:
@@ -141,7 +144,11 @@ def _region_code_of(municipality: str, policy: RegionPolicy) -> str:
     return region.code
 
 
-def _evaluate_region(region: Region | None, request: ResolutionRequest, policy: RegionPolicy) -> Candidate:
+# A region weighed, before ranking: (region, bound, accepts, score, evidence for, evidence against).
+_Assessment = tuple[Region, bool, bool, int, tuple[RuleOutcome, ...], tuple[RuleOutcome, ...]]
+
+
+def _assess_region(region: Region | None, request: ResolutionRequest, policy: RegionPolicy) -> _Assessment:
     assert region is not None
     service = region.services[request.service]
     members = region.municipality_codes
@@ -152,23 +159,34 @@ def _evaluate_region(region: Region | None, request: ResolutionRequest, policy: 
     accepts = all(o.met for o in required)
     kinds_met = {o.kind for o in binding if o.met}
     outcomes = binding + required
-    return Candidate(
-        region=region.code,
-        name=region.name,
-        bound=bound,
-        accepts=accepts,
-        qualifies=bound and accepts,
-        score=sum(policy.ranking[k] for k in kinds_met),
-        rank=0,
-        evidence_for=tuple(o for o in outcomes if o.met),
-        evidence_against=tuple(o for o in outcomes if not o.met),
+    return (
+        region,
+        bound,
+        accepts,
+        sum(policy.ranking[k] for k in kinds_met),
+        tuple(o for o in outcomes if o.met),
+        tuple(o for o in outcomes if not o.met),
     )
 
 
-def _rank(candidates: list[Candidate]) -> list[Candidate]:
+def _rank(assessed: list[_Assessment]) -> list[Candidate]:
     # Deterministic order: qualifying first, higher score first, then the lower region code.
-    ordered = sorted(candidates, key=lambda c: (not c.qualifies, -c.score, c.region))
-    return [replace(c, rank=i + 1) for i, c in enumerate(ordered)]
+    # Ranked before the candidates are made, so each is built once with its rank.
+    ordered = sorted(assessed, key=lambda a: (not (a[1] and a[2]), -a[3], a[0].code))
+    return [
+        Candidate(
+            region=region.code,
+            name=region.name,
+            bound=bound,
+            accepts=accepts,
+            qualifies=bound and accepts,
+            score=score,
+            rank=rank,
+            evidence_for=met,
+            evidence_against=unmet,
+        )
+        for rank, (region, bound, accepts, score, met, unmet) in enumerate(ordered, start=1)
+    ]
 
 
 # --------------------------------------------------------------------------- validation

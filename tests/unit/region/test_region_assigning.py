@@ -87,6 +87,17 @@ def test_the_same_event_and_state_give_the_same_assignment():
     assert first.assignment.assignment == second.assignment.assignment
 
 
+@pytest.mark.parametrize(
+    ("languages", "explained_in"),
+    [(["es", "en"], ["nl", "es", "en"]), (["pl"], ["nl", "pl"]), (["nl"], ["nl"]), ([], ["nl"]), (["ar"], ["nl"])],
+)
+def test_the_assignment_explains_itself_in_the_case_languages_and_dutch_only(languages, explained_in):
+    assignment = ASSIGNER.on_referral(referral("ReferralRequested", 1, languages=languages), {}).assignment
+    texts = dict(assignment.assignment.explanation)
+    assert sorted(texts) == sorted(explained_in)
+    assert all("Amsterdam" in text for text in texts.values())  # GM0363, responsible: help was asked there
+
+
 def test_a_handled_event_keeps_its_assignment_as_sent_for_a_redelivery_to_send_again():
     requested = referral("ReferralRequested", 1, sender="central-amsterdam", receiver="shelter-amsterdam")
     first = ASSIGNER.on_referral(requested, {})

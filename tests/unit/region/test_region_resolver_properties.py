@@ -28,6 +28,7 @@ from services.region.domain import (
     request_to_dict,
     resolve,
 )
+from services.region.domain.explanation import explain
 from tests.unit.region.region_testkit import SHIPPED
 
 POOL = [f"GM{n:04d}" for n in range(1, 13)]
@@ -231,3 +232,16 @@ def test_json_round_trip_of_request_and_decision(case):
     assert parse_request(json.loads(json.dumps(request_to_dict(req)))) == req
     rendered = decision_to_dict(resolve(req, policy))
     assert json.loads(json.dumps(rendered, ensure_ascii=False)) == rendered
+
+
+@given(cases, st.lists(st.sampled_from([*LANGUAGES, "ar", "xx"]), max_size=7))
+def test_explanation_written_when_asked_equals_the_one_written_in_all_languages_at_once(case, asked):
+    policy, req = case
+    eager = explain(resolve(req, policy)).as_dict()  # every language, in one go
+    for language in LANGUAGES:
+        assert resolve(req, policy).explained([language]) == {language: eager[language]}
+    wanted = [language for language in dict.fromkeys(asked) if language in LANGUAGES]
+    lazy = decision_to_dict(resolve(req, policy), asked)["explanation"]
+    assert lazy == {language: eager[language] for language in wanted}
+    assert list(lazy) == wanted  # in the order asked, languages the catalogue lacks left out
+    assert resolve(req, policy).explanation.as_dict() == eager
