@@ -362,7 +362,9 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
                         referral_id=escalation.referral_id,
                         region=escalation.region,
                         level=events_pb2.EscalationLevel.Name(escalation.level),
-                        receiver=case.receiver if case else "",
+                        # The agency the deadline was about, as the region saw it: the case's
+                        # assignment may not have reached this replica yet (another topic).
+                        receiver=escalation.agency or (case.receiver if case else ""),
                     )
                 ):
                     await emit(
