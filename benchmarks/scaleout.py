@@ -2,7 +2,7 @@
 
 Two replicas of every service on one machine, sharing what a cluster shares: the broker with
 topics of 6 partitions (a private topic prefix on the shared broker), one referral PostgreSQL
-database, one notify store. A steady stream of CreateReferral calls goes to both referral
+database, one notify PostgreSQL database. A steady stream of CreateReferral calls goes to both referral
 replicas (a client that fails over to the other replica and retries with the same request key,
 as a load balancer and an agency's system would). Mid-load, one replica of each service is
 killed with SIGKILL and started again. Then the load stops, the mesh settles, and
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--postgres-url", default=os.environ.get("TEST_POSTGRES_URL"), help="default: scripts/postgres.sh"
     )
-    parser.add_argument("--notify-postgres", action="store_true", help="notify replicas share a PostgreSQL store")
+    parser.add_argument("--notify-sqlite", action="store_true", help="notify replicas share one SQLite file instead")
+    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the replicas' logs here after a failure")
     parser.add_argument("--results", default="scaleout", help="name of the bench-results/*.json file")
     options = parser.parse_args(argv)
 
@@ -128,9 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 MESH_ESCALATION_POLICY_PATH=str(DEMO_ESCALATION_POLICY),
                 MESH_TOPIC_PARTITIONS=str(options.partitions),
                 MESH_LOG_LEVEL="INFO",
-                # Notify replicas share one SQLite store here until notify's store runs on
-                # PostgreSQL (--notify-postgres then points them at one database).
-                **shared_notify_env(folder, databases.create("notify") if options.notify_postgres else None),
+                # Notify replicas share one PostgreSQL store (--notify-sqlite: one SQLite file).
+                **shared_notify_env(folder, None if options.notify_sqlite else databases.create("notify")),
             )
             if "KAFKA_BOOTSTRAP" not in env:
                 env["KAFKA_BOOTSTRAP"] = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
@@ -140,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.start_all(options.replicas)
             say(f"{options.replicas} replicas of {', '.join(SERVICES)}; {options.partitions} partitions per topic")
             result = _run(options, config, stack, started)
+            if result != 0 and options.keep_logs:
+                shutil.copytree(folder / "logs", options.keep_logs, dirs_exist_ok=True)
+                say(f"the replicas' logs are in {options.keep_logs}")
             if result != 0:
                 say("last lines of the replicas' logs:")
                 for log in sorted((folder / "logs").glob("*.log")):
@@ -174,7 +178,7 @@ def _run(options, config, stack: ReplicaStack, started: float) -> int:
         time.sleep(options.between)
         say(f"SIGKILL {name}, started again")
         keeper.restart(name)
-        recovered[name] = recovery_seconds(load, watch, time.time(), timeout=120)
+        recovered[name] = recovery_seconds(load, watch, time.time(), timeout=45)
         say(f"  a referral made after it was complete in {recovered[name]} s")
     time.sleep(options.between)
     load.finish()

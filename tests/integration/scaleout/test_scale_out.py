@@ -12,17 +12,14 @@ from benchmarks.common import RESULTS_DIR
 
 pytestmark = pytest.mark.kafka
 
-# What the open record-before-publish problem can lose (services/notify/README.md).
-RECORD_BEFORE_PUBLISH_LOSSES = {
+# Open (seen once, 1 of 384 referrals, on a machine at load 30): after region-1's SIGKILL one
+# referral's ReferralRequested was on the topic and the region group's lag back at 0, yet no
+# assignment (and so no escalation) was ever emitted for it. Region workers keep their tables
+# in RocksDB since this week and re-send recorded assignments after a kill; the cause is not
+# found yet. Only these kinds are let through as an expected failure; any other loss, any
+# duplicate, a stranded outbox row or lag fails the test.
+REGION_KILL_LOSSES = {
     "assignment",
-    "notification referral_assigned",
-    "notification responsible_region_named",
-    "notification client_bound_nowhere",
-    "notification referral_reminder",
-    "delivery record referral_assigned",
-    "delivery record responsible_region_named",
-    "delivery record client_bound_nowhere",
-    "delivery record referral_reminder",
     "escalation not_acknowledged/AGENCY_REMINDER",
     "escalation not_answered/REGION_COORDINATOR",
 }
@@ -30,7 +27,10 @@ RECORD_BEFORE_PUBLISH_LOSSES = {
 
 @pytest.mark.timeout(600)
 def test_two_replicas_of_each_service_lose_and_duplicate_nothing_when_one_of_each_is_killed(capsys):
-    code = scaleout.main(["--replicas", "2", "--partitions", "6", "--between", "8", "--results", "scaleout-ci"])
+    logs = RESULTS_DIR / "scaleout-ci-logs"  # kept after a failure
+    code = scaleout.main(
+        ["--replicas", "2", "--partitions", "6", "--between", "8", "--results", "scaleout-ci", "--keep-logs", str(logs)]
+    )
     figures = json.loads((RESULTS_DIR / "scaleout-ci.json").read_text())
     with capsys.disabled():  # the figures belong in the test run's output
         print(
@@ -42,10 +42,9 @@ def test_two_replicas_of_each_service_lose_and_duplicate_nothing_when_one_of_eac
     assert figures["duplicated"] == 0, figures["examples"]
     assert figures["stranded_outbox_rows"] == 0 and not any(figures["consumer_lag"].values())
     assert figures["abandoned"] == 0
-    if figures["lost"] and set(figures["lost_by_kind"]) <= RECORD_BEFORE_PUBLISH_LOSSES:
-        # Known and open (issue 14, the chaos test has the same guard): a notify or region
-        # worker killed between recording what it sent and Faust publishing it loses that
-        # record. Any other loss fails the test.
-        pytest.xfail(f"{figures['lost']} lost under kills (open record-before-publish bug): {figures['examples']}")
+    if figures["lost"] and set(figures["lost_by_kind"]) <= REGION_KILL_LOSSES:
+        pytest.xfail(
+            f"{figures['lost']} lost after a region worker was killed (open, logs in {logs}): {figures['examples']}"
+        )
     assert figures["lost"] == 0, figures["examples"]
     assert code == 0
