@@ -159,8 +159,41 @@ class MeshSettings(BaseSettings):
     notify_oidc_scope_claim: str = "mesh_region"  # MESH_NOTIFY_OIDC_SCOPE_CLAIM: a region code, NATIONAL, or groups
     notify_oidc_mapping_path: Path | None = None  # MESH_NOTIFY_OIDC_MAPPING_PATH: subjects/claim values -> scope
     notify_oidc_label: str = ""  # MESH_NOTIFY_OIDC_LABEL: the provider's name on the sign-in page
+    # Client channels (services/notify/README.md, "Client channels"). Without SMTP or an SMS
+    # gateway configured, client messages go to the local outbox file. Secrets come from files.
+    notify_smtp_host: str | None = None  # MESH_NOTIFY_SMTP_HOST: e-mail through this relay (STARTTLS)
+    notify_smtp_port: int = 587
+    notify_smtp_sender: str = ""  # From address, e.g. "Meldpunt <noreply@example.org>"
+    notify_smtp_username: str | None = None
+    notify_smtp_password_file: Path | None = None
+    notify_smtp_ca_file: Path | None = None  # trust this CA for the relay; else the system's roots
+    notify_smtp_timeout: float = 30.0
+    notify_sms_gateway_url: str | None = None  # MESH_NOTIFY_SMS_GATEWAY_URL: SMS through this gateway
+    notify_sms_provider: str = "json"  # the adapter (services/notify/adapters/channels_sms.py)
+    notify_sms_token_file: Path | None = None
+    notify_sms_sender: str = ""  # originator shown on the phone (neutral)
+    notify_sms_timeout: float = 10.0
+    notify_sms_callback_url: str = ""  # public address of /channels/sms/status, sent to the gateway
+    notify_sms_callback_secret_file: Path | None = None  # HMAC key the gateway signs reports with
+    # Send-time rules: no SMS in the quiet hours (local time in the zone) unless urgent; at most
+    # one message per case per gap unless urgent (services/notify/domain/send_rules.py).
+    notify_quiet_hours: str = "21:00-08:00"
+    notify_quiet_hours_timezone: str = "Europe/Amsterdam"
+    notify_case_message_gap_minutes: float = Field(default=60.0, ge=0)
 
-    @field_validator("notify_web_tls_cert", "notify_web_tls_key", "notify_kek_path", mode="before")
+    @field_validator(
+        "notify_web_tls_cert",
+        "notify_web_tls_key",
+        "notify_kek_path",
+        "notify_smtp_host",
+        "notify_smtp_username",
+        "notify_smtp_password_file",
+        "notify_smtp_ca_file",
+        "notify_sms_gateway_url",
+        "notify_sms_token_file",
+        "notify_sms_callback_secret_file",
+        mode="before",
+    )
     @classmethod
     def _empty_notify_path_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

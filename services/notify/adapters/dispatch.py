@@ -5,6 +5,12 @@ id); a loop picks the due ones, tries them, records each attempt, and schedules 
 with exponential backoff and jitter. After the last try the notification goes to the
 dead-letter topic (consumer "notify-webhook" or "notify-client") and `mesh notify replay`
 gives it a fresh set of tries.
+
+Client messages also follow the send-time rules (domain/send_rules.py): a message that may not
+go out yet (an SMS at night, a second message of a case within the hour) is postponed to the
+first allowed moment without counting a try, and checked again then. A case's client messages
+in one pass are tried one after the other, so the second sees the first as sent and is held
+for the hour. What became of each (codes only) is kept in `client_outcomes.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from google.protobuf import json_format
@@ -21,13 +28,15 @@ from google.protobuf import json_format
 from meshkernel.envelope import decode
 from meshkernel.metrics import meter
 from referralmesh.v1 import common_pb2, events_pb2
-from services.notify.adapters.channels import ChannelError
+from services.notify.adapters.channels import ChannelError, ChannelRejected
 from services.notify.adapters.client_messages import ClientMessages
+from services.notify.adapters.client_outcomes import ClientOutcomes
 from services.notify.adapters.directory import Names
 from services.notify.adapters.keystore import ContactUnavailable, KeyStore
 from services.notify.adapters.store import Delivery, NotifyStore
 from services.notify.adapters.webhooks import WebhookEndpoint, WebhookSender
 from services.notify.domain.messages import MessageFacts
+from services.notify.domain.send_rules import SendPolicy, earliest_send
 from services.notify.domain.webhook import backoff_delay
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,23 @@ _ATTEMPTS_FAILED = meter("referralmesh.notify").create_counter(
     unit="{attempt}",
     description="failed delivery attempts (webhook failures among them), by channel",
 )
+
+_CLIENT_MESSAGES = meter("referralmesh.notify").create_counter(
+    "referralmesh.notify.client_messages",
+    unit="{message}",
+    description="client message outcomes by channel (sms, email) and outcome (sent, held_quiet_hours, "
+    "held_case_rate, failed, rejected, report_delivered, report_failed, ...)",
+)
+
+
+def count_client_message(channel: str, outcome: str) -> None:
+    _CLIENT_MESSAGES.add(1, {"referralmesh.channel": channel, "referralmesh.outcome": outcome})
+
+
+@dataclass
+class _Held(Exception):  # not frozen: raising sets attributes on an exception
+    until: float
+    reason: str
 
 
 def webhook_payload(envelope: events_pb2.EventEnvelope) -> dict:
@@ -74,6 +100,9 @@ class Dispatcher:
         max_delay: float = 300.0,
         poll_interval: float = 0.5,
         lease_seconds: float | None = None,
+        send_policy: SendPolicy | None = None,
+        outcomes: ClientOutcomes | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.store = store
         self.webhooks = webhooks
@@ -88,6 +117,9 @@ class Dispatcher:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.poll_interval = poll_interval
+        self.send_policy = send_policy or SendPolicy()
+        self.outcomes = outcomes or ClientOutcomes(store.engine)
+        self.clock = clock
         # How long a claimed delivery is this dispatcher's alone (other replicas skip it); longer
         # than any attempt can take, so it only matters when this replica dies mid-attempt.
         self.lease_seconds = (
@@ -116,16 +148,26 @@ class Dispatcher:
             self.wake.clear()
 
     async def run_due(self) -> int:
-        claimed = await self.store.aio.claim_due_deliveries(time.time(), self.lease_seconds)
+        claimed = await self.store.aio.claim_due_deliveries(self.clock(), self.lease_seconds)
         due = [d for d in claimed if d.notification_id not in self._inflight]
         for delivery in due:
             self._inflight.add(delivery.notification_id)
+        # A case's client messages one after the other (the send-time rules see each outcome);
+        # everything else side by side.
+        lanes: dict[str, list[Delivery]] = {}
+        for delivery in due:
+            lane = f"client:{delivery.case_id}" if delivery.channel == "client" else delivery.notification_id
+            lanes.setdefault(lane, []).append(delivery)
         try:
-            await asyncio.gather(*(self.attempt(delivery) for delivery in due))
+            await asyncio.gather(*(self._attempt_in_turn(lane) for lane in lanes.values()))
         finally:
             for delivery in due:
                 self._inflight.discard(delivery.notification_id)
         return len(due)
+
+    async def _attempt_in_turn(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            await self.attempt(delivery)
 
     async def attempt(self, delivery: Delivery) -> str:
         started = time.monotonic()
@@ -145,12 +187,16 @@ class Dispatcher:
                     return await self._finish(delivery, "skipped", result, started)
             else:
                 return await self._finish(delivery, "skipped", "no channel", started)
+        except _Held as held:
+            await self.store.aio.postpone(delivery.notification_id, held.until, held.reason)
+            log.info("client message held", extra={"notification_id": delivery.notification_id, "result": held.reason})
+            return "held"
         except Exception as error:  # a bug in one delivery must not stop the others
             ok, result = False, f"error:{type(error).__name__}"
         if ok:
             return await self._finish(delivery, "delivered", result, started)
         _ATTEMPTS_FAILED.add(1, {"referralmesh.channel": delivery.channel})
-        if attempt >= self.max_attempts:
+        if attempt >= self.max_attempts or result.startswith("rejected:"):
             await self._finish(delivery, "dead", result, started)
             await self._dead_letter(delivery, result, attempt)
             return "dead"
@@ -160,7 +206,7 @@ class Dispatcher:
             result=result,
             status="pending",
             duration_ms=int((time.monotonic() - started) * 1000),
-            next_attempt_at=time.time() + delay,
+            next_attempt_at=self.clock() + delay,
         )
         log.info(
             "delivery failed; will try again",
@@ -233,6 +279,7 @@ class Dispatcher:
             help_url=self.names.help_url,
         )
         text = self.messages.render(delivery.template, delivery.language, facts)
+        await self._apply_send_rules(delivery, contact.channel)
         try:
             result = await self.channel.send(
                 contact,
@@ -241,6 +288,34 @@ class Dispatcher:
                 language=delivery.language,
                 template=delivery.template,
             )
+        except ChannelRejected as error:
+            await self._note(delivery, contact.channel, "rejected")
+            return False, f"rejected:{error}"
         except ChannelError as error:
+            await self._note(delivery, contact.channel, "failed")
             return False, f"channel:{error}"
+        await self._note(delivery, contact.channel, "sent")
         return True, result
+
+    async def _apply_send_rules(self, delivery: Delivery, channel: str) -> None:
+        """Raise _Held when the rules hold the message back; the message is never dropped."""
+        now = self.clock()
+        last_sent = await self.store.aio.run(self.outcomes.last_sent_at, delivery.case_id)
+        decision = earliest_send(
+            self.send_policy,
+            channel=channel,
+            template=delivery.template,
+            now=datetime.fromtimestamp(now, UTC),
+            last_sent=datetime.fromtimestamp(last_sent, UTC) if last_sent is not None else None,
+        )
+        if decision.now:
+            return
+        state = f"held_{decision.hold.value}"
+        await self._note(delivery, channel, state)
+        raise _Held(until=decision.at.timestamp(), reason=state)
+
+    async def _note(self, delivery: Delivery, channel: str, state: str) -> None:
+        await self.store.aio.run(
+            self.outcomes.note, delivery.notification_id, delivery.case_id, channel, state, self.clock()
+        )
+        count_client_message(channel, state)

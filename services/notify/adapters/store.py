@@ -739,6 +739,15 @@ class NotifyStore:
             )
             return attempt
 
+    def postpone(self, notification_id: str, until: float, reason: str) -> None:
+        """Hold a pending delivery until a later time without counting a try (send-time rules)."""
+        with self._writing() as connection:
+            connection.execute(
+                update(deliveries)
+                .where(deliveries.c.notification_id == notification_id, deliveries.c.status == "pending")
+                .values(next_attempt_at=until, last_result=reason)
+            )
+
     def purge_dead_deliveries(self, finished_before: float) -> int:
         """Remove deliveries that gave up (dead) before the given time, with their attempts.
         The retention run calls it; returns how many deliveries it removed."""

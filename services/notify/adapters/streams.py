@@ -38,7 +38,7 @@ from referencedata.agencies import load_directory
 from referralmesh.v1 import events_pb2
 from services.notify.adapters import passwords
 from services.notify.adapters.case_facts import CaseFacts
-from services.notify.adapters.channels import ChannelRouter, OutboxChannel
+from services.notify.adapters.channel_setup import client_channels, send_policy_from
 from services.notify.adapters.client_messages import ClientMessages
 from services.notify.adapters.dashboard import Dashboard, LocalPasswords, dashboard_tls, start_http
 from services.notify.adapters.directory import Names, follow_directory, load_names
@@ -213,12 +213,13 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
     async def send_dead_letter(key: bytes, letter: events_pb2.DeadLetter) -> None:
         await dead_letters.topic.send(key=key, value=letter.SerializeToString())
 
+    channels = client_channels(config, NotifyPaths.of(config).client_outbox)
     dispatcher = Dispatcher(
         store,
         webhooks=load_webhooks(config.notify_webhooks_path),
         sender=WebhookSender(timeout=config.notify_webhook_timeout),
         keys=runtime.keys,
-        channel=ChannelRouter(default=OutboxChannel(NotifyPaths.of(config).client_outbox)),
+        channel=channels.router,
         messages=ClientMessages(),
         names=runtime.names,
         dead_letters=send_dead_letter,
@@ -226,8 +227,10 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         max_attempts=config.notify_webhook_max_attempts,
         base_delay=config.notify_webhook_base_delay,
         max_delay=config.notify_webhook_max_delay,
+        send_policy=send_policy_from(config),
     )
     runtime.dispatcher = dispatcher
+    sms_status = channels.status_callback(config, dispatcher.outcomes)
 
     async def emit(
         notification: Notification, *, case_id: str, referral_id: str, caused_by: str, responsible_region: str
@@ -409,9 +412,10 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         retention_task = None
 
         async def on_start(self) -> None:
-            self.runner = await start_http(
-                with_probes(dashboard.app(), readiness), web_host, config.notify_web_port, web_tls
-            )
+            web_app = dashboard.app()
+            if sms_status is not None:
+                sms_status.add_to(web_app)  # the SMS gateway's delivery reports
+            self.runner = await start_http(with_probes(web_app, readiness), web_host, config.notify_web_port, web_tls)
             address = f"{'https' if web_tls else 'http'}://{web_host}:{config.notify_web_port}/"
             log.info("notify dashboard listening", extra={"address": address})
             servicer = NotifyApi(
@@ -453,5 +457,6 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             if self.runner is not None:
                 await self.runner.cleanup()
             await dispatcher.sender.close()
+            await channels.close()
 
     return app

@@ -40,3 +40,18 @@ class MessageFacts:
             "help_phone": self.help_phone,
             "help_url": self.help_url,
         }
+
+
+# The e-mail subject is shown on lock screens and in shared inboxes: neutral, the same for every
+# message, nothing about what the client is helped with.
+EMAIL_SUBJECTS = {
+    "nl": "Bericht over uw vraag om hulp",
+    "en": "A message about your request for help",
+    "es": "Un mensaje sobre su solicitud de ayuda",
+    "pl": "Wiadomość w sprawie Twojej prośby o pomoc",
+    "ro": "Un mesaj despre cererea dumneavoastră de ajutor",
+}
+
+
+def email_subject(language: str) -> str:
+    return EMAIL_SUBJECTS.get(language, EMAIL_SUBJECTS[FALLBACK_LANGUAGE])
