@@ -1,4 +1,5 @@
-"""NotifyService over gRPC: the alert stream, acknowledge, and sealing/erasing contact details.
+"""NotifyService over gRPC: the alert stream, acknowledge, sealing/erasing contact details, and
+what became of the client's messages (codes only).
 
 Who calls comes from the verified client certificate (meshkernel/callers.py): a coordinator
 (with a region or national scope), an agency, or a mesh service. In MESH_MODE=local without
@@ -30,8 +31,9 @@ from meshkernel.principal import Denied, Principal
 from meshkernel.tls import ROLES, PeerVerifier, ServerTls
 from referralmesh.v1 import events_pb2, notify_service_pb2_grpc
 from referralmesh.v1 import notify_service_pb2 as api
+from services.notify.adapters.client_outcomes import ClientOutcome, ClientOutcomes
 from services.notify.adapters.keystore import KeyStore
-from services.notify.adapters.store import NotifyStore, StoredAlert
+from services.notify.adapters.store import Delivery, NotifyStore, StoredAlert
 from services.notify.application import AlertDesk
 from services.notify.domain import alerts as domain
 from services.notify.domain import authorisation as policy
@@ -93,10 +95,12 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
         development_identities: bool,
         streams_per_caller: int = 4,
         stream_seconds: float = 3600.0,
+        outcomes: ClientOutcomes | None = None,
     ):
         self.desk = desk
         self.store = store
         self.keys = keys
+        self.outcomes = outcomes or ClientOutcomes(store.engine)
         self.development_identities = development_identities
         self.streams_per_caller = streams_per_caller
         self.stream_seconds = stream_seconds
@@ -252,6 +256,60 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
             organisation=who.name,
         )
         return api.EraseClientResponse(key_destroyed=destroyed)
+
+    async def ListClientMessages(self, request, context):
+        who = await self._principal(context)
+        if not request.case_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id: required")
+        try:
+            policy.may_read_client_messages(who, self.store.case_parties(request.case_id))
+        except Denied as problem:
+            await self._refuse(context, who, "LIST_CLIENT_MESSAGES", request.case_id, problem)
+        outcomes = self.outcomes.for_case(request.case_id)
+        messages = [
+            client_message_outcome(delivery, outcomes.get(delivery.notification_id))
+            for delivery in self.store.deliveries(request.case_id)
+            if delivery.channel == "client"
+        ]
+        self.store.log_access(
+            actor=who.name,
+            action="LIST_CLIENT_MESSAGES",
+            case_id=request.case_id,
+            why="delivery_outcome",
+            channel="grpc",
+            organisation=who.name,
+        )
+        return api.ListClientMessagesResponse(messages=messages)
+
+
+def client_message_status(delivery: Delivery, outcome: ClientOutcome | None) -> str:
+    """One word for where a client message stands (ListClientMessages' `status`)."""
+    if delivery.status == "delivered":
+        return "sent"
+    if delivery.status == "skipped":
+        return "not_sent"
+    if delivery.status == "dead":
+        return "rejected" if outcome is not None and outcome.state == "rejected" else "failed"
+    if outcome is not None and outcome.state.startswith("held_"):
+        return outcome.state
+    return "retrying" if delivery.attempts else "pending"
+
+
+def client_message_outcome(delivery: Delivery, outcome: ClientOutcome | None) -> api.ClientMessageOutcome:
+    message = api.ClientMessageOutcome(
+        notification_id=delivery.notification_id,
+        template=delivery.template,
+        language=delivery.language,
+        channel=outcome.medium if outcome else "",
+        status=client_message_status(delivery, outcome),
+        report=outcome.receipt if outcome else "",
+        attempts=delivery.attempts,
+    )
+    if delivery.status == "pending":
+        message.next_attempt_at.FromSeconds(int(delivery.next_attempt_at))
+    if outcome is not None:
+        message.updated_at.FromSeconds(int(outcome.updated_at))
+    return message
 
 
 def erase_client(keys: KeyStore, store: NotifyStore, case_id: str) -> bool:

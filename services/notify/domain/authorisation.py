@@ -8,6 +8,8 @@
 - SealContact: an agency party to the case; on a case the mesh does not know yet (the sender
   seals before it creates the referral) the first sealing agency becomes a party.
 - EraseClient: an agency party to the case, nobody else (crypto-shredding cannot be undone).
+- ListClientMessages: an agency party to the case (what became of the client's messages,
+  codes only).
 Parties are the case's sender and receiver as the assignments name them, plus the sealing agency.
 """
 
@@ -45,5 +47,12 @@ def may_seal_contact(who: Principal, parties: frozenset[str]) -> None:
 def may_erase_client(who: Principal, parties: frozenset[str]) -> None:
     if not who.is_agency:
         raise Denied("only an agency party to the case may erase a client")
+    if who.name not in parties:
+        raise Denied("you are not a party to this case")
+
+
+def may_read_client_messages(who: Principal, parties: frozenset[str]) -> None:
+    if not who.is_agency:
+        raise Denied("only an agency party to the case may see its client messages")
     if who.name not in parties:
         raise Denied("you are not a party to this case")

@@ -235,6 +235,24 @@ def test_the_client_message_arrives_in_their_language_and_contact_details_never_
         for needle in (marker_phone.encode(), marker_digits.encode()):
             assert needle not in data, f"contact details leaked into the {where}"
 
+    # The agency sees what became of the message, as codes; an agency not party to the case does not.
+    listed = stub.ListClientMessages(
+        api.ListClientMessagesRequest(case_id=case_id), metadata=[("x-mesh-dev-agency", "exit-the-hague")]
+    )
+    [outcome] = listed.messages
+    assert (outcome.notification_id, outcome.template, outcome.language) == (
+        client.notification_id,
+        "client_responsible_region",
+        "pl",
+    )
+    assert (outcome.channel, outcome.status, outcome.attempts) == ("sms", "sent", 1)
+    assert marker_digits.encode() not in listed.SerializeToString()
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ListClientMessages(
+            api.ListClientMessagesRequest(case_id=case_id), metadata=[("x-mesh-dev-agency", "not-a-party")]
+        )
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
     # Erasure: the key is destroyed; nothing can open the contact any more.
     erased = stub.EraseClient(
         api.EraseClientRequest(case_id=case_id), metadata=[("x-mesh-dev-agency", "exit-the-hague")]
