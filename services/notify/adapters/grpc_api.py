@@ -262,16 +262,16 @@ class NotifyApi(notify_service_pb2_grpc.NotifyServiceServicer):
         if not request.case_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id: required")
         try:
-            policy.may_read_client_messages(who, self.store.case_parties(request.case_id))
+            policy.may_read_client_messages(who, await self.store.aio.case_parties(request.case_id))
         except Denied as problem:
             await self._refuse(context, who, "LIST_CLIENT_MESSAGES", request.case_id, problem)
-        outcomes = self.outcomes.for_case(request.case_id)
+        outcomes = await self.store.aio.run(self.outcomes.for_case, request.case_id)
         messages = [
             client_message_outcome(delivery, outcomes.get(delivery.notification_id))
-            for delivery in self.store.deliveries(request.case_id)
+            for delivery in await self.store.aio.deliveries(request.case_id)
             if delivery.channel == "client"
         ]
-        self.store.log_access(
+        await self.store.aio.log_access(
             actor=who.name,
             action="LIST_CLIENT_MESSAGES",
             case_id=request.case_id,

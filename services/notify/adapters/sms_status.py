@@ -10,6 +10,7 @@ than the one recorded changes nothing, so a replayed report cannot undo a newer 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -60,10 +61,12 @@ class SmsStatusCallback:
             report = self.gateway.read_report(data if isinstance(data, dict) else {})
         except ValueError:
             return web.Response(status=400)
-        known = self.outcomes.get(report.reference)
+        known = await asyncio.to_thread(self.outcomes.get, report.reference)  # the store: off the loop
         if known is None or known.medium != "sms":
             return web.Response(status=404)
-        if self.outcomes.record_receipt(report.reference, report.status, float(int(timestamp))):
+        if await asyncio.to_thread(
+            self.outcomes.record_receipt, report.reference, report.status, float(int(timestamp))
+        ):
             count_client_message("sms", f"report_{report.status}")
             log.info("SMS delivery report", extra={"notification_id": report.reference, "result": report.status})
         return web.Response(status=204)
