@@ -260,9 +260,10 @@ def _run(options, config, stack: Stack, kafka: PrivateKafka, postgres: PrivatePo
     watch.start()
     prefix = f"chaos-{uuid.uuid4().hex[:8]}-"
     load = Load(config.referral_grpc_address, options.rate, prefix)
+    load_began = time.time()
     load.start()
     say(f"steady load: {options.rate:g} referrals/s; waiting for the first notifications")
-    warm = recovery_seconds(load, watch, 0.0, timeout=180)
+    warm = recovery_seconds(load, watch, load_began, timeout=180)
     if warm is None:
         say("the mesh never delivered a notification; giving up")
         load.finish()
