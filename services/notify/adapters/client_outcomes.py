@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import Column, Float, MetaData, String, Table, func, insert, select, update
 from sqlalchemy.engine import Engine
 
+from services.notify.adapters.store import schema_transaction
+
 metadata = MetaData()
 
 client_outcomes = Table(
@@ -49,7 +51,8 @@ class ClientOutcomes:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._lock = threading.RLock()
-        metadata.create_all(engine)
+        with schema_transaction(engine) as connection:  # one replica at a time on PostgreSQL
+            metadata.create_all(connection)
 
     def note(self, notification_id: str, case_id: str, medium: str, state: str, now: float | None = None) -> None:
         """Where the message stands now; `sent` also stamps the time the per-case rate counts from."""
