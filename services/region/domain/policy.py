@@ -154,6 +154,8 @@ def reference_path(value: Any, key: str, policy_path: Path) -> Path:
     """The file a `membership`/`municipalities`/`municipality_changes` entry names."""
     if not isinstance(value, str) or not value.strip():
         raise PolicyError(key, "must name a file, e.g. referencedata:nl/mo-regions-2026.csv")
+    if "\x00" in value:  # no file system takes it; os.path would raise a bare ValueError
+        raise PolicyError(key, "a file name cannot contain a NUL character")
     if value.startswith(REFERENCE_PREFIX):
         return REGIONS_PATH.parents[1] / value[len(REFERENCE_PREFIX) :]
     return (policy_path.parent / value).resolve()
@@ -180,6 +182,8 @@ def load_membership(data: Any, policy_path: Path, source: str) -> RegionData | N
         return load_region_data(files["membership"], register)
     except ReferenceDataError as exc:
         raise PolicyError("membership", str(exc), source) from None
+    except OSError as exc:  # a name the file system refuses (too long, a directory, no access)
+        raise PolicyError("membership", f"cannot read the file it names: {exc.strerror or exc}", source) from None
 
 
 def build_policy(data: Any, source: str = "<policy>", membership: RegionData | None = None) -> RegionPolicy:

@@ -232,3 +232,15 @@ def test_loader_reports_a_missing_file(tmp_path):
 def test_region_override_keeps_default_rules_when_only_requires_is_given():
     amsterdam = SHIPPED.region("GM0363").services["exit_programme"]
     assert amsterdam.rules == SHIPPED.region("GM0599").services["exit_programme"].rules
+
+
+@pytest.mark.parametrize("membership", ["regions\x00.csv", "."], ids=["NUL in the name", "a directory"])
+def test_loader_refuses_a_membership_file_the_file_system_cannot_give(tmp_path, membership):
+    # Found by `make fuzz`: a NUL character reached os.path as a bare ValueError.
+    data = shipped_data()
+    data["membership"] = membership
+    path = tmp_path / "regions.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert caught.value.where == "membership"
