@@ -25,6 +25,7 @@ from meshkernel.topics import ALL_TOPICS, REFERRAL_EVENTS
 
 pytestmark = pytest.mark.kafka
 PROBE = b"acl-probe"
+PROBE_KEY = b"acl-probe"  # compacted topics (mesh.directory.v1) refuse records without a key
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def matrix_prefix(secure_kafka):
     producer = KafkaProducer(**kafka_python_options(admin, acks="all"))
     try:
         for spec in ALL_TOPICS:
-            producer.send(admin.topic(spec.base_name), PROBE, partition=0).get(timeout=30)
+            producer.send(admin.topic(spec.base_name), PROBE, key=PROBE_KEY, partition=0).get(timeout=30)
     finally:
         producer.close()
     return prefix
@@ -45,7 +46,7 @@ def matrix_prefix(secure_kafka):
 def _write(config: MeshSettings, topic: str) -> bool:
     producer = KafkaProducer(**kafka_python_options(config, max_block_ms=30_000))
     try:
-        producer.send(topic, PROBE, partition=0).get(timeout=30)
+        producer.send(topic, PROBE, key=PROBE_KEY, partition=0).get(timeout=30)
         return True
     except TopicAuthorizationFailedError:
         return False

@@ -53,7 +53,7 @@ def test_migrations_run_from_empty_to_head_and_again(database_url):
         head = ScriptDirectory.from_config(config).get_current_head()
         with engine.connect() as connection:
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head
-        assert head == "0006"
+        assert head == "0007"
     finally:
         engine.dispose()
 
