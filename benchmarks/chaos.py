@@ -29,7 +29,7 @@ from pathlib import Path
 import grpc
 from kafka import KafkaConsumer, TopicPartition
 
-from benchmarks.chaos_checks import ASSIGNMENT_TEMPLATES, check, consumer_lag, faust_groups
+from benchmarks.chaos_checks import ASSIGNMENT_TEMPLATES, Findings, check, consumer_lag, faust_groups
 from benchmarks.common import isolated_env, write_results
 from benchmarks.private_infra import PrivateKafka, PrivatePostgres
 from meshcli.demo import DEMO_ESCALATION_POLICY, SENDER, demo_request
@@ -48,6 +48,17 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
+def say_findings(findings: Findings) -> None:
+    """The examples and the checked counts behind a run's summary line."""
+    for example in findings.examples:
+        say(f"  {example}")
+    say(
+        f"stranded outbox rows: {findings.stranded_outbox_rows}, consumer lag: {findings.lag}, "
+        f"escalations checked: {findings.escalations_checked}, notifications checked: "
+        f"{findings.notifications_checked}, redelivered (same id): {dict(findings.redelivered)}"
+    )
+
+
 class Load(threading.Thread):
     """CreateReferral at a steady rate; each call retried with its request key until it succeeds."""
 
@@ -61,6 +72,15 @@ class Load(threading.Thread):
         self.stopping = threading.Event()
         self.pool = ThreadPoolExecutor(max_workers=16)
         self.lock = threading.Lock()
+
+    def figures(self) -> dict:
+        """What was offered and what became of it, for the results file."""
+        return {
+            "offered": self.offered,
+            "accepted": len(self.accepted),
+            "failed_attempts_retried": self.failed_attempts,
+            "abandoned": len(self.abandoned),
+        }
 
     def run(self) -> None:
         begin = time.monotonic()
@@ -335,10 +355,7 @@ def _run(options, config, stack: Stack, kafka: PrivateKafka, postgres: PrivatePo
     figures = {
         "faults": len(FAULTS),
         "rate_per_s": options.rate,
-        "offered": load.offered,
-        "accepted": len(load.accepted),
-        "failed_attempts_retried": load.failed_attempts,
-        "abandoned": len(load.abandoned),
+        **load.figures(),
         "recovered_in_s": recovered,
         "warm_up_s": warm,
         "settled_in_s": settle_seconds,
@@ -348,13 +365,7 @@ def _run(options, config, stack: Stack, kafka: PrivateKafka, postgres: PrivatePo
         **findings.as_dict(),
     }
     path = write_results(options.results, figures)
-    for example in findings.examples:
-        say(f"  {example}")
-    say(
-        f"stranded outbox rows: {findings.stranded_outbox_rows}, consumer lag: {findings.lag}, "
-        f"escalations checked: {findings.escalations_checked}, notifications checked: "
-        f"{findings.notifications_checked}, redelivered (same id): {dict(findings.redelivered)}"
-    )
+    say_findings(findings)
     print(
         f"faults: {len(FAULTS)}, referrals: {findings.referrals}, lost: {findings.total_lost}, "
         f"duplicated: {findings.total_duplicated}, recovered in: {recovered_text}",

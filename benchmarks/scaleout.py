@@ -29,7 +29,7 @@ from pathlib import Path
 import grpc
 import psycopg
 
-from benchmarks.chaos import Keeper, Load, NotificationWatch, recovery_seconds, say
+from benchmarks.chaos import Keeper, Load, NotificationWatch, recovery_seconds, say, say_findings
 from benchmarks.chaos_checks import check, consumer_lag, faust_groups
 from benchmarks.common import isolated_env, write_results
 from benchmarks.replicas import SERVICES, ReplicaStack, shared_notify_env
@@ -226,10 +226,7 @@ def _run(options, config, stack: ReplicaStack, started: float) -> int:
         "kills": len(killed),
         "killed": killed,
         "rate_per_s": options.rate,
-        "offered": load.offered,
-        "accepted": len(load.accepted),
-        "failed_attempts_retried": load.failed_attempts,
-        "abandoned": len(load.abandoned),
+        **load.figures(),
         "complete_after_kill_s": recovered,
         "warm_up_s": warm,
         "settled_in_s": settle_seconds,
@@ -239,13 +236,7 @@ def _run(options, config, stack: ReplicaStack, started: float) -> int:
         **findings.as_dict(),
     }
     path = write_results(options.results, figures)
-    for example in findings.examples:
-        say(f"  {example}")
-    say(
-        f"stranded outbox rows: {findings.stranded_outbox_rows}, consumer lag: {findings.lag}, "
-        f"escalations checked: {findings.escalations_checked}, notifications checked: "
-        f"{findings.notifications_checked}, redelivered (same id): {dict(findings.redelivered)}"
-    )
+    say_findings(findings)
     print(
         f"referrals: {findings.referrals}, kills: {len(killed)}, lost: {findings.total_lost}, "
         f"duplicated: {findings.total_duplicated}",
