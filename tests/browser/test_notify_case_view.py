@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as seen
@@ -68,8 +68,10 @@ def test_a_stalled_case_is_one_card_with_its_timeline_and_taking_it_leaves_no_al
     producer.send(ESCALATIONS, reminder)
     producer.send(ESCALATIONS, climbed)
 
-    card = wait.until(seen.presence_of_element_located((By.ID, f"case-{case_id}")))
-    wait.until(lambda _: browser.find_element(By.CSS_SELECTOR, f"#case-{case_id} .alerts-count").text == "2")
+    wait.until(seen.presence_of_element_located((By.ID, f"case-{case_id}")))
+    # Both escalations and the referral's facts arrive on three topics in any order, and the live
+    # list is swapped whole on each; wait until the card shows them all before holding any element.
+    wait.until(lambda _: _shows_everything(browser, case_id))
     card = browser.find_element(By.ID, f"case-{case_id}")
     assert len(browser.find_elements(By.CSS_SELECTOR, f"[data-case-id='{case_id}']")) == 1  # one card
     assert card.get_attribute("data-level") == "REGION_COORDINATOR"
@@ -77,8 +79,11 @@ def test_a_stalled_case_is_one_card_with_its_timeline_and_taking_it_leaves_no_al
     count = browser.find_element(By.CSS_SELECTOR, "#per-level [data-level='REGION_COORDINATOR'] .number")
     assert int(count.text) >= 1
     # The timeline, opened with the keyboard: referral state, decision and both escalations, in words.
-    summary = card.find_element(By.TAG_NAME, "summary")
-    summary.send_keys(Keys.ENTER)
+    # Once the focus is inside the list, the live list holds still.
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda driver: _open_timeline(driver, case_id)
+    )
+    card = browser.find_element(By.ID, f"case-{case_id}")
     timeline = card.find_element(By.CSS_SELECTOR, "ol.timeline").text
     assert "Aangevraagd" in timeline and "Hulp is hier gevraagd" in timeline
     assert "Organisatie bevestigde niet op tijd" in timeline and "Niet op tijd geaccepteerd of afgewezen" in timeline
@@ -146,3 +151,27 @@ def test_the_insight_page_draws_charts_with_tables_and_no_case_ids(notify, produ
     browser.get(f"{notify.base_url}/insight?lang=nl")
     assert "Tijd van aanvraag tot acceptatie" in browser.page_source or "Verdeling" in browser.page_source
     browser.save_screenshot(str(artifacts / "notify-insight-nl.png"))
+
+
+def _card_text(browser, case_id: str) -> str:
+    return browser.execute_script(
+        "var card = document.getElementById(arguments[0]); return card ? card.textContent : '';",
+        f"case-{case_id}",
+    )
+
+
+def _shows_everything(browser, case_id: str) -> bool:
+    """Two alerts counted and the referral's request and decision in the (closed) timeline."""
+    counted = browser.execute_script(
+        "var n = document.querySelector(arguments[0]); return n ? n.textContent.trim() : '';",
+        f"#case-{case_id} .alerts-count",
+    )
+    text = _card_text(browser, case_id)
+    return counted == "2" and "Aangevraagd" in text and "Hulp is hier gevraagd" in text
+
+
+def _open_timeline(browser, case_id: str) -> bool:
+    details = browser.find_element(By.CSS_SELECTOR, f"#case-{case_id} details")
+    if details.get_attribute("open") is None:
+        details.find_element(By.TAG_NAME, "summary").send_keys(Keys.ENTER)
+    return details.get_attribute("open") is not None

@@ -1,6 +1,7 @@
 // Live list: the server sends an "alerts" event when anything in view changed; we fetch the
 // rendered list of cases (with the page's filter) and swap it in, unless the coordinator is
-// busy in a form (then after blur).
+// working in it, i.e. the focus is anywhere inside the list (then after blur): swapping it
+// would take the focus away from under a keyboard user. Opened timelines stay open.
 (function () {
   var box = document.getElementById("alerts");
   if (!box || !window.EventSource) { return; }
@@ -11,7 +12,22 @@
 
   function busy() {
     var el = document.activeElement;
-    return el && box.contains(el) && (el.tagName === "SELECT" || el.tagName === "INPUT");
+    return el && el !== box && box.contains(el);
+  }
+
+  function openCards() {
+    return Array.prototype.map.call(box.querySelectorAll("details[open]"), function (d) {
+      var card = d.closest("[id]");
+      return card ? card.id : null;
+    });
+  }
+
+  function reopen(ids) {
+    ids.forEach(function (id) {
+      var card = id && document.getElementById(id);
+      var details = card && card.querySelector("details");
+      if (details) { details.open = true; }
+    });
   }
 
   function refresh() {
@@ -21,7 +37,9 @@
     fetch("/dashboard/alerts" + query, { credentials: "same-origin" })
       .then(function (r) { if (r.status === 401) { location.reload(); } return r.text(); })
       .then(function (html) {
+        var opened = openCards();
         box.innerHTML = html;
+        reopen(opened);
         var list = box.querySelector("[data-count]");
         var n = list ? list.dataset.count : "0";
         if (count) { count.textContent = "(" + n + ")"; }
