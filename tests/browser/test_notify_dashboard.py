@@ -72,8 +72,7 @@ def test_a_coordinator_sees_an_escalation_arrive_live_and_acknowledges_it(notify
 
 def read_card(browser, case_id: str) -> dict[str, str]:
     return browser.execute_script(
-        "var card = document.getElementById(arguments[0]);"
-        "return {state: card.dataset.state, text: card.innerText};",
+        "var card = document.getElementById(arguments[0]);return {state: card.dataset.state, text: card.innerText};",
         f"case-{case_id}",
     )
 
