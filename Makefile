@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/referralmesh/v1/*.proto)
 GENERATED := generated/referralmesh/v1/.stamp
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test unit lint check proto-lint proto-breaking proto-image proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-e2e-replicas bench-escalation k8s-check prometheus-rules-check chaos fuzz
+.PHONY: run test unit lint check proto-lint proto-breaking proto-image proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-e2e-replicas bench-escalation bench-notify k8s-check prometheus-rules-check chaos fuzz
 
 run: $(INSTALLED)
 	$(BIN)/mesh demo
@@ -57,6 +57,10 @@ bench-e2e-replicas: $(INSTALLED)
 
 bench-referral: $(INSTALLED)
 	$(BIN)/python -m benchmarks.bench_referral
+
+# The notify worker alone: events/s and its CPU per event, SQLite and PostgreSQL (NOTIFY_ARGS=--profile).
+bench-notify: $(INSTALLED)
+	$(BIN)/python -m benchmarks.bench_notify $(NOTIFY_ARGS)
 
 # Faults under load and hostile input, each on a private broker (and PostgreSQL) of its own;
 # both print one summary line and write bench-results/{chaos,fuzz}.json (README.md, "Faults and hostile input").

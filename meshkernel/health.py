@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 from grpc_health.v1 import health_pb2
 
 from meshkernel.config import MeshSettings
@@ -61,8 +63,15 @@ class KafkaProbe:
             )
             self._client = client
             await client.bootstrap()
-        else:
-            await self._client.fetch_all_metadata()
+            return
+        # A metadata request that names no topic: the brokers answer with the cluster's brokers
+        # only. Asking for every topic costs the probing service CPU in proportion to the
+        # cluster's topics, every interval (decoding thousands of topics was most of an idle
+        # notify worker's CPU on a shared broker; benchmarks/README.md, issue 13).
+        node = self._client.get_random_node()
+        if node is None:
+            raise KafkaError("no broker known")
+        await self._client.send(node, MetadataRequest([]))
 
     async def close(self) -> None:
         client, self._client = self._client, None
