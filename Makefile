@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/referralmesh/v1/*.proto)
 GENERATED := generated/referralmesh/v1/.stamp
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test unit lint check proto-lint proto-breaking proto-image proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-e2e-replicas bench-escalation bench-notify k8s-check prometheus-rules-check chaos fuzz
+.PHONY: run test unit lint check proto-lint proto-breaking proto-image proto venv kafka-start kafka-stop kafka-secure-start kafka-secure-stop pki clean bench-referral bench-region bench-e2e bench-e2e-profile bench-e2e-replicas bench-escalation bench-notify k8s-check prometheus-rules-check chaos fuzz
 
 run: $(INSTALLED)
 	$(BIN)/mesh demo
@@ -48,9 +48,14 @@ bench-region: $(INSTALLED)
 bench-escalation: $(INSTALLED)
 	$(BIN)/python -m benchmarks.bench_escalation
 
-# REPLICAS=N runs N replicas of each service; bench-e2e-replicas prints 1 and 2 side by side.
+# bench-e2e finds the sustained rate (benchmarks/README.md); REPLICAS=N runs N replicas of each
+# service; bench-e2e-replicas prints 1 and 2 side by side; bench-e2e-profile attaches py-spy to
+# every service during one step (flame graphs in bench-results/profiles/).
 bench-e2e: $(INSTALLED)
 	$(BIN)/python -m benchmarks.bench_e2e $(if $(REPLICAS),--replicas $(REPLICAS))
+
+bench-e2e-profile: $(INSTALLED)
+	$(BIN)/python -m benchmarks.bench_e2e --profile $(if $(RATE),--profile-rate $(RATE))
 
 bench-e2e-replicas: $(INSTALLED)
 	$(BIN)/python -m benchmarks.bench_e2e --compare-replicas

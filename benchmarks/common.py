@@ -37,6 +37,7 @@ def latency_summary(milliseconds: list[float]) -> dict:
     return {
         "count": len(milliseconds),
         "p50_ms": round(percentile(milliseconds, 0.50), 2),
+        "p90_ms": round(percentile(milliseconds, 0.90), 2),
         "p99_ms": round(percentile(milliseconds, 0.99), 2),
         "max_ms": round(max(milliseconds), 2) if milliseconds else float("nan"),
     }
