@@ -4,6 +4,7 @@ stays true meanwhile (meshkernel/health.py, against the real broker and a closed
 from __future__ import annotations
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from grpc_health.v1 import health, health_pb2
 
 from meshcli.supervisor import free_port, private_mesh_env
@@ -60,3 +61,33 @@ async def test_a_failing_extra_check_keeps_the_service_unready(kafka_bootstrap, 
         assert await readiness.refresh() is True
     finally:
         await readiness.stop()
+
+
+async def test_later_probes_ask_for_the_brokers_only_and_a_failed_one_makes_the_service_unready(
+    kafka_bootstrap, tmp_path
+):
+    probe = KafkaProbe(settings_from(private_mesh_env(tmp_path, kafka_bootstrap)))
+    try:
+        assert await probe.reachable() is True  # the first probe connects
+        client = probe._client
+        assert client is not None
+        asked = []
+        send = client.send
+
+        async def recording(node_id, request, **options):
+            asked.append(request)
+            return await send(node_id, request, **options)
+
+        client.send = recording
+        assert await probe.reachable() is True
+        # A topic list of none: the answer names the brokers, not the cluster's every topic.
+        assert [request._topics for request in asked] == [[]]
+
+        async def broker_gone(node_id, request, **options):
+            raise KafkaConnectionError("connection refused")
+
+        client.send = broker_gone
+        assert await probe.reachable() is False
+        assert probe._client is None  # the next probe connects afresh
+    finally:
+        await probe.close()
