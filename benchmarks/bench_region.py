@@ -6,7 +6,9 @@ Measures, in one run and on the same broker:
      explanation in all five languages (`--pure-only` stops after this part, needing no broker);
   2. decisions/s end to end through Kafka: N ReferralRequested events produced onto the
      referral topic, timed until N assignment events are read back from the assignments topic,
-     with a real region worker (a child process, as `mesh serve region` runs it);
+     with a real region worker (a child process, as `mesh serve region` runs it), and the
+     worker process's own CPU time per event over that window (`--profile NAME` records a py-spy
+     flame graph of the worker meanwhile: bench-results/profiles/region-NAME.svg);
   3. the raw Kafka produce->consume rate for N records of the same size, same client settings,
      as the ceiling the end-to-end figure should be read against.
 Writes the figures to bench-results/region.json. Uses its own topic prefix and removes its
@@ -19,7 +21,9 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +47,7 @@ from services.region.decide import load_resolver
 from services.region.domain import explanation_languages, parse_request
 
 RESULTS = PROJECT_ROOT / "bench-results" / "region.json"
+PROFILES = PROJECT_ROOT / "bench-results" / "profiles"
 DOCUMENT = {
     "asked_in": "GM0363",
     "service": "shelter",
@@ -163,12 +168,45 @@ def _drain(consumer: KafkaConsumer, wanted: int, timeout: float, accept=lambda r
     return seen
 
 
-def bench_end_to_end(config: MeshSettings, env: dict, count: int, log_dir: Path) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process, all its threads, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _profiler(pid: int, name: str | None) -> subprocess.Popen | None:
+    """py-spy recording the worker until stopped (SIGINT), as a flame graph."""
+    if name is None:
+        return None
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        print("  (no py-spy in the environment: no profile)", flush=True)
+        return None
+    PROFILES.mkdir(parents=True, exist_ok=True)
+    command = [str(py_spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking"]
+    return subprocess.Popen(
+        [*command, "--format", "flamegraph", "--output", str(PROFILES / f"region-{name}.svg")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop_profiler(profiler: subprocess.Popen | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            profiler.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            profiler.kill()
+            profiler.wait()
+
+
+def bench_end_to_end(config: MeshSettings, env: dict, count: int, log_dir: Path, profile: str | None = None) -> dict:
     from meshcli.supervisor import Stack
 
     stack = Stack(env=env, log_dir=log_dir)
     started = time.monotonic()
-    stack.start("region")
+    worker = stack.start("region")
     try:
         _wait_serving(config.region_grpc_address, timeout=90)
         startup = time.monotonic() - started
@@ -182,6 +220,8 @@ def bench_end_to_end(config: MeshSettings, env: dict, count: int, log_dir: Path)
             raise RuntimeError("the region worker produced no assignment for the warm-up event")
         payloads = [(f"bench-{i:07d}", _requested(f"bench-{i:07d}")) for i in range(count)]
         size = statistics.mean(len(value) for _key, value in payloads)
+        profiler = _profiler(worker.pid, profile)
+        cpu_before = _cpu_seconds(worker.pid)
         begin = time.perf_counter()
         for key, value in payloads:
             producer.send(source, key=key.encode(), value=value)
@@ -189,6 +229,8 @@ def bench_end_to_end(config: MeshSettings, env: dict, count: int, log_dir: Path)
         produced = time.perf_counter() - begin
         got = _drain(consumer, count, timeout=max(60, count / 20))
         elapsed = time.perf_counter() - begin
+        worker_cpu = _cpu_seconds(worker.pid) - cpu_before
+        _stop_profiler(profiler)
         producer.close()
         consumer.close()
         if stack.crashed():
@@ -198,6 +240,9 @@ def bench_end_to_end(config: MeshSettings, env: dict, count: int, log_dir: Path)
             "assignments_read": got,
             "seconds": round(elapsed, 3),
             "decisions_per_second": round(got / elapsed, 1),
+            # The worker's own CPU (all its threads) from the first send to the last assignment read.
+            "worker_cpu_seconds": round(worker_cpu, 3),
+            "worker_cpu_ms_per_event": round(1000 * worker_cpu / max(got, 1), 3),
             "produce_seconds": round(produced, 3),
             "message_bytes": round(size),
             "worker_startup_seconds": round(startup, 2),
@@ -269,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=3000, help="events through Kafka (default 3000)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="record a py-spy flame graph of the worker during the Kafka run: bench-results/profiles/region-NAME.svg",
+    )
+    parser.add_argument(
         "--pure-only", action="store_true", help="only the pure resolver (no broker needed; nothing written)"
     )
     options = parser.parse_args(argv)
@@ -303,21 +353,28 @@ def main(argv: list[str] | None = None) -> int:
     prepare_kafka(config, "bench-region", give_up_after=30)
     try:
         print(f"end to end through Kafka: {options.events} ReferralRequested events ...", flush=True)
-        e2e = bench_end_to_end(config, env, options.events, workdir / "logs")
+        e2e = bench_end_to_end(config, env, options.events, workdir / "logs", options.profile)
         print(
             f"  {e2e['decisions_per_second']:,.0f} decisions/s ({e2e['assignments_read']} assignments in "
-            f"{e2e['seconds']} s, {e2e['message_bytes']} B/event)",
+            f"{e2e['seconds']} s, {e2e['message_bytes']} B/event); worker CPU "
+            f"{e2e['worker_cpu_ms_per_event']:.2f} ms per event",
             flush=True,
         )
         print(f"raw Kafka produce->consume: {options.events} records of {e2e['message_bytes']} B ...", flush=True)
         raw = bench_raw_kafka(config, options.events, e2e["message_bytes"])
         print(f"  {raw['records_per_second']:,.0f} records/s", flush=True)
+        print(
+            f"region worker through Kafka: {e2e['decisions_per_second'] / raw['records_per_second']:.1%} of raw "
+            f"(load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
     finally:
         _delete_topics(config)
 
     result = {
         "benchmark": "region",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": os.getloadavg(),
         "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
         "kafka_bootstrap": config.kafka_bootstrap,
         "topic_partitions": config.topic_partitions,
