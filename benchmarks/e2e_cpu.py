@@ -76,11 +76,26 @@ class ServiceCpu:
         return per_service
 
 
-def cpu_ms_per_unit(before: Mapping[str, float], after: Mapping[str, float], units: int) -> dict[str, float]:
-    """CPU milliseconds per unit of work for each service between two samples, and their total.
-    No unit of work done: no figure (an empty dict), never a division by zero."""
-    if units <= 0:
+def cpu_ms_per_unit(
+    before: Mapping[str, float], after: Mapping[str, float], units: int | Mapping[str, int]
+) -> dict[str, float]:
+    """CPU milliseconds per unit of work for each service between two samples, and their sum.
+    `units` is one count for every service, or each service's own count (what it finished in
+    the window: on an overloaded mesh the services are at different points of the backlog).
+    A service that finished nothing: no figure for it, nor a total; never a division by zero."""
+    done = {service: units if isinstance(units, int) else units.get(service, 0) for service in after}
+    if any(count <= 0 for count in done.values()):
         return {}
-    shares = {service: round((after[service] - before[service]) * 1000 / units, 3) for service in after}
-    shares["total"] = round(sum(after[service] - before[service] for service in after) * 1000 / units, 3)
-    return shares
+    shares = {service: (after[service] - before[service]) * 1000 / done[service] for service in after}
+    return {**{service: round(share, 3) for service, share in shares.items()}, "total": round(sum(shares.values()), 3)}
+
+
+def less_idle(
+    before: Mapping[str, float], after: Mapping[str, float], idle_percent: Mapping[str, float], seconds: float
+) -> dict[str, float]:
+    """`after` less what each service would have used idle over `seconds` (never below
+    `before`): the CPU that the work itself took, for `cpu_ms_per_unit`."""
+    return {
+        service: max(before[service], after[service] - idle_percent.get(service, 0.0) / 100 * seconds)
+        for service in after
+    }

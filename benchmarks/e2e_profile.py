@@ -21,6 +21,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 SAMPLES_PER_SECOND = 50
+# Leaf frames of a thread that waits for work: py-spy's idle detection races on a busy machine
+# (a thread woken but not yet on a core counts as active), so these are counted apart.
+WAITING = {("EpollSelector.select", "selectors"), ("_worker", "concurrent"), ("Condition.wait", "threading")}
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -82,9 +85,10 @@ def area_of(file: str) -> str:
 
 
 def summarise(stacks: list[tuple[list[str], int]], top: int = 15) -> dict:
-    """Shares of the samples: own time by area and by function, and time including callees by
-    function (each function counted once per stack)."""
+    """Shares of the busy samples (those not waiting for work, `WAITING`): own time by area and
+    by function, and time including callees by function (each function once per stack)."""
     total = sum(count for _, count in stacks) or 1
+    waiting = 0
     own_by_area: Counter[str] = Counter()
     own_by_function: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -92,6 +96,9 @@ def summarise(stacks: list[tuple[list[str], int]], top: int = 15) -> dict:
         if not frames:
             continue
         function, file = frame_parts(frames[-1])
+        if (function, area_of(file)) in WAITING:
+            waiting += count
+            continue
         own_by_area[area_of(file)] += count
         own_by_function[f"{function} ({area_of(file)})"] += count
         seen = set()
@@ -101,12 +108,14 @@ def summarise(stacks: list[tuple[list[str], int]], top: int = 15) -> dict:
             if name not in seen:
                 seen.add(name)
                 inclusive[name] += count
+    busy = max(1, total - waiting)
 
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
-        return [(name, round(100 * count / total, 1)) for name, count in counter.most_common(top)]
+        return [(name, round(100 * count / busy, 1)) for name, count in counter.most_common(top)]
 
     return {
         "samples": total,
+        "waiting_percent": round(100 * waiting / total, 1),
         "own_by_area": shares(own_by_area),
         "own_by_function": shares(own_by_function),
         "inclusive_by_function": shares(inclusive),
@@ -114,7 +123,10 @@ def summarise(stacks: list[tuple[list[str], int]], top: int = 15) -> dict:
 
 
 def render(service: str, summary: dict) -> str:
-    lines = [f"{service}: {summary['samples']} samples (py-spy, {SAMPLES_PER_SECOND}/s, idle threads left out)"]
+    lines = [
+        f"{service}: {summary['samples']} samples (py-spy, {SAMPLES_PER_SECOND}/s), {summary['waiting_percent']:g} % "
+        "waiting for work (in select or an idle pool thread); shares below are of the rest"
+    ]
     for key, title in (
         ("own_by_area", "own time by package / project file"),
         ("own_by_function", "own time by function"),

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from benchmarks.e2e_cpu import CLOCK_TICKS, cpu_ms_per_unit, group_cpu_seconds, parse_stat, service_of
+from benchmarks.e2e_cpu import CLOCK_TICKS, cpu_ms_per_unit, group_cpu_seconds, less_idle, parse_stat, service_of
 
 
 def test_a_stat_line_is_read_after_the_command_name_even_when_it_holds_spaces_and_parentheses():
@@ -31,8 +31,16 @@ def test_cpu_per_unit_divides_each_services_delta_and_their_sum():
     assert shares == pytest.approx({"referral": 2.0, "region": 1.0, "notify": 4.0, "total": 7.0})
 
 
+def test_each_service_can_be_divided_by_what_it_finished_itself():
+    before = {"referral": 10.0, "notify": 30.0}
+    after = {"referral": 11.0, "notify": 31.0}
+    shares = cpu_ms_per_unit(before, after, units={"referral": 400, "notify": 100})
+    assert shares == pytest.approx({"referral": 2.5, "notify": 10.0, "total": 12.5})
+
+
 def test_no_completed_work_gives_no_figure():
     assert cpu_ms_per_unit({"referral": 1.0}, {"referral": 2.0}, units=0) == {}
+    assert cpu_ms_per_unit({"referral": 1.0, "notify": 1.0}, {"referral": 2.0, "notify": 2.0}, {"referral": 5}) == {}
 
 
 def test_replicas_count_for_their_service():
@@ -42,3 +50,13 @@ def test_replicas_count_for_their_service():
         "referral",
         "x-y",
     ]
+
+
+def test_idle_cpu_is_taken_off_each_service_but_never_below_its_first_sample():
+    before = {"referral": 10.0, "notify": 30.0}
+    after = {"referral": 12.0, "notify": 30.1}
+    working = less_idle(before, after, {"referral": 5.0, "notify": 10.0}, seconds=10)
+    assert working == pytest.approx({"referral": 11.5, "notify": 30.0})
+    assert cpu_ms_per_unit(before, working, units=100) == pytest.approx(
+        {"referral": 15.0, "notify": 0.0, "total": 15.0}
+    )

@@ -33,6 +33,7 @@ def test_code_is_grouped_by_package_project_file_or_standard_module():
 def test_shares_are_of_all_samples_own_time_at_the_leaf_and_inclusive_once_per_stack():
     summary = summarise(parse_collapsed(STACKS))
     assert summary["samples"] == 10
+    assert summary["waiting_percent"] == 0.0
     assert dict(summary["own_by_area"]) == {"sqlalchemy": 60.0, "services/notify/application.py": 30.0, "asyncio": 10.0}
     inclusive = dict(summary["inclusive_by_function"])
     assert inclusive["<module> (meshcli/main.py)"] == 100.0
@@ -42,3 +43,16 @@ def test_short_file_names_as_py_spy_writes_them_are_grouped_too():
     assert area_of("aiokafka/producer/producer.py") == "aiokafka"
     assert area_of("threading.py") == "threading"
     assert area_of("services/region/adapters/streams.py") == "services/region/adapters/streams.py"
+
+
+def test_threads_waiting_for_work_are_counted_apart_from_the_busy_shares():
+    stacks = parse_collapsed(
+        [
+            "run (asyncio/base_events.py:1);EpollSelector.select (selectors.py:468) 5",
+            "run (threading.py:1);_worker (concurrent/futures/thread.py:81) 3",
+            "run (asyncio/base_events.py:1);handle (services/notify/application.py:80) 2",
+        ]
+    )
+    summary = summarise(stacks)
+    assert summary["waiting_percent"] == 80.0
+    assert dict(summary["own_by_area"]) == {"services/notify/application.py": 100.0}
