@@ -48,11 +48,12 @@ bench-region: $(INSTALLED)
 bench-escalation: $(INSTALLED)
 	$(BIN)/python -m benchmarks.bench_escalation
 
-# bench-e2e finds the sustained rate (benchmarks/README.md); REPLICAS=N runs N replicas of each
+# bench-e2e finds the sustained rate (benchmarks/README.md); DATABASE=postgres puts the referral
+# and notify stores on PostgreSQL (default: their embedded SQLite); REPLICAS=N runs N replicas of each
 # service; bench-e2e-replicas prints 1 and 2 side by side; bench-e2e-profile attaches py-spy to
 # every service during one step (flame graphs in bench-results/profiles/).
 bench-e2e: $(INSTALLED)
-	$(BIN)/python -m benchmarks.bench_e2e $(if $(REPLICAS),--replicas $(REPLICAS))
+	$(BIN)/python -m benchmarks.bench_e2e $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(DATABASE),--database $(DATABASE))
 
 bench-e2e-profile: $(INSTALLED)
 	$(BIN)/python -m benchmarks.bench_e2e --profile $(if $(RATE),--profile-rate $(RATE))

@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="one step with py-spy on every service")
     parser.add_argument("--profile-rate", type=float, default=50.0)
     parser.add_argument("--profile-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the referral and notify stores: embedded SQLite (default) or fresh PostgreSQL databases",
+    )
     parser.add_argument("--replicas", type=int, default=1, help="replicas of each service (more than 1: PostgreSQL)")
     parser.add_argument("--compare-replicas", action="store_true", help="1 and 2 replicas, rates side by side")
     options = parser.parse_args(argv)
@@ -97,12 +103,14 @@ def _run_mesh(options, replicas: int, *, raw_floor: bool) -> dict:
         folder = Path(folder_name)
         databases = None
         extra: dict[str, str] = {}
-        if replicas > 1 or options.compare_replicas:  # one database every replica shares
+        if replicas > 1 or options.compare_replicas or options.database == "postgres":
             from benchmarks.scaleout import Databases
 
             databases = Databases(os.environ.get("TEST_POSTGRES_URL"))
-            # Notify replicas share one SQLite store until notify's store runs on PostgreSQL.
-            extra = {"DATABASE_URL": databases.create("referral"), **shared_notify_env(folder)}
+            # One database every referral replica shares; notify's replicas share one store:
+            # SQLite unless --database postgres.
+            notify_url = databases.create("notify") if options.database == "postgres" else None
+            extra = {"DATABASE_URL": databases.create("referral"), **shared_notify_env(folder, notify_url)}
         env = isolated_env(folder, **extra)
         if "KAFKA_BOOTSTRAP" not in env:
             env["KAFKA_BOOTSTRAP"] = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
@@ -170,6 +178,10 @@ class MeshRun:
         if raw_floor:
             figures["raw_kafka"] = self._raw_floor(figures.get("sustained_rate") or figures["steps"][0]["rate"])
         figures.update(
+            stores={
+                "referral": "postgres" if self.options.database == "postgres" or self.replicas > 1 else "sqlite",
+                "notify": self.options.database,
+            },
             idle_cpu_percent_of_a_core=idle,
             replicas=self.replicas,
             load_average={"start": load_average_start, "end": os.getloadavg()},
@@ -180,27 +192,37 @@ class MeshRun:
         if not raw_floor:
             return figures
         name = "e2e" if self.replicas == 1 else f"e2e-{self.replicas}-replicas"
+        if self.options.database == "postgres":
+            name += "-postgres"
         if self.options.profile:
             name += "-profile"
         print(f"\nwrote {write_results(name, figures)}")
         return figures
 
     def _warm_up(self) -> bool:
+        """20 referrals at 5/s; warm once 15 are notified and the rest had 10 s more."""
         print(f"warming up the mesh ({SENDER} -> {RECEIVER})")
         schedule = Schedule(rate=5, seconds=4, start=time.monotonic() + START_LEAD_S, prefix="warm-")
         self.load.begin(self.addresses, schedule)
+        notified = self.arrivals.first_seen["notification"]
         deadline = time.monotonic() + 150
-        result = None
+        result: LoadResult | None = None
         while time.monotonic() < deadline and not self.stack.crashed():
             if result is None:
                 result = self.load.poll(0.5)
-            else:
-                time.sleep(0.2)
-            notified = self.arrivals.first_seen["notification"]
-            if result is not None and all(case in notified for case in result.scheduled):
+                continue
+            if sum(1 for case in result.scheduled if case in notified) >= 15:
+                self._drain(result, until=time.monotonic() + 10)
                 print(f"  warm after {time.monotonic() - self.options.began:.0f} s")
                 return True
-        print(f"the mesh did not warm up; stopped: {self.stack.crashed()}", file=sys.stderr)
+            time.sleep(0.2)
+        seen = {label: len(cases) for label, cases in self.arrivals.first_seen.items()}
+        errors = result.errors if result else "?"
+        print(f"the mesh did not warm up: seen {seen}, {errors} create errors", file=sys.stderr)
+        for name in self.stack.processes:
+            log = self.stack.log_dir / f"{name}.log"
+            lines = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+            print(f"  {name} (stopped: {name in self.stack.crashed()}): " + " | ".join(lines), file=sys.stderr)
         return False
 
     def _idle_cpu(self, seconds: float = 3.0) -> dict[str, float]:
