@@ -16,6 +16,7 @@ import faust
 from opentelemetry.metrics import Observation
 
 from meshkernel import topics as declared
+from meshkernel.commit_guard import CommitGuard
 from meshkernel.config import MeshSettings
 from meshkernel.envelope import MalformedEvent, decode
 from meshkernel.kafka_acl import stream_app_id
@@ -75,6 +76,13 @@ def make_app(
     )
     if store == "rocksdb":
         open_local_store(datadir, Path(app.conf.tabledir))
+    # Commits only up to handled events (meshkernel/commit_guard.py); decoded_events installs it.
+    guard = app.commit_guard = CommitGuard()  # type: ignore[attr-defined]
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust's signature types miss **kwargs
+    async def forget_handled_offsets(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        guard.on_revoked(revoked)
+
     return app
 
 
@@ -150,14 +158,27 @@ class DeadLetters:
 async def decoded_events(
     stream: Any, dead_letters: DeadLetters, *, expect: str | None
 ) -> AsyncIterator[tuple[Any, events_pb2.EventEnvelope]]:
-    """Yield (faust event, envelope) for every valid record; dead-letter the rest and go on."""
+    """Yield (faust event, envelope) for every valid record; dead-letter the rest and go on.
+
+    An event is acknowledged (its offset may then be committed) only when the caller asks for
+    the next one, that is after the caller finished with it. Faust acknowledges in a `finally`,
+    so on its own it also acknowledges an event whose handling raised or was cancelled (a worker
+    stopping mid-event): the offset was committed without the event's outputs, and the event was
+    never read again. Here such an event stays unacknowledged and is read again."""
+    stream.enable_acks = False
+    guard: CommitGuard | None = getattr(stream.app, "commit_guard", None)
+    if guard is not None:
+        guard.install(stream.app.consumer)
     async for event in stream.events():
         try:
             envelope = decode(event.value, expect=expect)
         except MalformedEvent as problem:
             await dead_letters.send(event, str(problem))
-            continue
-        yield event, envelope
+        else:
+            yield event, envelope
+        if guard is not None:
+            guard.on_handled(event.message.tp, event.message.offset)
+        await stream.ack(event)
 
 
 class _BoundedStopWorker(faust.Worker):

@@ -13,6 +13,7 @@ assignment decisions and coordinators' alert actions; its per-case state lives i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +49,10 @@ API_NAME = "referralmesh.v1.RegionService"
 TABLE = "cases"
 ESCALATION_TABLE = "escalation-state"
 SESSION_TIMEOUT_SECONDS = 10.0
+# An event whose handling fails outside the decision is tried again (see _until_handled).
+HANDLING_ATTEMPTS = 6
+RETRY_FIRST_PAUSE_SECONDS = 0.5
+RETRY_LONGEST_PAUSE_SECONDS = 8.0
 
 
 def build_app(
@@ -101,68 +106,91 @@ def build_app(
     @app.agent(incoming)
     async def assign_responsibility(stream):
         async for event, envelope in decoded_events(stream, dead_letters, expect=None):
-            kind = envelope.WhichOneof("payload")
-            partition = event.message.partition
-            if kind == "alert_action":
-                await _alert_action(event, envelope)
-                continue
-            if kind == "client_erased":
-                await _forget_case(envelope.case_id, partition)
-                continue
-            record = dict(cases[envelope.case_id])
-            if already_seen(record, envelope.event_id):
-                # A redelivered event: decided and recorded before, but the assignment may not have
-                # reached the broker (the record can be durable first), so it goes out again as
-                # sent, same id. The stall detector may not have stored it (crash between the two
-                # table writes); feeding it again is harmless.
-                for raw in sent_for(record, envelope.event_id):
-                    await _send_assignment(envelopes.decode(raw, expect="assignment"), raw)
-                _feed_escalator(envelope, _replayed_assignment(envelope, record), partition)
-                continue
-            with tracing.consuming(
-                event.message.topic,
-                envelope,
-                consumer_group=app.conf.id,
-                partition=partition,
-                headers=envelopes.trace_carrier_from_headers(event.headers),
-            ):
-                try:
-                    if kind == "referral":
-                        outcome = assigner.on_referral(envelope, record)
-                    elif kind == "override":
-                        outcome = assigner.on_override(envelope, record)
-                    else:
-                        raise Refused(f"unexpected payload {kind!r}, expected 'referral', 'override' or 'alert_action'")
-                except Refused as problem:
-                    await dead_letters.send(event, str(problem))
-                    continue
-                except Exception as problem:  # never crash the worker on one event
-                    log.exception("region decision failed", extra={"case_id": envelope.case_id})
-                    await dead_letters.send(event, f"internal error: {type(problem).__name__}")
-                    continue
-                if outcome.assignment is not None:
-                    # Sent before the table is written: after a crash in between, the same event
-                    # is redelivered, decided from the same state and sent with the same id.
-                    await _send_assignment(outcome.assignment, envelopes.encode(outcome.assignment))
-                    decided = outcome.assignment.assignment
-                    assignments_made.add(
-                        1, {"referralmesh.rule": decided.rule, "referralmesh.trigger": decided.trigger}
-                    )
-                    log.info(
-                        "assignment emitted",
-                        extra={
-                            "case_id": envelope.case_id,
-                            "region": decided.responsible_region,
-                            "rule": decided.rule,
-                            "handover_to": decided.handover_to,
-                            "trigger": decided.trigger,
-                        },
-                    )
-                # The stall detector's state first: the `cases` write marks the event as handled.
-                _feed_escalator(
-                    envelope, outcome.assignment, partition, tracing.inject_current().get("traceparent", "")
+            await _until_handled(event, envelope)
+
+    async def _until_handled(event, envelope) -> None:
+        """Handle one event to the end before the next. A failure outside the decision (the
+        table, the producer) is tried again after a pause: going on to the next event would let
+        its acknowledgement commit this one too (faust commits over a single unacknowledged
+        offset), and the event would be lost. After the last try it goes to the dead-letter
+        topic, with the error's type, so it is never dropped silently."""
+        pause = RETRY_FIRST_PAUSE_SECONDS
+        for attempt in range(1, HANDLING_ATTEMPTS + 1):
+            try:
+                await _handle(event, envelope)
+                return
+            except Exception as problem:
+                if app.should_stop:
+                    raise  # unacknowledged: read again after the restart
+                log.exception(
+                    "handling an event failed",
+                    extra={"case_id": envelope.case_id, "attempt": attempt, "of": HANDLING_ATTEMPTS},
                 )
-                cases[envelope.case_id] = outcome.record
+                if attempt == HANDLING_ATTEMPTS:
+                    await dead_letters.send(event, f"internal error: {type(problem).__name__}")
+                    return
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, RETRY_LONGEST_PAUSE_SECONDS)
+
+    async def _handle(event, envelope) -> None:
+        kind = envelope.WhichOneof("payload")
+        partition = event.message.partition
+        if kind == "alert_action":
+            await _alert_action(event, envelope)
+            return
+        if kind == "client_erased":
+            await _forget_case(envelope.case_id, partition)
+            return
+        record = dict(cases[envelope.case_id])
+        if already_seen(record, envelope.event_id):
+            # A redelivered event: decided and recorded before, but the assignment may not have
+            # reached the broker (the record can be durable first), so it goes out again as
+            # sent, same id. The stall detector may not have stored it (crash between the two
+            # table writes); feeding it again is harmless.
+            for raw in sent_for(record, envelope.event_id):
+                await _send_assignment(envelopes.decode(raw, expect="assignment"), raw)
+            _feed_escalator(envelope, _replayed_assignment(envelope, record), partition)
+            return
+        with tracing.consuming(
+            event.message.topic,
+            envelope,
+            consumer_group=app.conf.id,
+            partition=partition,
+            headers=envelopes.trace_carrier_from_headers(event.headers),
+        ):
+            try:
+                if kind == "referral":
+                    outcome = assigner.on_referral(envelope, record)
+                elif kind == "override":
+                    outcome = assigner.on_override(envelope, record)
+                else:
+                    raise Refused(f"unexpected payload {kind!r}, expected 'referral', 'override' or 'alert_action'")
+            except Refused as problem:
+                await dead_letters.send(event, str(problem))
+                return
+            except Exception as problem:  # never crash the worker on one event
+                log.exception("region decision failed", extra={"case_id": envelope.case_id})
+                await dead_letters.send(event, f"internal error: {type(problem).__name__}")
+                return
+            if outcome.assignment is not None:
+                # Sent before the table is written: after a crash in between, the same event
+                # is redelivered, decided from the same state and sent with the same id.
+                await _send_assignment(outcome.assignment, envelopes.encode(outcome.assignment))
+                decided = outcome.assignment.assignment
+                assignments_made.add(1, {"referralmesh.rule": decided.rule, "referralmesh.trigger": decided.trigger})
+                log.info(
+                    "assignment emitted",
+                    extra={
+                        "case_id": envelope.case_id,
+                        "region": decided.responsible_region,
+                        "rule": decided.rule,
+                        "handover_to": decided.handover_to,
+                        "trigger": decided.trigger,
+                    },
+                )
+            # The stall detector's state first: the `cases` write marks the event as handled.
+            _feed_escalator(envelope, outcome.assignment, partition, tracing.inject_current().get("traceparent", ""))
+            cases[envelope.case_id] = outcome.record
 
     async def _send_assignment(sent: events_pb2.EventEnvelope, raw: bytes) -> None:
         with tracing.publishing(assignments.get_topic_name(), case_id=sent.case_id, event_id=sent.event_id):
