@@ -42,7 +42,7 @@ from meshkernel.config import PROJECT_ROOT, MeshSettings
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import ASSIGNMENTS, REFERRAL_EVENTS
 from referralmesh.v1 import common_pb2, events_pb2
-from services.region.adapters.facts_mapping import assignment_from_decision, request_document
+from services.region.adapters.facts_mapping import assignment_from, request_from_proto
 from services.region.decide import load_resolver
 from services.region.domain import explanation_languages, parse_request
 
@@ -88,8 +88,8 @@ def _rate(call: Callable[[], object], count: int, repeats: int) -> dict[str, flo
 def bench_pure(count: int, repeats: int = 3) -> dict:
     """Three ways into the resolver, one core each:
     domain: request object -> Decision, no explanation written (what deciding itself costs);
-    worker: proto facts -> the resolver's document -> decision with the explanation in the case's
-            languages (here English, and Dutch) -> AssignmentEvent, as the region worker calls it;
+    worker: proto facts -> request -> decision -> AssignmentEvent with the explanation in the case's
+            languages (here English, and Dutch), as the region worker calls it;
     document: JSON document in, JSON decision out with the explanation in all five languages (the
             gRPC Resolve / `mesh region resolve` path)."""
     resolver = load_resolver(MeshSettings().region_policy_path)
@@ -97,10 +97,10 @@ def bench_pure(count: int, repeats: int = 3) -> dict:
     case_languages = explanation_languages(["en"])
 
     def worker() -> object:
-        document = request_document(
+        request = request_from_proto(
             asked_in="GM0363", service="shelter", decision_date="2026-11-01", current_region=None, facts=FACTS
         )
-        return assignment_from_decision(resolver.decide(document, case_languages), service="shelter")
+        return assignment_from(resolver.decide_request(request), case_languages, service="shelter")
 
     paths = {
         "domain": _rate(lambda: resolver.decide_request(request), count, repeats),

@@ -23,10 +23,10 @@ from meshkernel import envelope as envelopes
 from referencedata.agencies import load_directory
 from referencedata.need_domains import binding_service
 from referralmesh.v1 import events_pb2
-from services.region.adapters.facts_mapping import assignment_from_decision, request_document
+from services.region.adapters.facts_mapping import assignment_from, request_from_proto
 from services.region.decide import Resolver
 from services.region.domain import responsibility as r
-from services.region.domain.decision import explanation_languages
+from services.region.domain.decision import Decision, explanation_languages
 from services.region.domain.errors import InvalidInput
 
 SERVICE = "region"
@@ -59,14 +59,14 @@ class Outcome:
     assignment: events_pb2.EventEnvelope | None
 
 
-def _resolved(decision: Mapping[str, Any]) -> list:
+def _resolved(decision: Decision) -> list:
     """What the resolver said, to tell whether a later event changed it (JSON-friendly)."""
     return [
-        decision.get("region"),
-        decision.get("handover_to") or "",
-        decision.get("rule"),
-        bool(decision.get("bound_nowhere")),
-        bool(decision.get("no_programme_accepts")),
+        decision.region,
+        decision.handover_to or "",
+        decision.rule,
+        decision.bound_nowhere,
+        decision.no_programme_accepts,
     ]
 
 
@@ -91,16 +91,18 @@ class Assigner:
         # The assignment explains itself in the case's languages only (and Dutch), not all five.
         explained_in = explanation_languages(referral.languages)
 
-        def decide(current_region: str | None) -> dict:
-            document = request_document(
-                asked_in=referral.asked_in,
-                service=service,
-                decision_date=when,
-                current_region=current_region,
-                facts=referral.facts,
-            )
+        def decide(current_region: str | None) -> Decision:
+            # The domain objects straight from the proto; the explanation is written only if an
+            # assignment is sent (most lifecycle events send none).
             try:
-                return self.resolver.decide(document, explained_in)
+                request = request_from_proto(
+                    asked_in=referral.asked_in,
+                    service=service,
+                    decision_date=when,
+                    current_region=current_region,
+                    facts=referral.facts,
+                )
+                return self.resolver.decide_request(request)
             except InvalidInput as problem:
                 raise Refused(f"resolver refused the facts: {problem}") from None
 
@@ -108,7 +110,7 @@ class Assigner:
         # depend on whether an override on the other topic was read before or after this event.
         known = state.ordinary_region is not None
         ordinary = decide(state.ordinary_region)
-        redecide = r.Redecide(referral.event_type, ordinary["region"], ordinary.get("handover_to"))
+        redecide = r.Redecide(referral.event_type, ordinary.region, ordinary.handover_to)
         s = None
         if referral.event_type == "ReferralAccepted" and (referral.handover or referral.previous_holder):
             acceptor = referral.holder or referral.receiver
@@ -124,17 +126,17 @@ class Assigner:
 
         if known and s.after.base_region != state.base_region:
             ordinary = decide(s.after.base_region)  # a handover moved it: decide from there
-        after = r.propose(s.after, ordinary.get("handover_to"))
+        after = r.propose(s.after, ordinary.handover_to)
         # What the assignment explains: the region responsible now, the override's if one is in force.
         decision = ordinary if after.override is None else decide(after.responsible)
-        rule = s.rule or decision["rule"]
+        rule = s.rule or decision.rule
         history = list(record.get("history", []))
         entry = self._entry(
             envelope,
             trigger=referral.event_type,
             region=after.responsible,
             previous=state.responsible,
-            handover_to=decision.get("handover_to") or "",
+            handover_to=decision.handover_to or "",
             rule=rule,
             decision=decision,
             referral_id=referral.referral_id,
@@ -159,8 +161,9 @@ class Assigner:
         new_record["resolved"] = _resolved(decision)
         if not due:
             return Outcome(new_record, None)
-        assignment = assignment_from_decision(
+        assignment = assignment_from(
             decision,
+            explained_in,
             referral_id=referral.referral_id,
             previous_region=state.responsible or "",
             service=service,
@@ -210,7 +213,7 @@ class Assigner:
             previous=state.responsible,
             handover_to=handover_to,
             rule=s.rule,
-            decision={"policy_version": self.resolver.policy.version},
+            decision=None,
             referral_id=referral_id,
             reason_code=override.reason_code,
         )
@@ -246,8 +249,20 @@ class Assigner:
             assignment=assignment,
         )
 
-    @staticmethod
-    def _entry(envelope, *, trigger, region, previous, handover_to, rule, decision, referral_id, reason_code) -> dict:
+    def _entry(
+        self,
+        envelope,
+        *,
+        trigger,
+        region,
+        previous,
+        handover_to,
+        rule,
+        decision: Decision | None,
+        referral_id,
+        reason_code,
+    ) -> dict:
+        """A history entry; `decision` None for an override (no resolver decision behind it)."""
         return {
             "at": envelope.occurred_at.ToDatetime().replace(tzinfo=UTC).isoformat(),
             "event_id": envelopes.derived_id("assignment", envelope.event_id),
@@ -259,9 +274,9 @@ class Assigner:
             "handover_to": handover_to,
             "rule": rule,
             "reason_code": reason_code,
-            "bound_nowhere": bool(decision.get("bound_nowhere")),
-            "no_programme_accepts": bool(decision.get("no_programme_accepts")),
-            "policy_version": str(decision.get("policy_version", "")),
+            "bound_nowhere": decision is not None and decision.bound_nowhere,
+            "no_programme_accepts": decision is not None and decision.no_programme_accepts,
+            "policy_version": decision.policy_version if decision is not None else self.resolver.policy.version,
         }
 
     @staticmethod
