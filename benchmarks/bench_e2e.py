@@ -374,8 +374,9 @@ class MeshRun:
         search = RateSearch()
         step_cost = START_LEAD_S + self.options.step_seconds + self.options.drain_seconds + 2
         while (rate := search.next_rate()) is not None:
+            # The first step runs whatever the start-up took: a run always has a figure.
             elapsed = time.monotonic() - self.options.began
-            if elapsed + step_cost + RESERVE_S > self.options.budget_seconds:
+            if self.steps and elapsed + step_cost + RESERVE_S > self.options.budget_seconds:
                 print(f"time budget reached after {elapsed:.0f} s: the search stops here")
                 break
             figures = self.step(rate, self.options.step_seconds)
