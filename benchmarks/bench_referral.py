@@ -367,6 +367,9 @@ def _measure(
     return measured, {"cpu": cpu, "load_average": round(load, 2)}
 
 
+IDLE_SECONDS = 5.0
+
+
 def _figures(measured: dict, usage: dict) -> dict:
     elapsed, results = measured["elapsed"], measured["latencies"]
     everything = [value for values in results.values() for value in values]
@@ -438,6 +441,11 @@ def run_backend(
         engine = make_engine(database_url)
         server_pid = stack.processes["referral"].pid
         address = config.referral_grpc_address
+        # What the service spends with no calls at all (relay polls, readiness probes, directory
+        # checks): reported beside the per-operation figures, which include it.
+        idle_began = _cpu_seconds(server_pid)
+        time.sleep(IDLE_SECONDS)
+        idle_cores = (_cpu_seconds(server_pid) - idle_began) / IDLE_SECONDS
 
         # Each phase's first seconds warm up connections, pools and the first Kafka batches
         # and are not measured.
@@ -465,7 +473,7 @@ def run_backend(
         if engine is not None:
             engine.dispose()
         drop()
-    return {"backend": backend, **phases, "service_crashed": bool(crashed)}
+    return {"backend": backend, "service_idle_cores": round(idle_cores, 3), **phases, "service_crashed": bool(crashed)}
 
 
 def _say(backend: str, phase: str, result: dict) -> None:
@@ -480,6 +488,9 @@ def _say(backend: str, phase: str, result: dict) -> None:
         flush=True,
     )
     busy, per_op = result["cpu_cores_busy"], result["cpu_ms_per_operation"]
+    if not result["creates"] + result["transitions"]:
+        print("           no operation completed: no CPU per operation", flush=True)
+        return
     print(
         f"           CPU per operation: service {per_op['service']:.3f} ms, postgresql {per_op['postgresql']:.3f} ms, "
         f"client {per_op['client']:.3f} ms, whole machine {per_op['machine']:.3f} ms; "
@@ -523,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = run_backend(backend, args.seconds, args.agencies, args.rate, kafka, args.profile)
         runs.append(result)
+        print(f"  {backend}: the idle service used {result['service_idle_cores']:.3f} of a core", flush=True)
         for phase in ("capacity", "open_loop"):
             if phase in result:
                 _say(backend, phase, result[phase])

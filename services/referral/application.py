@@ -236,8 +236,9 @@ class ReferralUseCases:
         )
         check_fresh_consent(self._consent_withdrawn_at(command.case_id), command.consent_recorded_at, now)
         fingerprint = hashlib.sha256(command.fingerprint_source).hexdigest()
+        row = self._row(referral, command.asked_in, command.facts, command.contact)
         existing_id = self.store.create(
-            row=self._row(referral, command.asked_in, command.facts, command.contact),
+            row=row,
             request_key=command.request_key,
             fingerprint=fingerprint,
             event=event_codec.to_outbox(
@@ -246,7 +247,7 @@ class ReferralUseCases:
                 asked_in=command.asked_in,
                 facts=command.facts,
                 contact=command.contact,
-                snapshot=referral_to_dict(referral),
+                snapshot=row["document"],  # the stored document is the change stream's snapshot
                 parties=referral.parties,
             ),
             access=self._access(caller, "referral.create", referral, "created"),
@@ -348,9 +349,10 @@ class ReferralUseCases:
             if stored.contact_ciphertext
             else None
         )
+        row = self._row(updated, stored.asked_in, facts, contact)
         try:
             self.store.save_transition(
-                row=self._row(updated, stored.asked_in, facts, contact),
+                row=row,
                 expected_version=expected_version,
                 events=[
                     event_codec.to_outbox(
@@ -359,7 +361,7 @@ class ReferralUseCases:
                         asked_in=stored.asked_in,
                         facts=facts,
                         contact=contact,
-                        snapshot=referral_to_dict(updated),
+                        snapshot=row["document"],
                         parties=current.parties | updated.parties,
                     )
                 ],

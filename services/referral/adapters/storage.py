@@ -676,23 +676,25 @@ class ReferralStore:
         self, row: dict, request_key: str, fingerprint: str, event: OutboxRecord, access: AccessEntry
     ) -> None:
         now = _now()
+        document = _pg_row(row)
         params = {
-            **_pg_row(row),
+            **document,
             "request_key": request_key,
             "fingerprint": fingerprint,
             **_pg_access(access, now),
-            **_pg_event(event, now),
+            **_pg_event(event, now, row["document"], document["document"]),
         }
         with self._pg_cursor() as cursor:
             cursor.execute(_PG_CREATE, params)
 
     def _pg_save_transition(self, row: dict, expected_version: int, event: OutboxRecord, access: AccessEntry) -> None:
         now = _now()
+        document = _pg_row(row)
         params = {
-            **_pg_row(row),
+            **document,
             "expected_version": expected_version,
             **_pg_access(access, now),
-            **_pg_event(event, now),
+            **_pg_event(event, now, row["document"], document["document"]),
         }
         with self._pg_cursor() as cursor:
             changed = cursor.execute(_PG_TRANSITION, params).fetchone()[0]
@@ -844,7 +846,14 @@ def _pg_access(entry: AccessEntry, now: datetime) -> dict:
     return {"a_at": now, **{f"a_{name}": value for name, value in entry.__dict__.items()}}
 
 
-def _pg_event(record: OutboxRecord, now: datetime) -> dict:
+def _pg_event(record: OutboxRecord, now: datetime, document: dict, document_json: str) -> dict:
+    """The outbox row's parameters; a snapshot that is the row's own document is not encoded twice."""
+    if record.snapshot is None:
+        snapshot = None
+    elif record.snapshot is document:
+        snapshot = document_json
+    else:
+        snapshot = json.dumps(record.snapshot)
     return {
         "e_event_id": record.event_id,
         "e_topic": record.topic,
@@ -853,6 +862,6 @@ def _pg_event(record: OutboxRecord, now: datetime) -> dict:
         "e_created_at": now,
         "e_referral_id": record.referral_id,
         "e_event_type": record.event_type,
-        "e_snapshot": None if record.snapshot is None else json.dumps(record.snapshot),
+        "e_snapshot": snapshot,
         "e_parties": sorted(set(record.parties)),
     }
