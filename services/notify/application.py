@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+from meshkernel import envelope as envelopes
+from meshkernel.topics import OVERRIDES
 from referralmesh.v1 import events_pb2
-from services.notify.adapters.store import NotifyStore, StoredAlert
+from services.notify.adapters.store import NotifyStore, OutgoingEvent, StoredAlert
 from services.notify.domain import alerts as domain
 from services.notify.domain.alerts import Alert, AlertError, Coordinator
 
 log = logging.getLogger(__name__)
 
-OverrideSender = Callable[[str, events_pb2.CoordinatorOverride], Awaitable[None]]
-AlertActionSender = Callable[[str, events_pb2.AlertAction], Awaitable[None]]
+SERVICE = "notify"
 
 # Actions the region service's escalation ladder must hear about: an acknowledged alert stops climbing.
 _LADDER_ACTIONS = {"acknowledge": "ACKNOWLEDGED", "take": "TAKEN", "resolve": "RESOLVED"}
@@ -53,14 +54,13 @@ class AlertDesk:
         self,
         store: NotifyStore,
         regions: dict[str, str],
-        send_override: OverrideSender | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.store = store
         self.regions = regions
-        self.send_override = send_override
-        self.send_alert_action: AlertActionSender | None = None
         self.clock = clock
+        # Called after an action recorded events for the region service (wakes the action relay).
+        self.events_recorded: Callable[[], None] = lambda: None
         self.changed = asyncio.Event()  # wakes live views in this process; others poll
 
     def _notify_change(self) -> None:
@@ -125,27 +125,14 @@ class AlertDesk:
             )
             raise
         if after is not before:
-            if action == "reassign" and self.send_override is not None:
-                # The region service decides; the override event is the request, in order per case.
-                await self.send_override(
-                    after.case_id,
-                    events_pb2.CoordinatorOverride(
-                        referral_id=after.referral_id, region=region, reason_code=code, coordinator=who.username
-                    ),
-                )
-            if action in _LADDER_ACTIONS and self.send_alert_action is not None:
-                await self.send_alert_action(
-                    after.case_id,
-                    events_pb2.AlertAction(
-                        escalation_id=escalation_id,
-                        referral_id=after.referral_id,
-                        coordinator=who.username,
-                        action=_LADDER_ACTIONS[action],
-                        outcome_code=code if action == "resolve" else "",
-                    ),
-                )
-            await self.store.aio.save_alert(after)
+            # The alert's change and the events it sends are one transaction (the action
+            # outbox); the relay publishes them, so neither a crash nor an absent broker
+            # leaves a recorded action unsent.
+            events = _events_of(action, after, who, escalation_id, region, code, now)
+            await self.store.aio.save_alert(after, events=events)
             self._notify_change()
+            if events:
+                self.events_recorded()
         await self.store.aio.log_access(
             actor=who.username,
             action=action.upper(),
@@ -166,3 +153,48 @@ class AlertDesk:
             },
         )
         return after
+
+
+def _events_of(
+    action: str,
+    after: Alert,
+    who: Coordinator,
+    escalation_id: str,
+    region: str,
+    code: str,
+    now: datetime,
+) -> list[OutgoingEvent]:
+    """What the region service must hear of one coordinator action, on the overrides topic
+    keyed by case (so a case's actions stay in order)."""
+    payloads: list[tuple[str, dict]] = []
+    if action == "reassign":
+        # The region service decides; the override event is the request.
+        override = events_pb2.CoordinatorOverride(
+            referral_id=after.referral_id, region=region, reason_code=code, coordinator=who.username
+        )
+        event_id = envelopes.derived_id(
+            "override", after.case_id, escalation_id, who.username, region, code, now.isoformat()
+        )
+        payloads.append((event_id, {"override": override}))
+    if action in _LADDER_ACTIONS:
+        ladder = events_pb2.AlertAction(
+            escalation_id=escalation_id,
+            referral_id=after.referral_id,
+            coordinator=who.username,
+            action=_LADDER_ACTIONS[action],
+            outcome_code=code if action == "resolve" else "",
+        )
+        event_id = envelopes.derived_id("alert-action", escalation_id, ladder.action)
+        payloads.append((event_id, {"alert_action": ladder}))
+    events = []
+    for event_id, payload in payloads:
+        outgoing = envelopes.new_envelope(case_id=after.case_id, producer=SERVICE, event_id=event_id, **payload)
+        events.append(
+            OutgoingEvent(
+                event_id=event_id,
+                topic=OVERRIDES.base_name,
+                key=after.case_id.encode(),
+                envelope=envelopes.encode(outgoing),
+            )
+        )
+    return events

@@ -4,7 +4,8 @@ by every notify replica (MESH_NOTIFY_DATABASE_URL).
 Holds alert records and their change feed (the cursor of the live dashboard and the gRPC
 stream), the append-only access log, what is known per case (from assignments and referral
 events: region codes, agency ids, the sealed contact as ciphertext only), every notification
-with its delivery attempts, and the coordinators' password store and sessions.
+with its delivery attempts, the events of coordinator actions until they are published (the
+action outbox), and the coordinators' password store and sessions.
 
 Nothing here is readable contact data: the keys to open sealed contacts live in the key store
 (adapters/keystore.py; its own file with SQLite, its own table with PostgreSQL), so that
@@ -19,6 +20,9 @@ Guarantees with several replicas on one PostgreSQL:
 - recording an alert, a notification, a case's sealer or an account is idempotent (INSERT ...
   ON CONFLICT), so two replicas handling one redelivered event both succeed, once;
 - a due delivery is claimed (FOR UPDATE SKIP LOCKED, then leased) by one dispatcher at a time.
+- a coordinator action's alert change and the events it sends are one transaction (the action
+  outbox); one action relay at a time publishes them (a transaction-scoped advisory lock held
+  while it publishes), so a case's events leave in the order they were recorded.
 
 Every method is blocking; asynchronous code calls them through `store.aio` (`await
 store.aio.case(case_id)`), which runs them in the store's own thread pool, never on the loop;
@@ -33,7 +37,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -53,6 +57,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     false,
+    func,
     insert,
     inspect,
     select,
@@ -188,6 +193,21 @@ sessions = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+# Coordinator actions' events (CoordinatorOverride, AlertAction), written in the transaction
+# that records the action and published afterwards by the action relay (a transactional
+# outbox): the store never says an action happened whose event may be lost.
+action_outbox = Table(
+    "action_outbox",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("topic", String(80), nullable=False),  # the topic's base name, e.g. region.overrides.v1
+    Column("key", LargeBinary, nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("recorded_at", Float, nullable=False),
+    Column("published_at", Float, index=True),
+)
+
 # The version of the schema this code makes; a database of a newer version is refused (an
 # older replica during a rolling upgrade must not write a schema it does not know).
 SCHEMA_VERSION = 1
@@ -208,6 +228,7 @@ _POSTGRES_APPEND_ONLY = (
 # pg_advisory_xact_lock keys: one schema set-up at a time; one change-feed append at a time.
 _SCHEMA_LOCK = 7_311_947_101
 _FEED_LOCK = 7_311_947_102
+_ACTION_RELAY_LOCK = 7_311_947_103  # one action relay publishes at a time (per-case order)
 # PostgreSQL: threads of the store's pool, and connections (a few more for the command line).
 POSTGRES_THREADS = 8
 
@@ -368,6 +389,44 @@ class Delivery:
     envelope: bytes
 
 
+@dataclass(frozen=True)
+class OutgoingEvent:
+    """An event a coordinator action sends: recorded with the action, published by the relay."""
+
+    event_id: str
+    topic: str  # base name
+    key: bytes
+    envelope: bytes  # the encoded EventEnvelope
+
+
+@dataclass(frozen=True)
+class PendingEvent(OutgoingEvent):
+    seq: int = 0
+
+
+class EventClaim:
+    """Unpublished action events held for one relay; `finish` marks the published ones and
+    ends the claim (on PostgreSQL, its transaction and lock). Blocking, like the store."""
+
+    def __init__(self, store: NotifyStore, events: list[PendingEvent], connection: Connection | None = None):
+        self.store = store
+        self.events = events
+        self._connection = connection
+
+    def finish(self, published: Sequence[int]) -> None:
+        if self._connection is None:
+            if published:
+                with self.store._writing() as connection:
+                    self.store._mark_published(connection, published)
+            return
+        try:
+            self.store._mark_published(self._connection, published)
+            self._connection.commit()
+        finally:
+            self._connection.close()
+            self._connection = None
+
+
 class NotifyStore:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -420,7 +479,10 @@ class NotifyStore:
             self._append_change(connection, alert.escalation_id, now)
             return True
 
-    def save_alert(self, alert: Alert, now: float | None = None) -> None:
+    def save_alert(self, alert: Alert, now: float | None = None, events: Sequence[OutgoingEvent] = ()) -> None:
+        """Save a changed alert and, in the same transaction, the events the change must send
+        (the action relay publishes them): both or neither. An event id already recorded is
+        not recorded again."""
         now = now or time.time()
         with self._writing() as connection:
             row = self._alert_row(alert)
@@ -428,7 +490,95 @@ class NotifyStore:
             connection.execute(
                 update(alerts).where(alerts.c.escalation_id == alert.escalation_id).values(**row, updated_at=now)
             )
+            for event in events:
+                connection.execute(
+                    _upsert_insert(connection, action_outbox)
+                    .values(
+                        event_id=event.event_id,
+                        topic=event.topic,
+                        key=event.key,
+                        envelope=event.envelope,
+                        recorded_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=[action_outbox.c.event_id])
+                )
             self._append_change(connection, alert.escalation_id, now)
+
+    # --- the coordinator actions' outbox ------------------------------------------------------
+    def claim_unpublished_events(self, limit: int = 100, hold_seconds: int = 60) -> EventClaim:
+        """The oldest unpublished action events, for one relay at a time.
+
+        PostgreSQL: the claim holds a transaction-scoped advisory lock until it is finished, so
+        with several replicas one relay publishes at a time and a case's events leave in the
+        order they were recorded; the others get an empty claim and try again later. A relay
+        that dies ends its transaction (and lock); one that hangs is cut off after
+        `hold_seconds` idle in the transaction. SQLite (one replica): the oldest rows."""
+        query = (
+            select(action_outbox)
+            .where(action_outbox.c.published_at.is_(None))
+            .order_by(action_outbox.c.seq)
+            .limit(limit)
+        )
+        if not self.postgres:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query).mappings().all()
+            return EventClaim(self, [self._pending_event(row) for row in rows])
+        connection = self.engine.connect()
+        try:
+            connection.begin()
+            connection.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{int(hold_seconds)}s'"))
+            mine = connection.execute(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _ACTION_RELAY_LOCK}
+            ).scalar()
+            rows = connection.execute(query).mappings().all() if mine else []
+        except BaseException:
+            connection.close()
+            raise
+        return EventClaim(self, [self._pending_event(row) for row in rows], connection)
+
+    def _mark_published(self, connection: Connection, seqs: Sequence[int]) -> None:
+        if seqs:
+            connection.execute(
+                update(action_outbox).where(action_outbox.c.seq.in_(list(seqs))).values(published_at=time.time())
+            )
+
+    def unpublished_event_count(self) -> int:
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(
+                    select(func.count()).select_from(action_outbox).where(action_outbox.c.published_at.is_(None))
+                ).scalar_one()
+            )
+
+    def unpublished_events(self) -> list[PendingEvent]:
+        with self.engine.connect() as connection:
+            rows = (
+                connection.execute(
+                    select(action_outbox).where(action_outbox.c.published_at.is_(None)).order_by(action_outbox.c.seq)
+                )
+                .mappings()
+                .all()
+            )
+        return [self._pending_event(row) for row in rows]
+
+    def purge_published_events(self, published_before: float) -> int:
+        """Published action events have done their job; they go after a retention period."""
+        with self._writing() as connection:
+            return connection.execute(
+                delete(action_outbox).where(
+                    action_outbox.c.published_at.is_not(None), action_outbox.c.published_at < published_before
+                )
+            ).rowcount
+
+    @staticmethod
+    def _pending_event(row) -> PendingEvent:
+        return PendingEvent(
+            seq=row["seq"],
+            event_id=row["event_id"],
+            topic=row["topic"],
+            key=bytes(row["key"]),
+            envelope=bytes(row["envelope"]),
+        )
 
     def get_alert(self, escalation_id: str) -> StoredAlert | None:
         with self.engine.connect() as connection:

@@ -37,6 +37,7 @@ from meshkernel.tls import make_verifier, server_tls_from
 from referencedata.agencies import load_directory
 from referralmesh.v1 import events_pb2
 from services.notify.adapters import passwords
+from services.notify.adapters.action_relay import ActionRelay
 from services.notify.adapters.case_facts import CaseFacts
 from services.notify.adapters.channel_setup import client_channels, send_policy_from
 from services.notify.adapters.client_messages import ClientMessages
@@ -49,7 +50,7 @@ from services.notify.adapters.kek_file import kek_from_settings
 from services.notify.adapters.keystore import KeyStore, KeyTable
 from services.notify.adapters.oidc_dashboard import offer_identity_provider
 from services.notify.adapters.shared_throttle import SharedSignInThrottle
-from services.notify.adapters.store import NotifyStore
+from services.notify.adapters.store import NotifyStore, PendingEvent
 from services.notify.adapters.webhooks import WebhookSender, load_webhooks
 from services.notify.application import AlertDesk
 from services.notify.domain.routing import Assignment, Escalation, Notification, route, route_client, route_escalation
@@ -166,34 +167,17 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
     dead_letters = DeadLetters(app, config, consumer=SERVICE)
     span_tracer = tracing.tracer(__name__)
 
-    async def send_override(case_id: str, override: events_pb2.CoordinatorOverride) -> None:
-        outgoing = envelopes.new_envelope(
-            case_id=case_id,
-            producer=SERVICE,
-            override=override,
-            event_id=envelopes.derived_id(
-                "override",
-                case_id,
-                override.coordinator,
-                override.region,
-                override.reason_code,
-                str(await store.aio.last_cursor()),
-            ),
-        )
-        await overrides.send(
-            key=case_id.encode(), value=envelopes.encode(outgoing), headers=envelopes.kafka_headers(outgoing)
-        )
+    action_topics = {declared.OVERRIDES.base_name: overrides}
 
-    async def send_alert_action(case_id: str, action: events_pb2.AlertAction) -> None:
-        outgoing = envelopes.new_envelope(
-            case_id=case_id,
-            producer=SERVICE,
-            alert_action=action,
-            event_id=envelopes.derived_id("alert-action", action.escalation_id, action.action),
+    async def publish_action_event(event: PendingEvent) -> None:
+        outgoing = envelopes.decode(event.envelope)
+        sent = await action_topics[event.topic].send(
+            key=event.key, value=event.envelope, headers=envelopes.kafka_headers(outgoing)
         )
-        await overrides.send(
-            key=case_id.encode(), value=envelopes.encode(outgoing), headers=envelopes.kafka_headers(outgoing)
-        )
+        await sent  # marked published only once the broker has it
+
+    action_relay = ActionRelay(store, publish_action_event)
+    desk.events_recorded = action_relay.wake.set
 
     async def send_erasure(case_id: str, requested_by: str) -> None:
         outgoing = envelopes.new_envelope(
@@ -206,9 +190,6 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             key=case_id.encode(), value=envelopes.encode(outgoing), headers=envelopes.kafka_headers(outgoing)
         )
         await sent  # the broker has it before the agency hears "erased"
-
-    desk.send_override = send_override
-    desk.send_alert_action = send_alert_action
 
     async def send_dead_letter(key: bytes, letter: events_pb2.DeadLetter) -> None:
         await dead_letters.topic.send(key=key, value=letter.SerializeToString())
@@ -410,6 +391,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
         health: Any = None
         delivery_task = None
         retention_task = None
+        action_relay_task = None
 
         async def on_start(self) -> None:
             web_app = dashboard.app()
@@ -434,6 +416,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
             await readiness.attach(self.health)
             log.info("notify gRPC listening", extra={"address": config.notify_grpc_address})
             self.delivery_task = asyncio.ensure_future(dispatcher.run())
+            self.action_relay_task = asyncio.ensure_future(action_relay.run())
             keep_seconds = config.notify_dead_letter_retention_days * 86400
             self.retention_task = asyncio.ensure_future(
                 run_periodically(
@@ -445,7 +428,7 @@ def build_app(config: MeshSettings, runtime: NotifyRuntime | None = None) -> fau
 
         async def on_stop(self) -> None:
             dashboard.closing = True
-            for task in (self.retention_task, self.delivery_task):
+            for task in (self.retention_task, self.delivery_task, self.action_relay_task):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
