@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -33,7 +34,7 @@ from benchmarks.common import isolated_env, write_results
 from benchmarks.fuzz_grpc import GrpcTally, fuzz_service
 from benchmarks.fuzz_parsers import VALID_ENVELOPES, run_all
 from benchmarks.private_infra import PrivateKafka
-from meshcli.supervisor import Stack, settings_from, wait_for
+from meshcli.supervisor import Stack, settings_from
 from meshkernel.envelope import MalformedEvent, decode
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import ASSIGNMENTS, DEAD_LETTERS, ESCALATIONS, OVERRIDES, REFERRAL_EVENTS
@@ -47,6 +48,30 @@ CONSUMERS = {
     ESCALATIONS: ("notify",),
 }
 FLOOD_KEY = b"fuzz-flood-"
+PROGRESS_EVERY = 30.0  # seconds between progress lines while waiting
+
+
+@dataclass
+class FloodLetters:
+    """What the dead-letter topic holds for the flood: counts only, no letters kept."""
+
+    read: int = 0
+    found: Counter = field(default_factory=Counter)
+    distinct: set = field(default_factory=set)
+    reasons: Counter = field(default_factory=Counter)
+    complete: bool = True
+
+    def add(self, letter: events_pb2.DeadLetter) -> None:
+        self.read += 1
+        if not letter.key.startswith(FLOOD_KEY):
+            return
+        self.found[(letter.source_topic, letter.consumer)] += 1
+        self.distinct.add((letter.source_topic, letter.consumer, letter.partition, letter.offset))
+        self.reasons[letter.reason] += 1
+
+    @property
+    def letters(self) -> int:
+        return sum(self.found.values())
 
 
 def say(text: str) -> None:
@@ -110,25 +135,42 @@ def flood(config, per_topic: int, seed: int) -> dict[str, int]:
         for number, value in enumerate(malformed_records(per_topic, seed + index)):
             producer.send(name, key=FLOOD_KEY + str(number).encode(), value=value)
         sent[name] = per_topic
+        say(f"  {per_topic} records handed to the producer for {name}")
     producer.flush(timeout=600)
     producer.close()
     return sent
 
 
-def dead_letters(config, timeout: float = 120.0) -> list[events_pb2.DeadLetter]:
+def read_flood_letters(config, stall_after: float) -> FloodLetters:
+    """Read the whole dead-letter topic once and tally the flood's letters as they stream past
+    (half a million letters are not kept in memory). Gives up only when reading stops moving
+    for `stall_after` seconds, never after a fixed time that a loaded machine may not meet."""
     topic = config.topic(DEAD_LETTERS.base_name)
     consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, group_id=None, enable_auto_commit=False)
+    tally = FloodLetters()
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
-        letters: list[events_pb2.DeadLetter] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in partitions):
+        last_moved = last_said = time.monotonic()
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            read = 0
             for batch in consumer.poll(timeout_ms=500, max_records=5000).values():
-                letters.extend(events_pb2.DeadLetter.FromString(record.value) for record in batch)
-        return letters
+                for record in batch:
+                    tally.add(events_pb2.DeadLetter.FromString(record.value))
+                read += len(batch)
+            now = time.monotonic()
+            if read:
+                last_moved = now
+            elif now - last_moved > stall_after:
+                say(f"  reading the dead letters stalled for {stall_after:.0f} s; tallied {tally.read}")
+                tally.complete = False
+                break
+            if now - last_said >= PROGRESS_EVERY:
+                last_said = now
+                say(f"  read {tally.read} of {sum(ends.values())} dead letters")
+        return tally
     finally:
         consumer.close()
 
@@ -163,7 +205,18 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("FUZZ_RECORDS", "100000")),
         help="malformed records per consumed topic (FUZZ_RECORDS)",
     )
-    parser.add_argument("--drain-within", type=float, default=float(os.environ.get("FUZZ_DRAIN_SECONDS", "1800")))
+    parser.add_argument(
+        "--drain-within",
+        type=float,
+        default=float(os.environ.get("FUZZ_DRAIN_SECONDS", "7200")),
+        help="upper bound on the wait for the dead letters (FUZZ_DRAIN_SECONDS)",
+    )
+    parser.add_argument(
+        "--stall-after",
+        type=float,
+        default=float(os.environ.get("FUZZ_STALL_SECONDS", "300")),
+        help="give up when no dead letter arrived for this long (FUZZ_STALL_SECONDS)",
+    )
     parser.add_argument("--results", default="fuzz")
     options = parser.parse_args(argv)
     started = time.monotonic()
@@ -209,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         crashes == 0
         and flood_figures["missing"] == 0
         and flood_figures["without_reason"] == 0
+        and flood_figures["read_completely"]
         and not any(flood_figures["lag"].values())
     )
     figures = {
@@ -244,30 +298,73 @@ def _flood_and_drain(config, stack: Stack, options) -> dict:
     produced_in = round(time.monotonic() - begin, 1)
     total = sum(expected.values())
     say(f"  produced in {produced_in} s; waiting for {total} dead letters")
-    wait_for(
-        lambda: dead_letter_count(config) - baseline >= total or bool(stack.crashed()),
-        timeout=options.drain_within,
-        interval=2.0,
-    )
+    _wait_for_dead_letters(config, stack, baseline, total, options)
     drained_in = round(time.monotonic() - begin, 1)
-    wait_for(lambda: not any(consumer_lag(config, faust_groups(config)).values()), timeout=60, interval=2.0)
-    letters = [letter for letter in dead_letters(config) if letter.key.startswith(FLOOD_KEY)]
-    found = Counter((letter.source_topic, letter.consumer) for letter in letters)
-    distinct = {(letter.source_topic, letter.consumer, letter.partition, letter.offset) for letter in letters}
-    reasons = Counter(letter.reason for letter in letters)
-    missing = sum(max(0, count - found.get(key, 0)) for key, count in expected.items())
-    say(f"  {len(letters)} dead letters in {drained_in} s; reasons: {dict(reasons.most_common(8))}")
+    lag = _wait_for_no_lag(config, stack, options.stall_after)
+    tally = read_flood_letters(config, options.stall_after)
+    missing = sum(max(0, count - tally.found.get(key, 0)) for key, count in expected.items())
+    say(f"  {tally.letters} dead letters in {drained_in} s; reasons: {dict(tally.reasons.most_common(8))}")
     return {
         "records": options.records * len(CONSUMERS),
-        "dead_lettered": len(distinct),
+        "dead_lettered": len(tally.distinct),
         "missing": missing,
-        "redelivered": len(letters) - len(distinct),
-        "without_reason": reasons.get("", 0),
-        "reasons": dict(reasons),
+        "redelivered": tally.letters - len(tally.distinct),
+        "without_reason": tally.reasons.get("", 0),
+        "reasons": dict(tally.reasons),
         "produced_in_s": produced_in,
         "drained_in_s": drained_in,
-        "lag": consumer_lag(config, faust_groups(config)),
+        "read_completely": tally.complete,
+        "lag": lag,
     }
+
+
+def _wait_for_dead_letters(config, stack: Stack, baseline: int, total: int, options) -> bool:
+    """Wait while the dead letters keep coming: report progress every PROGRESS_EVERY seconds
+    and give up when none arrived for `stall_after` seconds (or after `drain_within`), so a slow,
+    loaded machine only takes longer, and a consumer that stopped ends the run instead of
+    leaving it waiting in silence."""
+    started = last_moved = last_said = time.monotonic()
+    seen = said = dead_letter_count(config) - baseline
+    while True:
+        done = dead_letter_count(config) - baseline
+        now = time.monotonic()
+        if done >= total:
+            return True
+        if stack.crashed():
+            say(f"  a service stopped: {stack.crashed()}")
+            return False
+        if done > seen:
+            seen, last_moved = done, now
+        if now - last_said >= PROGRESS_EVERY:
+            rate = (done - said) / max(now - last_said, 1e-9)  # over the last interval only
+            last_said, said = now, done
+            left = f"{(total - done) / rate:.0f} s" if rate > 0 else "unknown"
+            lag = consumer_lag(config, faust_groups(config))
+            say(f"  {done} of {total} dead letters ({rate:.0f}/s, about {left} left); lag {lag}")
+        if now - last_moved > options.stall_after:
+            say(f"  no new dead letter for {options.stall_after:.0f} s: {done} of {total}; giving up")
+            return False
+        if now - started > options.drain_within:
+            say(f"  not drained within {options.drain_within:.0f} s: {done} of {total}; giving up")
+            return False
+        time.sleep(5.0)
+
+
+def _wait_for_no_lag(config, stack: Stack, stall_after: float) -> dict[str, int]:
+    """The consumers commit after they process; wait until their lag is 0 while it keeps falling."""
+    best = None
+    last_moved = time.monotonic()
+    while True:
+        lag = consumer_lag(config, faust_groups(config))
+        behind = sum(value for value in lag.values() if value > 0)
+        if not any(lag.values()) or stack.crashed():
+            return lag
+        if best is None or behind < best:
+            best, last_moved = behind, time.monotonic()
+        if time.monotonic() - last_moved > stall_after:
+            say(f"  lag stayed at {lag} for {stall_after:.0f} s")
+            return lag
+        time.sleep(5.0)
 
 
 if __name__ == "__main__":
