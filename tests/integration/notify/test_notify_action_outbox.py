@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 
 import grpc
 import psycopg
@@ -40,7 +41,7 @@ def restartable_kafka():
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_setting(request) -> dict[str, str]:
+def database_setting(request) -> Iterator[dict[str, str]]:
     if request.param == "sqlite":
         yield {}
         return
@@ -81,6 +82,7 @@ def _event_ids_of_case(config, case_id: str, wanted: str, timeout: float = 120.0
     return seen
 
 
+@pytest.mark.timeout(900)  # a broker restart and two notify starts, on a loaded machine
 def test_an_action_taken_while_the_broker_is_down_reaches_kafka_once_after_notify_crashed(
     restartable_kafka, database_setting, tmp_path
 ):
