@@ -57,6 +57,7 @@ def test_the_operators_situations_each_have_a_rule_and_a_promtool_test():
         "MeshConsumerLagHigh",
         "MeshDeadLettersGrowing",
         "MeshOutboxBacklog",
+        "MeshCoordinatorActionsUnpublished",
         "MeshEscalationNotAcknowledged",
         "MeshCertificateExpiresSoon",
     }
