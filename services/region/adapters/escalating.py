@@ -43,7 +43,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, Protocol, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -379,22 +379,29 @@ class Escalator:
         owned = set(partitions)
         self.engine = EscalationEngine(self.policy, clock=self.clock)
         self.partitions, self.traces, self.outbox = {}, {}, {}
-        states = []
-        for record in records:
-            if not record or record.get("format") != RECORD_FORMAT or record.get("partition") not in owned:
-                continue
-            case_id = record["state"]["case_id"]
-            states.append(record["state"])
-            self.partitions[case_id] = record["partition"]
-            if record.get("traces"):
-                self.traces[case_id] = dict(record["traces"])
-            if record.get("outbox"):
-                self.outbox[case_id] = {
-                    eid: (base64.b64decode(item["envelope"]), [(k, v.encode()) for k, v in item["headers"]])
-                    for eid, item in record["outbox"].items()
-                }
-        pending = self.engine.load(states)
-        if len(states) >= GC_FREEZE_FROM:
+        loaded = 0
+
+        def owned_states() -> Iterator[dict]:
+            # One record at a time (`records` may decode lazily from the table store): holding
+            # every decoded record at once would cost several times the engine's own states.
+            nonlocal loaded
+            for record in records:
+                if not record or record.get("format") != RECORD_FORMAT or record.get("partition") not in owned:
+                    continue
+                case_id = record["state"]["case_id"]
+                self.partitions[case_id] = record["partition"]
+                if record.get("traces"):
+                    self.traces[case_id] = dict(record["traces"])
+                if record.get("outbox"):
+                    self.outbox[case_id] = {
+                        eid: (base64.b64decode(item["envelope"]), [(k, v.encode()) for k, v in item["headers"]])
+                        for eid, item in record["outbox"].items()
+                    }
+                loaded += 1
+                yield record["state"]
+
+        pending = self.engine.load(owned_states())
+        if loaded >= GC_FREEZE_FROM:
             gc.collect()
             gc.freeze()
         self.ready = True
@@ -403,7 +410,7 @@ class Escalator:
         log.info(
             "escalation state loaded",
             extra={
-                "cases": len(states),
+                "cases": loaded,
                 "pending_deadlines": pending,
                 "partitions": sorted(owned),
                 "unsent": sum(len(v) for v in self.outbox.values()),

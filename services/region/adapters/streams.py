@@ -354,7 +354,7 @@ def _escalator(
         except Exception:
             actives = set()
         partitions = {tp.partition for tp in actives if tp.topic == source_topic}
-        escalator.load(list(table.data.values()), partitions)
+        escalator.load(table.data.values(), partitions)  # decoded one at a time, not all held at once
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust's signature types miss **kwargs
     async def drop_escalation_state(sender, revoked, **kwargs) -> None:

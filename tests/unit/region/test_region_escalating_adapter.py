@@ -244,6 +244,26 @@ def test_load_takes_only_the_owned_partitions_and_drop_forgets_them():
     assert run(esc.tick()) == 2
 
 
+def test_load_reads_the_table_once_and_turns_each_record_into_state_before_reading_the_next():
+    """The table store decodes its values one at a time; load must not hold them all at once
+    (a million decoded records would be several times the engine's own states)."""
+    clock = FakeClock(START)
+    esc, store, _topic = escalator(clock)
+    for index, partition in enumerate([1, 2, 1, 3]):
+        esc.on_decided(referral(f"c{index}", "ReferralRequested", 1, common_pb2.REQUESTED, clock), None, partition)
+    loaded_when_read: list[int] = []
+    fresh = Escalator(policy(), store=store, publish=Topic().publish, clock=clock)
+
+    def read_one_by_one():
+        for record in store.records.values():
+            loaded_when_read.append(len(fresh.engine.states))
+            yield json.loads(json.dumps(record))
+
+    assert fresh.load(read_one_by_one(), {1, 2}) == 6  # c0, c1, c2: not_acknowledged and not_answered each
+    assert set(fresh.partitions) == {"c0", "c1", "c2"}
+    assert loaded_when_read == [0, 1, 2, 3], "each owned record became state before the next was read"
+
+
 def test_a_redelivered_event_changes_nothing():
     clock = FakeClock(START)
     esc, store, _topic = escalator(clock)
