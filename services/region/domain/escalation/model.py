@@ -8,6 +8,7 @@ object can sit in the due-time index and in the state at once.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -323,18 +324,45 @@ def state_to_dict(state: CaseState) -> dict[str, Any]:
     }
 
 
+def _shared(text: str) -> str:
+    """One copy of a code or agency id that repeats across cases (JSON decoding makes a new
+    string for every occurrence: a million loaded states would hold a million copies of each)."""
+    return sys.intern(text) if text else text
+
+
+_TRACK_CODES = ("status", "urgency", "addressee", "holder", "last_asked", "region")
+
+
+def _track_from_dict(t: dict[str, Any]) -> Track:
+    codes = {name: _shared(t[name]) for name in _TRACK_CODES if name in t}
+    return Track(**{**t, **codes, "history": tuple((_shared(s), float(at)) for s, at in t["history"])})
+
+
+def _deadline_from_dict(d: dict[str, Any], referral_ids: dict[str, str]) -> Deadline:
+    return Deadline(
+        **{
+            **d,
+            "referral_id": referral_ids.get(d["referral_id"], d["referral_id"]),  # the track's copy
+            "rule": _shared(d["rule"]),
+            "level": _shared(d["level"]),
+            "kind": _shared(d.get("kind", "rule")),
+            "due": float(d["due"]),
+        }
+    )
+
+
 def state_from_dict(data: dict[str, Any]) -> CaseState:
     if data.get("format") != STATE_FORMAT:
         raise ValueError(f"unsupported escalation state format {data.get('format')!r}")
+    tracks = tuple(_track_from_dict(t) for t in data["tracks"])
+    referral_ids = {t.referral_id: t.referral_id for t in tracks}
     return CaseState(
         case_id=data["case_id"],
-        tracks=tuple(
-            Track(**{**t, "history": tuple((s, float(at)) for s, at in t["history"])}) for t in data["tracks"]
-        ),
-        pending=tuple(Deadline(**{**d, "due": float(d["due"])}) for d in data["pending"]),
-        region=data["region"],
-        regions=tuple(data["regions"]),
-        decisions=tuple((float(a), k, r, v) for a, k, r, v in data["decisions"]),
+        tracks=tracks,
+        pending=tuple(_deadline_from_dict(d, referral_ids) for d in data["pending"]),
+        region=_shared(data["region"]),
+        regions=tuple(_shared(r) for r in data["regions"]),
+        decisions=tuple((float(a), _shared(k), _shared(r), _shared(v)) for a, k, r, v in data["decisions"]),
         fired=tuple(data["fired"]),
         acknowledged=tuple(data["acknowledged"]),
         assignments_seen=tuple(data["assignments_seen"]),
