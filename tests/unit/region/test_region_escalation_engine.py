@@ -361,6 +361,23 @@ def test_restart_fires_what_came_due_while_down_once_and_marked_late(engine, clo
     assert [e.escalation_id for e in again.fire_due()] == [late.escalation_id]
 
 
+def test_states_loaded_from_json_share_one_copy_of_each_code_and_of_the_referral_id(engine, clock):
+    """A worker holding a million cases loads them from JSON: repeated codes and agency ids must
+    not be a million separate strings, and a deadline keeps its track's referral id."""
+    for n in (1, 2):
+        engine.on_referral_event(CaseScript(clock, case_id=f"case-{n}", referral_id=f"ref-{n}").request())
+    restarted = EscalationEngine(POLICY, clock=clock)
+    restarted.load(json.loads(json.dumps(engine.dump(cid))) for cid in ("case-1", "case-2"))
+    one, two = restarted.state("case-1"), restarted.state("case-2")
+    assert one is not None and two is not None
+    assert one.tracks[0].status is two.tracks[0].status
+    assert one.tracks[0].addressee is two.tracks[0].addressee
+    assert one.tracks[0].history[0][0] is two.tracks[0].history[0][0]
+    assert one.pending[0].rule is two.pending[0].rule and one.pending[0].level is two.pending[0].level
+    assert all(d.referral_id is one.tracks[0].referral_id for d in one.pending)
+    assert one == engine.state("case-1") and two == engine.state("case-2"), "and nothing else changed"
+
+
 def test_state_round_trips_through_json(engine, clock, case):
     engine.on_assignment(case.assignment("GM0363", no_programme_accepts=True))
     engine.on_referral_event(case.request())
