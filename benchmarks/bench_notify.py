@@ -131,32 +131,32 @@ def expected_notifications(envelope: events_pb2.EventEnvelope) -> set[str]:
     """The notification ids the worker must emit for one input (the routing rules' own answer)."""
     kind = envelope.WhichOneof("payload")
     if kind == "assignment":
-        payload = envelope.assignment
+        assigned = envelope.assignment
         routed = route(
             Assignment(
                 event_id=envelope.event_id,
                 case_id=envelope.case_id,
-                referral_id=payload.referral_id,
-                responsible_region=payload.responsible_region,
-                previous_region=payload.previous_region,
-                handover_to=payload.handover_to,
-                rule=payload.rule,
-                bound_nowhere=payload.bound_nowhere,
-                sender=payload.sender,
-                receiver=payload.receiver,
-                languages=tuple(payload.languages),
+                referral_id=assigned.referral_id,
+                responsible_region=assigned.responsible_region,
+                previous_region=assigned.previous_region,
+                handover_to=assigned.handover_to,
+                rule=assigned.rule,
+                bound_nowhere=assigned.bound_nowhere,
+                sender=assigned.sender,
+                receiver=assigned.receiver,
+                languages=tuple(assigned.languages),
             )
         )
     elif kind == "escalation":
-        payload = envelope.escalation
+        escalated = envelope.escalation
         routed = route_escalation(
             Escalation(
-                escalation_id=payload.escalation_id,
+                escalation_id=escalated.escalation_id,
                 case_id=envelope.case_id,
-                referral_id=payload.referral_id,
-                region=payload.region,
-                level=events_pb2.EscalationLevel.Name(payload.level),
-                receiver=payload.agency,
+                referral_id=escalated.referral_id,
+                region=escalated.region,
+                level=events_pb2.EscalationLevel.Name(escalated.level),
+                receiver=escalated.agency,
             )
         )
     else:

@@ -67,6 +67,10 @@ class AlertDesk:
         self.changed.set()
         self.changed = asyncio.Event()
 
+    def alerts_changed(self) -> None:
+        """Alerts were recorded elsewhere (the worker's batches, adapters/intake.py): wake the live views."""
+        self._notify_change()
+
     async def record_escalation(self, envelope: events_pb2.EventEnvelope) -> Alert | None:
         case = await self.store.aio.case(envelope.case_id)
         alert = alert_from_escalation(envelope, case.responsible_rule if case else "")

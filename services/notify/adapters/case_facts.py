@@ -15,12 +15,12 @@ few rows instead of scanning topics. They live in the notify database beside the
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Float, MetaData, String, Table, func, insert, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import BindParameter, Column, Float, MetaData, String, Table, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 
 from referralmesh.v1 import common_pb2, events_pb2
 from services.notify.adapters.store import schema_transaction
@@ -100,66 +100,63 @@ class CaseFacts:
 
     # --- recording (from the Faust agents) -----------------------------------------------
     def record_referral(self, envelope: events_pb2.EventEnvelope) -> None:
-        referral = envelope.referral
-        at = _moment(envelope)
-        status = common_pb2.ReferralStatus.Name(referral.to_status)
-        decline = common_pb2.DeclineReason.Name(referral.decline_reason) if referral.decline_reason else ""
-        changed = referral.to_status != referral.from_status  # facts changed, handover asked: no new state
         with self._lock, self.engine.begin() as connection:
-            if changed:
-                self._insert_once(
-                    connection,
-                    case_timeline,
-                    event_id=envelope.event_id,
-                    case_id=envelope.case_id,
-                    at=at,
-                    kind=timeline.REFERRAL,
-                    code=status,
-                    actor=referral.actor[:80],
-                    detail=decline,
-                )
-            self._touch_referral(connection, referral.referral_id, envelope.case_id)
-            if status == "REQUESTED":
-                connection.execute(
-                    update(insight_referrals)
-                    .where(
-                        insight_referrals.c.referral_id == referral.referral_id,
-                        insight_referrals.c.requested_at.is_(None),
-                    )
-                    .values(requested_at=at)
-                )
-            if status == "ACCEPTED":
-                connection.execute(
-                    update(insight_referrals)
-                    .where(
-                        insight_referrals.c.referral_id == referral.referral_id,
-                        insight_referrals.c.accepted_at.is_(None),
-                    )
-                    .values(accepted_at=at)
-                )
+            self.record_referrals_in(connection, [envelope])
 
     def record_assignment(self, envelope: events_pb2.EventEnvelope) -> None:
-        assignment = envelope.assignment
-        at = _moment(envelope)
-        region = assignment.responsible_region
         with self._lock, self.engine.begin() as connection:
-            self._insert_once(
-                connection,
-                case_timeline,
-                event_id=envelope.event_id,
-                case_id=envelope.case_id,
-                at=at,
-                kind=timeline.DECISION,
-                code=assignment.rule[:80],
-                region=region,
-                detail=assignment.handover_to,
+            self.record_assignments_in(connection, [envelope])
+
+    def record_referrals_in(self, connection: Connection, batch: list[events_pb2.EventEnvelope]) -> None:
+        """A batch of referral events, within the caller's transaction: a few statements for the
+        whole batch, each run once per row (a redelivered event changes nothing)."""
+        writes = _Writes()
+        for envelope in batch:
+            referral = envelope.referral
+            at = _moment(envelope)
+            status = common_pb2.ReferralStatus.Name(referral.to_status)
+            decline = common_pb2.DeclineReason.Name(referral.decline_reason) if referral.decline_reason else ""
+            if referral.to_status != referral.from_status:  # facts changed, handover asked: no new state
+                writes.timeline.append(
+                    {
+                        "event_id": envelope.event_id,
+                        "case_id": envelope.case_id,
+                        "at": at,
+                        "kind": timeline.REFERRAL,
+                        "code": status,
+                        "region": "",
+                        "actor": referral.actor[:80],
+                        "detail": decline,
+                    }
+                )
+            writes.touch(referral.referral_id, envelope.case_id)
+            if referral.referral_id and status == "REQUESTED":
+                writes.requested.append({"key": referral.referral_id, "at": at})
+            if referral.referral_id and status == "ACCEPTED":
+                writes.accepted.append({"key": referral.referral_id, "at": at})
+        writes.run(connection)
+
+    def record_assignments_in(self, connection: Connection, batch: list[events_pb2.EventEnvelope]) -> None:
+        """A batch of assignments, within the caller's transaction (as `record_referrals_in`)."""
+        writes = _Writes()
+        for envelope in batch:
+            assignment = envelope.assignment
+            at = _moment(envelope)
+            region = assignment.responsible_region
+            writes.timeline.append(
+                {
+                    "event_id": envelope.event_id,
+                    "case_id": envelope.case_id,
+                    "at": at,
+                    "kind": timeline.DECISION,
+                    "code": assignment.rule[:80],
+                    "region": region,
+                    "actor": "",
+                    "detail": assignment.handover_to,
+                }
             )
-            self._touch_referral(connection, assignment.referral_id, envelope.case_id)
-            connection.execute(
-                update(insight_referrals)
-                .where(insight_referrals.c.referral_id == assignment.referral_id)
-                .values(region=region)
-            )
+            writes.touch(assignment.referral_id, envelope.case_id)
+            writes.regions.append({"key": assignment.referral_id, "region": region})
             marks = []
             if assignment.bound_nowhere:
                 marks.append((BOUND_NOWHERE, "", region))
@@ -169,33 +166,11 @@ class CaseFacts:
                 marks.append((HANDOVER_ACCEPTED, region, assignment.previous_region or region))
             if assignment.rule == HANDOVER_REFUSED:
                 marks.append((HANDOVER_REFUSED, envelope.event_id, region))
-            for kind, target, counted_for in marks:
-                self._insert_once(
-                    connection,
-                    insight_marks,
-                    case_id=envelope.case_id,
-                    kind=kind,
-                    target=target,
-                    region=counted_for,
-                    at=at,
-                )
-
-    @staticmethod
-    def _insert_once(connection, table: Table, **values) -> None:
-        key = {column.name: values[column.name] for column in table.primary_key.columns}
-        present = connection.execute(
-            select(*table.primary_key.columns).where(*(table.c[name] == value for name, value in key.items()))
-        ).first()
-        if present is None:
-            try:
-                with connection.begin_nested():
-                    connection.execute(insert(table).values(**values))
-            except IntegrityError:  # another replica recorded it first
-                pass
-
-    def _touch_referral(self, connection, referral_id: str, case_id: str) -> None:
-        if referral_id:
-            self._insert_once(connection, insight_referrals, referral_id=referral_id, case_id=case_id, region="")
+            writes.marks.extend(
+                {"case_id": envelope.case_id, "kind": kind, "target": target, "region": counted_for, "at": at}
+                for kind, target, counted_for in marks
+            )
+        writes.run(connection)
 
     # --- reading ------------------------------------------------------------------------
     def timeline_size(self) -> int:
@@ -241,3 +216,57 @@ class CaseFacts:
             query = query.where(insight_marks.c.region == region)
         with self.engine.connect() as connection:
             return [Mark(kind, where, datetime.fromtimestamp(at, UTC)) for kind, where, at in connection.execute(query)]
+
+
+def _insert_once(connection: Connection, table: Table):
+    """A row already there (a redelivered event, another replica) stays as it is."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+_KEY: BindParameter[str] = bindparam("key", type_=String())
+_SET_REQUESTED = (
+    update(insight_referrals)
+    .where(insight_referrals.c.referral_id == _KEY, insight_referrals.c.requested_at.is_(None))
+    .values(requested_at=bindparam("at"))
+)
+_SET_ACCEPTED = (
+    update(insight_referrals)
+    .where(insight_referrals.c.referral_id == _KEY, insight_referrals.c.accepted_at.is_(None))
+    .values(accepted_at=bindparam("at"))
+)
+_SET_REGION = (
+    update(insight_referrals).where(insight_referrals.c.referral_id == _KEY).values(region=bindparam("region"))
+)
+
+
+@dataclass
+class _Writes:
+    """The rows one batch writes, in the order the statements run: inserts first (a referral's
+    row exists before it is updated), then the updates in the events' order (the last wins)."""
+
+    timeline: list[dict] = field(default_factory=list)
+    referrals: dict[str, dict] = field(default_factory=dict)
+    marks: list[dict] = field(default_factory=list)
+    requested: list[dict] = field(default_factory=list)
+    accepted: list[dict] = field(default_factory=list)
+    regions: list[dict] = field(default_factory=list)
+
+    def touch(self, referral_id: str, case_id: str) -> None:
+        if referral_id:
+            self.referrals.setdefault(referral_id, {"referral_id": referral_id, "case_id": case_id, "region": ""})
+
+    def run(self, connection: Connection) -> None:
+        for table, rows in (
+            (case_timeline, self.timeline),
+            (insight_referrals, list(self.referrals.values())),
+            (insight_marks, self.marks),
+        ):
+            if rows:
+                connection.execute(_insert_once(connection, table), rows)
+        for statement, rows in ((_SET_REQUESTED, self.requested), (_SET_ACCEPTED, self.accepted)):
+            if rows:
+                connection.execute(statement, rows)
+        regions = [row for row in self.regions if row["key"]]
+        if regions:
+            connection.execute(_SET_REGION, regions)

@@ -225,10 +225,14 @@ _POSTGRES_APPEND_ONLY = (
     "CREATE OR REPLACE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON access_log "
     "FOR EACH STATEMENT EXECUTE FUNCTION notify_access_log_append_only()",
 )
-# pg_advisory_xact_lock keys: one schema set-up at a time; one change-feed append at a time.
+# pg_advisory_xact_lock keys: one schema set-up at a time; one change-feed append at a time;
+# one intake batch at a time.
 _SCHEMA_LOCK = 7_311_947_101
 _FEED_LOCK = 7_311_947_102
 _ACTION_RELAY_LOCK = 7_311_947_103  # one action relay publishes at a time (per-case order)
+_INTAKE_LOCK = 7_311_947_104
+# Rows per multi-row INSERT (SQLite allows 32,766 bound values per statement).
+_ROWS_PER_INSERT = 500
 # PostgreSQL: threads of the store's pool, and connections (a few more for the command line).
 POSTGRES_THREADS = 8
 
@@ -374,6 +378,18 @@ class CaseInfo:
 
 
 @dataclass(frozen=True)
+class NewNotification:
+    notification_id: str
+    case_id: str
+    audience: str
+    recipient: str
+    template: str
+    language: str
+    channel: str
+    envelope: bytes  # the NotificationEvent envelope to record and send
+
+
+@dataclass(frozen=True)
 class Delivery:
     notification_id: str
     case_id: str
@@ -456,6 +472,18 @@ class NotifyStore:
         with self._lock, self.engine.begin() as connection:
             yield connection
 
+    @contextmanager
+    def intake(self) -> Iterator[Connection]:
+        """One transaction for a batch of input events (adapters/intake.py). On PostgreSQL one
+        intake transaction at a time across replicas (a transaction-scoped advisory lock): the
+        agents of one replica, and those of several, write the same case rows in batches of
+        their own order, and a read after the batch's writes must see every committed write of
+        another batch (a referral's contact and a case's assignment meet in one of the two)."""
+        with self._writing() as connection:
+            if self.postgres:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _INTAKE_LOCK})
+            yield connection
+
     def _append_change(self, connection: Connection, escalation_id: str, now: float) -> None:
         """The last statement of a transaction that changed an alert: under the feed lock, so
         changes commit in sequence order (readers never skip one committed late)."""
@@ -466,18 +494,23 @@ class NotifyStore:
     # --- alerts -------------------------------------------------------------------------
     def add_alert(self, alert: Alert, escalation: bytes, now: float | None = None) -> bool:
         """Insert once per escalation id; False when it was already there (a redelivery)."""
-        now = now or time.time()
         with self._writing() as connection:
-            added = connection.execute(
-                _upsert_insert(connection, alerts)
-                .values(**self._alert_row(alert), escalation=escalation, updated_at=now)
-                .on_conflict_do_nothing(index_elements=[alerts.c.escalation_id])
-                .returning(alerts.c.escalation_id)
-            ).first()
-            if added is None:
-                return False
-            self._append_change(connection, alert.escalation_id, now)
-            return True
+            return self.add_alert_in(connection, alert, escalation, now)
+
+    def add_alert_in(self, connection: Connection, alert: Alert, escalation: bytes, now: float | None = None) -> bool:
+        """`add_alert` within the caller's transaction (which then ends soon: the change feed's
+        lock on PostgreSQL is held until it commits)."""
+        now = now or time.time()
+        added = connection.execute(
+            _upsert_insert(connection, alerts)
+            .values(**self._alert_row(alert), escalation=escalation, updated_at=now)
+            .on_conflict_do_nothing(index_elements=[alerts.c.escalation_id])
+            .returning(alerts.c.escalation_id)
+        ).first()
+        if added is None:
+            return False
+        self._append_change(connection, alert.escalation_id, now)
+        return True
 
     def save_alert(self, alert: Alert, now: float | None = None, events: Sequence[OutgoingEvent] = ()) -> None:
         """Save a changed alert and, in the same transaction, the events the change must send
@@ -679,20 +712,48 @@ class NotifyStore:
         on_behalf_of: str = "client",
     ) -> None:
         with self._writing() as connection:
-            connection.execute(
-                insert(access_log).values(
-                    at=time.time(),
-                    actor=actor,
-                    organisation=organisation,
-                    on_behalf_of=on_behalf_of,
-                    action=action,
-                    case_id=case_id,
-                    subject=subject,
-                    why=why,
-                    channel=channel,
-                    result=result,
-                )
+            self.log_access_in(
+                connection,
+                actor=actor,
+                action=action,
+                case_id=case_id,
+                subject=subject,
+                why=why,
+                channel=channel,
+                result=result,
+                organisation=organisation,
+                on_behalf_of=on_behalf_of,
             )
+
+    @staticmethod
+    def log_access_in(
+        connection: Connection,
+        *,
+        actor: str,
+        action: str,
+        case_id: str,
+        subject: str = "",
+        why: str = "",
+        channel: str = "web",
+        result: str = "ok",
+        organisation: str = "",
+        on_behalf_of: str = "client",
+    ) -> None:
+        """`log_access` within the caller's transaction."""
+        connection.execute(
+            insert(access_log).values(
+                at=time.time(),
+                actor=actor,
+                organisation=organisation,
+                on_behalf_of=on_behalf_of,
+                action=action,
+                case_id=case_id,
+                subject=subject,
+                why=why,
+                channel=channel,
+                result=result,
+            )
+        )
 
     def access_entries(self, case_id: str | None = None) -> list[dict]:
         query = select(access_log).order_by(access_log.c.id)
@@ -727,6 +788,10 @@ class NotifyStore:
             row = connection.execute(select(cases).where(cases.c.case_id == case_id)).mappings().first()
         if not row:
             return None
+        return self._case(row)
+
+    @staticmethod
+    def _case(row) -> CaseInfo:
         return CaseInfo(
             case_id=row["case_id"],
             referral_id=row["referral_id"],
@@ -753,6 +818,32 @@ class NotifyStore:
         stored = self.case(case_id)
         assert stored is not None  # written just above
         return stored
+
+    def update_cases_in(self, connection: Connection, rows: list[dict]) -> None:
+        """`update_case` for many cases within the caller's transaction (rows with the same
+        columns, `case_id` among them), in their order: one statement run once per row."""
+        if not rows:
+            return
+        now = time.time()
+        rows = [
+            {**row, "languages": ",".join(row["languages"]), "updated_at": now}
+            if "languages" in row
+            else {**row, "updated_at": now}
+            for row in rows
+        ]
+        upsert = _upsert_insert(connection, cases)
+        changed = {name: upsert.excluded[name] for name in rows[0] if name != "case_id"}
+        connection.execute(upsert.on_conflict_do_update(index_elements=[cases.c.case_id], set_=changed), rows)
+
+    def cases_in(self, connection: Connection, case_ids: set[str]) -> dict[str, CaseInfo]:
+        """The named cases as the caller's transaction sees them."""
+        found: dict[str, CaseInfo] = {}
+        ordered = sorted(case_ids)
+        for start in range(0, len(ordered), _ROWS_PER_INSERT):
+            chunk = ordered[start : start + _ROWS_PER_INSERT]
+            for row in connection.execute(select(cases).where(cases.c.case_id.in_(chunk))).mappings():
+                found[row["case_id"]] = self._case(row)
+        return found
 
     def forget_contact(self, case_id: str) -> None:
         with self._writing() as connection:
@@ -798,6 +889,50 @@ class NotifyStore:
                 .returning(deliveries.c.notification_id)
             ).first()
             return recorded is not None
+
+    def record_notifications_in(self, connection: Connection, rows: list[NewNotification]) -> dict[str, bytes]:
+        """Record each notification once by id, within the caller's transaction. Returns, per id,
+        the event bytes to send: the given ones for a new record, the recorded ones for an id
+        recorded before (a redelivered input, or another replica first), so that whatever is
+        sent under an id is what the store holds."""
+        now = time.time()
+        unique = list({row.notification_id: row for row in rows}.values())
+        values = [
+            {
+                "notification_id": row.notification_id,
+                "case_id": row.case_id,
+                "audience": row.audience,
+                "recipient": row.recipient,
+                "template": row.template,
+                "language": row.language,
+                "channel": row.channel,
+                "status": "pending" if row.channel != "none" else "skipped",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_result": "" if row.channel != "none" else "no channel",
+                "created_at": now,
+                "finished_at": None if row.channel != "none" else now,
+                "envelope": row.envelope,
+            }
+            for row in unique
+        ]
+        # One statement run for every row (SQLAlchemy sends them as multi-row INSERTs and
+        # collects what RETURNING names: the ids that went in now).
+        insert_new = (
+            _upsert_insert(connection, deliveries)
+            .on_conflict_do_nothing(index_elements=[deliveries.c.notification_id])
+            .returning(deliveries.c.notification_id)
+        )
+        fresh = set(connection.execute(insert_new, values).scalars()) if values else set()
+        to_send = {row.notification_id: row.envelope for row in unique if row.notification_id in fresh}
+        earlier = [row.notification_id for row in unique if row.notification_id not in fresh]
+        for start in range(0, len(earlier), _ROWS_PER_INSERT):
+            chunk = earlier[start : start + _ROWS_PER_INSERT]
+            query = select(deliveries.c.notification_id, deliveries.c.envelope).where(
+                deliveries.c.notification_id.in_(chunk)
+            )
+            to_send.update({row.notification_id: row.envelope for row in connection.execute(query)})
+        return to_send
 
     def due_deliveries(self, now: float, limit: int = 50) -> list[Delivery]:
         with self.engine.connect() as connection:
