@@ -30,6 +30,7 @@ import mode
 from meshkernel import envelope as envelopes
 from meshkernel import topics as declared
 from meshkernel import tracing
+from meshkernel.commit_guard import CommitGuard
 from meshkernel.config import MeshSettings
 from meshkernel.health import KafkaProbe, ServiceHealth, faust_worker_checks, with_probes
 from meshkernel.retention import run_periodically
@@ -91,8 +92,18 @@ async def decoded_batches(
     stream: Any, dead_letters: DeadLetters, *, expect: str
 ) -> AsyncIterator[list[tuple[Any, events_pb2.EventEnvelope]]]:
     """Batches of (faust event, envelope) of valid records; the rest go to the dead letters.
-    Faust acks a batch's events when the next batch is asked for, so an offset is committed
-    only after its batch was handled (and, as before every commit, the producer flushed)."""
+
+    As `meshkernel.streams.decoded_events` does for single events: a batch's events are
+    acknowledged (their offsets may then be committed, up to the commit guard's cap) only when
+    the caller asks for the next batch, that is after it handled this one (and, as before every
+    commit, the producer flushed). Faust's `take_events` acknowledges in a `finally`, also a batch
+    whose handling raised or was cancelled; its acknowledgement is turned off here, so such a
+    batch stays unacknowledged and is read again."""
+    guard: CommitGuard | None = getattr(stream.app, "commit_guard", None)
+    if guard is not None:
+        guard.install(stream.app.consumer)
+    acknowledge = type(stream).ack
+    stream.ack = _acknowledged_after_handling
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
         batch = []
         for event in events:
@@ -102,6 +113,14 @@ async def decoded_batches(
                 await dead_letters.send(event, str(problem))
         if batch:
             yield batch
+        for event in events:
+            if guard is not None:
+                guard.on_handled(event.message.tp, event.message.offset)
+            await acknowledge(stream, event)
+
+
+async def _acknowledged_after_handling(_event: Any) -> bool:
+    return False  # decoded_batches acknowledges once the batch was handled
 
 
 @dataclass
