@@ -58,7 +58,8 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from benchmarks.bench_region_recovery import case_record, partition_of
+from benchmarks.bench_region import requested_event
+from benchmarks.bench_region_recovery import open_case_records, partition_of
 from benchmarks.common import isolated_env, latency_summary, write_results
 from benchmarks.private_infra import PrivateKafka
 from meshcli.supervisor import Stack, settings_from
@@ -66,10 +67,9 @@ from meshkernel import envelope as envelopes
 from meshkernel.config import PROJECT_ROOT, MeshSettings
 from meshkernel.kafka import prepare_kafka
 from meshkernel.topics import ASSIGNMENTS, ESCALATIONS, REFERRAL_EVENTS
-from referralmesh.v1 import common_pb2, events_pb2
-from services.region.adapters.escalating import RECORD_FORMAT
+from referralmesh.v1 import common_pb2
 from services.region.adapters.streams import ESCALATION_TABLE, TABLE
-from services.region.domain.escalation import EscalationEngine, ReferralFacts, build_escalation_policy, state_to_dict
+from services.region.domain.escalation import EscalationEngine, build_escalation_policy
 from services.region.domain.escalation.policy import DEFAULT_POLICY_PATH, RULES
 
 AFTER_SECONDS = 300.0  # not_acknowledged in the benchmark policy, around the clock
@@ -140,59 +140,15 @@ def write_held_cases(config: MeshSettings, count: int, seed: int) -> float:
     for index in range(count):
         case_id = f"held-{index:08d}"
         partition = partition_of(case_id, config.topic_partitions)
-        engine.on_referral_event(
-            ReferralFacts(
-                case_id=case_id,
-                referral_id=f"ref-{case_id}",
-                event_type="ReferralRequested",
-                to_status="REQUESTED",
-                version=1,
-                occurred_at=now - rng.random() * (HELD_UNTIL - HELD_FROM),
-                urgency="NORMAL",
-                addressee="shelter-amsterdam",
-                holder="central-amsterdam",
-            )
-        )
-        record = {
-            "format": RECORD_FORMAT,
-            "partition": partition,
-            "state": state_to_dict(engine.states.pop(case_id)),
-            "traces": {},
-            "outbox": {},
-        }
-        key = json.dumps(case_id).encode()
-        producer.send(
-            cases_topic, key=key, value=json.dumps(case_record(case_id, now_text)).encode(), partition=partition
-        )
-        producer.send(state_topic, key=key, value=json.dumps(record).encode(), partition=partition)
+        requested_at = now - rng.random() * (HELD_UNTIL - HELD_FROM)
+        key, case_value, state_value = open_case_records(engine, case_id, partition, requested_at, now_text)
+        producer.send(cases_topic, key=key, value=case_value, partition=partition)
+        producer.send(state_topic, key=key, value=state_value, partition=partition)
         if index and index % 100_000 == 0:
             print(f"    {index:,} cases written", flush=True)
     producer.flush()
     producer.close()
     return time.monotonic() - started
-
-
-def requested(case_id: str, occurred_at: float) -> bytes:
-    """A ReferralRequested event as the referral service publishes it."""
-    envelope = envelopes.new_envelope(
-        case_id=case_id,
-        producer="bench",
-        event_id=str(uuid.uuid4()),
-        occurred_at=datetime.fromtimestamp(occurred_at, UTC),
-        referral=events_pb2.ReferralEvent(
-            referral_id=f"ref-{case_id}",
-            event_type="ReferralRequested",
-            version=1,
-            need_domains=["shelter"],
-            languages=["en"],
-            asked_in="GM0363",
-            facts=FACTS,
-            sender="central-amsterdam",
-            receiver="shelter-amsterdam",
-            holder="central-amsterdam",
-        ),
-    )
-    return envelopes.encode(envelope)
 
 
 def send_requests(config: MeshSettings, prefix: str, dues: list[float]) -> dict[str, float]:
@@ -203,7 +159,7 @@ def send_requests(config: MeshSettings, prefix: str, dues: list[float]) -> dict[
     for index, due in enumerate(dues):
         case_id = f"{prefix}-{index:06d}"
         wanted[case_id] = due
-        producer.send(topic, key=case_id.encode(), value=requested(case_id, due - AFTER_SECONDS))
+        producer.send(topic, key=case_id.encode(), value=requested_event(case_id, due - AFTER_SECONDS))
     producer.flush()
     producer.close()
     return wanted

@@ -119,11 +119,13 @@ def bench_pure(count: int, repeats: int = 3) -> dict:
     }
 
 
-def _requested(case_id: str) -> bytes:
+def requested_event(case_id: str, occurred_at: float | None = None) -> bytes:
+    """A ReferralRequested event as the referral service publishes it (now, unless given)."""
     envelope = envelopes.new_envelope(
         case_id=case_id,
         producer="bench",
         event_id=str(uuid.uuid4()),
+        occurred_at=None if occurred_at is None else datetime.fromtimestamp(occurred_at, UTC),
         referral=events_pb2.ReferralEvent(
             referral_id=f"ref-{case_id}",
             event_type="ReferralRequested",
@@ -214,11 +216,11 @@ def bench_end_to_end(config: MeshSettings, env: dict, count: int, log_dir: Path,
         producer = _producer(config)
         source = config.topic(REFERRAL_EVENTS.base_name)
         # Warm-up: one case through, so partition assignment and first-fetch latency are not timed.
-        producer.send(source, key=b"warm-up", value=_requested("warm-up"))
+        producer.send(source, key=b"warm-up", value=requested_event("warm-up"))
         producer.flush()
         if _drain(consumer, 1, 60) < 1:
             raise RuntimeError("the region worker produced no assignment for the warm-up event")
-        payloads = [(f"bench-{i:07d}", _requested(f"bench-{i:07d}")) for i in range(count)]
+        payloads = [(f"bench-{i:07d}", requested_event(f"bench-{i:07d}")) for i in range(count)]
         size = statistics.mean(len(value) for _key, value in payloads)
         profiler = _profiler(worker.pid, profile)
         cpu_before = _cpu_seconds(worker.pid)

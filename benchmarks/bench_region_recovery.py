@@ -76,6 +76,34 @@ def case_record(case_id: str, now: str) -> dict:
     }
 
 
+def open_case_records(
+    engine: EscalationEngine, case_id: str, partition: int, requested_at: float, now_text: str
+) -> tuple[bytes, bytes, bytes]:
+    """The key and the two changelog values (cases table, escalation table) the worker writes for
+    one case just requested, encoded as the worker encodes them."""
+    engine.on_referral_event(
+        ReferralFacts(
+            case_id=case_id,
+            referral_id=f"ref-{case_id}",
+            event_type="ReferralRequested",
+            to_status="REQUESTED",
+            version=1,
+            occurred_at=requested_at,
+            urgency="NORMAL",
+            addressee="shelter-amsterdam",
+            holder="central-amsterdam",
+        )
+    )
+    state = {
+        "format": RECORD_FORMAT,
+        "partition": partition,
+        "state": state_to_dict(engine.states.pop(case_id)),
+        "traces": {},
+        "outbox": {},
+    }
+    return json.dumps(case_id).encode(), json.dumps(case_record(case_id, now_text)).encode(), json.dumps(state).encode()
+
+
 def write_cases(config, count: int) -> float:
     """Produce `count` open cases onto both changelog topics; returns the seconds it took."""
     app_id = f"{config.topic_prefix}referral-mesh-region"
@@ -89,31 +117,9 @@ def write_cases(config, count: int) -> float:
     for index in range(count):
         case_id = f"case-{run}-{index:08d}"
         partition = partition_of(case_id, config.topic_partitions)
-        engine.on_referral_event(
-            ReferralFacts(
-                case_id=case_id,
-                referral_id=f"ref-{case_id}",
-                event_type="ReferralRequested",
-                to_status="REQUESTED",
-                version=1,
-                occurred_at=now,
-                urgency="NORMAL",
-                addressee="shelter-amsterdam",
-                holder="central-amsterdam",
-            )
-        )
-        state = {
-            "format": RECORD_FORMAT,
-            "partition": partition,
-            "state": state_to_dict(engine.states.pop(case_id)),
-            "traces": {},
-            "outbox": {},
-        }
-        key = json.dumps(case_id).encode()
-        producer.send(
-            cases_topic, key=key, value=json.dumps(case_record(case_id, now_text)).encode(), partition=partition
-        )
-        producer.send(state_topic, key=key, value=json.dumps(state).encode(), partition=partition)
+        key, case_value, state_value = open_case_records(engine, case_id, partition, now, now_text)
+        producer.send(cases_topic, key=key, value=case_value, partition=partition)
+        producer.send(state_topic, key=key, value=state_value, partition=partition)
     producer.flush()
     producer.close()
     return time.monotonic() - started
