@@ -76,17 +76,8 @@ class AlertDesk:
         alert = alert_from_escalation(envelope, case.responsible_rule if case else "")
         if not alert.region:
             raise ValueError("escalation.region: must name the responsible region")
-        if not await self.store.aio.add_alert(alert, envelope.escalation.SerializeToString()):
+        if not await self.store.aio.raise_alert(alert, envelope.escalation.SerializeToString()):
             return None
-        await self.store.aio.log_access(
-            actor="system",
-            action="ALERT_RAISED",
-            case_id=alert.case_id,
-            subject=alert.escalation_id,
-            why=alert.rule,
-            channel="system",
-            on_behalf_of="client",
-        )
         self._notify_change()
         return alert
 

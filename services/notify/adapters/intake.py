@@ -213,17 +213,7 @@ class Intake:
                     except ValueError as problem:  # goes to the dead letters; the batch goes on
                         handled.refused.append((index, str(problem)))
                         continue
-                    if self.store.add_alert_in(connection, alert, envelope.escalation.SerializeToString()):
-                        self.store.log_access_in(
-                            connection,
-                            actor="system",
-                            action="ALERT_RAISED",
-                            case_id=alert.case_id,
-                            subject=alert.escalation_id,
-                            why=alert.rule,
-                            channel="system",
-                            on_behalf_of="client",
-                        )
+                    if self.store.raise_alert_in(connection, alert, envelope.escalation.SerializeToString()):
                         handled.alerts.append(alert)
                     escalation = envelope.escalation
                     routed = route_escalation(

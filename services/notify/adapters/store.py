@@ -512,6 +512,28 @@ class NotifyStore:
         self._append_change(connection, alert.escalation_id, now)
         return True
 
+    def raise_alert(self, alert: Alert, escalation: bytes, now: float | None = None) -> bool:
+        """A new alert and its ALERT_RAISED access-log entry, in one transaction; False when the
+        escalation was already recorded (a redelivery), and then nothing is logged."""
+        with self._writing() as connection:
+            return self.raise_alert_in(connection, alert, escalation, now)
+
+    def raise_alert_in(self, connection: Connection, alert: Alert, escalation: bytes, now: float | None = None) -> bool:
+        """`raise_alert` within the caller's transaction (a worker batch)."""
+        if not self.add_alert_in(connection, alert, escalation, now):
+            return False
+        self.log_access_in(
+            connection,
+            actor="system",
+            action="ALERT_RAISED",
+            case_id=alert.case_id,
+            subject=alert.escalation_id,
+            why=alert.rule,
+            channel="system",
+            on_behalf_of="client",
+        )
+        return True
+
     def save_alert(self, alert: Alert, now: float | None = None, events: Sequence[OutgoingEvent] = ()) -> None:
         """Save a changed alert and, in the same transaction, the events the change must send
         (the action relay publishes them): both or neither. An event id already recorded is
