@@ -46,7 +46,7 @@ class Gateway:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
-        key = request.headers.get("Idempotency-Key")
+        key = request.headers.get("Idempotency-Key", "")
         self.requests.append({"auth": request.headers.get("Authorization"), "key": key, **body})
         behaviour = self.script.pop(0) if self.script else "ok"
         if behaviour == "timeout":
