@@ -47,8 +47,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,7 +57,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from benchmarks.bench_region import requested_event
-from benchmarks.bench_region_recovery import open_case_records, partition_of
+from benchmarks.bench_region_recovery import open_case_records, partition_of, ready
 from benchmarks.common import isolated_env, latency_summary, write_results
 from benchmarks.private_infra import PrivateKafka
 from meshcli.supervisor import Stack, settings_from
@@ -293,14 +291,6 @@ class MemoryWatch:
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as reply:
-            return reply.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 class Profiler:
