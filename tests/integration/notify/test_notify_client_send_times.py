@@ -18,6 +18,10 @@ from tests.integration.notify.client_channel_kit import (
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 NOT_URGENT = "client_handover_proposed"
+# The store stamps a recorded message with the real time, and the dispatcher sends it once its
+# clock reaches that stamp: the test clock must run ahead of the real one. Next year's December
+# keeps the dates in the future and in winter time (quiet hours are local, CET).
+YEAR = datetime.now(AMSTERDAM).year + 1
 URGENT = "client_responsible_region"
 
 
@@ -42,7 +46,7 @@ def _sent(tmp_path) -> list[dict]:
 
 
 async def test_a_night_sms_is_held_until_eight_and_then_delivered_by_the_loop(tmp_path):
-    clock = Clock(2026, 12, 1, 23, 0)
+    clock = Clock(YEAR, 12, 1, 23, 0)
     sender = dispatcher(tmp_path, send_policy=SendPolicy(), clock=clock)
     case_id = client_case(sender, Contact("sms", PHONE_NUMBER))
     held = record_client_notification(sender, case_id, template=NOT_URGENT)
@@ -50,20 +54,20 @@ async def test_a_night_sms_is_held_until_eight_and_then_delivered_by_the_loop(tm
     await sender.run_due()
     delivery = sender.store.delivery(held)
     assert (delivery.status, delivery.attempts, delivery.last_result) == ("pending", 0, "held_quiet_hours")
-    assert delivery.next_attempt_at == _at(2026, 12, 2, 8, 0)
+    assert delivery.next_attempt_at == _at(YEAR, 12, 2, 8, 0)
     assert sender.outcomes.get(held).state == "held_quiet_hours"
     assert _sent(tmp_path) == []
 
-    clock.set(2026, 12, 2, 7, 59)
+    clock.set(YEAR, 12, 2, 7, 59)
     assert await sender.run_due() == 0  # not due yet
-    clock.set(2026, 12, 2, 8, 0)
+    clock.set(YEAR, 12, 2, 8, 0)
     await sender.run_due()
     assert sender.store.delivery(held).status == "delivered"
     assert [m["notification_id"] for m in _sent(tmp_path)] == [held]
 
 
 async def test_an_urgent_sms_goes_out_at_night(tmp_path):
-    clock = Clock(2026, 12, 1, 23, 0)
+    clock = Clock(YEAR, 12, 1, 23, 0)
     sender = dispatcher(tmp_path, send_policy=SendPolicy(), clock=clock)
     case_id = client_case(sender, Contact("sms", PHONE_NUMBER))
     urgent = record_client_notification(sender, case_id, template=URGENT)
@@ -72,7 +76,7 @@ async def test_an_urgent_sms_goes_out_at_night(tmp_path):
 
 
 async def test_at_most_one_message_per_case_per_hour_later_ones_wait_their_turn(tmp_path):
-    clock = Clock(2026, 12, 1, 10, 0)
+    clock = Clock(YEAR, 12, 1, 10, 0)
     sender = dispatcher(tmp_path, send_policy=SendPolicy(), clock=clock)
     case_id = client_case(sender, Contact("email", "someone@example.org"))
     other_case = client_case(sender, Contact("email", "someone.else@example.org"))
@@ -80,7 +84,7 @@ async def test_at_most_one_message_per_case_per_hour_later_ones_wait_their_turn(
     await sender.run_due()
     assert sender.store.delivery(first).status == "delivered"
 
-    clock.set(2026, 12, 1, 10, 10)
+    clock.set(YEAR, 12, 1, 10, 10)
     second = record_client_notification(sender, case_id, template=NOT_URGENT)
     third = record_client_notification(sender, case_id, template=NOT_URGENT)
     urgent = record_client_notification(sender, case_id, template=URGENT)
@@ -95,13 +99,13 @@ async def test_at_most_one_message_per_case_per_hour_later_ones_wait_their_turn(
         assert delivery.attempts == 0
 
     # the urgent message counts too: the hour runs from 10:10
-    clock.set(2026, 12, 1, 11, 10)
+    clock.set(YEAR, 12, 1, 11, 10)
     for _ in range(3):
         await sender.run_due()
     statuses = sorted(sender.store.delivery(n).status for n in (second, third))
     assert statuses == ["delivered", "pending"]  # one now, the other an hour later
 
-    clock.set(2026, 12, 1, 12, 10)
+    clock.set(YEAR, 12, 1, 12, 10)
     for _ in range(3):
         await sender.run_due()
     assert {sender.store.delivery(n).status for n in (second, third)} == {"delivered"}
